@@ -1,0 +1,18 @@
+"""The bus: how services publish and consume records.
+
+One interface (:class:`Bus` giving :class:`Producer` and :class:`Consumer`), two implementations:
+``vigil.bus.kafka`` on kafka-python for everything real, ``vigil.bus.memory`` for unit and
+scenario tests. Delivery is at-least-once; consumers commit offsets by hand.
+"""
+
+from vigil.bus.base import (
+    Bus,
+    Consumer,
+    DeadLetters,
+    Header,
+    Producer,
+    Record,
+    TopicPartition,
+)
+
+__all__ = ["Bus", "Consumer", "DeadLetters", "Header", "Producer", "Record", "TopicPartition"]

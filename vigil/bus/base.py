@@ -1,0 +1,104 @@
+"""The bus interface shared by the Kafka and in-memory implementations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter
+
+from vigil.topics import DLQ_SUFFIX
+
+Header = tuple[str, bytes]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int = 0
+    headers: Sequence[Header] = field(default_factory=tuple)
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+RebalanceCallback = Callable[[set[TopicPartition]], None]
+
+
+class Producer(Protocol):
+    def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[Header] = ()
+    ) -> None:
+        """Queue a record; raises RetryableError when the local buffer is full and the broker away."""
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Block until every queued record is acknowledged; raises RetryableError on failure."""
+
+    def close(self) -> None: ...
+
+
+class Consumer(Protocol):
+    def poll(self, timeout_s: float, max_records: int = 500) -> list[Record]: ...
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit next-offsets to read (all consumed positions when None)."""
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    def producer(self) -> Producer: ...
+
+    def consumer(
+        self,
+        topics: Iterable[str],
+        group: str,
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+    ) -> Consumer: ...
+
+    def create_topics(self, partitions: dict[str, int]) -> None:
+        """Create the topics that do not exist yet (name -> partition count)."""
+
+    def close(self) -> None: ...
+
+
+class DeadLetters:
+    """Sends a record that cannot be processed to ``<topic>.dlq`` with the reason, and counts it.
+
+    The original key, value and headers are kept, so nothing is lost and the record can be replayed.
+    """
+
+    def __init__(self, producer: Producer, registry: CollectorRegistry | None = None) -> None:
+        self._producer = producer
+        self.counter = Counter(
+            "vigil_dead_letter_records",
+            "Records sent to a dead-letter topic, by source topic and reason",
+            ["topic", "reason"],
+            registry=registry,
+        )
+
+    def send(self, record: Record, reason: str, error: str) -> None:
+        headers = [
+            *record.headers,
+            ("vigil.error.reason", reason.encode()),
+            ("vigil.error.detail", error.encode()[:1000]),
+            ("vigil.source.partition", str(record.partition).encode()),
+            ("vigil.source.offset", str(record.offset).encode()),
+        ]
+        self._producer.send(record.topic + DLQ_SUFFIX, record.value, key=record.key, headers=headers)
+        self.counter.labels(record.topic, reason).inc()

@@ -1,0 +1,245 @@
+"""The one place that turns events into bytes and bytes into events.
+
+Two versioned wire forms, told apart by the first byte:
+
+* binary (msgpack map) for machine-volume events (telemetry, logs, training steps); arrays travel
+  as raw little-endian bytes and timestamps as int64 epoch nanoseconds, so decoding a telemetry
+  batch is two ``numpy.frombuffer`` calls and no per-sample objects;
+* JSON (first byte ``{``) for events a person reads (detections, alerts, ...); timestamps are
+  ISO-8601 with a UTC offset, and a naive timestamp is rejected.
+
+``decode`` raises :class:`InvalidEvent` for anything it cannot fully validate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from vigil.clock import from_iso, to_iso
+from vigil.errors import InvalidEvent
+from vigil.events import EVENT_TYPES, Event, StepState, TelemetryBatch
+
+BINARY_TYPES = frozenset({"TelemetryBatch", "LogEvent", "TrainingStep"})
+TIME_FIELDS = frozenset({"ts", "window_start", "window_end", "starts_at", "ends_at", "updated_at", "start", "end"})
+# Integer fields that count something: NaN, infinities and negatives are malformed there.
+COUNT_FIELDS = frozenset({"step", "rank", "code", "gpu_index"})
+_MIN_TS = 946_684_800.0  # 2000-01-01: anything earlier is a unit mistake, not a real reading
+_MAX_TS = 4_102_444_800.0  # 2100-01-01
+
+
+def encode(event: Event) -> bytes:
+    name = type(event).__name__
+    if isinstance(event, TelemetryBatch):
+        return _encode_telemetry(event)
+    body = _to_plain(event)
+    if name in BINARY_TYPES:
+        body.update({"t": name, "v": event.SCHEMA_VERSION})
+        packed: bytes = msgpack.packb(body, use_bin_type=True)
+        return packed
+    for key in TIME_FIELDS & body.keys():
+        if body[key] is not None:
+            body[key] = to_iso(body[key])
+    return json.dumps({"type": name, "v": event.SCHEMA_VERSION, **body}, allow_nan=False).encode()
+
+
+def decode(data: bytes) -> Event:
+    if not isinstance(data, bytes | bytearray | memoryview) or len(data) == 0:
+        raise InvalidEvent("empty or non-bytes record")
+    if data[:1] == b"{":
+        return _decode_json(bytes(data))
+    try:
+        body = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise InvalidEvent(f"not msgpack: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent("invalid utf-8 in msgpack record") from exc
+    if not isinstance(body, dict):
+        raise InvalidEvent("binary record is not a map")
+    name = body.pop("t", None)
+    _check_version(name, body.pop("v", None))
+    if name == "TelemetryBatch":
+        return _decode_telemetry(body)
+    if name not in BINARY_TYPES:
+        raise InvalidEvent(f"type {name!r} is not sent in binary form")
+    for key in TIME_FIELDS & body.keys():
+        if body[key] is not None:
+            body[key] = _check_ts(body[key], key)
+    return _build(EVENT_TYPES[name], body)
+
+
+# ----------------------------------------------------------------------------- telemetry
+
+
+def _encode_telemetry(batch: TelemetryBatch) -> bytes:
+    ts_ns = np.round(np.asarray(batch.ts, dtype=np.float64) * 1e9).astype("<i8")
+    values = np.ascontiguousarray(batch.values, dtype="<f8")
+    body = {
+        "t": "TelemetryBatch",
+        "v": TelemetryBatch.SCHEMA_VERSION,
+        "host": batch.host,
+        "cluster": batch.cluster,
+        "ts": ts_ns.tobytes(),
+        "series": list(batch.series),
+        "values": values.tobytes(),
+    }
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return packed
+
+
+def _decode_telemetry(body: dict[str, Any]) -> TelemetryBatch:
+    host, cluster, series = body.get("host"), body.get("cluster"), body.get("series")
+    raw_ts, raw_values = body.get("ts"), body.get("values")
+    if not isinstance(host, str) or not host or not isinstance(cluster, str):
+        raise InvalidEvent("TelemetryBatch.host/cluster must be non-empty strings")
+    if not isinstance(series, list) or not all(isinstance(s, str) for s in series):
+        raise InvalidEvent("TelemetryBatch.series must be a list of strings")
+    if not isinstance(raw_ts, bytes) or not isinstance(raw_values, bytes):
+        raise InvalidEvent("TelemetryBatch.ts (naive or non-epoch timestamp?) and .values must be bytes")
+    if len(raw_ts) % 8 or not raw_ts:
+        raise InvalidEvent("TelemetryBatch.ts has a partial or no int64")
+    ts = np.frombuffer(raw_ts, dtype="<i8").astype(np.float64) / 1e9
+    n_ts, n_series = ts.size, len(series)
+    if len(raw_values) != n_ts * n_series * 8:
+        raise InvalidEvent(f"TelemetryBatch.values has {len(raw_values)} bytes, expected {n_ts}x{n_series}x8")
+    if ts.min() < _MIN_TS or ts.max() > _MAX_TS:
+        raise InvalidEvent("TelemetryBatch.ts outside 2000..2100: not epoch nanoseconds")
+    values = np.frombuffer(raw_values, dtype="<f8").reshape(n_ts, n_series)
+    keys = tuple(series)
+    counters = _counter_columns(keys)
+    if counters.size and not np.isfinite(values[:, counters]).all():
+        raise InvalidEvent("TelemetryBatch has a non-finite value in a counter (_total) series")
+    return TelemetryBatch(host=host, cluster=cluster, ts=ts, series=keys, values=values)
+
+
+@lru_cache(maxsize=4096)
+def _counter_columns(series: tuple[str, ...]) -> np.ndarray:
+    return np.array([i for i, s in enumerate(series) if s.partition("{")[0].endswith("_total")], dtype=np.intp)
+
+
+# ----------------------------------------------------------------------------- generic events
+
+
+def _check_version(name: object, version: object) -> None:
+    if not isinstance(name, str) or name not in EVENT_TYPES:
+        raise InvalidEvent(f"unknown event type {name!r}")
+    expected = EVENT_TYPES[name].SCHEMA_VERSION
+    if version != expected:
+        raise InvalidEvent(f"{name} schema version {version!r} is not supported (expected {expected})")
+
+
+def _decode_json(data: bytes) -> Event:
+    try:
+        body = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEvent(f"invalid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidEvent("JSON record is not an object")
+    name = body.pop("type", None)
+    _check_version(name, body.pop("v", None))
+    for key in TIME_FIELDS & body.keys():
+        value = body[key]
+        if value is not None:
+            if not isinstance(value, str):
+                raise InvalidEvent(f"{name}.{key} must be an ISO-8601 string")
+            body[key] = from_iso(value)
+    return _build(EVENT_TYPES[name], body)
+
+
+def _reject_constant(token: str) -> float:
+    raise InvalidEvent(f"non-finite number {token} in JSON")
+
+
+def _check_ts(value: object, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent(f"{key} must be int64 epoch nanoseconds, got {type(value).__name__}")
+    seconds = value / 1e9
+    if not _MIN_TS <= seconds <= _MAX_TS:
+        raise InvalidEvent(f"{key} outside 2000..2100: not epoch nanoseconds")
+    return seconds
+
+
+def _to_plain(event: Any) -> dict[str, Any]:
+    body = {}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        if f.name in TIME_FIELDS and value is not None and type(event).__name__ in BINARY_TYPES:
+            value = int(round(value * 1e9))
+        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            value = [dataclasses.asdict(v) for v in value]
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        body[f.name] = value
+    return body
+
+
+@lru_cache(maxsize=64)
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type[Any], body: dict[str, Any]) -> Event:
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in body:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise InvalidEvent(f"{cls.__name__}.{f.name} is missing")
+            continue
+        kwargs[f.name] = _coerce(cls.__name__, f.name, hints[f.name], body.pop(f.name))
+    if body:
+        raise InvalidEvent(f"{cls.__name__} has unknown fields {sorted(body)}")
+    event: Event = cls(**kwargs)
+    return event
+
+
+def _coerce(owner: str, name: str, hint: Any, value: Any) -> Any:
+    where = f"{owner}.{name}"
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(owner, name, inner[0], value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidEvent(f"{where} must be a number")
+        return float(value)
+    if hint is int:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidEvent(f"{where}: {value} where a count belongs")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidEvent(f"{where} must be an integer")
+        if name in COUNT_FIELDS and value < 0:
+            raise InvalidEvent(f"{where} must not be negative")
+        return value
+    if hint is bool or hint is str:
+        if not isinstance(value, hint):
+            raise InvalidEvent(f"{where} must be {hint.__name__}")
+        return value
+    if origin is typing.Literal:
+        if value not in typing.get_args(hint):
+            raise InvalidEvent(f"{where}: {value!r} not one of {typing.get_args(hint)}")
+        return value
+    if origin in (Mapping, dict):
+        if not isinstance(value, dict):
+            raise InvalidEvent(f"{where} must be a mapping")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise InvalidEvent(f"{where} must be a list")
+        try:
+            return tuple(StepState(**v) for v in value)
+        except TypeError as exc:
+            raise InvalidEvent(f"{where}: {exc}") from exc
+    raise InvalidEvent(f"{where}: unsupported type {hint}")

@@ -1,0 +1,212 @@
+"""Every message type that goes on a topic, and nothing else.
+
+Each type carries ``SCHEMA_VERSION``; a breaking change gets a new topic suffix (``.v2``), never a
+reused field. Times are float epoch seconds (UTC). ``TelemetryBatch`` is columnar: one host's
+series for one or more ticks as a 2-D float array, so the hot path never builds an object per
+sample. Series are named by canonical keys, ``metric{label="value",...}`` with sorted labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+Decision = Literal["firing", "resolved"]
+Severity = Literal["critical", "warning", "info"]
+
+
+def series_key(metric: str, labels: Mapping[str, str] | None = None) -> str:
+    """The canonical series name: ``metric{a="1",b="x"}`` with labels sorted by name."""
+    if not labels:
+        return metric
+    inner = ",".join(f'{k}="{labels[k]}"' for k in sorted(labels))
+    return f"{metric}{{{inner}}}"
+
+
+def parse_series_key(key: str) -> tuple[str, dict[str, str]]:
+    """Inverse of :func:`series_key` (label values never contain ``"`` or ``,`` in Vigil)."""
+    if "{" not in key:
+        return key, {}
+    metric, _, rest = key.partition("{")
+    labels: dict[str, str] = {}
+    for part in rest.rstrip("}").split(","):
+        if part:
+            name, _, value = part.partition("=")
+            labels[name] = value.strip('"')
+    return metric, labels
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TelemetryBatch:
+    """One host's samples: ``values[t, i]`` is series ``series[i]`` at time ``ts[t]``."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    host: str
+    cluster: str
+    ts: FloatArray
+    series: tuple[str, ...]
+    values: FloatArray
+
+    @property
+    def sample_count(self) -> int:
+        return int(self.values.size)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """A parsed kernel or driver log line (XID, SXID, MCE, PCIe AER, fallen off the bus)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ts: float
+    host: str
+    cluster: str
+    kind: str  # xid | sxid | mce | aer | fallen_off_bus | nccl
+    code: int | None
+    raw: str
+    gpu_pci: str | None = None
+    gpu_uuid: str | None = None
+    gpu_index: int | None = None
+    source: str = "kmsg"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingStep:
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ts: float
+    job_id: str
+    rank: int
+    host: str
+    step: int
+    loss: float
+    step_time_s: float
+    gpu_index: int | None = None
+    compute_time_s: float | None = None
+    tokens_per_s: float | None = None
+    grad_norm: float | None = None
+    learning_rate: float | None = None
+    cluster: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A detector's decision about one series or entity: it started firing, or it resolved."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ts: float
+    detector: str
+    series: str
+    labels: Mapping[str, str]
+    score: float
+    decision: Decision
+    severity: Severity
+    reason: Mapping[str, Any]
+    window_start: float
+    window_end: float
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ts: float
+    predictor: str
+    entity: str
+    kind: str  # disk | gpu | node
+    probability: float
+    horizon_s: float
+    labels: Mapping[str, str]
+    evidence: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Labels identify an alert (its fingerprint is derived from them); annotations describe it."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    fingerprint: str
+    status: Decision
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    starts_at: float
+    ends_at: float | None
+    severity: Severity
+    recommended_action: str = ""
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ts: float
+    target: str
+    model: str
+    ok: bool
+    latency_s: float
+    quality: float | None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    name: str
+    state: str  # pending | running | succeeded | failed | skipped
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RemediationRun:
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ts: float
+    run_id: str
+    runbook: str
+    fingerprint: str
+    steps: tuple[StepState, ...]
+    reason: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class FaultInjection:
+    """Ground truth from the simulator: what was broken, where, and when (``end`` None: still on)."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    fault_id: str
+    kind: str
+    entity: Mapping[str, str]
+    start: float
+    end: float | None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+Event = (
+    TelemetryBatch
+    | LogEvent
+    | TrainingStep
+    | Detection
+    | Prediction
+    | Alert
+    | ProbeResult
+    | RemediationRun
+    | FaultInjection
+)
+
+EVENT_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        TelemetryBatch,
+        LogEvent,
+        TrainingStep,
+        Detection,
+        Prediction,
+        Alert,
+        ProbeResult,
+        RemediationRun,
+        FaultInjection,
+    )
+}
