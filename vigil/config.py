@@ -60,7 +60,6 @@ class KafkaConfig(FrozenModel):
     compression: Literal["lz4", "zstd", "gzip", "snappy", "none"] = "lz4"
     linger: Duration = 0.005
     batch_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
-    buffer_bytes: Annotated[int, Field(ge=1_048_576)] = 64 * 1_048_576
     # Tansu holds a JoinGroup for session_timeout/2: keep it short (6 s is also Kafka's minimum).
     session_timeout: Duration = 6.0
     heartbeat_interval: Duration = 1.0

@@ -1,0 +1,113 @@
+"""The Kafka bus against the real Tansu broker: groups, commits, durability."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from vigil.broker import EmbeddedBroker
+from vigil.bus import Record
+from vigil.bus.kafka import KafkaBus, KafkaBusConsumer
+from vigil.config import KafkaConfig
+
+pytestmark = pytest.mark.integration
+
+
+def drain(consumer: KafkaBusConsumer, want: int, timeout_s: float = 40.0) -> list[Record]:
+    got: list[Record] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < want and time.monotonic() < deadline:
+        got += consumer.poll(0.5)
+    return got
+
+
+def produce(bus: KafkaBus, topic: str, count: int, start: int = 0) -> None:
+    producer = bus.producer()
+    for i in range(start, start + count):
+        producer.send(topic, f"v{i}".encode(), key=f"k{i % 17}".encode())
+    producer.flush(10)
+    producer.close()
+
+
+def test_two_consumers_in_one_group_split_the_partitions(kafka_bus: KafkaBus, unique: str) -> None:
+    topic, group = f"split-{unique}", f"g-{unique}"
+    kafka_bus.create_topics({topic: 4})
+    first = kafka_bus.consumer([topic], group)
+    drain(first, 1, timeout_s=8)  # joins the group and owns all four partitions
+    second = kafka_bus.consumer([topic], group)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        first.poll(0.2)
+        second.poll(0.2)
+        a, b = first.assignment(), second.assignment()
+        if a and b and len(a) + len(b) == 4:
+            break
+    a, b = first.assignment(), second.assignment()
+    first.close()
+    second.close()
+    assert a and b, f"both consumers must own partitions, got {a} and {b}"
+    assert not a & b
+    assert {tp.partition for tp in a | b} == {0, 1, 2, 3}
+
+
+def test_offsets_resume_after_consumer_restart(kafka_bus: KafkaBus, unique: str) -> None:
+    topic, group = f"resume-{unique}", f"g-{unique}"
+    kafka_bus.create_topics({topic: 2})
+    produce(kafka_bus, topic, 20)
+    consumer = kafka_bus.consumer([topic], group)
+    first = drain(consumer, 20)
+    consumer.commit()
+    consumer.close()
+    produce(kafka_bus, topic, 10, start=20)
+    consumer = kafka_bus.consumer([topic], group)
+    second = drain(consumer, 10)
+    time.sleep(0.5)
+    second += consumer.poll(0.5)
+    consumer.close()
+    assert sorted(r.value for r in first) == sorted(f"v{i}".encode() for i in range(20))
+    assert sorted(r.value for r in second) == sorted(f"v{i}".encode() for i in range(20, 30))
+
+
+def test_uncommitted_records_are_redelivered(kafka_bus: KafkaBus, unique: str) -> None:
+    topic, group = f"redeliver-{unique}", f"g-{unique}"
+    kafka_bus.create_topics({topic: 1})
+    produce(kafka_bus, topic, 5)
+    consumer = kafka_bus.consumer([topic], group)
+    assert len(drain(consumer, 5)) == 5
+    consumer.close()  # no commit: at-least-once means we see them again
+    consumer = kafka_bus.consumer([topic], group)
+    again = drain(consumer, 5)
+    consumer.close()
+    assert sorted(r.value for r in again) == [f"v{i}".encode() for i in range(5)]
+
+
+@pytest.mark.slow
+def test_durable_broker_keeps_records_and_offsets_across_restart(tmp_path: Path, unique: str) -> None:
+    topic, group = f"durable-{unique}", f"g-{unique}"
+    with EmbeddedBroker(tmp_path) as broker:
+        bus = KafkaBus(KafkaConfig(bootstrap_servers=[broker.bootstrap]))
+        bus.create_topics({topic: 1})
+        produce(bus, topic, 10)
+        consumer = bus.consumer([topic], group)
+        assert len(drain(consumer, 4 + 6)) == 10
+        consumer.commit()
+        consumer.close()
+        produce(bus, topic, 5, start=10)
+        port = broker.bootstrap
+    with EmbeddedBroker(tmp_path) as broker:
+        assert broker.bootstrap == port  # the remembered port is reused
+        bus = KafkaBus(KafkaConfig(bootstrap_servers=[broker.bootstrap]))
+        consumer = bus.consumer([topic], group)
+        rest = drain(consumer, 5)
+        consumer.close()
+    assert sorted(r.value for r in rest) == sorted(f"v{i}".encode() for i in range(10, 15))
+
+
+def test_broker_stop_stops_only_its_own_processes(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(tmp_path, ephemeral=True).start()
+    pids = broker.pids()
+    broker.stop()
+    for pid in pids.values():
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()

@@ -1,0 +1,175 @@
+"""The bus on a real Kafka-protocol broker (Apache Kafka, Redpanda, MSK, or embedded Tansu).
+
+Producers batch and compress (lz4 by default) because the Python client, not the broker, is the
+bottleneck: many samples per message, many messages per request. Consumers never auto-commit;
+the service decides when its output is safe and then commits (see ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTP
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from vigil.bus.base import Header, RebalanceCallback, Record, TopicPartition
+from vigil.config import KafkaConfig
+from vigil.errors import RetryableError
+
+log = logging.getLogger(__name__)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class KafkaBus:
+    def __init__(self, config: KafkaConfig) -> None:
+        if not config.bootstrap_servers:
+            raise ValueError("KafkaBus needs kafka.bootstrap_servers (the CLI starts the embedded broker)")
+        self.config = config
+
+    def producer(self) -> KafkaBusProducer:
+        return KafkaBusProducer(self.config)
+
+    def consumer(
+        self,
+        topics: Iterable[str],
+        group: str,
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+    ) -> KafkaBusConsumer:
+        return KafkaBusConsumer(self.config, list(topics), group, on_assign, on_revoke)
+
+    def create_topics(self, partitions: dict[str, int]) -> None:
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.config.bootstrap_servers, client_id=f"{self.config.client_id}-admin"
+        )
+        try:
+            existing = set(admin.list_topics())
+            new = [NewTopic(name, count, 1) for name, count in partitions.items() if name not in existing]
+            if new:
+                try:
+                    admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    log.debug("topics created concurrently by another client")
+        finally:
+            admin.close()
+
+    def close(self) -> None:
+        pass
+
+
+class KafkaBusProducer:
+    def __init__(self, config: KafkaConfig) -> None:
+        compression = None if config.compression == "none" else config.compression
+        self._producer = KafkaProducer(
+            bootstrap_servers=config.bootstrap_servers,
+            client_id=config.client_id,
+            compression_type=compression,
+            linger_ms=_ms(config.linger),
+            batch_size=config.batch_bytes,
+            max_request_size=max(config.batch_bytes, 1_048_576) * 4,
+            acks="all",
+            retries=2**31 - 1,
+            request_timeout_ms=_ms(config.request_timeout),
+            # send() blocks at most this long when the buffer is full, then raises: we surface it as
+            # RetryableError so the caller can buffer or slow down instead of dying.
+            max_block_ms=_ms(config.request_timeout),
+        )
+        self._error: BaseException | None = None
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[Header] = ()) -> None:
+        try:
+            future = self._producer.send(topic, value=value, key=key, headers=list(headers) or None)
+        except KafkaTimeoutError as exc:
+            raise RetryableError(f"producer buffer full or broker unreachable: {exc}") from exc
+        future.add_errback(self._remember)
+
+    def _remember(self, exc: BaseException) -> None:
+        self._error = exc
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError as exc:
+            raise RetryableError(f"flush timed out: {exc}") from exc
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RetryableError(f"a record was not delivered: {error}")
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_assign: RebalanceCallback | None, on_revoke: RebalanceCallback | None) -> None:
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        if self._on_revoke and revoked:
+            self._on_revoke({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        if self._on_assign and assigned:
+            self._on_assign({TopicPartition(tp.topic, tp.partition) for tp in assigned})
+
+
+class KafkaBusConsumer:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        topics: list[str],
+        group: str,
+        on_assign: RebalanceCallback | None,
+        on_revoke: RebalanceCallback | None,
+    ) -> None:
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=config.bootstrap_servers,
+            client_id=config.client_id,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=_ms(config.session_timeout),
+            heartbeat_interval_ms=_ms(config.heartbeat_interval),
+            max_poll_records=config.max_poll_records,
+            request_timeout_ms=max(_ms(config.request_timeout), _ms(config.session_timeout) + 5000),
+        )
+        self._consumer.subscribe(topics, listener=_Listener(on_assign, on_revoke))
+
+    def poll(self, timeout_s: float, max_records: int = 500) -> list[Record]:
+        batches = self._consumer.poll(timeout_ms=_ms(timeout_s), max_records=max_records)
+        out: list[Record] = []
+        for records in batches.values():
+            out.extend(
+                Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ()))
+                for r in records
+            )
+        return out
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        try:
+            if offsets is None:
+                self._consumer.commit()
+            else:
+                self._consumer.commit(
+                    {KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+                )
+        except KafkaError as exc:
+            raise RetryableError(f"offset commit failed: {exc}") from exc
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def position(self, tp: TopicPartition) -> int:
+        return int(self._consumer.position(KafkaTP(tp.topic, tp.partition)))
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
