@@ -1,0 +1,38 @@
+"""Scoring a run: attribution of pages to injected faults, latency, and unattributed noise."""
+
+from __future__ import annotations
+
+from vigil.cli.report import Notification, score_run
+from vigil.events import FaultInjection
+
+T0 = 1_790_000_000.0
+
+
+def page(at: float, **labels: str) -> Notification:
+    return Notification(T0 + at, "firing", "fp-" + "-".join(labels.values()), labels)
+
+
+def test_pages_are_attributed_by_shared_identity_and_time() -> None:
+    faults = [
+        FaultInjection("f1", "thermal", {"host": "node-01", "gpu_index": "2"}, T0 + 10, None),
+        FaultInjection("f1", "thermal", {"host": "node-01", "gpu_index": "2"}, T0 + 10, T0 + 70),
+        FaultInjection("f2", "xid79", {"host": "node-05", "gpu_index": "6"}, T0 + 60, T0 + 85, {"job_id": "job-0"}),
+        FaultInjection("f3", "straggler", {"job_id": "job-0", "rank": "42"}, T0 + 200, T0 + 210),
+    ]
+    pages = [
+        page(13.5, alertname="GpuTelemetryAnomaly", host="node-01", gpu_index="2"),
+        page(14.0, alertname="GpuOverTemperature", host="node-01", gpu_index="2"),
+        page(61.0, alertname="GpuXid", host="node-05", gpu_index="6"),
+        page(70.0, alertname="TrainingHang", job_id="job-0"),  # disturbed job of f2
+        page(30.0, alertname="GpuTelemetryAnomaly", host="node-01", gpu_index="3"),  # other GPU: noise
+        page(5.0, alertname="GpuTelemetryAnomaly", host="node-01", gpu_index="2"),  # before the fault
+    ]
+    report = score_run(faults, pages)
+    by_id = {row["fault_id"]: row for row in report["faults"]}
+    assert by_id["f1"]["detected"] and by_id["f1"]["latency_s"] == 3.5
+    assert by_id["f1"]["alerts"] == ["GpuOverTemperature", "GpuTelemetryAnomaly"]
+    assert by_id["f1"]["ended_at"] == T0 + 70
+    assert by_id["f2"]["latency_s"] == 1.0 and "TrainingHang" in by_id["f2"]["alerts"]
+    assert not by_id["f3"]["detected"] and by_id["f3"]["latency_s"] is None
+    assert report["false_alerts"] == 2
+    assert report["notifications"] == 6

@@ -1,0 +1,15 @@
+"""The typer application, built from each command module's ``register``."""
+
+from __future__ import annotations
+
+import typer
+
+from vigil.cli import bench, services, up
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vigil: monitoring and AIOps for GPU fleets")
+    services.register(app)
+    up.register(app)
+    bench.register(app)
+    return app

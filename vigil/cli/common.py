@@ -1,0 +1,54 @@
+"""Pieces every command shares: loading config with a clear error, logging, stopping on signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import typer
+from rich.console import Console
+
+from vigil.bus.kafka import KafkaBus
+from vigil.cli.settings import VigilConfig, load_config
+from vigil.errors import ConfigError
+
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file", exists=True, dir_okay=False)
+err_console = Console(stderr=True)
+
+
+def load_or_exit(path: Path | None) -> VigilConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        err_console.print(f"[red]invalid config[/red] {path or '(defaults)'}:\n{exc}")
+        raise typer.Exit(2) from exc
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python is chatty at INFO about every connection it makes.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def stop_on_signals() -> threading.Event:
+    """An Event set by SIGINT or SIGTERM, so services drain and commit instead of dying mid-batch."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def connect(config: VigilConfig) -> KafkaBus:
+    if not config.kafka.bootstrap_servers:
+        err_console.print("[red]kafka.bootstrap_servers is empty[/red]: run `vigil up`, or point the config at a broker")
+        raise typer.Exit(2)
+    bus = KafkaBus(config.kafka)
+    bus.create_topics(config.topic_partitions())
+    return bus

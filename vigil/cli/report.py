@@ -1,0 +1,85 @@
+"""Scoring a run against the simulator's ground truth: which faults paged, how fast, what was noise.
+
+An alert is attributed to a fault when they share an identity label (host, gpu_index, job_id, rank)
+and agree on every identity label they share, and the alert fired between the fault's start (less
+a small clock slack) and its end plus a grace period. Faults may name the job they disturb
+(``detail.job_id``): a job-level alert (a hang after a GPU fell off the bus) counts for that fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vigil.events import FaultInjection
+
+IDENTITY = ("host", "gpu_index", "job_id", "rank")
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    received_at: float
+    status: str
+    fingerprint: str
+    labels: Mapping[str, str]
+
+
+def fault_scope(fault: FaultInjection) -> dict[str, str]:
+    scope = {k: str(v) for k, v in fault.entity.items() if k in IDENTITY}
+    job = fault.detail.get("job_id") if isinstance(fault.detail, Mapping) else None
+    if job and "job_id" not in scope:
+        scope["job_id"] = str(job)
+    return scope
+
+
+def matches(fault: FaultInjection, labels: Mapping[str, str], at: float, slack_s: float, grace_s: float) -> bool:
+    end = fault.end if fault.end is not None else float("inf")
+    if not fault.start - slack_s <= at <= end + grace_s:
+        return False
+    scope = fault_scope(fault)
+    shared = [k for k in IDENTITY if k in scope and k in labels]
+    if not shared:
+        return False
+    # A host-wide or job-wide alert covers a narrower fault, but a different GPU or rank does not.
+    return all(scope[k] == str(labels[k]) for k in shared)
+
+
+def score_run(
+    faults: Iterable[FaultInjection],
+    notifications: Iterable[Notification],
+    slack_s: float = 2.0,
+    grace_s: float = 30.0,
+) -> dict[str, Any]:
+    """The ``vigil up --report`` document: per fault, whether and when it paged; and the noise."""
+    latest: dict[str, FaultInjection] = {}
+    for fault in faults:  # start and end events share a fault_id; keep the most complete
+        if fault.fault_id not in latest or fault.end is not None:
+            latest[fault.fault_id] = fault
+    firing = sorted((n for n in notifications if n.status == "firing"), key=lambda n: n.received_at)
+    attributed: set[int] = set()
+    rows = []
+    for fault in sorted(latest.values(), key=lambda f: f.start):
+        hits = [i for i, n in enumerate(firing) if matches(fault, n.labels, n.received_at, slack_s, grace_s)]
+        attributed.update(hits)
+        first = firing[hits[0]] if hits else None
+        rows.append(
+            {
+                "fault_id": fault.fault_id,
+                "kind": fault.kind,
+                "entity": dict(fault.entity),
+                "injected_at": fault.start,
+                "ended_at": fault.end,
+                "detected": first is not None,
+                "alerted_at": first.received_at if first else None,
+                "latency_s": round(first.received_at - fault.start, 3) if first else None,
+                "alerts": sorted({firing[i].labels.get("alertname", "?") for i in hits}),
+            }
+        )
+    false = [n for i, n in enumerate(firing) if i not in attributed]
+    return {
+        "faults": rows,
+        "false_alerts": len(false),
+        "false_alert_details": [{"labels": dict(n.labels), "at": n.received_at} for n in false],
+        "notifications": len(firing),
+    }

@@ -1,0 +1,79 @@
+"""One command per service: ``vigil sim``, ``vigil analytics``, ``vigil alerting``, ``check-config``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+from prometheus_client import CollectorRegistry
+from rich.console import Console
+
+from vigil.alerting.service import AlertingService
+from vigil.analytics.service import AnalyticsService
+from vigil.cli.common import ConfigOption, connect, load_or_exit, setup_logging, stop_on_signals
+from vigil.clock import SystemClock
+from vigil.collectors.sim import FleetSimulator, SimulatorRunner
+from vigil.selfmetrics import SelfMetricsServer
+
+log = logging.getLogger("vigil.cli")
+MetricsPort = typer.Option(0, "--metrics-port", help="self-metrics and /healthz port on 127.0.0.1 (0: any free)")
+
+
+def check_config(config: Path | None = ConfigOption) -> None:
+    """Validate a config file; errors name the key path."""
+    loaded = load_or_exit(config)
+    Console().print(f"[green]ok[/green] {config or '(defaults)'}: cluster={loaded.cluster}, "
+                    f"broker={'embedded' if not loaded.kafka.bootstrap_servers else loaded.kafka.bootstrap_servers}")
+
+
+def sim(
+    config: Path | None = ConfigOption,
+    duration: float = typer.Option(0.0, help="seconds to run (0: until stopped)"),
+) -> None:
+    """Run the fleet simulator in real time, publishing to the configured broker."""
+    cfg = load_or_exit(config)
+    setup_logging(cfg.log_level)
+    stop = stop_on_signals()
+    bus = connect(cfg)
+    clock = SystemClock()
+    producer = bus.producer()
+    runner = SimulatorRunner(FleetSimulator(cfg.sim, clock.now()), producer, cfg.topics(), clock)
+    try:
+        runner.run(stop, duration_s=duration or None)
+    finally:
+        producer.close()
+
+
+def analytics(config: Path | None = ConfigOption, metrics_port: int = MetricsPort) -> None:
+    """Run one analytics consumer (scale out by running more in the same group)."""
+    cfg = load_or_exit(config)
+    setup_logging(cfg.log_level)
+    stop = stop_on_signals()
+    registry = CollectorRegistry()
+    service = AnalyticsService(
+        connect(cfg), cfg.topics(), cfg.analytics, SystemClock(), registry, cfg.data_dir / "analytics" / "state"
+    )
+    server = SelfMetricsServer(registry, service.health, port=metrics_port).start()
+    log.info("analytics self-metrics on 127.0.0.1:%d", server.port)
+    try:
+        service.run(stop)
+    finally:
+        server.stop()
+
+
+def alerting(config: Path | None = ConfigOption) -> None:
+    """Run the alerting service: detections in, alerts and notifications out, HTTP API."""
+    cfg = load_or_exit(config)
+    setup_logging(cfg.log_level)
+    stop = stop_on_signals()
+    db_path = cfg.alerting.db_path or cfg.data_dir / "alerting" / "alerts.db"
+    service = AlertingService(connect(cfg), cfg.topics(), cfg.alerting, SystemClock(), CollectorRegistry(), db_path)
+    service.run(stop)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check-config")(check_config)
+    app.command()(sim)
+    app.command()(analytics)
+    app.command()(alerting)

@@ -1,0 +1,56 @@
+"""The configuration file: one section per service, composed here (the composition root).
+
+```yaml
+cluster: dc1            # common
+data_dir: .vigil
+kafka: {bootstrap_servers: []}   # empty: start the embedded broker
+broker: {storage: s3}
+sim: {...}  analytics: {...}  alerting: {...}
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from vigil.alerting.config import AlertingConfig
+from vigil.analytics.config import AnalyticsConfig
+from vigil.collectors.sim.config import SimConfig
+from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, load_yaml, validate
+from vigil.topics import Topics
+
+
+class VigilConfig(CommonConfig):
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    sim: SimConfig = Field(default_factory=SimConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+
+    def topics(self) -> Topics:
+        return Topics(self.kafka.topics.prefix, dict(self.kafka.topics.partitions))
+
+    def topic_partitions(self) -> dict[str, int]:
+        """Every topic Vigil uses, with its dead-letter topic, and the partition count to create."""
+        out: dict[str, int] = {}
+        for spec in self.topics().all():
+            out[spec.name] = spec.partitions
+            out[spec.dlq] = 1
+        return out
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> VigilConfig:
+    data = load_yaml(path) if path is not None else {}
+    for key, value in (overrides or {}).items():
+        data[key] = value
+    return validate(VigilConfig, data)
+
+
+def dump_config(config: VigilConfig, path: Path) -> None:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
