@@ -1,0 +1,85 @@
+"""Detections into alerts: the fingerprint, the alert's labels and annotations, and the transition rule.
+
+Everything here is pure so that dedup, which is what keeps a person from being paged twice, is tested
+without a database or a bus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from vigil.events import Alert, Detection
+
+Reason = Literal["first", "resolved", "no_change"]
+
+
+def alertname(detection: Detection) -> str:
+    return str(detection.labels.get("alertname") or detection.detector)
+
+
+def fingerprint(name: str, labels: Mapping[str, str], identity_labels: Sequence[str]) -> str:
+    """sha256 over the alert name and the identity labels present, sorted; the first 16 hex chars.
+
+    Only identity labels count, so a changed description or score never makes a new alert.
+    JSON framing keeps ``a=b,c`` from colliding with ``a=b`` + ``c``.
+    """
+    identity = sorted((k, str(labels[k])) for k in set(identity_labels) if k in labels)
+    digest = hashlib.sha256(json.dumps([name, identity], separators=(",", ":")).encode()).hexdigest()
+    return digest[:16]
+
+
+def to_alert(detection: Detection, identity_labels: Sequence[str], now: float) -> Alert:
+    """The alert a detection describes, as if it were new (status from the detection's decision)."""
+    name = alertname(detection)
+    labels = {str(k): str(v) for k, v in detection.labels.items()}
+    labels["alertname"] = name
+    labels["severity"] = detection.severity
+    annotations = {
+        "summary": detection.summary,
+        "reason": json.dumps(dict(detection.reason), separators=(",", ":"), sort_keys=True, default=str),
+        "detector": detection.detector,
+        "score": format(detection.score, ".6g"),
+        "series": detection.series,
+    }
+    action = detection.reason.get("action")
+    resolved = detection.decision == "resolved"
+    return Alert(
+        fingerprint=fingerprint(name, labels, identity_labels),
+        status=detection.decision,
+        labels=labels,
+        annotations=annotations,
+        starts_at=detection.ts,
+        ends_at=detection.ts if resolved else None,
+        severity=detection.severity,
+        recommended_action=str(action) if action is not None else "",
+        updated_at=now,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    reason: Reason
+    alert: Alert | None  # the state to store and publish; None for no_change
+
+
+def decide(current: Alert | None, candidate: Alert) -> Transition:
+    """What a detection does to the stored alert of its fingerprint.
+
+    Detections are replayed after a crash, so a firing detection older than the end of the last
+    episode, or a resolve older than the current episode's start, is history, not news.
+    """
+    if candidate.status == "firing":
+        if current is not None and current.status == "firing":
+            return Transition("no_change", None)
+        if current is not None and current.ends_at is not None and candidate.starts_at <= current.ends_at:
+            return Transition("no_change", None)
+        return Transition("first", candidate)
+    if current is None or current.status != "firing" or candidate.starts_at < current.starts_at:
+        return Transition("no_change", None)
+    resolved_at = candidate.starts_at
+    return Transition("resolved", replace(current, status="resolved", ends_at=resolved_at,
+                                          updated_at=candidate.updated_at))

@@ -1,0 +1,243 @@
+"""The alerting service: detections in, alerts stored, published and notified exactly once per episode.
+
+Each ``step`` commits in this fixed order (a crash between any two steps replays, never loses, and
+never pages twice):
+
+1. decode each record; a record that is not a valid ``Detection`` goes to ``<topic>.dlq``;
+2. per detection, ONE SQLite transaction: read the alert for its fingerprint, store the new state
+   and enqueue its notifications in the outbox — committed before anything else happens;
+3. publish each new or resolved ``Alert`` to the alerts topic and flush the producer (this also
+   flushes the dead letters), then mark those alert versions published;
+4. commit the consumer offsets.
+
+A replay after a crash between 2 and 4 finds the fingerprint already in that state and decides
+``no_change``: no second outbox row, so no second page. Alert versions stored but not yet
+published (a crash between 2 and 3) are published when the service starts. Notifications leave
+only through the outbox dispatcher thread (see ``outbox.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from vigil.alerting.api import ApiServer, build_app
+from vigil.alerting.config import AlertingConfig
+from vigil.alerting.intake import Transition, decide, to_alert
+from vigil.alerting.metrics import AlertingMetrics
+from vigil.alerting.notifiers import Notifier, build_notifier_registry
+from vigil.alerting.outbox import Backoff, OutboxDispatcher
+from vigil.alerting.payload import notification_payload
+from vigil.alerting.store import AlertReader, AlertStore
+
+from vigil.bus.base import Bus, DeadLetters, Record, TopicPartition
+from vigil.clock import Clock
+from vigil.codec import decode, encode
+from vigil.errors import InvalidEvent, RetryableError
+from vigil.events import Alert, Detection
+from vigil.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def build_notifiers(config: AlertingConfig) -> dict[str, Notifier]:
+    registry = build_notifier_registry()
+    return {
+        name: registry.create(cfg.type, config=cfg)
+        for name, cfg in zip(config.notifier_names(), config.notifiers, strict=True)
+    }
+
+
+class AlertingService:
+    def __init__(
+        self,
+        bus: Bus,
+        topics: Topics,
+        config: AlertingConfig,
+        clock: Clock,
+        registry: CollectorRegistry,
+        db_path: Path,
+        notifiers: Mapping[str, Notifier] | None = None,
+    ) -> None:
+        """``notifiers`` replaces the ones built from ``config`` (tests); names must match config's."""
+        self._topics = topics
+        self._config = config
+        self._clock = clock
+        self._registry = registry
+        self.db_path = db_path
+        self._store = AlertStore(db_path)
+        self._metrics = AlertingMetrics(registry)
+        self._producer = bus.producer()
+        self._dead_letters = DeadLetters(self._producer, registry)
+        self._consumer = bus.consumer([topics.detections], config.group)
+        names = config.notifier_names()
+        self._send_resolved = {n: c.send_resolved for n, c in zip(names, config.notifiers, strict=True)}
+        self.dispatcher = _build_dispatcher(config, db_path, notifiers, clock, self._metrics)
+        self._api: ApiServer | None = None
+        self._dispatch_thread: threading.Thread | None = None
+        self._last_step_at: float | None = None
+        self._pending = 0
+        self._publish_unpublished()
+        self._refresh_gauges()
+
+    # ------------------------------------------------------------------ the loop
+
+    def step(self, timeout_s: float = 1.0) -> int:
+        """Consume one batch (steps 1-4 of the module docstring); returns the records consumed."""
+        records = self._consumer.poll(timeout_s, self._config.max_poll_records)
+        if not records:
+            self._last_step_at = self._clock.now()
+            return 0
+        changed: list[tuple[Alert, int]] = []
+        for record in records:
+            detection = self._decode(record)
+            if detection is not None:
+                changed.extend(self._apply(detection))
+        self._publish(changed)
+        self._consumer.commit(_next_offsets(records))
+        self._refresh_gauges()
+        self._last_step_at = self._clock.now()
+        if self._pending:
+            self.dispatcher.wake()
+        return len(records)
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve the API, dispatch the outbox and consume until ``stop`` is set; then shut down."""
+        dispatch_stop = threading.Event()
+        self._dispatch_thread = threading.Thread(
+            target=self.dispatcher.run, args=(dispatch_stop,), name="alerting-outbox", daemon=True
+        )
+        self._dispatch_thread.start()
+        reader: AlertReader | None = None
+        try:
+            if self._config.api.enabled:
+                reader = AlertReader(self.db_path)
+                app = build_app(reader, self._registry, self.health)
+                self._api = ApiServer(app, self._config.api.host, self._config.api.port).start()
+            while not stop.is_set():
+                try:
+                    self.step()
+                except RetryableError as exc:  # broker away: the batch is uncommitted and will replay
+                    log.warning("alerting step failed, retrying: %s", exc)
+                    stop.wait(1.0)
+        finally:
+            dispatch_stop.set()
+            self.dispatcher.wake()
+            self._dispatch_thread.join(timeout=10.0)
+            if self._api is not None:
+                self._api.stop()
+            if reader is not None:
+                reader.close()
+            self.close()
+
+    def close(self) -> None:
+        """Release the consumer, producer and database (run() calls this on the way out)."""
+        self._consumer.close()
+        self._producer.close()
+        if self._dispatch_thread is None or not self._dispatch_thread.is_alive():
+            self.dispatcher.close()
+        self._store.close()
+
+    @property
+    def api_port(self) -> int | None:
+        """The API's bound port once ``run`` has started it (config port 0 picks a free one)."""
+        return self._api.port if self._api is not None else None
+
+    def health(self) -> dict[str, Any]:
+        thread = self._dispatch_thread
+        dispatcher_ok = thread is None or thread.is_alive()
+        return {
+            "ok": dispatcher_ok,
+            "service": "alerting",
+            "dispatcher_alive": dispatcher_ok,
+            "outbox_pending": self._pending,
+            "last_step_at": self._last_step_at,
+        }
+
+    # ------------------------------------------------------------------ the steps
+
+    def _decode(self, record: Record) -> Detection | None:
+        try:
+            event = decode(record.value)
+        except InvalidEvent as exc:
+            self._reject(record, "invalid_event", str(exc))
+            return None
+        if not isinstance(event, Detection):
+            self._reject(record, "unexpected_type", f"{type(event).__name__} on the detections topic")
+            return None
+        return event
+
+    def _reject(self, record: Record, reason: str, detail: str) -> None:
+        log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, detail)
+        self._dead_letters.send(record, reason, detail)
+        self._metrics.detections.labels("invalid").inc()
+
+    def _apply(self, detection: Detection) -> list[tuple[Alert, int]]:
+        """Step 2: state change and its outbox rows commit together, or not at all."""
+        now = self._clock.now()
+        candidate = to_alert(detection, self._config.identity_labels, now)
+        with self._store.transaction():
+            transition = decide(self._store.get(candidate.fingerprint), candidate)
+            version = self._store.upsert(transition.alert) if transition.alert is not None else 0
+            self._record(transition, candidate.fingerprint, now)
+        self._metrics.detections.labels(transition.reason).inc()
+        if transition.alert is None:
+            log.info("detection for %s changes nothing (replay or duplicate)", candidate.fingerprint)
+            return []
+        return [(transition.alert, version)]
+
+    def _record(self, transition: Transition, fp: str, now: float) -> None:
+        """Enqueue one outbox row per notifier that wants this reason; log ``no_change`` instead."""
+        for name, send_resolved in self._send_resolved.items():
+            if transition.alert is None:
+                self._store.log(fp, name, transition.reason, "skipped", now)
+            elif transition.reason == "first" or send_resolved:
+                payload = notification_payload(transition.alert, transition.reason)
+                self._store.enqueue(fp, name, transition.reason, payload, now)
+
+    def _publish(self, changed: list[tuple[Alert, int]]) -> None:
+        """Step 3: every transition goes on the alerts topic in order, keyed by fingerprint."""
+        for alert, _ in changed:
+            self._producer.send(self._topics.alerts, encode(alert), key=alert.fingerprint.encode())
+        self._producer.flush()
+        if changed:
+            self._store.mark_published({a.fingerprint: v for a, v in changed})
+
+    def _publish_unpublished(self) -> None:
+        leftovers = self._store.unpublished()
+        if leftovers:
+            log.info("publishing %d alert states stored before a crash", len(leftovers))
+            self._publish(leftovers)
+
+    def _refresh_gauges(self) -> None:
+        self._pending = self._store.pending_count()
+        self._metrics.outbox_pending.set(self._pending)
+        self._metrics.firing.set(self._store.count("firing"))
+
+
+def _build_dispatcher(
+    config: AlertingConfig,
+    db_path: Path,
+    notifiers: Mapping[str, Notifier] | None,
+    clock: Clock,
+    metrics: AlertingMetrics,
+) -> OutboxDispatcher:
+    retry = config.retry
+    rng = random.Random(retry.jitter_seed)
+    backoff = Backoff(retry.initial_backoff, retry.max_backoff, retry.max_attempts, rng)
+    chosen = notifiers if notifiers is not None else build_notifiers(config)
+    return OutboxDispatcher(
+        db_path, chosen, clock, metrics, backoff, config.dispatch_batch, config.dispatch_interval
+    )
+
+
+def _next_offsets(records: list[Record]) -> dict[TopicPartition, int]:
+    offsets: dict[TopicPartition, int] = {}
+    for record in records:
+        offsets[record.tp] = max(offsets.get(record.tp, 0), record.offset + 1)
+    return offsets
