@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+import time
 from pathlib import Path
 
 import typer
@@ -30,6 +33,7 @@ def check_config(config: Path | None = ConfigOption) -> None:
 def sim(
     config: Path | None = ConfigOption,
     duration: float = typer.Option(0.0, help="seconds to run (0: until stopped)"),
+    fast: float = typer.Option(0.0, help="benchmark mode: publish simulated ticks flat out for this many seconds"),
 ) -> None:
     """Run the fleet simulator in real time, publishing to the configured broker."""
     cfg = load_or_exit(config)
@@ -40,9 +44,22 @@ def sim(
     producer = bus.producer()
     runner = SimulatorRunner(FleetSimulator(cfg.sim, clock.now()), producer, cfg.topics(), clock)
     try:
-        runner.run(stop, duration_s=duration or None)
+        if fast > 0:
+            _run_fast(runner, fast, stop)
+        else:
+            runner.run(stop, duration_s=duration or None)
     finally:
         producer.close()
+
+
+def _run_fast(runner: SimulatorRunner, seconds: float, stop: threading.Event) -> None:
+    started = time.monotonic()
+    samples = 0
+    while not stop.is_set() and time.monotonic() - started < seconds:
+        samples += runner.run_fast(50)
+    elapsed = time.monotonic() - started
+    # The benchmark reads this last line from the producer's log.
+    print(json.dumps({"samples": samples, "seconds": elapsed}), flush=True)  # noqa: T201
 
 
 def analytics(config: Path | None = ConfigOption, metrics_port: int = MetricsPort) -> None:
