@@ -19,7 +19,10 @@ test: $(STAMP)        ## the whole suite, integration tests on a real broker inc
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vigil collectors analytics alerting tests
-	$(VENV)/bin/mypy
+	# mypy sees the installed layout (services inside vigil/) through a tree of symlinks.
+	rm -rf build/typecheck && mkdir -p build/typecheck && cp -as $(CURDIR)/vigil build/typecheck/vigil
+	for s in collectors analytics alerting; do cp -as $(CURDIR)/$$s build/typecheck/vigil/$$s; done
+	cd build/typecheck && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p vigil
 
 bench: $(STAMP)
 	$(VENV)/bin/vigil bench pipeline --json

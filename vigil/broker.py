@@ -108,7 +108,14 @@ class EmbeddedBroker:
                 (self.dir / "s3" / BUCKET).mkdir(parents=True, exist_ok=True)
                 self._spawn(
                     "localbucket",
-                    [localbucket_binary(), "--host", "127.0.0.1", "--port", str(self._ports["s3"]), str(self.dir / "s3")],
+                    [
+                        localbucket_binary(),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(self._ports["s3"]),
+                        str(self.dir / "s3"),
+                    ],
                     env,
                 )
                 wait_for_port(self._ports["s3"], timeout_s, self._procs["localbucket"])
@@ -123,8 +130,16 @@ class EmbeddedBroker:
             url = f"tcp://{self.bootstrap}"
             self._spawn(
                 "tansu",
-                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", storage],
+                [
+                    str(tansu_binary()),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    storage,
+                ],
                 env,
             )
             wait_for_port(self._ports["kafka"], timeout_s, self._procs["tansu"])
@@ -137,7 +152,11 @@ class EmbeddedBroker:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         log_file = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         proc = subprocess.Popen(
-            argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            argv,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
         )
         log_file.close()

@@ -173,7 +173,7 @@ def _to_plain(event: Any) -> dict[str, Any]:
     for f in dataclasses.fields(event):
         value = getattr(event, f.name)
         if f.name in TIME_FIELDS and value is not None and type(event).__name__ in BINARY_TYPES:
-            value = int(round(value * 1e9))
+            value = round(value * 1e9)
         elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
             value = [dataclasses.asdict(v) for v in value]
         elif isinstance(value, Mapping):

@@ -37,9 +37,7 @@ DEFAULT_PARTITIONS: dict[str, int] = {"telemetry": 8, "logs": 4, "training": 4}
 class Topics:
     """Resolves stream names to topic names under a prefix (``vigil.telemetry.v1``)."""
 
-    def __init__(
-        self, prefix: str = "vigil", partitions: dict[str, int] | None = None, version: int = 1
-    ) -> None:
+    def __init__(self, prefix: str = "vigil", partitions: dict[str, int] | None = None, version: int = 1) -> None:
         counts = {**DEFAULT_PARTITIONS, **(partitions or {})}
         self._specs = {
             stream: TopicSpec(stream, f"{prefix}.{stream}.v{version}", key, counts.get(stream, 1))

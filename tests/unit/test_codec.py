@@ -30,8 +30,13 @@ NOW = 1_790_000_000.5
 
 
 def batch(t: int = 2) -> TelemetryBatch:
-    series = (series_key("gpu_temperature_celsius", {"gpu_index": "0"}), series_key("gpu_ecc_sbe_volatile_total", {"gpu_index": "0"}))
-    return TelemetryBatch("node-00", "dc1", NOW + np.arange(t, dtype=float), series, np.arange(2 * t, dtype=float).reshape(t, 2))
+    series = (
+        series_key("gpu_temperature_celsius", {"gpu_index": "0"}),
+        series_key("gpu_ecc_sbe_volatile_total", {"gpu_index": "0"}),
+    )
+    return TelemetryBatch(
+        "node-00", "dc1", NOW + np.arange(t, dtype=float), series, np.arange(2 * t, dtype=float).reshape(t, 2)
+    )
 
 
 EVENTS = [

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = {"vigil": "vigil", "collectors": "vigil/collectors", "analytics": "vigil/analytics", "alerting": "vigil/alerting"}
+FOLDERS = {
+    "vigil": "vigil",
+    "collectors": "vigil/collectors",
+    "analytics": "vigil/analytics",
+    "alerting": "vigil/alerting",
+}
 
 
 def expected_files() -> set[str]:
@@ -27,7 +32,18 @@ def expected_files() -> set[str]:
 @pytest.mark.slow
 def test_wheel_contains_every_module(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )

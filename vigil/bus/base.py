@@ -38,9 +38,7 @@ RebalanceCallback = Callable[[set[TopicPartition]], None]
 
 
 class Producer(Protocol):
-    def send(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[Header] = ()
-    ) -> None:
+    def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[Header] = ()) -> None:
         """Queue a record; raises RetryableError when the local buffer is full and the broker away."""
 
     def flush(self, timeout_s: float | None = None) -> None:

@@ -47,7 +47,9 @@ def stop_on_signals() -> threading.Event:
 
 def connect(config: VigilConfig) -> KafkaBus:
     if not config.kafka.bootstrap_servers:
-        err_console.print("[red]kafka.bootstrap_servers is empty[/red]: run `vigil up`, or point the config at a broker")
+        err_console.print(
+            "[red]kafka.bootstrap_servers is empty[/red]: run `vigil up`, or point the config at a broker"
+        )
         raise typer.Exit(2)
     bus = KafkaBus(config.kafka)
     bus.create_topics(config.topic_partitions())

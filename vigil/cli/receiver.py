@@ -39,8 +39,12 @@ class WebhookReceiver:
         if not isinstance(alert, dict):
             return
         labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
-        note = Notification(time.time(), str(body.get("status", "")), str(alert.get("fingerprint", "")),
-                            {str(k): str(v) for k, v in (labels or {}).items()})
+        note = Notification(
+            time.time(),
+            str(body.get("status", "")),
+            str(alert.get("fingerprint", "")),
+            {str(k): str(v) for k, v in (labels or {}).items()},
+        )
         with self._lock:
             self.notifications.append(note)
 

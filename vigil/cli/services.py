@@ -26,8 +26,10 @@ MetricsPort = typer.Option(0, "--metrics-port", help="self-metrics and /healthz 
 def check_config(config: Path | None = ConfigOption) -> None:
     """Validate a config file; errors name the key path."""
     loaded = load_or_exit(config)
-    Console().print(f"[green]ok[/green] {config or '(defaults)'}: cluster={loaded.cluster}, "
-                    f"broker={'embedded' if not loaded.kafka.bootstrap_servers else loaded.kafka.bootstrap_servers}")
+    Console().print(
+        f"[green]ok[/green] {config or '(defaults)'}: cluster={loaded.cluster}, "
+        f"broker={'embedded' if not loaded.kafka.bootstrap_servers else loaded.kafka.bootstrap_servers}"
+    )
 
 
 def sim(

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,8 +87,10 @@ class Stack:
         kafka = self.config.kafka
         if not kafka.bootstrap_servers:
             self.broker = EmbeddedBroker(
-                self.config.data_dir, self.ephemeral or self.config.broker.storage == "memory",
-                self.config.broker.port, self.config.broker.s3_port,
+                self.config.data_dir,
+                self.ephemeral or self.config.broker.storage == "memory",
+                self.config.broker.port,
+                self.config.broker.s3_port,
             ).start()
             kafka = kafka.model_copy(update={"bootstrap_servers": [self.broker.bootstrap]})
         self.receiver.start()

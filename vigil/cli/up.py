@@ -69,17 +69,22 @@ def _render(stack: Stack) -> Group:
     with stack.view.lock:
         for host, hv in sorted(stack.view.hosts.items()):
             stale = time.time() - hv.last_seen > 5
-            fleet.add_row(host, f"{hv.gpus}" + (" (stale)" if stale else ""), f"{hv.max_temp:.0f}",
-                          f"{hv.mean_util:.0%}")
+            fleet.add_row(
+                host, f"{hv.gpus}" + (" (stale)" if stale else ""), f"{hv.max_temp:.0f}", f"{hv.mean_util:.0%}"
+            )
     result = stack.report()
     faults = Table(title="Injected faults (ground truth)")
     for col in ("t+", "kind", "entity", "paged", "latency"):
         faults.add_column(col)
     for row in result["faults"]:
         entity = ",".join(f"{k}={v}" for k, v in row["entity"].items())
-        faults.add_row(f"{row['injected_at'] - stack.started_at:.0f}s", row["kind"], entity,
-                       "[green]yes[/green] " + ",".join(row["alerts"]) if row["detected"] else "[yellow]not yet[/yellow]",
-                       f"{row['latency_s']:.1f}s" if row["latency_s"] is not None else "")
+        faults.add_row(
+            f"{row['injected_at'] - stack.started_at:.0f}s",
+            row["kind"],
+            entity,
+            "[green]yes[/green] " + ",".join(row["alerts"]) if row["detected"] else "[yellow]not yet[/yellow]",
+            f"{row['latency_s']:.1f}s" if row["latency_s"] is not None else "",
+        )
     alerts = Table(title=f"Pages ({result['notifications']} firing, {result['false_alerts']} unattributed)")
     for col in ("time", "status", "alert", "labels"):
         alerts.add_column(col)
