@@ -182,13 +182,12 @@ def _to_plain(event: Any) -> dict[str, Any]:
     return body
 
 
-@lru_cache(maxsize=64)
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+# Resolved once: the dataclasses use postponed annotations, and decode must not re-resolve per record.
+_HINTS: dict[str, dict[str, Any]] = {name: typing.get_type_hints(cls) for name, cls in EVENT_TYPES.items()}
 
 
 def _build(cls: type[Any], body: dict[str, Any]) -> Event:
-    hints = _hints(cls)
+    hints = _HINTS[cls.__name__]
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name not in body:
