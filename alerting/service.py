@@ -82,6 +82,7 @@ class AlertingService:
         self._dispatch_thread: threading.Thread | None = None
         self._last_step_at: float | None = None
         self._pending = 0
+        self.ready = threading.Event()  # set by run() once the API and the dispatcher are up
         self._publish_unpublished()
         self._refresh_gauges()
 
@@ -119,6 +120,7 @@ class AlertingService:
                 reader = AlertReader(self.db_path)
                 app = build_app(reader, self._registry, self.health)
                 self._api = ApiServer(app, self._config.api.host, self._config.api.port).start()
+            self.ready.set()
             while not stop.is_set():
                 try:
                     self.step()

@@ -7,7 +7,7 @@ import random
 from dataclasses import replace
 
 import pytest
-from vigil.alerting.config import DEFAULT_IDENTITY_LABELS, AlertingConfig
+from vigil.alerting.config import DEFAULT_IDENTITY_LABELS, AlertingConfig, WebhookNotifierConfig
 from vigil.alerting.intake import alertname, decide, fingerprint, to_alert
 from vigil.alerting.outbox import Backoff
 from vigil.alerting.payload import notification_payload
@@ -126,7 +126,8 @@ def test_config_defaults_and_errors() -> None:
         {"type": "webhook", "url": "http://127.0.0.1/a", "timeout": "2s"},
         {"type": "webhook", "url": "https://example.org/b", "name": "ops"},
     ]})
-    assert webhooks.notifier_names() == ["webhook-0", "ops"] and webhooks.notifiers[0].timeout == 2.0
+    assert webhooks.notifier_names() == ["webhook-0", "ops"]
+    assert isinstance(webhooks.notifiers[0], WebhookNotifierConfig) and webhooks.notifiers[0].timeout == 2.0
     with pytest.raises(ConfigError, match=r"alerting\.retry\.max_backoff: invalid duration"):
         validate(AlertingConfig, {"retry": {"max_backoff": "3 sec"}}, "alerting")
     with pytest.raises(ConfigError, match="unique"):
