@@ -52,7 +52,8 @@ def build_app(reader: AlertReader, registry: CollectorRegistry, health: HealthCh
 class ApiServer:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
         self._socket = socket.create_server((host, port), reuse_port=False)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        # log_config=None: the process's logging belongs to the CLI, not to whichever server starts first
+        config = uvicorn.Config(app, log_config=None, lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="alerting-api", daemon=True)
 

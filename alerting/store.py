@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_head ON outbox (fingerprint, notifier, state, id);
 CREATE TABLE IF NOT EXISTS notification_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     fingerprint TEXT NOT NULL,
