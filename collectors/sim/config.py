@@ -1,0 +1,66 @@
+"""The simulator's config section (``sim:`` in the Vigil config file)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from vigil.collectors.sim.faults import FAULT_KINDS
+
+from vigil.config import Duration, FrozenModel
+
+
+def host_name(index: int) -> str:
+    return f"node-{index:02d}"
+
+
+class FaultSpec(FrozenModel):
+    """One planned fault. Targets left as None are picked deterministically from the seed."""
+
+    kind: str
+    at: Duration  # seconds after the simulator's start
+    duration: Duration | None = None  # None: until the simulator stops
+    host: str | None = None
+    gpu_index: Annotated[int, Field(ge=0)] | None = None
+    rank: Annotated[int, Field(ge=0)] | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS.names())})")
+        return kind
+
+
+class SimConfig(FrozenModel):
+    nodes: Annotated[int, Field(ge=1, le=100)] = 8
+    gpus_per_node: Annotated[int, Field(ge=1, le=16)] = 8
+    interval: Duration = 1.0
+    seed: int = 0
+    cluster: str = "default"
+    job_id: str = "job-0"
+    # More than one tick per TelemetryBatch only pays for throughput benchmarks: it delays telemetry.
+    ticks_per_batch: Annotated[int, Field(ge=1, le=10_000)] = 1
+    base_step_time: Duration = 0.5
+    faults: list[FaultSpec] = Field(default_factory=list)
+    # "demo": with no explicit faults, run the built-in demo schedule (see vigil.collectors.sim.schedule).
+    schedule: Literal["demo", "none"] = "demo"
+
+    @field_validator("interval", "base_step_time")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _targets_exist(self) -> SimConfig:
+        hosts = {host_name(i) for i in range(self.nodes)}
+        for i, spec in enumerate(self.faults):
+            if spec.host is not None and spec.host not in hosts:
+                raise ValueError(f"faults[{i}].host: no host {spec.host!r} (node-00..{host_name(self.nodes - 1)})")
+            if spec.gpu_index is not None and spec.gpu_index >= self.gpus_per_node:
+                raise ValueError(f"faults[{i}].gpu_index: {spec.gpu_index} >= gpus_per_node")
+            if spec.rank is not None and spec.rank >= self.nodes * self.gpus_per_node:
+                raise ValueError(f"faults[{i}].rank: {spec.rank} >= world size")
+        return self

@@ -1,0 +1,243 @@
+"""The fleet simulator: nodes x GPUs running one data-parallel job, seeded, with injected faults.
+
+Pure simulation, no I/O: ``tick(now)`` returns the events of that tick (:class:`SimOutput`) and
+publishing is the runner's job. GPU state is numpy arrays of shape (nodes, gpus), so a tick costs a
+few dozen vector operations whatever the fleet size; Python loops only per host (one batch each)
+and per training step record. The fault schedule is in :mod:`vigil.collectors.sim.schedule`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from vigil.collectors.sim.config import FaultSpec, SimConfig, host_name
+from vigil.collectors.sim.faults import FAULT_KINDS, Fault, FaultContext
+from vigil.collectors.sim.schedule import planned_faults
+from vigil.collectors.sim.state import FleetState, GpuIdentity
+from vigil.collectors.sim.training import TrainingJob
+
+from vigil import catalog as c
+from vigil.events import FaultInjection, FloatArray, LogEvent, TelemetryBatch, TrainingStep, series_key
+
+GPU_METRICS = (
+    c.GPU_UTILIZATION,
+    c.GPU_MEMORY_USED,
+    c.GPU_SM_CLOCK,
+    c.GPU_TEMPERATURE,
+    c.GPU_MEMORY_TEMPERATURE,
+    c.GPU_POWER,
+    c.GPU_ECC_SBE,
+    c.GPU_ECC_DBE,
+)
+HOST_METRICS = (c.HOST_CPU_UTILIZATION, c.HOST_MEMORY_USED, c.HOST_NETWORK_RECEIVE, c.HOST_NETWORK_TRANSMIT,
+                c.HOST_LOAD1)
+# PCI bus of each GPU slot in a DGX H100 (lspci), so XID lines look like the real thing.
+PCI_BUSES = ("18", "2a", "3a", "5d", "9a", "ab", "ba", "db", "1b", "2c", "3c", "5f", "9c", "ad", "bc", "dd")
+GIB = float(1 << 30)
+# A healthy GPU shows a rare correctable error: 64 GPUs see about one every 2-3 minutes between them.
+HEALTHY_SBE_PER_S = 1e-4
+_EPS = 1e-6  # float slack when comparing tick times with scheduled times
+
+
+@dataclass(slots=True)
+class SimOutput:
+    telemetry: list[TelemetryBatch] = field(default_factory=list)
+    logs: list[LogEvent] = field(default_factory=list)
+    training: list[TrainingStep] = field(default_factory=list)
+    faults: list[FaultInjection] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Active:
+    fault: Fault
+    event: FaultInjection  # the start event; the end event is this with ``end`` set
+    end: float | None
+
+
+class FleetSimulator:
+    def __init__(self, config: SimConfig, start: float) -> None:
+        self.config = config
+        self.start = start
+        self.hosts = [host_name(i) for i in range(config.nodes)]
+        self._rng = np.random.default_rng([config.seed, 0])  # noise
+        self._target_rng = np.random.default_rng([config.seed, 1])  # targets the schedule leaves open
+        self.state = _initial_state(config, np.random.default_rng([config.seed, 2]))
+        self.job = TrainingJob(config.job_id, config.cluster, config.base_step_time, start,
+                               np.random.default_rng([config.seed, 3]))
+        self._plan = planned_faults(config)
+        self._next: FaultSpec | None = next(self._plan, None)
+        self._active: list[_Active] = []
+        self._seq = 0
+        self._last: float | None = None
+        self._pending: list[tuple[float, FloatArray]] = []  # ticks not yet in a batch
+        self._pending_mask: bytes = b""
+        self._columns: dict[tuple[int, bytes], tuple[tuple[str, ...], npt.NDArray[np.intp]]] = {}
+        self._all_series = _full_series(config.gpus_per_node)
+
+    @property
+    def active_faults(self) -> list[FaultInjection]:
+        return [a.event for a in self._active]
+
+    def tick(self, now: float) -> SimOutput:
+        dt = self.config.interval if self._last is None else max(0.0, now - self._last)
+        self._last = now
+        out = SimOutput()
+        self._end_due(now, out)
+        self._start_due(now, out)
+        self.state.effects.reset()
+        for active in self._active:
+            active.fault.apply(self.state, now - active.event.start)
+        self._collect(now, self._sample(now, dt), out)
+        out.training.extend(self.job.advance(self.state, self.hosts, now))
+        return out
+
+    def finish(self, now: float) -> SimOutput:
+        """Stop: end every active fault at ``now`` and emit telemetry still waiting for a full batch."""
+        out = SimOutput()
+        for active in self._active:
+            self._end(active, now, out)
+        self._active = []
+        self._flush(out)
+        return out
+
+    # ------------------------------------------------------------------ faults
+
+    def _start_due(self, now: float, out: SimOutput) -> None:
+        while self._next is not None and self.start + self._next.at <= now + _EPS:
+            spec, self._next = self._next, next(self._plan, None)
+            self._seq += 1
+            fault = FAULT_KINDS.create(spec.kind, ctx=self._context(spec))
+            begin = self.start + spec.at
+            event = FaultInjection(
+                fault_id=f"f-{self._seq:04d}-{spec.kind}",
+                kind=spec.kind,
+                entity=fault.entity(),
+                start=begin,
+                end=None,
+                detail=fault.detail(),
+            )
+            end = begin + spec.duration if spec.duration is not None else None
+            self._active.append(_Active(fault, event, end))
+            out.faults.append(event)
+            out.logs.extend(fault.begin(self.state, now))
+
+    def _end_due(self, now: float, out: SimOutput) -> None:
+        still = []
+        for active in self._active:
+            if active.end is not None and active.end <= now + _EPS:
+                self._end(active, active.end, out)
+            else:
+                still.append(active)
+        self._active = still
+
+    def _end(self, active: _Active, at: float, out: SimOutput) -> None:
+        active.fault.finish(self.state)
+        e = active.event
+        out.faults.append(FaultInjection(e.fault_id, e.kind, e.entity, e.start, at, e.detail))
+
+    def _context(self, spec: FaultSpec) -> FaultContext:
+        gpus = self.config.gpus_per_node
+        if spec.rank is not None:
+            node, gpu = divmod(spec.rank, gpus)
+        else:
+            node = self.hosts.index(spec.host) if spec.host else int(self._target_rng.integers(self.config.nodes))
+            gpu = spec.gpu_index if spec.gpu_index is not None else int(self._target_rng.integers(gpus))
+        return FaultContext(
+            node=node,
+            gpu=gpu,
+            host=self.hosts[node],
+            rank=node * gpus + gpu,
+            job_id=self.config.job_id,
+            cluster=self.config.cluster,
+            rng=np.random.default_rng([self.config.seed, 4, self._seq]),
+        )
+
+    # ------------------------------------------------------------------ telemetry
+
+    def _sample(self, now: float, dt: float) -> FloatArray:
+        """One tick of every series of every host: shape (nodes, gpus * len(GPU_METRICS) + len(HOST_METRICS))."""
+        s, e, rng = self.state, self.state.effects, self._rng
+        shape = s.base_temp.shape
+        normal = rng.standard_normal((7, *shape))
+        # Slow drift: room temperature and load follow a ~10 minute cycle, a little out of phase per GPU.
+        drift = 2.0 * np.sin(2.0 * math.pi * (now - self.start) / 600.0 + s.drift_phase)
+        # DCGM utilisation is the share of time any kernel runs; a hung job's NCCL kernels spin, so it
+        # stays high under a hang too (see faults.Hang).
+        util = np.clip(0.95 + 0.012 * normal[0], 0.0, 1.0) * e.util_factor
+        mem = s.base_mem_used + 0.05 * GIB * normal[1]
+        clock = (1.98e9 - np.abs(normal[2]) * 1.5e7) * e.clock_factor
+        temp = s.base_temp + drift + 0.3 * normal[3] + e.temp_add
+        mem_temp = temp + 6.0 + 0.3 * normal[4] + e.mem_temp_add
+        power = s.base_power * (1.0 + 0.015 * normal[5] + 0.005 * drift) * e.power_factor
+        s.sbe += rng.poisson((HEALTHY_SBE_PER_S + e.sbe_rate) * dt)
+        gpu = np.stack([util, mem, clock, temp, mem_temp, power, s.sbe, s.dbe], axis=-1)
+        return np.concatenate([gpu.reshape(s.nodes, -1), self._host_sample(dt, normal[6][:, 0])], axis=1)
+
+    def _host_sample(self, dt: float, normal: FloatArray) -> FloatArray:
+        s = self.state
+        busy = 0.0 if s.effects.job_hung else 1.0
+        # Data loading in, checkpoints and logs out; both collapse while the job is hung.
+        s.net_rx += (2.0e8 * busy + 1.0e6) * dt * (1.0 + 0.05 * np.abs(normal))
+        s.net_tx += (8.0e7 * busy + 5.0e5) * dt * (1.0 + 0.05 * np.abs(normal))
+        cpu = np.clip(0.05 + 0.25 * busy + 0.02 * normal, 0.0, 1.0)
+        mem = 640.0 * GIB + 2.0 * GIB * normal
+        load = 4.0 + 40.0 * busy + 2.0 * normal
+        return np.stack([cpu, mem, s.net_rx.copy(), s.net_tx.copy(), load], axis=1)
+
+    def _collect(self, now: float, rows: FloatArray, out: SimOutput) -> None:
+        mask = self.state.present.tobytes()
+        if self._pending and mask != self._pending_mask:
+            self._flush(out)  # a GPU came or went: the series tuple changes, so close the batch
+        self._pending_mask = mask
+        self._pending.append((now, rows))
+        if len(self._pending) >= self.config.ticks_per_batch:
+            self._flush(out)
+
+    def _flush(self, out: SimOutput) -> None:
+        if not self._pending:
+            return
+        ts = np.array([t for t, _ in self._pending], dtype=np.float64)
+        stacked = np.stack([rows for _, rows in self._pending])  # (ticks, nodes, series)
+        present = np.frombuffer(self._pending_mask, dtype=np.bool_).reshape(self.state.present.shape)
+        for node, host in enumerate(self.hosts):
+            series, cols = self._series_for(node, present[node])
+            values = np.ascontiguousarray(stacked[:, node, cols])
+            out.telemetry.append(TelemetryBatch(host, self.config.cluster, ts, series, values))
+        self._pending = []
+
+    def _series_for(self, node: int, present: npt.NDArray[np.bool_]) -> tuple[tuple[str, ...], npt.NDArray[np.intp]]:
+        key = (node, present.tobytes())
+        if key not in self._columns:
+            per_gpu = len(GPU_METRICS)
+            keep = np.repeat(present, per_gpu)
+            keep = np.concatenate([keep, np.ones(len(HOST_METRICS), dtype=np.bool_)])
+            cols = np.flatnonzero(keep)
+            self._columns[key] = (tuple(self._all_series[i] for i in cols), cols)
+        return self._columns[key]
+
+
+def _full_series(gpus: int) -> tuple[str, ...]:
+    per_gpu = [series_key(m, {"gpu_index": str(g)}) for g in range(gpus) for m in GPU_METRICS]
+    return (*per_gpu, *HOST_METRICS)
+
+
+def _initial_state(config: SimConfig, rng: np.random.Generator) -> FleetState:
+    shape = (config.nodes, config.gpus_per_node)
+    uuids = [
+        ["GPU-" + "-".join(rng.bytes(n).hex() for n in (4, 2, 2, 2, 6)) for _ in range(config.gpus_per_node)]
+        for _ in range(config.nodes)
+    ]
+    return FleetState(
+        nodes=config.nodes,
+        gpus=config.gpus_per_node,
+        # Slot position in the chassis airflow matters: rear GPUs run a few degrees warmer.
+        base_temp=rng.uniform(60.0, 66.0, shape) + np.linspace(0.0, 3.0, config.gpus_per_node),
+        base_power=rng.uniform(590.0, 660.0, shape),
+        base_mem_used=rng.uniform(62.0, 68.0, shape) * GIB,
+        rank_speed=1.0 + 0.01 * np.abs(rng.standard_normal(shape)),
+        drift_phase=rng.uniform(0.0, 0.5, shape),
+        identity=GpuIdentity(pci=[f"0000:{PCI_BUSES[g]}:00.0" for g in range(config.gpus_per_node)], uuids=uuids),
+    )

@@ -1,0 +1,100 @@
+"""The simulated data-parallel training job: every GPU of the fleet is one rank of one job.
+
+Synchronous data parallelism: a step ends when the slowest rank has finished its compute and the
+all-reduce is done, so ``step_time = max over ranks(compute) + allreduce``. One slow or throttled
+GPU therefore slows every rank, which is what makes stragglers expensive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from vigil.collectors.sim.state import FleetState
+
+from vigil.events import FloatArray, TrainingStep
+
+ALLREDUCE_FRACTION = 0.15  # share of a healthy step spent in the gradient all-reduce
+TOKENS_PER_RANK_STEP = 16_384  # micro-batch 4 x sequence 4096
+FIRST_STEP = 10_000  # the job has been running a while: the loss is in its slow-decay phase
+PEAK_LR, MIN_LR, DECAY_STEPS = 3e-4, 3e-5, 200_000
+
+
+@dataclass(slots=True)
+class _PendingStep:
+    compute: FloatArray  # (nodes, gpus) seconds
+    step_time: float
+
+
+class TrainingJob:
+    def __init__(self, job_id: str, cluster: str, base_step_time: float, start: float, rng: np.random.Generator):
+        self.job_id = job_id
+        self.cluster = cluster
+        self.allreduce = base_step_time * ALLREDUCE_FRACTION
+        self.base_compute = base_step_time - self.allreduce
+        self.rng = rng
+        self.step = FIRST_STEP
+        self.cursor = start  # when the step in progress began
+        self._pending: _PendingStep | None = None
+
+    def advance(self, state: FleetState, hosts: list[str], now: float) -> list[TrainingStep]:
+        """The steps every rank completed up to ``now``."""
+        if state.effects.job_hung:
+            # Time spent hung is lost; the step in progress restarts when the job comes back.
+            self.cursor = now
+            self._pending = None
+            return []
+        out: list[TrainingStep] = []
+        while True:
+            if self._pending is None:
+                self._pending = self._draw(state)
+            end = self.cursor + self._pending.step_time
+            if end > now + 1e-9:
+                return out
+            out.extend(self._emit(state, hosts, end, self._pending))
+            self.cursor = end
+            self.step += 1
+            self._pending = None
+
+    def _draw(self, state: FleetState) -> _PendingStep:
+        noise = 1.0 + 0.008 * self.rng.standard_normal(state.rank_speed.shape)
+        compute = self.base_compute * state.rank_speed * state.effects.compute_factor * noise
+        allreduce = self.allreduce * (1.0 + 0.03 * abs(float(self.rng.standard_normal())))
+        return _PendingStep(compute, float(compute.max()) + allreduce)
+
+    def _emit(self, state: FleetState, hosts: list[str], ts: float, pending: _PendingStep) -> list[TrainingStep]:
+        world = pending.compute.size
+        loss, grad_norm = self._loss(world, state.effects.loss_mode)
+        lr = MIN_LR + 0.5 * (PEAK_LR - MIN_LR) * (1.0 + math.cos(math.pi * min(1.0, self.step / DECAY_STEPS)))
+        tokens = TOKENS_PER_RANK_STEP / pending.step_time
+        compute = pending.compute.reshape(-1).tolist()
+        gpus = state.gpus
+        return [
+            TrainingStep(
+                ts=ts,
+                job_id=self.job_id,
+                rank=rank,
+                host=hosts[rank // gpus],
+                step=self.step,
+                loss=loss[rank],
+                step_time_s=pending.step_time,
+                gpu_index=rank % gpus,
+                compute_time_s=compute[rank],
+                tokens_per_s=tokens,
+                grad_norm=grad_norm,
+                learning_rate=lr,
+                cluster=self.cluster,
+            )
+            for rank in range(world)
+        ]
+
+    def _loss(self, world: int, mode: str) -> tuple[list[float], float]:
+        shared = 2.0 + 1.2 * math.exp(-self.step / 15_000) + 0.02 * float(self.rng.standard_normal())
+        per_rank = shared + 0.05 * self.rng.standard_normal(world)  # each rank sees its own micro-batch
+        grad_norm = 0.9 * math.exp(0.1 * float(self.rng.standard_normal()))
+        if mode == "spike":
+            return (per_rank * 10.0).tolist(), grad_norm * 20.0
+        if mode == "nan":
+            return [math.nan] * world, math.nan
+        return per_rank.tolist(), grad_norm
