@@ -1,0 +1,90 @@
+"""The runner publishes each event type to its topic with its key, on a fake clock, never sleeping."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from vigil.collectors.sim import FleetSimulator, SimConfig, SimulatorRunner
+
+from vigil.bus.memory import MemoryBus
+from vigil.clock import FakeClock
+from vigil.codec import decode
+from vigil.events import FaultInjection, LogEvent, TelemetryBatch, TrainingStep
+from vigil.topics import Topics
+
+FAULTS = [
+    {"kind": "xid79", "at": 3, "duration": 2, "host": "node-01", "gpu_index": 3},
+    {"kind": "straggler", "at": 6, "rank": 3},  # still active when the runner stops
+]
+
+
+def make(config: SimConfig) -> tuple[SimulatorRunner, MemoryBus, Topics, FakeClock]:
+    bus, topics, clock = MemoryBus(default_partitions=4), Topics(), FakeClock()
+    runner = SimulatorRunner(FleetSimulator(config, clock.now()), bus.producer(), topics, clock)
+    return runner, bus, topics, clock
+
+
+def test_run_publishes_to_the_right_topics_with_the_right_keys() -> None:
+    runner, bus, topics, clock = make(SimConfig(nodes=2, gpus_per_node=4, faults=FAULTS))
+    start = clock.now()
+    runner.run(threading.Event(), duration_s=10)
+    assert runner.ticks == 11  # t = 0, 1, ..., 10
+    assert clock.now() == start + 10
+
+    telemetry = bus.records(topics.telemetry)
+    assert len(telemetry) == 11 * 2
+    for record in telemetry:
+        batch = decode(record.value)
+        assert isinstance(batch, TelemetryBatch) and record.key == batch.host.encode()
+    assert Counter(r.key for r in telemetry) == {b"node-00": 11, b"node-01": 11}
+
+    logs = [decode(r.value) for r in bus.records(topics.logs)]
+    assert [(type(e), e.code) for e in logs if isinstance(e, LogEvent)] == [(LogEvent, 79)]
+    assert [r.key for r in bus.records(topics.logs)] == [b"node-01"]
+
+    training = bus.records(topics.training)
+    assert training and all(r.key == b"job-0" for r in training)
+    assert all(isinstance(decode(r.value), TrainingStep) for r in training)
+
+    truth = [f for r in bus.records(topics.groundtruth) if isinstance(f := decode(r.value), FaultInjection)]
+    assert len(truth) == len(bus.records(topics.groundtruth))
+    # Kafka orders records per key only: start before end for each fault_id.
+    keyed = [(r.key, f.end is None) for r, f in zip(bus.records(topics.groundtruth), truth, strict=True)]
+    assert sorted(keyed, key=lambda kv: kv[0] or b"") == [
+        (b"f-0001-xid79", True),
+        (b"f-0001-xid79", False),
+        (b"f-0002-straggler", True),
+        (b"f-0002-straggler", False),  # ended on exit
+    ]
+
+
+def test_run_stops_when_the_event_is_set() -> None:
+    runner, bus, topics, _ = make(SimConfig(nodes=1, gpus_per_node=2, schedule="none"))
+    stop = threading.Event()
+    stop.set()
+    runner.run(stop)
+    assert runner.ticks == 0 and bus.records(topics.telemetry) == []
+
+
+def test_run_skips_ahead_after_a_long_stall() -> None:
+    runner, bus, topics, clock = make(SimConfig(nodes=1, gpus_per_node=2, schedule="none"))
+    clock.advance(100)  # the process was suspended before it started ticking
+    runner.run(threading.Event(), duration_s=2)
+    stamps = [b.ts[0] for r in bus.records(topics.telemetry) if isinstance(b := decode(r.value), TelemetryBatch)]
+    assert stamps and stamps[0] >= runner.sim.start + 90 and len(stamps) <= 5
+
+
+def test_run_fast_publishes_without_sleeping_and_counts_samples() -> None:
+    runner, bus, topics, clock = make(SimConfig(ticks_per_batch=10, schedule="none"))
+    before = clock.now()
+    samples = runner.run_fast(25)
+    assert clock.now() == before
+    assert samples == 20 * 8 * (8 * 8 + 5)  # two full batches; the third is still filling
+    samples += runner.run_fast(5)
+    assert samples == 30 * 8 * 69
+    batches = [decode(r.value) for r in bus.records(topics.telemetry)]
+    stamps = [t for b in batches if isinstance(b, TelemetryBatch) for t in b.ts.tolist() if b.host == "node-00"]
+    assert stamps == [before + k for k in range(30)]
+    steps = len(bus.records(topics.training))
+    assert steps % 64 == 0 and 54 <= steps // 64 <= 59  # ~2 steps/s over 29 simulated seconds
