@@ -1,0 +1,118 @@
+"""The analytics service's one config section (``analytics:`` in the Vigil config file)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from vigil.catalog import GPU_ECC_DBE, GPU_ECC_SBE, GPU_TEMPERATURE
+from vigil.config import Duration, FrozenModel
+from vigil.events import Severity
+
+Positive = Annotated[float, Field(gt=0)]
+Count = Annotated[int, Field(ge=1)]
+
+
+class ZScoreConfig(FrozenModel):
+    """Streaming robust z-score per series, with min-hits-in-window and hysteresis."""
+
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.02  # EWMA weight of a new sample
+    threshold: Positive = 6.0  # robust sigmas
+    min_hits: Count = 3
+    window: Annotated[int, Field(ge=1, le=8)] = 5  # the "last W samples" min_hits counts in
+    warmup: Annotated[int, Field(ge=2)] = 30  # samples learned before a series is scored
+    clear_after: Count = 10  # consecutive samples below threshold/2 before resolving
+    learn_on_anomaly: bool = False
+    # Scale floor relative to the level, so a flat series (a fan at a constant speed) does not
+    # page on the smallest wiggle; plus an absolute floor for series that sit at zero.
+    rel_floor: Annotated[float, Field(ge=0)] = 0.01
+    abs_floor: Annotated[float, Field(gt=0)] = 1e-3
+
+
+class ThresholdRule(FrozenModel):
+    """A static rule, Prometheus style: ``metric op value`` true for ``for`` seconds fires."""
+
+    # ``for`` is a keyword; accept ``for_`` too so a dumped config loads back.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    name: str
+    metric: str
+    op: Literal[">", "<"]
+    value: float
+    for_: Duration = Field(0.0, alias="for")
+    keep_firing_for: Duration = 0.0
+    severity: Severity = "warning"
+    rate: bool = False  # compare the per-second rate of a counter, not its raw value
+    action: str = ""
+
+
+def default_rules() -> list[ThresholdRule]:
+    return [
+        ThresholdRule.model_validate(
+            {
+                "name": "GpuOverTemperature",
+                "metric": GPU_TEMPERATURE,
+                "op": ">",
+                "value": 85.0,
+                "for": "10s",
+                "severity": "critical",
+                "action": "check cooling; drain the node if it persists",
+            }
+        ),
+        ThresholdRule.model_validate(
+            {
+                "name": "GpuEccDbeIncrease",
+                "metric": GPU_ECC_DBE,
+                "op": ">",
+                "value": 0.0,
+                "rate": True,
+                "for": "0s",
+                "keep_firing_for": "5m",
+                "severity": "critical",
+                "action": "reset_gpu",
+            }
+        ),
+        ThresholdRule.model_validate(
+            {
+                "name": "GpuEccSbeRateHigh",
+                "metric": GPU_ECC_SBE,
+                "op": ">",
+                "value": 1.0,
+                "rate": True,
+                "for": "10s",
+                "severity": "warning",
+                "action": "watch for row remapping; schedule a reset",
+            }
+        ),
+    ]
+
+
+class HangConfig(FrozenModel):
+    k: Positive = 8.0  # times the median recent step time
+    min_timeout: Duration = 10.0
+    forget_after: Duration = 1800.0  # a job silent this long is gone: resolve and drop its state
+
+
+class TrainingConfig(FrozenModel):
+    nan_clear_steps: Count = 5  # finite-loss steps before TrainingLossNonFinite resolves
+    spike_threshold: Positive = 6.0  # robust sigmas of the job's loss
+    straggler_threshold: Positive = 4.0  # robust sigmas against own history and against peers
+    step_lag: Count = 2  # steps behind the newest before a step's ranks are compared
+
+
+class XidConfig(FrozenModel):
+    quiet_period: Duration = 60.0  # no further XID on the GPU for this long resolves
+
+
+class AnalyticsConfig(FrozenModel):
+    group: str = "vigil-analytics"
+    detectors: list[str] = Field(default_factory=lambda: ["zscore", "threshold", "xid", "training"])
+    zscore: ZScoreConfig = Field(default_factory=ZScoreConfig)
+    rules: list[ThresholdRule] = Field(default_factory=default_rules)
+    hang: HangConfig = Field(default_factory=HangConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    xid: XidConfig = Field(default_factory=XidConfig)
+    snapshot_every: Duration = 5.0  # snapshot+commit cadence; not every poll, to keep throughput
+    tick_every: Duration = 1.0  # time-driven checks (hang, XID quiet) run at least this often
+    poll_timeout: Duration = 1.0
+    max_poll_records: Count = 500

@@ -1,0 +1,77 @@
+"""The two detector shapes: vectorised over a poll's telemetry frame, or event by event."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from vigil.analytics.slots import Frame
+
+from vigil.events import Decision, Detection, Severity, series_key
+
+
+@runtime_checkable
+class TelemetryDetector(Protocol):
+    """Scores every series of a poll at once; its state lives in slot columns of the SlotTable."""
+
+    name: str
+
+    def observe_frame(self, frame: Frame) -> list[Detection]: ...
+
+    def columns(self) -> list[str]:
+        """The slot columns to snapshot (the SlotTable exports them per partition)."""
+
+    def rebuild(self) -> None:
+        """Recompute derived state (per-entity counts) after slots were restored or released."""
+
+
+@runtime_checkable
+class EventDetector(Protocol):
+    """Consumes decoded events of one stream; keeps Python state keyed by the record's partition."""
+
+    name: str
+    stream: str  # "logs" or "training"
+
+    def observe_event(self, event: Any, partition: int, now: float) -> list[Detection]: ...
+
+    def tick(self, now: float) -> list[Detection]:
+        """Time-driven decisions (hang, quiet period), called even when no records arrive."""
+
+    def snapshot(self, partition: int) -> dict[str, Any]: ...
+
+    def restore(self, partition: int, blob: Mapping[str, Any]) -> None: ...
+
+    def drop(self, partition: int) -> None: ...
+
+
+AnyDetector = TelemetryDetector | EventDetector
+
+
+def detection(
+    detector: str,
+    labels: Mapping[str, str],
+    decision: Decision,
+    ts: float,
+    *,
+    score: float,
+    severity: Severity,
+    reason: Mapping[str, Any],
+    since: float | None = None,
+    summary: str = "",
+) -> Detection:
+    """A Detection whose series is its alertname plus identity labels (the record key downstream)."""
+    name = labels.get("alertname", detector)
+    ident = {k: v for k, v in labels.items() if k != "alertname"}
+    return Detection(
+        ts=ts,
+        detector=detector,
+        series=series_key(name, ident),
+        labels=dict(labels),
+        score=float(score),
+        decision=decision,
+        severity=severity,
+        reason=dict(reason),
+        window_start=since if since is not None else ts,
+        window_end=ts,
+        summary=summary,
+    )

@@ -1,0 +1,93 @@
+"""The bus-free core of analytics: decoded events in, Detections out, state per partition.
+
+Kept apart from the consumer loop so the benchmark and tests drive it without a broker. Every
+series, GPU, host and job belongs to exactly one partition (telemetry and logs are keyed by host,
+training by job), so a partition's state can be snapshotted, restored and dropped on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from vigil.analytics.config import AnalyticsConfig
+from vigil.analytics.detectors import AnyDetector, EventDetector, TelemetryDetector, build_registry
+from vigil.analytics.slots import IntArray, SlotTable, build_frame
+
+from vigil.bus import TopicPartition
+from vigil.events import Detection, TelemetryBatch
+from vigil.xid import XidCatalog
+
+BASE_COLUMNS = ["last_value", "last_ts"]
+
+
+class Engine:
+    def __init__(self, config: AnalyticsConfig, catalog: XidCatalog | None = None) -> None:
+        self.config = config
+        self.slots = SlotTable()
+        registry = build_registry()
+        self.detectors: list[AnyDetector] = [
+            registry.create(name, config=config, slots=self.slots, catalog=catalog) for name in config.detectors
+        ]
+        self.telemetry = [d for d in self.detectors if isinstance(d, TelemetryDetector)]
+        self.events: dict[str, list[EventDetector]] = {"logs": [], "training": []}
+        for det in self.detectors:
+            if isinstance(det, EventDetector):
+                self.events[det.stream].append(det)
+        self._pids: dict[TopicPartition, int] = {}
+
+    def pid(self, tp: TopicPartition) -> int:
+        """A small integer for a partition, used in the slot table's partition column."""
+        return self._pids.setdefault(tp, len(self._pids))
+
+    # -- detection
+    def observe_telemetry(self, batches: Sequence[tuple[int, TelemetryBatch]]) -> list[Detection]:
+        parts: list[tuple[IntArray, TelemetryBatch]] = [(self.slots.lookup(p, b), b) for p, b in batches]
+        frame = build_frame(self.slots, parts)
+        out: list[Detection] = []
+        for det in self.telemetry:
+            out.extend(det.observe_frame(frame))
+        return out
+
+    def observe_event(self, stream: str, event: Any, partition: int, now: float) -> list[Detection]:
+        out: list[Detection] = []
+        for det in self.events.get(stream, ()):
+            out.extend(det.observe_event(event, partition, now))
+        return out
+
+    def tick(self, now: float) -> list[Detection]:
+        out: list[Detection] = []
+        for dets in self.events.values():
+            for det in dets:
+                out.extend(det.tick(now))
+        return out
+
+    # -- state per partition
+    def snapshot(self, tp: TopicPartition, stream: str) -> dict[str, Any]:
+        pid = self.pid(tp)
+        if stream == "telemetry":
+            columns = BASE_COLUMNS + [c for d in self.telemetry for c in d.columns()]
+            return {"telemetry": self.slots.export(self.slots.slots_of(pid), columns)}
+        return {det.name: det.snapshot(pid) for det in self.events.get(stream, ())}
+
+    def restore(self, tp: TopicPartition, stream: str, body: dict[str, Any]) -> None:
+        pid = self.pid(tp)
+        if stream == "telemetry":
+            if "telemetry" in body:
+                self.slots.import_(pid, body["telemetry"])
+                for det in self.telemetry:
+                    det.rebuild()
+            return
+        for det in self.events.get(stream, ()):
+            if det.name in body:
+                det.restore(pid, body[det.name])
+
+    def drop(self, tp: TopicPartition, stream: str) -> None:
+        pid = self.pid(tp)
+        if stream == "telemetry":
+            self.slots.release(pid)
+            for det in self.telemetry:
+                det.rebuild()
+            return
+        for det in self.events.get(stream, ()):
+            det.drop(pid)

@@ -1,0 +1,202 @@
+"""The analytics consumer: telemetry, logs and training in; Detections out; state snapshotted.
+
+Commit protocol (the same numbered steps are in ARCHITECTURE.md), run every ``snapshot_every``,
+on revoke and on close:
+
+    1. publish the detections produced from the consumed records and flush the producer;
+    2. snapshot detector state for the partitions (versioned bytes, atomic file replace), each
+       snapshot carrying the next offset it reflects;
+    3. commit the consumed offsets.
+
+A crash between steps replays, never loses: after 1 the detections are out (alerting dedups a
+replay); after 2 the restored state already reflects records up to its offset, and those records
+are skipped when they are delivered again, so nothing is learned twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from vigil.analytics.config import AnalyticsConfig
+from vigil.analytics.engine import Engine
+from vigil.analytics.state import SnapshotStore
+
+from vigil.bus import Bus, DeadLetters, Record, TopicPartition
+from vigil.clock import Clock
+from vigil.codec import decode, encode
+from vigil.errors import InvalidEvent
+from vigil.events import Detection, LogEvent, TelemetryBatch, TrainingStep
+from vigil.topics import Topics
+from vigil.xid import XidCatalog
+
+log = logging.getLogger(__name__)
+EXPECTED: dict[str, type[Any]] = {"telemetry": TelemetryBatch, "logs": LogEvent, "training": TrainingStep}
+
+
+class AnalyticsMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.records = Counter("vigil_analytics_records", "Records consumed, by topic", ["topic"], registry=registry)
+        self.samples = Counter("vigil_analytics_samples", "Telemetry samples scored", registry=registry)
+        self.detections = Counter(
+            "vigil_analytics_detections", "Detections published", ["detector", "decision"], registry=registry
+        )
+        self.poll_seconds = Histogram(
+            "vigil_analytics_poll_seconds",
+            "Time to decode and score one poll",
+            registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+
+
+class AnalyticsService:
+    def __init__(
+        self,
+        bus: Bus,
+        topics: Topics,
+        config: AnalyticsConfig,
+        clock: Clock,
+        registry: CollectorRegistry,
+        state_dir: Path,
+    ) -> None:
+        self.config, self.topics, self.clock = config, topics, clock
+        self.metrics = AnalyticsMetrics(registry)
+        self.engine = Engine(config, XidCatalog.load())
+        self.store = SnapshotStore(state_dir)
+        self.producer = bus.producer()
+        self.dead_letters = DeadLetters(self.producer, registry)
+        self.streams = {topics.telemetry: "telemetry", topics.logs: "logs", topics.training: "training"}
+        self._offsets: dict[TopicPartition, int] = {}  # next offset to read, per partition consumed
+        self._skip_below: dict[TopicPartition, int] = {}  # records a restored snapshot already reflects
+        self._last_checkpoint = clock.monotonic()
+        self._last_tick = clock.monotonic()
+        self._last_poll = clock.monotonic()
+        self._processed = 0
+        self._closed = False
+        # on_assign may run inside bus.consumer(): everything it touches exists before this line
+        self.consumer = bus.consumer(list(self.streams), config.group, self._on_assign, self._on_revoke)
+
+    # -- the loop
+    def step(self, timeout_s: float = 1.0) -> int:
+        """One poll: decode, detect, publish; the commit protocol when ``snapshot_every`` elapsed."""
+        records = self.consumer.poll(timeout_s, self.config.max_poll_records)
+        started = time.perf_counter()
+        self._last_poll = self.clock.monotonic()
+        found = self._process(records)
+        if self.clock.monotonic() - self._last_tick >= self.config.tick_every:
+            self._last_tick = self.clock.monotonic()
+            found += self.engine.tick(self.clock.now())
+        self._publish(found)
+        if records:
+            self.metrics.poll_seconds.observe(time.perf_counter() - started)
+        if self.clock.monotonic() - self._last_checkpoint >= self.config.snapshot_every:
+            self.checkpoint()
+        return len(records)
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.step(self.config.poll_timeout)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.checkpoint()
+        self._closed = True
+        self.consumer.close()
+        self.producer.close()
+
+    def health(self) -> dict[str, object]:
+        return {
+            "ok": not self._closed,
+            "assigned": sorted(f"{tp.topic}-{tp.partition}" for tp in self.consumer.assignment()),
+            "records": self._processed,
+            "series": int(self.engine.slots.size),
+            "last_poll_age_s": round(self.clock.monotonic() - self._last_poll, 3),
+        }
+
+    # -- commit protocol
+    def checkpoint(self, tps: Iterable[TopicPartition] | None = None) -> None:
+        targets = set(self.consumer.assignment() if tps is None else tps)
+        # 1. publish detections (sent as produced) and flush the producer
+        self.producer.flush()
+        # 2. snapshot detector state for the partitions, with the offset each snapshot reflects
+        for tp in sorted(targets):
+            stream = self.streams.get(tp.topic)
+            if stream is not None:
+                body = self.engine.snapshot(tp, stream)
+                body["offset"] = self._offsets.get(tp, self._skip_below.get(tp, 0))
+                self.store.save(tp, body)
+        # 3. commit offsets
+        offsets = {tp: self._offsets[tp] for tp in targets if tp in self._offsets}
+        if offsets:
+            self.consumer.commit(offsets)
+        self._last_checkpoint = self.clock.monotonic()
+
+    def _on_assign(self, tps: set[TopicPartition]) -> None:
+        for tp in sorted(tps):
+            stream = self.streams.get(tp.topic)
+            body = self.store.load(tp) if stream else None
+            if stream and body is not None:
+                self.engine.restore(tp, stream, body)
+                self._skip_below[tp] = int(body.get("offset", 0))
+                log.info("restored %s-%d warm (offset %s)", tp.topic, tp.partition, body.get("offset"))
+
+    def _on_revoke(self, tps: set[TopicPartition]) -> None:
+        if not self._closed and hasattr(self, "consumer"):
+            self.checkpoint(tps)
+        for tp in tps:
+            stream = self.streams.get(tp.topic)
+            if stream:
+                self.engine.drop(tp, stream)
+            self._offsets.pop(tp, None)
+            self._skip_below.pop(tp, None)
+
+    # -- records
+    def _process(self, records: list[Record]) -> list[Detection]:
+        telemetry: list[tuple[int, TelemetryBatch]] = []
+        found: list[Detection] = []
+        now = self.clock.now()
+        for record in records:
+            tp = record.tp
+            self._offsets[tp] = record.offset + 1
+            if record.offset < self._skip_below.get(tp, 0):
+                continue
+            stream = self.streams.get(record.topic, "")
+            self.metrics.records.labels(record.topic).inc()
+            event = self._decode(record, stream)
+            if event is None:
+                continue
+            if isinstance(event, TelemetryBatch):
+                telemetry.append((self.engine.pid(tp), event))
+            else:
+                found += self.engine.observe_event(stream, event, self.engine.pid(tp), now)
+        if telemetry:
+            found += self.engine.observe_telemetry(telemetry)
+            self.metrics.samples.inc(sum(b.sample_count for _, b in telemetry))
+        self._processed += len(records)
+        return found
+
+    def _decode(self, record: Record, stream: str) -> Any:
+        try:
+            event = decode(record.value)
+        except InvalidEvent as exc:
+            self.dead_letters.send(record, "invalid_event", str(exc))
+            return None
+        expected = EXPECTED.get(stream)
+        if expected is None or not isinstance(event, expected):
+            self.dead_letters.send(record, "unexpected_type", f"{type(event).__name__} on {record.topic}")
+            return None
+        return event
+
+    def _publish(self, detections: list[Detection]) -> None:
+        for det in detections:
+            self.producer.send(self.topics.detections, encode(det), key=det.series.encode())
+            self.metrics.detections.labels(det.detector, det.decision).inc()
