@@ -75,8 +75,8 @@ class Engine:
         if stream == "telemetry":
             if "telemetry" in body:
                 self.slots.import_(pid, body["telemetry"])
-                for det in self.telemetry:
-                    det.rebuild()
+                for tdet in self.telemetry:
+                    tdet.rebuild()
             return
         for det in self.events.get(stream, ()):
             if det.name in body:
@@ -86,8 +86,8 @@ class Engine:
         pid = self.pid(tp)
         if stream == "telemetry":
             self.slots.release(pid)
-            for det in self.telemetry:
-                det.rebuild()
+            for tdet in self.telemetry:
+                tdet.rebuild()
             return
         for det in self.events.get(stream, ()):
             det.drop(pid)

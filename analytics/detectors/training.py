@@ -20,7 +20,7 @@ from vigil.analytics.config import HangConfig, TrainingConfig, ZScoreConfig
 from vigil.analytics.detectors.base import detection
 from vigil.analytics.robust import Hysteresis, RobustStat
 
-from vigil.events import Decision, Detection, TrainingStep
+from vigil.events import Decision, Detection, Severity, TrainingStep
 
 PEER_MAD_TO_SIGMA = 1.4826  # median absolute deviation to sigma, for normal data
 
@@ -282,7 +282,7 @@ class TrainingDetector:
         reason: dict[str, Any],
         summary: str,
     ) -> Detection:
-        severity = "critical" if alertname in ("TrainingHang", "TrainingLossNonFinite") else "warning"
+        severity: Severity = "critical" if alertname in ("TrainingHang", "TrainingLossNonFinite") else "warning"
         return detection(
             self.name,
             {"alertname": alertname, "cluster": job.cluster, "job_id": job_id},
