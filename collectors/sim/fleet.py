@@ -85,13 +85,14 @@ class FleetSimulator:
         dt = self.config.interval if self._last is None else max(0.0, now - self._last)
         self._last = now
         out = SimOutput()
+        # The job ran since the last tick under that tick's effects; faults change things from now on.
+        out.training.extend(self.job.advance(self.state, self.hosts, now))
         self._end_due(now, out)
         self._start_due(now, out)
         self.state.effects.reset()
         for active in self._active:
             active.fault.apply(self.state, now - active.event.start)
         self._collect(now, self._sample(now, dt), out)
-        out.training.extend(self.job.advance(self.state, self.hosts, now))
         return out
 
     def finish(self, now: float) -> SimOutput:
@@ -177,14 +178,15 @@ class FleetSimulator:
         return np.concatenate([gpu.reshape(s.nodes, -1), self._host_sample(dt, normal[6][:, 0])], axis=1)
 
     def _host_sample(self, dt: float, normal: FloatArray) -> FloatArray:
+        # Host series do not react to the job's state: NCCL traffic runs on the InfiniBand HCAs, not the
+        # NICs counted here, and ground truth for a job fault names the job, not its hosts, so a host
+        # alert during a hang could not be attributed to it.
         s = self.state
-        busy = 0.0 if s.effects.job_hung else 1.0
-        # Data loading in, checkpoints and logs out; both collapse while the job is hung.
-        s.net_rx += (2.0e8 * busy + 1.0e6) * dt * (1.0 + 0.05 * np.abs(normal))
-        s.net_tx += (8.0e7 * busy + 5.0e5) * dt * (1.0 + 0.05 * np.abs(normal))
-        cpu = np.clip(0.05 + 0.25 * busy + 0.02 * normal, 0.0, 1.0)
+        s.net_rx += 2.0e8 * dt * (1.0 + 0.05 * np.abs(normal))  # training data in
+        s.net_tx += 8.0e7 * dt * (1.0 + 0.05 * np.abs(normal))  # checkpoints and logs out
+        cpu = np.clip(0.30 + 0.02 * normal, 0.0, 1.0)
         mem = 640.0 * GIB + 2.0 * GIB * normal
-        load = 4.0 + 40.0 * busy + 2.0 * normal
+        load = 44.0 + 2.0 * normal  # dataloader workers
         return np.stack([cpu, mem, s.net_rx.copy(), s.net_tx.copy(), load], axis=1)
 
     def _collect(self, now: float, rows: FloatArray, out: SimOutput) -> None:

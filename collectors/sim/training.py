@@ -39,9 +39,9 @@ class TrainingJob:
         self._pending: _PendingStep | None = None
 
     def advance(self, state: FleetState, hosts: list[str], now: float) -> list[TrainingStep]:
-        """The steps every rank completed up to ``now``."""
+        """The steps every rank completed up to ``now``, under the effects of the interval ending now."""
         if state.effects.job_hung:
-            # Time spent hung is lost; the step in progress restarts when the job comes back.
+            # Time spent hung is lost: the step in progress restarts once the job is back.
             self.cursor = now
             self._pending = None
             return []

@@ -33,8 +33,9 @@ def all_gpus(out: SimOutput, metric: str) -> np.ndarray:
     return np.array([[gpu_value(out, f"node-{n:02d}", metric, g) for g in range(8)] for n in range(8)])
 
 
-def steps_between(outs: list[SimOutput], lo: int, hi: int) -> list[TrainingStep]:
-    return [s for out in outs[lo:hi] for s in out.training]
+def steps_between(outs: list[SimOutput], lo: float, hi: float) -> list[TrainingStep]:
+    """Steps that completed in [lo, hi) seconds after the start."""
+    return [s for out in outs for s in out.training if START + lo <= s.ts < START + hi]
 
 
 def test_catalog_has_the_named_kinds() -> None:
@@ -72,6 +73,7 @@ def test_xid79_removes_the_gpu_logs_xid_and_hangs_the_job() -> None:
         assert not any('gpu_index="6"' in s for s in batch.series)
         assert len(batch.series) == 7 * 8 + 5 and batch.values.shape == (1, len(batch.series))
         assert len(outs[k].telemetry) == 8
+    assert max(s.ts for s in steps_between(outs, 0, 10)) > START + 9.4  # the job ran until the GPU fell off
     assert not math.isnan(gpu_value(outs[15], "node-05", c.GPU_TEMPERATURE, 5))
     assert not math.isnan(gpu_value(outs[22], "node-05", c.GPU_TEMPERATURE, 6))
     assert steps_between(outs, 10, 20) == []
