@@ -7,9 +7,9 @@ import math
 from typing import Any
 
 import numpy as np
-
 from vigil.analytics.config import AnalyticsConfig, ZScoreConfig
 from vigil.analytics.engine import Engine
+
 from vigil.events import Detection, TelemetryBatch, series_key
 
 T0 = 1_767_225_600.0
@@ -38,8 +38,9 @@ class Reference:
         self.state: dict[tuple[str, str], dict[str, Any]] = {}
 
     def sample(self, host: str, key: str, ts: float, x: float) -> None:
-        s = self.state.setdefault((host, key), dict(n=0, mean=0.0, mad=0.0, hist=[], active=False, below=0,
-                                                     last=None, z=0.0))
+        s = self.state.setdefault(
+            (host, key), dict(n=0, mean=0.0, mad=0.0, hist=[], active=False, below=0, last=None, z=0.0)
+        )
         y = x
         if key.partition("{")[0].endswith("_total"):
             prev, s["last"] = s["last"], (ts, x)
@@ -72,8 +73,11 @@ class Reference:
 
 def test_vectorised_zscore_equals_per_sample_reference_with_repeats_in_one_poll() -> None:
     rng = np.random.default_rng(7)
-    series = [series_key(m, {"gpu_index": str(g)}) for g in range(3)
-              for m in ("gpu_power_watts", "gpu_temperature_celsius", "gpu_ecc_sbe_volatile_total")]
+    series = [
+        series_key(m, {"gpu_index": str(g)})
+        for g in range(3)
+        for m in ("gpu_power_watts", "gpu_temperature_celsius", "gpu_ecc_sbe_volatile_total")
+    ]
     series.append("host_load1")
     eng, ref = engine(zscore={"warmup": 10}), Reference(ZScoreConfig(warmup=10))
     counters = np.array(["_total" in s for s in series])
@@ -111,8 +115,13 @@ def test_vectorised_zscore_equals_per_sample_reference_with_repeats_in_one_poll(
     assert any(any(s["hist"]) for s in ref.state.values())  # the spikes did exceed the threshold
 
 
-def gaussian_polls(rng: np.random.Generator, n_series: int, seconds: int, per_poll: int = 10,
-                   shift: tuple[int, int, float] | None = None) -> list[list[TelemetryBatch]]:
+def gaussian_polls(
+    rng: np.random.Generator,
+    n_series: int,
+    seconds: int,
+    per_poll: int = 10,
+    shift: tuple[int, int, float] | None = None,
+) -> list[list[TelemetryBatch]]:
     series = [series_key("gpu_power_watts", {"gpu_index": str(i)}) for i in range(n_series)]
     polls = []
     for t0 in range(0, seconds, per_poll):
@@ -154,7 +163,9 @@ def test_threshold_for_holds_down_short_excursions() -> None:
     assert short == []
     found = feed(eng, temperature_polls([90] * 15 + [70]))
     assert [(d.labels["alertname"], d.decision) for d in found] == [
-        ("GpuOverTemperature", "firing"), ("GpuOverTemperature", "resolved")]
+        ("GpuOverTemperature", "firing"),
+        ("GpuOverTemperature", "resolved"),
+    ]
     assert found[0].labels["gpu_index"] == "2" and found[0].severity == "critical"
     assert found[0].ts - found[0].window_start >= 10
 
@@ -165,8 +176,10 @@ def test_counter_rules_use_the_rate_not_the_value() -> None:
     dbe = series_key("gpu_ecc_dbe_volatile_total", {"gpu_index": "1"})
     sbe = [1000.0] * 5 + [1000.0 + 3 * i for i in range(1, 16)]  # high value, zero rate; then 3/s
     dbes = [7.0] * 12 + [8.0] * 8  # one double-bit error
-    polls = [[batch("h1", [key, dbe], np.array([T0 + i]), np.array([[s, d]]))] for i, (s, d) in
-             enumerate(zip(sbe, dbes, strict=True))]
+    polls = [
+        [batch("h1", [key, dbe], np.array([T0 + i]), np.array([[s, d]]))]
+        for i, (s, d) in enumerate(zip(sbe, dbes, strict=True))
+    ]
     found = feed(eng, polls)
     names = [(d.labels["alertname"], d.decision) for d in found]
     assert ("GpuEccDbeIncrease", "firing") in names and ("GpuEccSbeRateHigh", "firing") in names
