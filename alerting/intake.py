@@ -81,5 +81,6 @@ def decide(current: Alert | None, candidate: Alert) -> Transition:
     if current is None or current.status != "firing" or candidate.starts_at < current.starts_at:
         return Transition("no_change", None)
     resolved_at = candidate.starts_at
-    return Transition("resolved", replace(current, status="resolved", ends_at=resolved_at,
-                                          updated_at=candidate.updated_at))
+    return Transition(
+        "resolved", replace(current, status="resolved", ends_at=resolved_at, updated_at=candidate.updated_at)
+    )

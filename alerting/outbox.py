@@ -119,15 +119,22 @@ class OutboxDispatcher:
             log.error("notification %d to %s failed permanently: %s", row.id, row.notifier, result.reason)
             self._store.finish(row, "failed", result.reason, now)
         elif self._backoff.exhausted(attempts):
-            log.error("notification %d to %s gave up after %d attempts: %s", row.id, row.notifier, attempts,
-                      result.reason)
+            log.error(
+                "notification %d to %s gave up after %d attempts: %s", row.id, row.notifier, attempts, result.reason
+            )
             self._store.finish(row, "failed", f"gave up after {attempts} attempts: {result.reason}", now)
         else:
             delay = self._backoff.delay(attempts)
             if result.retry_after is not None:
                 delay = max(delay, min(result.retry_after, self._backoff.maximum))
-            log.warning("notification %d to %s failed (attempt %d), retrying in %.1fs: %s", row.id,
-                        row.notifier, attempts, delay, result.reason)
+            log.warning(
+                "notification %d to %s failed (attempt %d), retrying in %.1fs: %s",
+                row.id,
+                row.notifier,
+                attempts,
+                delay,
+                result.reason,
+            )
             self._store.reschedule(row, now + delay, result.reason)
 
     def _send(self, row: OutboxRow) -> DeliveryResult:

@@ -233,9 +233,7 @@ def _build_dispatcher(
     rng = random.Random(retry.jitter_seed)
     backoff = Backoff(retry.initial_backoff, retry.max_backoff, retry.max_attempts, rng)
     chosen = notifiers if notifiers is not None else build_notifiers(config)
-    return OutboxDispatcher(
-        db_path, chosen, clock, metrics, backoff, config.dispatch_batch, config.dispatch_interval
-    )
+    return OutboxDispatcher(db_path, chosen, clock, metrics, backoff, config.dispatch_batch, config.dispatch_interval)
 
 
 def _next_offsets(records: list[Record]) -> dict[TopicPartition, int]:

@@ -161,9 +161,7 @@ class AlertStore:
     # ------------------------------------------------------------------ alerts
 
     def get(self, fp: str) -> Alert | None:
-        row = self._conn.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE fingerprint = ?", (fp,)
-        ).fetchone()
+        row = self._conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
         return _alert_from_row(row) if row is not None else None
 
     def alerts(self, status: str | None = None, limit: int = 1000) -> list[Alert]:
@@ -179,14 +177,18 @@ class AlertStore:
             "ends_at = excluded.ends_at, updated_at = excluded.updated_at, "
             "recommended_action = excluded.recommended_action, version = version + 1",
             (
-                alert.fingerprint, alert.status, json.dumps(dict(alert.labels), sort_keys=True),
-                json.dumps(dict(alert.annotations), sort_keys=True), alert.severity, alert.starts_at,
-                alert.ends_at, alert.updated_at, alert.recommended_action,
+                alert.fingerprint,
+                alert.status,
+                json.dumps(dict(alert.labels), sort_keys=True),
+                json.dumps(dict(alert.annotations), sort_keys=True),
+                alert.severity,
+                alert.starts_at,
+                alert.ends_at,
+                alert.updated_at,
+                alert.recommended_action,
             ),
         )
-        row = self._conn.execute(
-            "SELECT version FROM alerts WHERE fingerprint = ?", (alert.fingerprint,)
-        ).fetchone()
+        row = self._conn.execute("SELECT version FROM alerts WHERE fingerprint = ?", (alert.fingerprint,)).fetchone()
         return int(row["version"])
 
     def count(self, status: str) -> int:
@@ -195,8 +197,7 @@ class AlertStore:
 
     def unpublished(self) -> list[tuple[Alert, int]]:
         rows = self._conn.execute(
-            f"SELECT {_ALERT_COLUMNS}, version FROM alerts "
-            "WHERE published_version < version ORDER BY updated_at"
+            f"SELECT {_ALERT_COLUMNS}, version FROM alerts WHERE published_version < version ORDER BY updated_at"
         ).fetchall()
         return [(_alert_from_row(r), int(r["version"])) for r in rows]
 
@@ -262,8 +263,7 @@ class AlertStore:
 
     def log(self, fp: str, notifier: str, reason: str, status: str, now: float) -> None:
         self._conn.execute(
-            "INSERT INTO notification_log (fingerprint, notifier, reason, status, sent_at) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO notification_log (fingerprint, notifier, reason, status, sent_at) VALUES (?, ?, ?, ?, ?)",
             (fp, notifier, reason, status, now),
         )
 
@@ -290,9 +290,7 @@ class AlertReader:
 
     def get(self, fp: str) -> Alert | None:
         with self._lock:
-            row = self._conn.execute(
-                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE fingerprint = ?", (fp,)
-            ).fetchone()
+            row = self._conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
         return _alert_from_row(row) if row is not None else None
 
     def close(self) -> None:

@@ -157,8 +157,9 @@ class DoubleBitEcc(Fault):
                 "An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer "
                 f"at partition {partition}, subpartition 0.",
             ),
-            self._xid_line(state, now, 63, f"Row Remapper: New row (0x{row:08x}) marked for remapping, reset gpu "
-                           "to activate."),
+            self._xid_line(
+                state, now, 63, f"Row Remapper: New row (0x{row:08x}) marked for remapping, reset gpu to activate."
+            ),
         ]
 
     def detail(self) -> dict[str, Any]:

@@ -32,8 +32,13 @@ GPU_METRICS = (
     c.GPU_ECC_SBE,
     c.GPU_ECC_DBE,
 )
-HOST_METRICS = (c.HOST_CPU_UTILIZATION, c.HOST_MEMORY_USED, c.HOST_NETWORK_RECEIVE, c.HOST_NETWORK_TRANSMIT,
-                c.HOST_LOAD1)
+HOST_METRICS = (
+    c.HOST_CPU_UTILIZATION,
+    c.HOST_MEMORY_USED,
+    c.HOST_NETWORK_RECEIVE,
+    c.HOST_NETWORK_TRANSMIT,
+    c.HOST_LOAD1,
+)
 # PCI bus of each GPU slot in a DGX H100 (lspci), so XID lines look like the real thing.
 PCI_BUSES = ("18", "2a", "3a", "5d", "9a", "ab", "ba", "db", "1b", "2c", "3c", "5f", "9c", "ad", "bc", "dd")
 GIB = float(1 << 30)
@@ -65,8 +70,9 @@ class FleetSimulator:
         self._rng = np.random.default_rng([config.seed, 0])  # noise
         self._target_rng = np.random.default_rng([config.seed, 1])  # targets the schedule leaves open
         self.state = _initial_state(config, np.random.default_rng([config.seed, 2]))
-        self.job = TrainingJob(config.job_id, config.cluster, config.base_step_time, start,
-                               np.random.default_rng([config.seed, 3]))
+        self.job = TrainingJob(
+            config.job_id, config.cluster, config.base_step_time, start, np.random.default_rng([config.seed, 3])
+        )
         self._plan = planned_faults(config)
         self._next: FaultSpec | None = next(self._plan, None)
         self._active: list[_Active] = []

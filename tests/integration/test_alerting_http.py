@@ -78,19 +78,29 @@ def receiver() -> Iterator[Receiver]:
 
 def det(decision: str = "firing", ts: float = T0, host: str = "node-1") -> Detection:
     return Detection(
-        ts=ts, detector="gpu_thermal", series=f'gpu_temperature_celsius{{host="{host}"}}',
-        labels={"cluster": "c1", "host": host, "gpu_index": "3", "alertname": "GpuOverheating"}, score=6.5,
-        decision=decision, severity="critical", reason={"action": "drain"},  # type: ignore[arg-type]
-        window_start=ts - 60, window_end=ts, summary=f"GPU 3 on {host} runs hot",
+        ts=ts,
+        detector="gpu_thermal",
+        series=f'gpu_temperature_celsius{{host="{host}"}}',
+        labels={"cluster": "c1", "host": host, "gpu_index": "3", "alertname": "GpuOverheating"},
+        score=6.5,
+        decision=decision,
+        severity="critical",
+        reason={"action": "drain"},  # type: ignore[arg-type]
+        window_start=ts - 60,
+        window_end=ts,
+        summary=f"GPU 3 on {host} runs hot",
     )
 
 
 def service_for(tmp_path: Path, receiver: Receiver, clock: FakeClock) -> tuple[AlertingService, MemoryBus]:
     bus, topics = MemoryBus(), Topics()
-    config = validate(AlertingConfig, {
-        "notifiers": [{"type": "webhook", "url": receiver.url, "secret": SECRET, "timeout": "2s"}],
-        "retry": {"initial_backoff": "1s", "max_backoff": "10s", "jitter_seed": 3},
-    })
+    config = validate(
+        AlertingConfig,
+        {
+            "notifiers": [{"type": "webhook", "url": receiver.url, "secret": SECRET, "timeout": "2s"}],
+            "retry": {"initial_backoff": "1s", "max_backoff": "10s", "jitter_seed": 3},
+        },
+    )
     svc = AlertingService(bus, topics, config, clock, CollectorRegistry(), tmp_path / "alerts.db")
     bus.producer().send(topics.detections, encode(det()), key=b"k")
     svc.step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -37,14 +38,25 @@ def test_two_consumers_in_one_group_split_the_partitions(kafka_bus: KafkaBus, un
     first = kafka_bus.consumer([topic], group)
     drain(first, 1, timeout_s=8)  # joins the group and owns all four partitions
     second = kafka_bus.consumer([topic], group)
+    # Each member polls on its own thread, as two analytics processes would.
+    settled = threading.Event()
+
+    def keep_polling(consumer: KafkaBusConsumer) -> None:
+        while not settled.is_set():
+            consumer.poll(0.2)
+
+    threads = [threading.Thread(target=keep_polling, args=(c,), daemon=True) for c in (first, second)]
+    for thread in threads:
+        thread.start()
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
-        first.poll(0.2)
-        second.poll(0.2)
         a, b = first.assignment(), second.assignment()
         if a and b and len(a) + len(b) == 4:
             break
-    a, b = first.assignment(), second.assignment()
+        time.sleep(0.1)
+    settled.set()
+    for thread in threads:
+        thread.join(timeout=30)
     first.close()
     second.close()
     assert a and b, f"both consumers must own partitions, got {a} and {b}"

@@ -46,10 +46,17 @@ class FakeNotifier:
 
 def det(decision: str = "firing", ts: float = T0, host: str = "node-1", gpu: str = "0") -> Detection:
     return Detection(
-        ts=ts, detector="gpu_thermal", series=f'gpu_temperature_celsius{{gpu_index="{gpu}",host="{host}"}}',
-        labels={"cluster": "c1", "host": host, "gpu_index": gpu}, score=5.0,
-        decision=decision, severity="critical", reason={"action": "drain"},  # type: ignore[arg-type]
-        window_start=ts - 60, window_end=ts, summary=f"GPU {gpu} on {host} runs hot",
+        ts=ts,
+        detector="gpu_thermal",
+        series=f'gpu_temperature_celsius{{gpu_index="{gpu}",host="{host}"}}',
+        labels={"cluster": "c1", "host": host, "gpu_index": gpu},
+        score=5.0,
+        decision=decision,
+        severity="critical",
+        reason={"action": "drain"},  # type: ignore[arg-type]
+        window_start=ts - 60,
+        window_end=ts,
+        summary=f"GPU {gpu} on {host} runs hot",
     )
 
 
@@ -58,18 +65,31 @@ class Harness:
         self.bus = MemoryBus()
         self.topics = Topics()
         self.clock = FakeClock(T0)
-        self.config = config or validate(AlertingConfig, {"notifiers": [
-            {"type": "webhook", "url": "http://127.0.0.1:9/hook", "name": "hook", "send_resolved": True},
-            {"type": "log", "send_resolved": False},
-        ], "retry": {"jitter_seed": 1, "max_attempts": 3}})
+        self.config = config or validate(
+            AlertingConfig,
+            {
+                "notifiers": [
+                    {"type": "webhook", "url": "http://127.0.0.1:9/hook", "name": "hook", "send_resolved": True},
+                    {"type": "log", "send_resolved": False},
+                ],
+                "retry": {"jitter_seed": 1, "max_attempts": 3},
+            },
+        )
         self.db = tmp_path / "alerting" / "alerts.db"
         self.hook = FakeNotifier()
         self.log = FakeNotifier()
 
     def service(self, registry: CollectorRegistry | None = None) -> AlertingService:
         self.registry = registry or CollectorRegistry()
-        return AlertingService(self.bus, self.topics, self.config, self.clock, self.registry, self.db,
-                               notifiers={"hook": self.hook, "log": self.log})
+        return AlertingService(
+            self.bus,
+            self.topics,
+            self.config,
+            self.clock,
+            self.registry,
+            self.db,
+            notifiers={"hook": self.hook, "log": self.log},
+        )
 
     def publish(self, *detections: Detection) -> None:
         producer = self.bus.producer()
@@ -103,9 +123,17 @@ def test_first_no_change_resolved_and_refire(h: Harness) -> None:
     svc.step()
     store = h.store()
     assert [(r.notifier, r.reason) for r in store.outbox()] == [
-        ("hook", "first"), ("log", "first"), ("hook", "resolved"), ("hook", "first"), ("log", "first")]
+        ("hook", "first"),
+        ("log", "first"),
+        ("hook", "resolved"),
+        ("hook", "first"),
+        ("log", "first"),
+    ]
     assert [(a.status, a.starts_at) for a in h.alerts_on_topic()] == [
-        ("firing", T0), ("resolved", T0), ("firing", T0 + 300)]
+        ("firing", T0),
+        ("resolved", T0),
+        ("firing", T0 + 300),
+    ]
     alert = store.get(fp)
     assert alert is not None and alert.status == "firing" and alert.ends_at is None
     assert h.metric("vigil_alerting_detections_total", decision="first") == 2
@@ -135,8 +163,7 @@ def test_dispatch_delivers_in_order_with_dedup_key(h: Harness) -> None:
 
 
 def test_replaying_detections_twice_pages_once_per_episode(h: Harness) -> None:
-    timeline = [det(), det("resolved", ts=T0 + 60), det(ts=T0 + 120), det(host="node-2"),
-                det("resolved", ts=T0 + 180)]
+    timeline = [det(), det("resolved", ts=T0 + 60), det(ts=T0 + 120), det(host="node-2"), det("resolved", ts=T0 + 180)]
     svc = h.service()
     h.publish(*timeline)
     svc.step()
@@ -264,8 +291,7 @@ def test_rows_for_a_notifier_removed_from_config_fail_permanently(h: Harness) ->
     svc.step()
     svc.close()
     config = validate(AlertingConfig, {"notifiers": [{"type": "log"}]})
-    restarted = AlertingService(h.bus, h.topics, config, h.clock, CollectorRegistry(), h.db,
-                                notifiers={"log": h.log})
+    restarted = AlertingService(h.bus, h.topics, config, h.clock, CollectorRegistry(), h.db, notifiers={"log": h.log})
     restarted.dispatcher.drain_once()
     failed = [r for r in h.store().outbox() if r.state == "failed"]
     assert [(r.notifier, r.last_error) for r in failed] == [("hook", "notifier 'hook' is not configured")]

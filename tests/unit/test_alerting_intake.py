@@ -23,10 +23,17 @@ IDENTITY = list(DEFAULT_IDENTITY_LABELS)
 def det(decision: str = "firing", ts: float = T0, **labels: str) -> Detection:
     base = {"cluster": "c1", "host": "node-1", "gpu_index": "0"}
     return Detection(
-        ts=ts, detector="gpu_thermal", series='gpu_temperature_celsius{gpu_index="0",host="node-1"}',
-        labels={**base, **labels}, score=4.25, decision=decision,  # type: ignore[arg-type]
-        severity="critical", reason={"z": 4.25, "action": "drain node-1"}, window_start=ts - 60,
-        window_end=ts, summary="GPU 0 on node-1 runs hot",
+        ts=ts,
+        detector="gpu_thermal",
+        series='gpu_temperature_celsius{gpu_index="0",host="node-1"}',
+        labels={**base, **labels},
+        score=4.25,
+        decision=decision,  # type: ignore[arg-type]
+        severity="critical",
+        reason={"z": 4.25, "action": "drain node-1"},
+        window_start=ts - 60,
+        window_end=ts,
+        summary="GPU 0 on node-1 runs hot",
     )
 
 
@@ -102,7 +109,13 @@ def test_payload_has_dedup_key_per_episode() -> None:
     assert payload["alert"]["starts_at"] == "2026-01-01T00:00:00+00:00"
     assert payload["alert"]["ends_at"] is None
     assert set(payload["alert"]) == {
-        "fingerprint", "labels", "annotations", "starts_at", "ends_at", "severity", "recommended_action"
+        "fingerprint",
+        "labels",
+        "annotations",
+        "starts_at",
+        "ends_at",
+        "severity",
+        "recommended_action",
     }
 
 
@@ -122,10 +135,15 @@ def test_config_defaults_and_errors() -> None:
     config = validate(AlertingConfig, {})
     assert config.group == "vigil-alerting" and config.notifier_names() == ["log"]
     assert config.retry.initial_backoff == 0.5 and config.retry.max_backoff == 30.0
-    webhooks = validate(AlertingConfig, {"notifiers": [
-        {"type": "webhook", "url": "http://127.0.0.1/a", "timeout": "2s"},
-        {"type": "webhook", "url": "https://example.org/b", "name": "ops"},
-    ]})
+    webhooks = validate(
+        AlertingConfig,
+        {
+            "notifiers": [
+                {"type": "webhook", "url": "http://127.0.0.1/a", "timeout": "2s"},
+                {"type": "webhook", "url": "https://example.org/b", "name": "ops"},
+            ]
+        },
+    )
     assert webhooks.notifier_names() == ["webhook-0", "ops"]
     assert isinstance(webhooks.notifiers[0], WebhookNotifierConfig) and webhooks.notifiers[0].timeout == 2.0
     with pytest.raises(ConfigError, match=r"alerting\.retry\.max_backoff: invalid duration"):

@@ -15,13 +15,17 @@ from vigil.alerting.notifiers import LogNotifier, WebhookNotifier, build_notifie
 from vigil.errors import ConfigError
 
 PAYLOAD = {
-    "version": "1", "reason": "first", "status": "firing", "dedup_key": "abc:2026-01-01T00:00:00+00:00",
+    "version": "1",
+    "reason": "first",
+    "status": "firing",
+    "dedup_key": "abc:2026-01-01T00:00:00+00:00",
     "alert": {"labels": {"alertname": "GpuHot"}, "annotations": {"summary": "hot"}, "severity": "critical"},
 }
 
 
-def webhook_answering(status: int, seen: list[httpx.Request], secret: str | None = None,
-                      headers: dict[str, str] | None = None) -> WebhookNotifier:
+def webhook_answering(
+    status: int, seen: list[httpx.Request], secret: str | None = None, headers: dict[str, str] | None = None
+) -> WebhookNotifier:
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return httpx.Response(status, text="body", headers=headers)
@@ -32,8 +36,16 @@ def webhook_answering(status: int, seen: list[httpx.Request], secret: str | None
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [(200, "delivered"), (204, "delivered"), (429, "retryable"), (500, "retryable"), (503, "retryable"),
-     (400, "permanent"), (401, "permanent"), (404, "permanent")],
+    [
+        (200, "delivered"),
+        (204, "delivered"),
+        (429, "retryable"),
+        (500, "retryable"),
+        (503, "retryable"),
+        (400, "permanent"),
+        (401, "permanent"),
+        (404, "permanent"),
+    ],
 )
 def test_webhook_classifies_status(status: int, outcome: str) -> None:
     seen: list[httpx.Request] = []

@@ -55,8 +55,11 @@ def test_thermal_heats_and_throttles_only_its_gpu_and_slows_the_job() -> None:
     healthy = np.mean([s.step_time_s for s in steps_between(outs, 2, 9)])
     hot = np.mean([s.step_time_s for s in steps_between(outs, 22, 38)])
     assert 1.2 < hot / healthy < 1.4
-    slow_rank = {s.rank for s in steps_between(outs, 22, 38) if s.compute_time_s == max(
-        t.compute_time_s or 0.0 for t in steps_between(outs, 22, 38) if t.step == s.step)}
+    slow_rank = {
+        s.rank
+        for s in steps_between(outs, 22, 38)
+        if s.compute_time_s == max(t.compute_time_s or 0.0 for t in steps_between(outs, 22, 38) if t.step == s.step)
+    }
     assert slow_rank == {10}
 
 

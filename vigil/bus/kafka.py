@@ -8,6 +8,7 @@ the service decides when its output is safe and then commits (see ARCHITECTURE.m
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -109,15 +110,20 @@ class KafkaBusProducer:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Forwards rebalance callbacks and tracks whether a join is in flight (from revoke until assign)."""
+
     def __init__(self, on_assign: RebalanceCallback | None, on_revoke: RebalanceCallback | None) -> None:
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self.rebalancing = True  # a new member has not joined yet
 
     def on_partitions_revoked(self, revoked: Any) -> None:
+        self.rebalancing = True
         if self._on_revoke and revoked:
             self._on_revoke({TopicPartition(tp.topic, tp.partition) for tp in revoked})
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        self.rebalancing = False
         if self._on_assign and assigned:
             self._on_assign({TopicPartition(tp.topic, tp.partition) for tp in assigned})
 
@@ -142,10 +148,18 @@ class KafkaBusConsumer:
             max_poll_records=config.max_poll_records,
             request_timeout_ms=max(_ms(config.request_timeout), _ms(config.session_timeout) + 5000),
         )
-        self._consumer.subscribe(topics, listener=_Listener(on_assign, on_revoke))
+        self._listener = _Listener(on_assign, on_revoke)
+        self._consumer.subscribe(topics, listener=self._listener)
+        self._rebalance_wait_s = 2 * config.session_timeout
 
     def poll(self, timeout_s: float, max_records: int = 500) -> list[Record]:
         batches = self._consumer.poll(timeout_ms=_ms(timeout_s), max_records=max_records)
+        # kafka-python 3.0.12 throws away a JoinGroup/SyncGroup result that arrives between two polls and
+        # joins again, which restarts the rebalance for every member. So while a join is in flight we
+        # stay inside poll (bounded) until the assignment arrives, and never return in the middle of one.
+        deadline = time.monotonic() + self._rebalance_wait_s
+        while self._listener.rebalancing and not batches and time.monotonic() < deadline:
+            batches = self._consumer.poll(timeout_ms=100, max_records=max_records)
         out: list[Record] = []
         for records in batches.values():
             out.extend(

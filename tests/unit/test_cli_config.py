@@ -1,0 +1,31 @@
+"""``vigil check-config``: a bad file fails naming the key path; a good one passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from vigil.cli.app import build_app
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kafka:\n  session_timeout: 3 sec\nalerting:\n  notifiers:\n    - {type: webhook, url: 'ftp://x'}\n")
+    result = CliRunner().invoke(build_app(), ["check-config", "-c", str(bad)])
+    assert result.exit_code == 2
+    assert "kafka.session_timeout: invalid duration '3 sec'" in result.output
+    assert "alerting.notifiers[0]" in result.output
+
+
+def test_check_config_accepts_defaults_and_a_full_file(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "cluster: dc1\nkafka: {bootstrap_servers: ['127.0.0.1:9092'], compression: zstd}\n"
+        "alerting: {notifiers: [{type: log}]}\n"
+    )
+    runner = CliRunner()
+    assert runner.invoke(build_app(), ["check-config"]).exit_code == 0
+    result = runner.invoke(build_app(), ["check-config", "-c", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "cluster=dc1" in result.output
