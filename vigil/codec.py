@@ -41,11 +41,9 @@ def encode(event: Event) -> bytes:
     name = type(event).__name__
     if isinstance(event, TelemetryBatch):
         return _encode_telemetry(event)
-    body = _to_plain(event)
     if name in BINARY_TYPES:
-        body.update({"t": name, "v": event.SCHEMA_VERSION})
-        packed: bytes = msgpack.packb(body, use_bin_type=True)
-        return packed
+        return _encode_flat(event, name)
+    body = _to_plain(event)
     for key in TIME_FIELDS & body.keys():
         if body[key] is not None:
             body[key] = to_iso(body[key])
@@ -168,13 +166,28 @@ def _check_ts(value: object, key: str) -> float:
     return seconds
 
 
+# Binary events other than telemetry are flat (scalars only): their field names, resolved once,
+# let encode skip dataclasses.fields() per event (a training job sends one per rank per step).
+_FLAT_FIELDS: dict[str, tuple[tuple[str, bool], ...]] = {
+    name: tuple((f.name, f.name in TIME_FIELDS) for f in dataclasses.fields(EVENT_TYPES[name]))
+    for name in BINARY_TYPES - {"TelemetryBatch"}
+}
+
+
+def _encode_flat(event: Any, name: str) -> bytes:
+    body: dict[str, Any] = {"t": name, "v": event.SCHEMA_VERSION}
+    for field, is_time in _FLAT_FIELDS[name]:
+        value = getattr(event, field)
+        body[field] = round(value * 1e9) if is_time and value is not None else value
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return packed
+
+
 def _to_plain(event: Any) -> dict[str, Any]:
     body = {}
     for f in dataclasses.fields(event):
         value = getattr(event, f.name)
-        if f.name in TIME_FIELDS and value is not None and type(event).__name__ in BINARY_TYPES:
-            value = round(value * 1e9)
-        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+        if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
             value = [dataclasses.asdict(v) for v in value]
         elif isinstance(value, Mapping):
             value = dict(value)

@@ -64,6 +64,9 @@ class KafkaConfig(FrozenModel):
     session_timeout: Duration = 6.0
     heartbeat_interval: Duration = 1.0
     max_poll_records: Annotated[int, Field(ge=1)] = 500
+    # Small per-partition fetches make a poll span every partition (hosts) over the same time range,
+    # so the detectors' per-round vector work covers many series at once instead of one host's backlog.
+    max_partition_fetch_bytes: Annotated[int, Field(ge=1024)] = 262_144
     request_timeout: Duration = 30.0
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
 

@@ -42,6 +42,8 @@ class SimConfig(FrozenModel):
     # More than one tick per TelemetryBatch only pays for throughput benchmarks: it delays telemetry.
     ticks_per_batch: Annotated[int, Field(ge=1, le=10_000)] = 1
     base_step_time: Duration = 0.5
+    # False: the job emits no TrainingSteps (the telemetry-throughput benchmark measures one stream).
+    training: bool = True
     faults: list[FaultSpec] = Field(default_factory=list)
     # "demo": with no explicit faults, run the built-in demo schedule (see vigil.collectors.sim.schedule).
     schedule: Literal["demo", "none"] = "demo"

@@ -92,7 +92,8 @@ class FleetSimulator:
         self._last = now
         out = SimOutput()
         # The job ran since the last tick under that tick's effects; faults change things from now on.
-        out.training.extend(self.job.advance(self.state, self.hosts, now))
+        if self.config.training:
+            out.training.extend(self.job.advance(self.state, self.hosts, now))
         self._end_due(now, out)
         self._start_due(now, out)
         self.state.effects.reset()

@@ -153,3 +153,10 @@ def test_schedule_none_injects_nothing_and_the_demo_fits_a_small_fleet() -> None
     small = FleetSimulator(SimConfig(nodes=2, gpus_per_node=4), START)
     kinds = [f.kind for k in range(200) for f in small.tick(START + k).faults if f.end is None]
     assert kinds[:6] == ["thermal", "xid48", "ecc_trend", "straggler", "xid79", "loss_nan"]
+
+
+def test_training_off_sends_telemetry_but_no_steps() -> None:
+    sim = FleetSimulator(SimConfig(schedule="none", training=False), START)
+    outs = [sim.tick(START + k) for k in range(5)]
+    assert not any(o.training for o in outs)
+    assert sum(b.sample_count for o in outs for b in o.telemetry) == 5 * 8 * (8 * 8 + 5)

@@ -146,6 +146,7 @@ class KafkaBusConsumer:
             session_timeout_ms=_ms(config.session_timeout),
             heartbeat_interval_ms=_ms(config.heartbeat_interval),
             max_poll_records=config.max_poll_records,
+            max_partition_fetch_bytes=config.max_partition_fetch_bytes,
             request_timeout_ms=max(_ms(config.request_timeout), _ms(config.session_timeout) + 5000),
         )
         self._listener = _Listener(on_assign, on_revoke)

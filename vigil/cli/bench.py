@@ -71,14 +71,14 @@ def _analytics_samples(port: int) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def throughput(seconds: float, work: Path, ticks_per_batch: int) -> dict[str, Any]:
+def throughput(seconds: float, work: Path, ticks_per_batch: int, training: bool) -> dict[str, Any]:
     with EmbeddedBroker(work, ephemeral=True) as broker:
         cfg = VigilConfig.model_validate(
             {
                 "data_dir": str(work),
                 "log_level": "warning",
                 "kafka": {"bootstrap_servers": [broker.bootstrap]},
-                "sim": {"schedule": "none", "ticks_per_batch": ticks_per_batch},
+                "sim": {"schedule": "none", "ticks_per_batch": ticks_per_batch, "training": training},
             }
         )
         path = work / "bench.yaml"
@@ -108,7 +108,13 @@ def throughput(seconds: float, work: Path, ticks_per_batch: int) -> dict[str, An
     # Sustained rate: what analytics scored while the producer ran (warm-up second excluded).
     in_run = [(t, s) for t, s in trace if 1.0 <= t <= ended]
     sustained = (in_run[-1][1] - in_run[0][1]) / (in_run[-1][0] - in_run[0][0]) if len(in_run) > 1 else 0.0
+    sim = cfg.sim
     return {
+        "workload": (
+            f"{sim.nodes} hosts x {sim.gpus_per_node} GPUs, {ticks_per_batch} ticks per TelemetryBatch, "
+            + ("with" if training else "without")
+            + " the job's TrainingSteps"
+        ),
         "samples_produced": produced["samples"],
         "samples_scored": consumed,
         "producer_seconds": round(ended, 1),
@@ -155,12 +161,15 @@ def pipeline(
     seconds: float = typer.Option(60.0, help="throughput phase length"),
     latency_seconds: float = typer.Option(185.0, help="latency phase length (the fault schedule needs 180 s)"),
     ticks_per_batch: int = typer.Option(10, help="ticks per telemetry message in the throughput phase"),
+    training: bool = typer.Option(
+        False, "--training/--no-training", help="also publish the job's TrainingSteps in the throughput phase"
+    ),
 ) -> None:
     """End-to-end samples/s through broker and one analytics process, and fault-to-page latency."""
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         work = Path(tmp)
         result: dict[str, Any] = {"machine": machine()}
-        result["throughput"] = throughput(seconds, work / "throughput", ticks_per_batch)
+        result["throughput"] = throughput(seconds, work / "throughput", ticks_per_batch, training)
         result["samples_per_s"] = result["throughput"]["samples_per_s"]
         if latency_seconds > 0:
             lat = latency(latency_seconds, work / "latency")
