@@ -78,6 +78,12 @@ class AnalyticsService:
         self._last_poll = clock.monotonic()
         self._processed = 0
         self._closed = False
+        # The event detectors' clock (hang, XID quiet periods) is event time: the newest timestamp
+        # consumed, advanced by wall time only while the consumer is caught up. A consumer that
+        # stalls or replays a backlog therefore never mistakes its own delay for a silent job.
+        self._watermark: float | None = None
+        self._last_record_at = clock.monotonic()
+        self._caught_up = False
         # on_assign may run inside bus.consumer(): everything it touches exists before this line
         self.consumer = bus.consumer(list(self.streams), config.group, self._on_assign, self._on_revoke)
 
@@ -88,9 +94,13 @@ class AnalyticsService:
         started = time.perf_counter()
         self._last_poll = self.clock.monotonic()
         found = self._process(records)
-        if self.clock.monotonic() - self._last_tick >= self.config.tick_every:
+        self._caught_up = not records
+        if records:
+            self._last_record_at = self.clock.monotonic()
+        now = self.event_now()
+        if now is not None and self.clock.monotonic() - self._last_tick >= self.config.tick_every:
             self._last_tick = self.clock.monotonic()
-            found += self.engine.tick(self.clock.now())
+            found += self.engine.tick(now)
         self._publish(found)
         if records:
             self.metrics.poll_seconds.observe(time.perf_counter() - started)
@@ -160,10 +170,20 @@ class AnalyticsService:
             self._skip_below.pop(tp, None)
 
     # -- records
+    def event_now(self) -> float | None:
+        """Event time now: the newest event timestamp, plus the idle time once caught up."""
+        if self._watermark is None:
+            return None
+        idle = self.clock.monotonic() - self._last_record_at if self._caught_up else 0.0
+        return self._watermark + idle
+
+    def _advance(self, ts: float) -> float:
+        self._watermark = ts if self._watermark is None else max(self._watermark, ts)
+        return self._watermark
+
     def _process(self, records: list[Record]) -> list[Detection]:
         telemetry: list[tuple[int, TelemetryBatch]] = []
         found: list[Detection] = []
-        now = self.clock.now()
         for record in records:
             tp = record.tp
             self._offsets[tp] = record.offset + 1
@@ -176,7 +196,10 @@ class AnalyticsService:
                 continue
             if isinstance(event, TelemetryBatch):
                 telemetry.append((self.engine.pid(tp), event))
+                if event.ts.size:
+                    self._advance(float(event.ts.max()))
             else:
+                now = self._advance(event.ts)
                 found += self.engine.observe_event(stream, event, self.engine.pid(tp), now)
         if telemetry:
             found += self.engine.observe_telemetry(telemetry)

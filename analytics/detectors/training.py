@@ -37,7 +37,7 @@ class RankState:
 class JobState:
     partition: int
     cluster: str
-    last_seen: float  # clock time of the latest step record
+    last_seen: float  # event time (the service's event clock) of the latest step record
     loss: RobustStat
     spike: Hysteresis
     step_times: deque[float] = field(default_factory=lambda: deque(maxlen=32))

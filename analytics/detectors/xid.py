@@ -33,7 +33,7 @@ class XidState:
     alertname: str
     code: int
     since: float  # event time of the first XID of this episode
-    last_seen: float  # clock time of the latest XID, for the quiet period
+    last_seen: float  # event time of the latest XID, for the quiet period
 
 
 class XidDetector:

@@ -297,3 +297,30 @@ def test_commit_order_is_publish_flush_snapshot_commit(tmp_path: Path) -> None:
     tp = TopicPartition("vigil.logs.v1", 0)
     assert recorder.calls[1:] == ["flush", "snapshot", f"commit:{ {tp: 42} }"]
     assert snap.exists()
+
+
+def test_a_stalled_consumer_does_not_take_its_own_delay_for_a_hang(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    for n in range(20):
+        h.send("training", step("job-a", 0, n, ts=T0 + n / 2), "job-a")
+    h.run(0)
+    # The consumer is away for 30 s while the job keeps stepping; then it reads the backlog.
+    h.clock.advance(30)
+    for n in range(20, 80):
+        h.send("training", step("job-a", 0, n, ts=T0 + n / 2), "job-a")
+    assert h.run(0) == []
+    assert h.run(5) == []  # caught up: idle time counts again, and 5 s is well inside the timeout
+
+
+def test_hang_fires_in_event_time_while_the_rest_of_the_fleet_keeps_reporting(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    rng = np.random.default_rng(0)
+    for n in range(20):
+        h.send("training", step("job-a", 0, n, ts=T0 + n / 2), "job-a")
+    h.run(0)
+    # Steps stop; telemetry keeps arriving, read as a backlog while only 1 s of wall time passes:
+    # the job has been silent for 14.5 s of event time.
+    for t in range(10, 25):
+        h.send("telemetry", telemetry("node-01", t, 60.0, rng), "node-01")
+    found = h.run(1, 1)
+    assert ("TrainingHang", "firing") in alerts(found)

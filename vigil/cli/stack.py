@@ -9,9 +9,12 @@ each page against the simulator's ground truth.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,6 +76,7 @@ class Stack:
         self.ephemeral = ephemeral
         self.sim_duration = sim_duration
         self.run_dir = config.data_dir / "run"
+        self.state_dir = config.data_dir  # where the services keep their state (see start)
         self.processes = ProcessGroup(config.data_dir / "logs")
         self.receiver = WebhookReceiver()
         self.view = FleetView()
@@ -84,6 +88,7 @@ class Stack:
 
     def start(self) -> Stack:
         self.started_at = time.time()
+        self.state_dir = self.services_state_dir()
         kafka = self.config.kafka
         if not kafka.bootstrap_servers:
             self.broker = EmbeddedBroker(
@@ -104,11 +109,23 @@ class Stack:
             self.spawn(name)
         return self
 
+    def services_state_dir(self) -> Path:
+        """Where the services keep state: ``data_dir``, or with ``--ephemeral`` a fresh folder in it.
+
+        Service state (analytics snapshots, the alert store) must live exactly as long as the records
+        it describes: offsets and firing alerts from an earlier broker would make this run skip
+        records and stay silent about alerts it thinks already paged.
+        """
+        if not self.ephemeral:
+            return self.config.data_dir
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="ephemeral-", dir=self.config.data_dir))
+
     def _effective(self, kafka: Any) -> VigilConfig:
         alerting = self.config.alerting.model_dump(mode="json")
         alerting["notifiers"] = [*alerting.get("notifiers", []), {"type": "webhook", "url": self.receiver.url}]
         data = self.config.model_dump(mode="json")
-        data.update(kafka=kafka.model_dump(mode="json"), alerting=alerting, data_dir=str(self.config.data_dir))
+        data.update(kafka=kafka.model_dump(mode="json"), alerting=alerting, data_dir=str(self.state_dir))
         return VigilConfig.model_validate(data)
 
     def spawn(self, name: str) -> None:
@@ -158,3 +175,5 @@ class Stack:
         self.receiver.stop()
         if self.broker is not None:
             self.broker.stop()
+        if self.ephemeral:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
