@@ -36,3 +36,17 @@ def test_pages_are_attributed_by_shared_identity_and_time() -> None:
     assert not by_id["f3"]["detected"] and by_id["f3"]["latency_s"] is None
     assert report["false_alerts"] == 2
     assert report["notifications"] == 6
+
+
+def test_a_job_wide_alert_is_attributed_but_does_not_time_a_gpu_fault() -> None:
+    thermal = FaultInjection("f1", "thermal", {"host": "node-01", "gpu_index": "2"}, T0, T0 + 60, {"job_id": "job-0"})
+    hang = FaultInjection("f2", "hang", {"job_id": "job-0"}, T0, T0 + 30)
+    pages = [
+        page(1.0, alertname="TrainingHang", job_id="job-0"),  # the hang's page, not the thermal's
+        page(4.0, alertname="GpuOverTemperature", host="node-01", gpu_index="2"),
+    ]
+    report = score_run([thermal, hang], pages)
+    by_id = {row["fault_id"]: row for row in report["faults"]}
+    assert by_id["f1"]["latency_s"] == 4.0 and by_id["f1"]["alerts"] == ["GpuOverTemperature", "TrainingHang"]
+    assert by_id["f2"]["latency_s"] == 1.0
+    assert report["false_alerts"] == 0

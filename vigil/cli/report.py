@@ -3,7 +3,9 @@
 An alert is attributed to a fault when they share an identity label (host, gpu_index, job_id, rank)
 and agree on every identity label they share, and the alert fired between the fault's start (less
 a small clock slack) and its end plus a grace period. Faults may name the job they disturb
-(``detail.job_id``): a job-level alert (a hang after a GPU fell off the bus) counts for that fault.
+(``detail.job_id``): a job-level alert (a hang after a GPU fell off the bus) is attributed to that
+fault, so it is not noise, but detection and latency count only alerts that name the fault's own
+entity: with faults overlapping, a job-wide alert caused by one GPU must not time another.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def matches(fault: FaultInjection, labels: Mapping[str, str], at: float, slack_s
     return all(scope[k] == str(labels[k]) for k in shared)
 
 
+def names_entity(fault: FaultInjection, labels: Mapping[str, str]) -> bool:
+    """The alert shares a label with the fault's own entity (not just the job it disturbs)."""
+    return any(k in labels for k in IDENTITY if k in fault.entity)
+
+
 def score_run(
     faults: Iterable[FaultInjection],
     notifications: Iterable[Notification],
@@ -62,7 +69,7 @@ def score_run(
     for fault in sorted(latest.values(), key=lambda f: f.start):
         hits = [i for i, n in enumerate(firing) if matches(fault, n.labels, n.received_at, slack_s, grace_s)]
         attributed.update(hits)
-        first = firing[hits[0]] if hits else None
+        first = next((firing[i] for i in hits if names_entity(fault, firing[i].labels)), None)
         rows.append(
             {
                 "fault_id": fault.fault_id,
