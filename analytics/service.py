@@ -46,6 +46,12 @@ class AnalyticsMetrics:
         self.detections = Counter(
             "vigil_analytics_detections", "Detections published", ["detector", "decision"], registry=registry
         )
+        self.snapshots_discarded = Counter(
+            "vigil_analytics_snapshots_discarded",
+            "Restored snapshots discarded because the group never committed past them (another log)",
+            ["topic"],
+            registry=registry,
+        )
         self.poll_seconds = Histogram(
             "vigil_analytics_poll_seconds",
             "Time to decode and score one poll",
@@ -73,6 +79,7 @@ class AnalyticsService:
         self.streams = {topics.telemetry: "telemetry", topics.logs: "logs", topics.training: "training"}
         self._offsets: dict[TopicPartition, int] = {}  # next offset to read, per partition consumed
         self._skip_below: dict[TopicPartition, int] = {}  # records a restored snapshot already reflects
+        self._unverified: set[TopicPartition] = set()  # restored, not yet checked against the log end
         self._last_checkpoint = clock.monotonic()
         self._last_tick = clock.monotonic()
         self._last_poll = clock.monotonic()
@@ -91,6 +98,8 @@ class AnalyticsService:
     def step(self, timeout_s: float = 1.0) -> int:
         """One poll: decode, detect, publish; the commit protocol when ``snapshot_every`` elapsed."""
         records = self.consumer.poll(timeout_s, self.config.max_poll_records)
+        if self._unverified:
+            self._verify_restored()
         started = time.perf_counter()
         self._last_poll = self.clock.monotonic()
         found = self._process(records)
@@ -157,7 +166,29 @@ class AnalyticsService:
             if stream and body is not None:
                 self.engine.restore(tp, stream, body)
                 self._skip_below[tp] = int(body.get("offset", 0))
+                self._unverified.add(tp)
                 log.info("restored %s-%d warm (offset %s)", tp.topic, tp.partition, body.get("offset"))
+
+    def _verify_restored(self) -> None:
+        """Discard a snapshot the group never committed past: it describes another log (a fresh
+        broker, a recreated topic), and trusting its offset would skip records never seen.
+
+        The commit order makes this safe: a snapshot is written before its offsets are committed,
+        so a genuine snapshot beyond offset 0 always has a committed offset. (Tansu under-reports a
+        partition's end offset, so the log end cannot serve as the check.)
+        """
+        for tp in sorted(self._unverified):
+            self._unverified.discard(tp)
+            stream = self.streams.get(tp.topic)
+            offset = self._skip_below.get(tp, 0)
+            if stream is None or offset == 0 or self.consumer.committed(tp) is not None:
+                continue
+            log.warning(
+                "snapshot of %s-%d (offset %d) has no committed offset: starting cold", tp.topic, tp.partition, offset
+            )
+            self.metrics.snapshots_discarded.labels(tp.topic).inc()
+            self._skip_below.pop(tp, None)
+            self.engine.drop(tp, stream)
 
     def _on_revoke(self, tps: set[TopicPartition]) -> None:
         if not self._closed and hasattr(self, "consumer"):
@@ -168,6 +199,7 @@ class AnalyticsService:
                 self.engine.drop(tp, stream)
             self._offsets.pop(tp, None)
             self._skip_below.pop(tp, None)
+            self._unverified.discard(tp)
 
     # -- records
     def event_now(self) -> float | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vigil.broker import EmbeddedBroker
-from vigil.bus import Record
+from vigil.bus import Record, TopicPartition
 from vigil.bus.kafka import KafkaBus, KafkaBusConsumer
 from vigil.config import KafkaConfig
 
@@ -123,3 +123,17 @@ def test_broker_stop_stops_only_its_own_processes(tmp_path: Path) -> None:
     broker.stop()
     for pid in pids.values():
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_committed_offset_is_none_until_the_group_commits(kafka_bus: KafkaBus, unique: str) -> None:
+    topic, group = f"committed-{unique}", f"g-{unique}"
+    kafka_bus.create_topics({topic: 1})
+    produce(kafka_bus, topic, 5)
+    consumer = kafka_bus.consumer([topic], group)
+    drain(consumer, 5)
+    tp = TopicPartition(topic, 0)
+    before = consumer.committed(tp)
+    consumer.commit({tp: 5})
+    after = consumer.committed(tp)
+    consumer.close()
+    assert before is None and after == 5

@@ -324,3 +324,17 @@ def test_hang_fires_in_event_time_while_the_rest_of_the_fleet_keeps_reporting(tm
         h.send("telemetry", telemetry("node-01", t, 60.0, rng), "node-01")
     found = h.run(1, 1)
     assert ("TrainingHang", "firing") in alerts(found)
+
+
+def test_a_snapshot_from_another_log_is_discarded_and_no_record_is_skipped(tmp_path: Path) -> None:
+    first = Harness(tmp_path)
+    for n in range(5):
+        first.send("logs", xid(13, ts=T0 + n), "node-01")
+    first.run(0)
+    first.service.checkpoint()
+    first.service.close()
+    # Same state folder, fresh broker: the old snapshot says "logs partition 0 is read up to 5".
+    second = Harness(tmp_path, MemoryBus())
+    second.send("logs", xid(79), "node-01")
+    assert alerts(second.run(0)) == [("GpuXidFatal", "firing")]
+    assert second.metric("vigil_analytics_snapshots_discarded_total", {"topic": second.topics.logs}) == 1

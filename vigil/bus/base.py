@@ -55,6 +55,9 @@ class Consumer(Protocol):
 
     def assignment(self) -> set[TopicPartition]: ...
 
+    def committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed next-offset for ``tp``; None when the group never committed one."""
+
     def close(self) -> None: ...
 
 

@@ -183,6 +183,13 @@ class KafkaBusConsumer:
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
+    def committed(self, tp: TopicPartition) -> int | None:
+        try:
+            offset = self._consumer.committed(KafkaTP(tp.topic, tp.partition))
+        except KafkaError as exc:
+            raise RetryableError(f"committed offset of {tp.topic}-{tp.partition}: {exc}") from exc
+        return None if offset is None or offset < 0 else int(offset)
+
     def position(self, tp: TopicPartition) -> int:
         return int(self._consumer.position(KafkaTP(tp.topic, tp.partition)))
 

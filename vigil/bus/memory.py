@@ -154,5 +154,9 @@ class MemoryConsumer:
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
 
+    def committed(self, tp: TopicPartition) -> int | None:
+        with self._bus._lock:
+            return self._bus._committed.get(self.group, {}).get(tp)
+
     def close(self) -> None:
         self._bus._leave(self)
