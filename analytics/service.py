@@ -79,7 +79,7 @@ class AnalyticsService:
         self.streams = {topics.telemetry: "telemetry", topics.logs: "logs", topics.training: "training"}
         self._offsets: dict[TopicPartition, int] = {}  # next offset to read, per partition consumed
         self._skip_below: dict[TopicPartition, int] = {}  # records a restored snapshot already reflects
-        self._unverified: set[TopicPartition] = set()  # restored, not yet checked against the log end
+        self._unverified: set[TopicPartition] = set()  # restored, not yet checked against committed offsets
         self._last_checkpoint = clock.monotonic()
         self._last_tick = clock.monotonic()
         self._last_poll = clock.monotonic()
