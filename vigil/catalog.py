@@ -33,6 +33,92 @@ HOST_NETWORK_RECEIVE = "host_network_receive_bytes_total"
 HOST_NETWORK_TRANSMIT = "host_network_transmit_bytes_total"
 HOST_LOAD1 = "host_load1"
 
+# --- GPU (NVML, dcgm-exporter, nvidia-smi all map onto these). Per-series labels: gpu_index, plus
+# mig_instance for MIG slices and pod/namespace/container/hpc_job where the source knows them.
+# The GPU's identity (uuid, serial, PCI bus id, model, driver) is the info series GPU_INFO (value 1).
+GPU_INFO = "gpu_info"
+GPU_MEMORY_TOTAL = "gpu_memory_total_bytes"
+GPU_MEMORY_FREE = "gpu_memory_free_bytes"
+GPU_MEMORY_UTILIZATION = "gpu_memory_utilization_ratio"  # memory-controller busy fraction
+GPU_MEM_CLOCK = "gpu_memory_clock_hertz"
+GPU_POWER_LIMIT = "gpu_power_limit_watts"
+GPU_ENERGY = "gpu_energy_joules_total"
+GPU_FAN_SPEED = "gpu_fan_speed_ratio"
+GPU_SLOWDOWN_TEMPERATURE = "gpu_slowdown_temperature_celsius"  # thermal margin = this - temperature
+GPU_THROTTLE_REASONS = "gpu_throttle_reasons"  # raw NVML bitmask
+GPU_THROTTLE = "gpu_throttle"  # 0/1 per reason, label reason=sw_power_cap|hw_slowdown|sw_thermal|...
+GPU_ECC_SBE_AGGREGATE = "gpu_ecc_sbe_aggregate_total"
+GPU_ECC_DBE_AGGREGATE = "gpu_ecc_dbe_aggregate_total"
+GPU_RETIRED_PAGES = "gpu_retired_pages"  # label cause=sbe|dbe
+GPU_RETIRED_PAGES_PENDING = "gpu_retired_pages_pending"
+GPU_REMAPPED_ROWS = "gpu_remapped_rows"  # label cause=correctable|uncorrectable
+GPU_REMAP_PENDING = "gpu_row_remap_pending"
+GPU_REMAP_FAILURE = "gpu_row_remap_failure"
+GPU_PCIE_REPLAY = "gpu_pcie_replay_total"
+GPU_PCIE_RX = "gpu_pcie_receive_bytes_total"
+GPU_PCIE_TX = "gpu_pcie_transmit_bytes_total"
+GPU_NVLINK_ERRORS = "gpu_nvlink_errors_total"  # label kind=crc_flit|crc_data|replay|recovery
+GPU_NVLINK_BANDWIDTH = "gpu_nvlink_bytes_total"
+GPU_XID_LAST = "gpu_xid_last"  # dcgm-exporter's DCGM_FI_DEV_XID_ERRORS: the last XID seen, not a count
+GPU_XID_ERRORS = "gpu_xid_errors_total"  # label xid
+GPU_SM_ACTIVE = "gpu_sm_active_ratio"  # DCP profiling fields
+GPU_SM_OCCUPANCY = "gpu_sm_occupancy_ratio"
+GPU_TENSOR_ACTIVE = "gpu_tensor_active_ratio"
+GPU_DRAM_ACTIVE = "gpu_dram_active_ratio"
+GPU_GRAPHICS_ACTIVE = "gpu_graphics_active_ratio"
+GPU_ENC_UTILIZATION = "gpu_encoder_utilization_ratio"
+GPU_DEC_UTILIZATION = "gpu_decoder_utilization_ratio"
+GPU_POWER_VIOLATION = "gpu_power_violation_seconds_total"
+GPU_THERMAL_VIOLATION = "gpu_thermal_violation_seconds_total"
+
+# --- Host (psutil). Labels: cpu, device, interface, mountpoint as the metric needs.
+HOST_CPU_SECONDS = "host_cpu_seconds_total"  # label mode
+HOST_MEMORY_TOTAL = "host_memory_total_bytes"
+HOST_MEMORY_AVAILABLE = "host_memory_available_bytes"
+HOST_SWAP_USED = "host_swap_used_bytes"
+HOST_LOAD5 = "host_load5"
+HOST_LOAD15 = "host_load15"
+HOST_DISK_READ = "host_disk_read_bytes_total"  # label device
+HOST_DISK_WRITTEN = "host_disk_written_bytes_total"
+HOST_DISK_IO_SECONDS = "host_disk_io_time_seconds_total"
+HOST_FS_SIZE = "host_filesystem_size_bytes"  # label mountpoint, device, fstype
+HOST_FS_FREE = "host_filesystem_free_bytes"
+HOST_FS_FILES_FREE = "host_filesystem_files_free"
+HOST_NETWORK_RECEIVE_ERRORS = "host_network_receive_errors_total"  # label interface
+HOST_NETWORK_TRANSMIT_ERRORS = "host_network_transmit_errors_total"
+HOST_NETWORK_DROPS = "host_network_receive_drop_total"
+HOST_UPTIME = "host_boot_time_seconds"
+
+# --- Disk SMART (smartctl -j). Label device (and serial, model where known).
+DISK_SMART_ATTRIBUTE = "disk_smart_attribute_raw"  # label attr_id (5, 187, 188, 197, 198, 199, 9, 194)
+DISK_SMART_NORMALIZED = "disk_smart_attribute_normalized"  # label attr_id
+DISK_TEMPERATURE = "disk_temperature_celsius"
+DISK_POWER_ON = "disk_power_on_seconds"
+DISK_SMART_HEALTHY = "disk_smart_passed"  # 1 passed, 0 failed
+DISK_NVME_MEDIA_ERRORS = "disk_nvme_media_errors_total"
+DISK_NVME_PERCENT_USED = "disk_nvme_percentage_used_ratio"
+DISK_NVME_SPARE = "disk_nvme_available_spare_ratio"
+DISK_NVME_SPARE_THRESHOLD = "disk_nvme_available_spare_threshold_ratio"
+DISK_NVME_CRITICAL_WARNING = "disk_nvme_critical_warning"
+
+# --- IPMI (ipmitool sdr). Label sensor (the SDR name, normalised), entity where known.
+IPMI_TEMPERATURE = "ipmi_temperature_celsius"
+IPMI_FAN_SPEED = "ipmi_fan_speed_rpm"
+IPMI_POWER = "ipmi_power_watts"
+IPMI_VOLTAGE = "ipmi_voltage_volts"
+IPMI_CURRENT = "ipmi_current_amperes"
+IPMI_SENSOR_OK = "ipmi_sensor_ok"  # 1 when the SDR status is ok, 0 otherwise (discrete sensors too)
+
+# --- InfiniBand (sysfs /sys/class/infiniband/<dev>/ports/<n>/counters). Labels device, port.
+IB_RECEIVE = "infiniband_receive_bytes_total"
+IB_TRANSMIT = "infiniband_transmit_bytes_total"
+IB_SYMBOL_ERRORS = "infiniband_symbol_errors_total"
+IB_LINK_DOWNED = "infiniband_link_downed_total"
+IB_LINK_RECOVERY = "infiniband_link_error_recovery_total"
+IB_RCV_ERRORS = "infiniband_receive_errors_total"
+IB_XMIT_DISCARDS = "infiniband_transmit_discards_total"
+IB_PORT_STATE_ACTIVE = "infiniband_port_active"
+
 # Fields of TrainingStep, as series names when analytics treats them as time series (key=job).
 TRAINING_STEP_SECONDS = "training_step_seconds"
 TRAINING_COMPUTE_SECONDS = "training_compute_seconds"
