@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +39,7 @@ def unique() -> str:
 
 @pytest.fixture
 def datasets() -> Path:
-    path = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    path = Path(os.environ.get("VIGIL_DATASETS") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
     if not path.exists():
         pytest.skip("shared datasets are not present")
     return path
