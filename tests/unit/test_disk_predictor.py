@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from vigil.analytics.eval.disk import evaluate
 from vigil.analytics.predict.disk import (
     GbmModel,
@@ -19,7 +18,6 @@ from vigil.analytics.predict.disk import (
     label_within,
     read_smart_csv,
 )
-
 
 
 def synthetic_fleet(tmp: Path, drives: int = 300, days: int = 60, failing: int = 30, seed: int = 1) -> Path:
@@ -42,7 +40,8 @@ def synthetic_fleet(tmp: Path, drives: int = 300, days: int = 60, failing: int =
                 if day >= onset:
                     r5 += 3.0 * (day - onset + 1)
                     r197 = float(day - onset)
-            rows.append((str(start + dt.timedelta(days=day)), f"S{d:04d}", "M1", int(d in fail_day and day == fail_day[d]),
+            failed_today = int(d in fail_day and day == fail_day[d])
+            rows.append((str(start + dt.timedelta(days=day)), f"S{d:04d}", "M1", failed_today,
                          r5, 0.0, 0.0, r197, 0.0, 0.0, 1000.0 + 24 * day, 30.0 + rng.normal()))
     cols = ["date", "serial_number", "model", "failure", "smart_5_raw", "smart_187_raw", "smart_188_raw",
             "smart_197_raw", "smart_198_raw", "smart_199_raw", "smart_9_raw", "smart_194_raw"]
@@ -71,8 +70,8 @@ def test_features_measure_counter_growth_per_drive_in_row_order(fleet: Path) -> 
 
 
 def test_rule_prior_ranks_growth_above_scars_above_clean() -> None:
-    names = ["smart_%d_raw" % a for a in (5, 187, 188, 197, 198, 199, 9, 194)]
-    deltas = ["smart_%d_delta" % a for a in (5, 187, 188, 197, 198, 199)]
+    names = [f"smart_{a}_raw" for a in (5, 187, 188, 197, 198, 199, 9, 194)]
+    deltas = [f"smart_{a}_delta" for a in (5, 187, 188, 197, 198, 199)]
     rows = pd.DataFrame(0.0, index=range(3), columns=names + deltas)
     rows.loc[1, "smart_5_raw"] = 8
     rows.loc[2, ["smart_5_raw", "smart_5_delta"]] = [20, 12]
