@@ -58,6 +58,7 @@ class GpuReading:
     ts: float
     host: str
     gpu_index: str
+    cluster: str = "default"
     serial: str = ""
     sbe_total: float | None = None
     dbe_total: float | None = None
@@ -71,6 +72,7 @@ class GpuReading:
 
 @dataclass(slots=True)
 class _GpuState:
+    cluster: str = "default"
     serial: str = ""
     last_ts: float = math.nan
     sbe: float = math.nan
@@ -118,6 +120,7 @@ class GpuRisk:
     def observe(self, r: GpuReading) -> None:
         s = self.gpus.setdefault(self.key(r.host, r.gpu_index), _GpuState())
         s.serial = r.serial or s.serial
+        s.cluster = r.cluster
         dt = r.ts - s.last_ts if not math.isnan(s.last_ts) else 0.0
         if r.sbe_total is not None:
             rate = _rate(s.sbe, r.sbe_total, dt)
@@ -190,7 +193,7 @@ class GpuRisk:
         logit = BASE_LOGIT + sum(self.terms(key, now).values())
         return 1.0 / (1.0 + math.exp(-logit))
 
-    def predict(self, now: float, cluster: str = "default") -> list[Prediction]:
+    def predict(self, now: float) -> list[Prediction]:
         """Predictions for GPUs whose risk is worth a look and moved since it was last published."""
         out: list[Prediction] = []
         for key, s in self.gpus.items():
@@ -201,15 +204,15 @@ class GpuRisk:
                 continue
             s.last_reported = p
             host, _, gpu_index = key.partition("/")
-            out.append(self._prediction(now, cluster, host, gpu_index, s, p))
+            out.append(self._prediction(now, host, gpu_index, s, p))
         return out
 
-    def _prediction(self, now: float, cluster: str, host: str, gpu: str, s: _GpuState, p: float) -> Prediction:
+    def _prediction(self, now: float, host: str, gpu: str, s: _GpuState, p: float) -> Prediction:
         terms = self.terms(self.key(host, gpu), now)
         evidence: dict[str, Any] = {k: round(v, 3) for k, v in sorted(terms.items(), key=lambda kv: -kv[1])}
         lemon = self.lemon_score(s.serial, now)
         evidence["lemon_score"] = round(lemon, 3)
         evidence["repeat_offender"] = lemon >= LEMON_AT
-        labels: Mapping[str, str] = {"cluster": cluster, "host": host, "gpu_index": gpu, "gpu_serial": s.serial}
+        labels: Mapping[str, str] = {"cluster": s.cluster, "host": host, "gpu_index": gpu, "gpu_serial": s.serial}
         return Prediction(ts=now, predictor="gpu_risk", entity=f"gpu:{host}/{gpu}", kind="gpu",
                           probability=round(p, 4), horizon_s=HORIZON_S, labels=labels, evidence=evidence)

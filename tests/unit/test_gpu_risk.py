@@ -33,7 +33,7 @@ def test_each_signal_raises_risk_and_names_itself() -> None:
 def test_remap_failure_is_published_with_evidence_and_the_horizon() -> None:
     risk = GpuRisk()
     feed(risk, "3", "S3", 30, remap_failure=1.0)
-    preds = risk.predict(1800.0, cluster="dc1")
+    preds = risk.predict(1800.0)
     assert len(preds) == 1
     p = preds[0]
     assert p.kind == "gpu" and p.entity == "gpu:n1/3" and p.horizon_s == HORIZON_S
