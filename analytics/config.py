@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
@@ -104,6 +105,17 @@ class XidConfig(FrozenModel):
     quiet_period: Duration = 60.0  # no further XID on the GPU for this long resolves
 
 
+class PredictConfig(FrozenModel):
+    """The failure predictors and forecasts (``vigil.analytics.predict``), run once per ``every``."""
+
+    enabled: bool = True
+    every: Duration = 60.0  # event time between two passes over the slot table
+    disk_model: Path | None = None  # from `vigil train disk`; None: the rule prior
+    disk_horizon_days: Count = 30
+    full_within: Duration = 86400.0  # publish a disk-full forecast closer than this
+    thermal_within: Duration = 3600.0  # publish a thermal-limit forecast closer than this
+
+
 class AnalyticsConfig(FrozenModel):
     group: str = "vigil-analytics"
     detectors: list[str] = Field(default_factory=lambda: ["zscore", "threshold", "xid", "training"])
@@ -112,6 +124,7 @@ class AnalyticsConfig(FrozenModel):
     hang: HangConfig = Field(default_factory=HangConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     xid: XidConfig = Field(default_factory=XidConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
     snapshot_every: Duration = 5.0  # snapshot+commit cadence; not every poll, to keep throughput
     tick_every: Duration = 1.0  # time-driven checks (hang, XID quiet) run at least this often
     poll_timeout: Duration = 1.0

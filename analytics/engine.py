@@ -12,10 +12,11 @@ from typing import Any
 
 from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.detectors import AnyDetector, EventDetector, TelemetryDetector, build_registry
+from vigil.analytics.predict.stage import PredictorStage
 from vigil.analytics.slots import IntArray, SlotTable, build_frame
 
 from vigil.bus import TopicPartition
-from vigil.events import Detection, TelemetryBatch
+from vigil.events import Detection, LogEvent, Prediction, TelemetryBatch
 from vigil.xid import XidCatalog
 
 BASE_COLUMNS = ["last_value", "last_ts"]
@@ -35,6 +36,14 @@ class Engine:
             if isinstance(det, EventDetector):
                 self.events[det.stream].append(det)
         self._pids: dict[TopicPartition, int] = {}
+        p = config.predict
+        self.predictors = (
+            PredictorStage(self.slots, every=p.every, catalog=catalog, disk_model=p.disk_model,
+                           disk_horizon_days=p.disk_horizon_days, full_within=p.full_within,
+                           thermal_within=p.thermal_within)
+            if p.enabled
+            else None
+        )
 
     def pid(self, tp: TopicPartition) -> int:
         """A small integer for a partition, used in the slot table's partition column."""
@@ -53,7 +62,13 @@ class Engine:
         out: list[Detection] = []
         for det in self.events.get(stream, ()):
             out.extend(det.observe_event(event, partition, now))
+        if self.predictors is not None and isinstance(event, LogEvent):
+            self.predictors.observe_log(event)
         return out
+
+    def predictions(self, now: float) -> list[Prediction]:
+        """Failure predictions and forecasts, at most once per ``predict.every`` of event time."""
+        return self.predictors.run(now) if self.predictors is not None else []
 
     def tick(self, now: float) -> list[Detection]:
         out: list[Detection] = []

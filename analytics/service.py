@@ -31,7 +31,7 @@ from vigil.bus import Bus, DeadLetters, Record, TopicPartition
 from vigil.clock import Clock
 from vigil.codec import decode, encode
 from vigil.errors import InvalidEvent
-from vigil.events import Detection, LogEvent, TelemetryBatch, TrainingStep
+from vigil.events import Detection, LogEvent, Prediction, TelemetryBatch, TrainingStep
 from vigil.topics import Topics
 from vigil.xid import XidCatalog
 
@@ -45,6 +45,9 @@ class AnalyticsMetrics:
         self.samples = Counter("vigil_analytics_samples", "Telemetry samples scored", registry=registry)
         self.detections = Counter(
             "vigil_analytics_detections", "Detections published", ["detector", "decision"], registry=registry
+        )
+        self.predictions = Counter(
+            "vigil_analytics_predictions", "Predictions published", ["predictor"], registry=registry
         )
         self.snapshots_discarded = Counter(
             "vigil_analytics_snapshots_discarded",
@@ -110,6 +113,7 @@ class AnalyticsService:
         if now is not None and self.clock.monotonic() - self._last_tick >= self.config.tick_every:
             self._last_tick = self.clock.monotonic()
             found += self.engine.tick(now)
+            self._publish_predictions(self.engine.predictions(now))
         self._publish(found)
         if records:
             self.metrics.poll_seconds.observe(time.perf_counter() - started)
@@ -250,6 +254,11 @@ class AnalyticsService:
             self.dead_letters.send(record, "unexpected_type", f"{type(event).__name__} on {record.topic}")
             return None
         return event
+
+    def _publish_predictions(self, predictions: list[Prediction]) -> None:
+        for p in predictions:
+            self.producer.send(self.topics.predictions, encode(p), key=p.entity.encode())
+            self.metrics.predictions.labels(p.predictor).inc()
 
     def _publish(self, detections: list[Detection]) -> None:
         for det in detections:

@@ -338,3 +338,23 @@ def test_a_snapshot_from_another_log_is_discarded_and_no_record_is_skipped(tmp_p
     second.send("logs", xid(79), "node-01")
     assert alerts(second.run(0)) == [("GpuXidFatal", "firing")]
     assert second.metric("vigil_analytics_snapshots_discarded_total", {"topic": second.topics.logs}) == 1
+
+
+def test_predictions_are_published_to_their_topic_keyed_by_entity(tmp_path: Path) -> None:
+    """A GPU whose row remapping failed and that threw fatal XIDs: the service publishes its risk."""
+    h = Harness(tmp_path, predict={"every": "30s"})
+    h.bus.create_topics({h.topics.predictions: 1})
+    info = series_key("gpu_info", {"gpu_index": "3", "serial": "S-BAD"})
+    remap = series_key("gpu_row_remap_failure", {"gpu_index": "3"})
+    for i in range(3):
+        batch = TelemetryBatch("node-01", "c1", np.array([T0 + 30.0 * i]), (info, remap), np.array([[1.0, 1.0]]))
+        h.send("telemetry", batch, "node-01")
+        h.run(30)
+    h.send("logs", xid(79, ts=T0 + 61), "node-01")
+    h.run(60)
+    records = h.bus.records(h.topics.predictions)
+    preds = [decode(r.value) for r in records]
+    assert preds and all(r.key == b"gpu:node-01/3" for r in records)
+    first = preds[0]
+    assert first.predictor == "gpu_risk" and first.labels["gpu_serial"] == "S-BAD" and first.probability > 0.5
+    assert h.metric("vigil_analytics_predictions_total", {"predictor": "gpu_risk"}) == len(preds)
