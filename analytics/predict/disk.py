@@ -96,7 +96,8 @@ def label_within(frame: pd.DataFrame, horizon_days: int) -> npt.NDArray[np.int8]
     fail_date = frame.loc[frame["failure"] == 1].groupby("serial_number")["date"].min()
     when = frame["serial_number"].map(fail_date)
     days = (when - frame["date"]).dt.days
-    return ((days >= 0) & (days <= horizon_days)).to_numpy(dtype=np.int8)
+    labels: npt.NDArray[np.int8] = ((days >= 0) & (days <= horizon_days)).to_numpy(dtype=np.int8)
+    return labels
 
 
 def baseline_rule(features: pd.DataFrame) -> npt.NDArray[np.bool_]:

@@ -48,7 +48,7 @@ SBE_SHORT, SBE_LONG = 900.0, 6 * 3600.0  # time constants of the fast and slow S
 
 
 def _decay(value: float, dt: float, half_life: float) -> float:
-    return value * 0.5 ** (max(dt, 0.0) / half_life)
+    return float(value * 0.5 ** (max(dt, 0.0) / half_life))
 
 
 @dataclass(frozen=True, slots=True)
