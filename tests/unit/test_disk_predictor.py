@@ -126,3 +126,29 @@ def test_eval_disk_on_alibaba_tickets_says_what_it_cannot_measure(datasets: Path
     assert result["tickets"] == 18387
     assert 0.3 < result["baseline_smart_5_197_198"]["flagged_at_failure"] < 0.5
     assert "cannot be measured" in result["caveat"]
+
+
+def test_vigil_train_disk_writes_a_model_the_predictor_stage_loads(fleet: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+    from vigil.analytics.predict.stage import PredictorStage
+    from vigil.analytics.slots import SlotTable
+
+    from vigil.cli.app import build_app
+
+    out = tmp_path / "disk.joblib"
+    result = CliRunner().invoke(build_app(), ["train", "disk", "--data", str(fleet), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert '"positive_rows"' in result.output and out.stat().st_size > 0
+    stage = PredictorStage(SlotTable(), disk_model=out)
+    assert stage._gbm is not None
+
+
+def test_vigil_train_disk_rejects_a_file_that_is_not_smart_data(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vigil.cli.app import build_app
+
+    bad = tmp_path / "x.csv"
+    bad.write_text("a,b\n1,2\n")
+    result = CliRunner().invoke(build_app(), ["train", "disk", "--data", str(bad)])
+    assert result.exit_code == 2 and "missing columns" in result.output
