@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +27,6 @@ class Series:
     timestamps: TimeArray
     values: FloatArray
     layout: FileLayout
-
-
-def default_root() -> Path:
-    """``$VIGIL_DATASETS/nab``, else ``../shared/datasets/nab`` beside the repository."""
-    env = os.environ.get("VIGIL_DATASETS")
-    if env:
-        return Path(env) / "nab"
-    return Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "nab"
 
 
 def _read_json(path: Path) -> Any:
