@@ -11,7 +11,7 @@ made), and normalised against the null and perfect detectors.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,8 @@ from vigil.analytics.eval.nab_scoring import (
 from vigil.analytics.models.base import Detector
 from vigil.analytics.models.context_likelihood import MODELS as CONTEXT_MODELS
 
-DETECTORS: dict[str, type[Detector]] = {**CONTEXT_MODELS}
+# Detectors taking a ``warmup`` option (records learnt before scoring), by name.
+DETECTORS: dict[str, Callable[..., Detector]] = {**CONTEXT_MODELS}
 DEFAULT_DETECTOR = "context_likelihood"
 PROFILE_KEYS = {"standard": "standard", "reward_low_FP_rate": "low_fp", "reward_low_FN_rate": "low_fn"}
 
@@ -62,14 +63,14 @@ class ProfileResult:
         return normalise(self.raw, self.null, self.perfect)
 
 
-def run_detector(factory: type[Detector], series: Series, options: Mapping[str, Any]) -> FloatArray:
+def run_detector(factory: Callable[..., Detector], series: Series, options: Mapping[str, Any]) -> FloatArray:
     """Anomaly scores in [0, 1] for one series, the detector seeing each record once, in order."""
     detector = factory(["value"], warmup=series.layout.probation, **options)
     scores = np.asarray(detector.process_many(series.values[:, None]), dtype=np.float64)
     if scores.shape != series.values.shape or not np.all(np.isfinite(scores)):
-        raise ValueError(f"{factory.name} returned no finite score per record for {series.name}")
+        raise ValueError(f"{detector.name} returned no finite score per record for {series.name}")
     if scores.min() < 0.0 or scores.max() > 1.0:
-        raise ValueError(f"{factory.name} scored {series.name} outside [0, 1]")
+        raise ValueError(f"{detector.name} scored {series.name} outside [0, 1]")
     return scores
 
 
@@ -124,7 +125,7 @@ def run_nab(
             "raw": {PROFILE_KEYS.get(name, name): round(r.raw, 4) for name, r in results.items()},
             "counts": {PROFILE_KEYS.get(n, n): counts(series, scores, r) for n, r in results.items()},
             "scoreboard": {
-                det: {PROFILE_KEYS.get(p, p): round(v, 2) for p, v in by_profile.items()}
+                det: {PROFILE_KEYS.get(p, p): round(v, 4) for p, v in by_profile.items()}
                 for det, by_profile in scoreboard(root).items()
             },
             "detector": {"name": detector, "config": {**config, "warmup": WARMUP}},

@@ -32,7 +32,7 @@ def nab(
     try:
         doc = run_nab(root, detector=detector, subset=subset, plots=plots)
     except (CorpusError, ValueError) as exc:
-        err_console.print(f"[red]vigil eval nab:[/red] {exc}")
+        err_console.print(f"[red]vigil eval nab:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
