@@ -5,7 +5,8 @@ Rules (NAB v1.1, ``nab/sweeper.py`` and the whitepaper "Evaluating Real-time Ano
 Algorithms - the Numenta Anomaly Benchmark"):
 
 * A record is *detected* when its anomaly score is ``>= threshold``.
-* The first ``min(floor(0.15 n), 750)`` records of a file (the probationary period) are not scored.
+* The first ``min(floor(0.15 n), 750)`` records of a file (the probationary period) are not scored;
+  a window lying wholly inside it would not be either (as in NAB's sweeper; no NAB window does).
 * Each labelled window scores once: the earliest detected record ``i`` in window ``[a, b]`` earns
   ``tp * sig(-(b - i + 1) / (b - a + 1)) / sig(-1)`` (1.0 at the window's left edge, falling towards 0
   at its right edge); a window without a detection costs ``-fn``. Later detections in the same
