@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +38,9 @@ def unique() -> str:
 
 @pytest.fixture
 def datasets() -> Path:
-    path = Path(os.environ.get("VIGIL_DATASETS") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
+    from vigil.analytics.eval import datasets_root
+
+    path = datasets_root()
     if not path.exists():
         pytest.skip("shared datasets are not present")
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vigil.cli import bench, services, train, up
+from vigil.cli import bench, evaluate, services, train, up
 
 
 def build_app() -> typer.Typer:
@@ -13,4 +13,5 @@ def build_app() -> typer.Typer:
     up.register(app)
     bench.register(app)
     train.register(app)
+    evaluate.register(app)
     return app

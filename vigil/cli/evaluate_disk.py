@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
+
+from vigil.analytics.eval import datasets_root
 
 
 def register_disk(eval_app: typer.Typer) -> None:
@@ -23,11 +24,7 @@ def register_disk(eval_app: typer.Typer) -> None:
         from vigil.analytics.eval.disk import evaluate
 
         if data is None:
-            root = os.environ.get("VIGIL_DATASETS")
-            if not root:
-                typer.echo("no --data and VIGIL_DATASETS is not set", err=True)
-                raise typer.Exit(2)
-            data = Path(root) / "alibaba_ssd_failures"
+            data = datasets_root() / "alibaba_ssd_failures"
         if not data.exists():
             typer.echo(f"no SMART data at {data}", err=True)
             raise typer.Exit(2)
