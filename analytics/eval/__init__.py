@@ -1,0 +1,1 @@
+"""Offline evaluation of the detector library on public benchmarks (DESIGN §9)."""
