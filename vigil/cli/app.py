@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vigil.cli import bench, services, up
+from vigil.cli import bench, evaluate, services, up
 
 
 def build_app() -> typer.Typer:
@@ -12,4 +12,5 @@ def build_app() -> typer.Typer:
     services.register(app)
     up.register(app)
     bench.register(app)
+    evaluate.register(app)
     return app

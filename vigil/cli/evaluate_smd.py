@@ -1,0 +1,88 @@
+"""``vigil eval smd``: the MSPC detector on SMD/ASD with train-only thresholds, beside its baselines."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vigil.errors import VigilError
+
+COLUMNS = (
+    "f1",
+    "pca_oracle_f1",
+    "random_f1",
+    "precision",
+    "recall",
+    "pa_f1",
+    "random_pa_f1",
+    "pak_auc",
+    "event_recall",
+    "false_alarms_per_day",
+    "median_delay_min",
+    "auprc",
+)
+
+
+def default_datasets_dir() -> Path:
+    """``$VIGIL_DATASETS``, else ``../shared/datasets`` next to the repository."""
+    if env := os.environ.get("VIGIL_DATASETS"):
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+
+
+def smd(
+    data: Path | None = typer.Option(
+        None, "--data", help="folder of <name>_train/_test/_test_label.npy (default: $VIGIL_DATASETS/smd)"
+    ),
+    machines: str = typer.Option("", "--machines", help="comma-separated names (default: every machine found)"),
+    plots: Path | None = typer.Option(None, "--plots", help="write one PNG per machine into this folder"),
+    as_json: bool = typer.Option(False, "--json", help="print the figures as one JSON object"),
+) -> None:
+    """Point-wise F1 (no point adjustment) with train-only thresholds vs PCA with an oracle threshold."""
+    from vigil.analytics.eval import smd as evaluation  # numpy/sklearn only when the command runs
+
+    folder = data or default_datasets_dir() / "smd"
+    names = [n.strip() for n in machines.split(",") if n.strip()]
+    try:
+        results, seconds = evaluation.evaluate(folder, names)
+    except VigilError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]cannot evaluate[/red]: {exc}")
+        raise typer.Exit(2) from exc
+    if plots is not None:
+        from vigil.analytics.eval.plots import plot_machine
+
+        for result in results:
+            plot_machine(result, plots)
+    summary = evaluation.summarise(results, seconds)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"SMD/ASD, {len(results)} machines, {seconds:.1f} s")
+    table.add_column("machine")
+    for column in COLUMNS:
+        table.add_column(column, justify="right")
+    for name, figures in summary["machines"].items():
+        table.add_row(name, *(_cell(figures[c]) for c in COLUMNS))
+    table.add_row(
+        "mean",
+        _cell(summary["f1_mean"]),
+        _cell(summary["pca_oracle_f1_mean"]),
+        _cell(summary["random_f1_mean"]),
+        *([""] * (len(COLUMNS) - 3)),
+    )
+    console = Console()
+    console.print(table)
+    console.print(summary["protocol"])
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def register_smd(eval_app: typer.Typer) -> None:
+    eval_app.command("smd")(smd)
