@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from vigil.analytics.eval.metrics import BoolArray, FloatArray, best_f1
 
-PCA_COMPONENTS = 10  # QuoVadisTAD's setting for datasets with at most 50 features
+PCA_COMPONENTS = 10  # QuoVadisTAD's setting for datasets with at most 50 features (fewer: see _components)
 SMOOTH_HALF = 5  # QuoVadisTAD's smoothing: mean over x[i-5 : i+4], zero for the first 5 points
 IQR_EPSILON = 1e-2
 
@@ -45,10 +45,15 @@ def _minmax(train: FloatArray, test: FloatArray) -> tuple[FloatArray, FloatArray
     return (train - low) / width, (test - low) / width
 
 
+def _components(n_features: int) -> int:
+    """10, or for fewer than 10 features QuoVadisTAD's fallback: a fifth of them, at least 2."""
+    return PCA_COMPONENTS if n_features >= PCA_COMPONENTS else min(max(2, n_features // 5), n_features)
+
+
 def pca_errors(train: FloatArray, test: FloatArray) -> FloatArray:
     """Per-feature absolute reconstruction error of ``test`` under a PCA fit on ``train``."""
     train, test = _minmax(train, test)
-    pca = PCA(n_components=min(PCA_COMPONENTS, train.shape[1]), svd_solver="full").fit(train)
+    pca = PCA(n_components=_components(train.shape[1]), svd_solver="full").fit(train)
     result: FloatArray = np.abs(test - pca.inverse_transform(pca.transform(test)))
     return result
 

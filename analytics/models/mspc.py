@@ -17,6 +17,11 @@ batch fit and the state is small (d² numbers). Each feature is scaled by its le
 features are counters, bytes, percentages: incomparable units); a feature constant so far is scaled
 by its level (or 1 at zero), so any change in it counts as a full-range move. The eigenvectors are
 recomputed lazily on the first score after learning.
+
+``lags=L`` makes it dynamic PCA (Ku, Storer & Georgakis 1995): each row is joined with the L rows
+before it, so a metric that jumps or freezes against its own recent past breaks a learnt relation
+even when every value is in range. Rows are taken as consecutive in ``learn_many`` and
+``score_many``; the last L rows learnt are the lags of the next ones.
 """
 
 from __future__ import annotations
@@ -35,38 +40,60 @@ class MSPCDetector(Detector):
     name = "mspc"
     version = 1
 
-    def __init__(self, features: Sequence[str] = (), variance_kept: float = VARIANCE_KEPT) -> None:
+    def __init__(self, features: Sequence[str] = (), variance_kept: float = VARIANCE_KEPT, lags: int = 0) -> None:
         if not 0.0 < variance_kept < 1.0:
             raise ValueError(f"variance_kept must be in (0, 1), got {variance_kept}")
+        if lags < 0:
+            raise ValueError(f"lags must be >= 0, got {lags}")
         super().__init__(features)
         self.variance_kept = variance_kept
+        self.lags = lags
         d = len(self.features)
+        width = d * (lags + 1)  # statistics are over [x_t, x_t-1, ..., x_t-lags], newest block first
         self.n = 0
-        self.mean = np.full(d, np.nan)  # NaN: feature never seen
-        self.scatter = np.zeros((d, d))
-        self.low = np.full(d, np.nan)
-        self.high = np.full(d, np.nan)
+        self.mean = np.full(width, np.nan)  # NaN: feature never seen
+        self.scatter = np.zeros((width, width))
+        self.low = np.full(width, np.nan)
+        self.high = np.full(width, np.nan)
+        self.recent = np.full((lags, d), np.nan)  # the last rows learnt, oldest first: the next rows' lags
         self._model: _Subspace | None = None
 
     def _grow(self, n_features: int) -> None:
-        extra = n_features - len(self.mean)
-        self.mean = np.concatenate((self.mean, np.full(extra, np.nan)))
-        self.scatter = np.pad(self.scatter, ((0, extra), (0, extra)))
-        self.low = np.concatenate((self.low, np.full(extra, np.nan)))
-        self.high = np.concatenate((self.high, np.full(extra, np.nan)))
+        old = self.recent.shape[1]
+        blocks = np.arange(self.lags + 1)[:, None]
+        moved = (blocks * n_features + np.arange(old)).ravel()  # where each old column lands
+        width = n_features * (self.lags + 1)
+        for attr in ("mean", "low", "high"):
+            grown = np.full(width, np.nan)
+            grown[moved] = getattr(self, attr)
+            setattr(self, attr, grown)
+        scatter = np.zeros((width, width))
+        scatter[np.ix_(moved, moved)] = self.scatter
+        self.scatter = scatter
+        self.recent = np.pad(self.recent, ((0, 0), (0, n_features - old)), constant_values=np.nan)
         self._model = None
 
-    def _width(self, X: FloatArray) -> FloatArray:
+    def _lagged(self, X: FloatArray) -> FloatArray:
+        """Rows (at most ``features`` wide, missing ones NaN) joined with the rows before them."""
         if X.ndim != 2 or X.shape[1] > len(self.features):
             raise ValueError(f"expected rows of at most {len(self.features)} features, got shape {X.shape}")
         if X.shape[1] < len(self.features):  # rows built before a feature appeared: it is missing there
             X = np.pad(X, ((0, 0), (0, len(self.features) - X.shape[1])), constant_values=np.nan)
-        return X
+        if not self.lags:
+            return X
+        rows = np.concatenate((self.recent, X))
+        return np.hstack([rows[self.lags - lag : self.lags - lag + len(X)] for lag in range(self.lags + 1)])
 
     def learn_many(self, X: FloatArray) -> None:
-        X = self._width(np.asarray(X, dtype=np.float64))
+        X = np.asarray(X, dtype=np.float64)
+        Z = self._lagged(X)
         if len(X) == 0:
             return
+        if self.lags:
+            self.recent = np.concatenate((self.recent, Z[:, : self.recent.shape[1]]))[-self.lags :]
+        self._accumulate(Z)
+
+    def _accumulate(self, X: FloatArray) -> None:
         finite = np.isfinite(X)
         counts = finite.sum(axis=0)
         sums = np.where(finite, X, 0.0).sum(axis=0)
@@ -91,12 +118,13 @@ class MSPCDetector(Detector):
         self._model = None
 
     def score_many(self, X: FloatArray) -> FloatArray:
-        X = self._width(np.asarray(X, dtype=np.float64))
-        if self.n < 2 or len(X) == 0:
-            return np.zeros(len(X))
+        """Rows are taken as consecutive, following the last row learnt (their lags come from there)."""
+        Z = self._lagged(np.asarray(X, dtype=np.float64))
+        if self.n < 2 or len(Z) == 0:
+            return np.zeros(len(Z))
         if self._model is None:
             self._model = _Subspace.fit(self)
-        return self._model.score(X)
+        return self._model.score(Z)
 
     def process_many(self, X: FloatArray) -> FloatArray:
         """Causal: the whole batch is scored with the state learnt before it, then learnt (one eigen-solve)."""
@@ -107,6 +135,8 @@ class MSPCDetector(Detector):
     def state(self) -> dict[str, Any]:
         return {
             "variance_kept": self.variance_kept,
+            "lags": self.lags,
+            "recent": [_listed(row) for row in self.recent],
             "n": self.n,
             "mean": _listed(self.mean),
             "scatter": self.scatter.tolist(),
@@ -116,6 +146,8 @@ class MSPCDetector(Detector):
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.variance_kept = float(state["variance_kept"])
+        self.lags = int(state["lags"])
+        self.recent = np.array([_unlisted(row) for row in state["recent"]]).reshape(self.lags, len(self.features))
         self.n = int(state["n"])
         self.mean = _unlisted(state["mean"])
         self.scatter = np.asarray(state["scatter"], dtype=np.float64).reshape(len(self.mean), len(self.mean))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from typer.testing import CliRunner
-from vigil.analytics.eval import smd
+from vigil.analytics.eval import metrics, smd, smd_dev
 
 from vigil.cli.app import build_app
 
@@ -37,7 +37,9 @@ def test_synthetic_break_is_found_with_a_train_only_threshold(tmp_path: Path) ->
     figures = results[0].figures
     assert results[0].machine.interval_s == smd.SMD_INTERVAL_S
     assert figures["event_recall"] == 1.0
-    assert figures["f1"] > 0.8
+    assert figures["recall"] > 0.95
+    assert figures["f1"] > 0.7  # a 1% held-out alarm budget costs some precision on this clean series
+    assert figures["false_alarms_per_day"] < 10
     assert figures["median_delay_min"] <= 3.0
     assert figures["random_f1"] < 0.1
 
@@ -87,3 +89,35 @@ def test_real_machine_slice_smoke() -> None:
     assert 0.0 <= figures["pca_oracle_f1"] <= 1.0
     assert np.isfinite(figures["threshold"])
     assert seconds < 20
+
+
+def test_day_median_normaliser_forgets_a_drift_but_not_an_incident() -> None:
+    history = np.ones(100)
+    scores = np.concatenate((np.full(300, 10.0), np.full(20, 100.0), np.full(80, 10.0)))  # drift x10, then incident
+    out = smd.causal_relative(history, scores, 100)
+    assert out[0] == 10.0  # the day before was at 1
+    assert out[299] == pytest.approx(1.0)  # a day into the drift it is the new normal
+    assert out[300:320].min() == pytest.approx(10.0)  # the incident stands out against that
+    changed = scores.copy()
+    changed[-1] = 1e6
+    np.testing.assert_allclose(smd.causal_relative(history, changed, 100)[:-1], out[:-1])  # no look-ahead
+
+
+def test_dev_study_reads_train_only(tmp_path: Path) -> None:
+    write_machine(tmp_path, "machine-9-8")
+    for suffix in ("test", "test_label"):
+        (tmp_path / f"machine-9-8_{suffix}.npy").unlink()  # the study must not need them
+    result = smd_dev.study(tmp_path)
+    assert set(result["f1_mean"]) == set(smd_dev.VARIANTS)
+    assert result["winner"] in smd_dev.VARIANTS
+    assert all(0.0 <= f1 <= 1.0 for f1 in result["f1_mean"].values())
+
+
+def test_injected_incidents_are_labelled_where_written() -> None:
+    rng = np.random.default_rng(1)
+    rows = rng.normal(0, 1, (4000, 5))
+    out, labels = smd_dev.inject(rows, rows, np.random.default_rng(2))
+    changed = (out != rows).any(axis=1)
+    assert len(metrics.segments(labels)) == smd_dev.INCIDENTS
+    assert not changed[~labels].any()  # nothing written outside the labels
+    assert changed[labels].mean() > 0.9  # and (a stuck first sample aside) everything inside is

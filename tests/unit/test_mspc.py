@@ -122,3 +122,40 @@ def test_process_many_scores_then_learns() -> None:
     expected = det.score_many(X[500:])
     np.testing.assert_allclose(det.process_many(X[500:]), expected)
     assert det.n == 600
+
+
+def test_lags_stream_like_one_batch_and_see_a_jump() -> None:
+    X = correlated(3000)
+    whole = MSPCDetector(FEATURES, lags=1)
+    whole.learn_many(X)
+    chunked = MSPCDetector(FEATURES, lags=1)
+    for part in np.array_split(X, 5):
+        chunked.learn_many(part)
+    # equal but for the very first row, whose missing lag is imputed at its own batch's mean
+    np.testing.assert_allclose(chunked.scatter, whole.scatter, rtol=1e-3)
+    # the lagged block of the scatter is the covariance of x_t with x_t-1 (first row's lag is missing)
+    np.testing.assert_allclose(whole.scatter[:4, 4:] / 2999, np.cov(X[1:], X[:-1], rowvar=False)[:4, 4:], rtol=0.01)
+    # disk is noise around 10; a 4-sigma jump from its previous value is judged against that value only with lags
+    rng = np.random.default_rng(5)
+    jumpy = X[-1:].copy()
+    jumpy[0, 3] = X[-1, 3] + 4 * rng.choice([-1.0, 1.0])  # a 4-sigma jump of disk from its previous value
+    static = fitted(X)
+    assert whole.score_many(jumpy)[0] > static.score_many(jumpy)[0]
+
+
+def test_lags_grow_and_restore() -> None:
+    det = MSPCDetector(FEATURES, lags=2)
+    det.learn_many(correlated(400))
+    det.learn_one({"cpu": 50.0, "gpu_temp": 60.0})
+    assert det.scatter.shape == (15, 15) and det.recent.shape == (2, 5)
+    twin = MSPCDetector()
+    twin.restore(json.loads(json.dumps(det.snapshot())))
+    rows = np.column_stack((correlated(10, seed=3), np.full(10, 60.0)))
+    np.testing.assert_allclose(twin.score_many(rows), det.score_many(rows))
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="variance_kept"):
+        MSPCDetector(FEATURES, variance_kept=1.0)
+    with pytest.raises(ValueError, match="lags"):
+        MSPCDetector(FEATURES, lags=-1)

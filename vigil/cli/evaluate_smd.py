@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import typer
@@ -44,12 +45,13 @@ def smd(
     as_json: bool = typer.Option(False, "--json", help="print the figures as one JSON object"),
 ) -> None:
     """Point-wise F1 (no point adjustment) with train-only thresholds vs PCA with an oracle threshold."""
+    started = time.monotonic()
     from vigil.analytics.eval import smd as evaluation  # numpy/sklearn only when the command runs
 
     folder = data or default_datasets_dir() / "smd"
     names = [n.strip() for n in machines.split(",") if n.strip()]
     try:
-        results, seconds = evaluation.evaluate(folder, names)
+        results, _ = evaluation.evaluate(folder, names)
     except VigilError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]cannot evaluate[/red]: {exc}")
         raise typer.Exit(2) from exc
@@ -58,11 +60,11 @@ def smd(
 
         for result in results:
             plot_machine(result, plots)
-    summary = evaluation.summarise(results, seconds)
+    summary = evaluation.summarise(results, time.monotonic() - started)  # loading, scoring and plots
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    table = Table(title=f"SMD/ASD, {len(results)} machines, {seconds:.1f} s")
+    table = Table(title=f"SMD/ASD, {len(results)} machines, {summary['seconds']:.1f} s")
     table.add_column("machine")
     for column in COLUMNS:
         table.add_column(column, justify="right")
@@ -80,9 +82,26 @@ def smd(
     console.print(summary["protocol"])
 
 
+def smd_dev(
+    data: Path | None = typer.Option(None, "--data", help="folder of <name>_train.npy (default: $VIGIL_DATASETS/smd)"),
+    machines: str = typer.Option("", "--machines", help="comma-separated names (default: every machine found)"),
+) -> None:
+    """The train-only study that chose the detector variant: synthetic incidents in the end of train (JSON)."""
+    from vigil.analytics.eval import smd_dev as study
+
+    names = [n.strip() for n in machines.split(",") if n.strip()]
+    try:
+        result = study.study(data or default_datasets_dir() / "smd", names)
+    except VigilError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]cannot run the study[/red]: {exc}")
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
 def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
 def register_smd(eval_app: typer.Typer) -> None:
     eval_app.command("smd")(smd)
+    eval_app.command("smd-dev")(smd_dev)
