@@ -13,6 +13,7 @@ from rich.table import Table
 from vigil.analytics.eval import datasets_root
 from vigil.cli.common import err_console
 from vigil.cli.evaluate_disk import register_disk
+from vigil.cli.evaluate_smd import register_smd
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate detectors on public labelled benchmarks")
 
@@ -55,6 +56,7 @@ def nab(
 
 
 register_disk(eval_app)
+register_smd(eval_app)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,123 @@
+"""The SMD evaluation: a synthetic machine end to end, bad files, causality, and a real-data smoke run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+from vigil.analytics.eval import metrics, smd, smd_dev
+
+from vigil.cli.app import build_app
+
+REAL = Path(os.environ.get("VIGIL_DATASETS", Path(__file__).resolve().parents[3] / "shared" / "datasets")) / "smd"
+
+
+def write_machine(folder: Path, name: str, seed: int = 0) -> None:
+    """Three metrics driven by one daily cycle; test has one 60-sample break of their relation."""
+    rng = np.random.default_rng(seed)
+
+    def rows(n: int) -> np.ndarray:
+        cycle = np.sin(np.arange(n) * 2 * np.pi / 1440) + rng.normal(0, 0.05, n)
+        return np.column_stack((cycle, 2 * cycle + rng.normal(0, 0.05, n), rng.normal(0, 0.05, n)))
+
+    test, labels = rows(3000), np.zeros(3000)
+    test[2000:2060, 1] = -2 * test[2000:2060, 0]  # the second metric turns against the first
+    labels[2000:2060] = 1
+    for suffix, array in (("train", rows(6000)), ("test", test), ("test_label", labels)):
+        np.save(folder / f"{name}_{suffix}.npy", array.astype(np.float32))
+
+
+def test_synthetic_break_is_found_with_a_train_only_threshold(tmp_path: Path) -> None:
+    write_machine(tmp_path, "machine-9-9")
+    results, _ = smd.evaluate(tmp_path)
+    figures = results[0].figures
+    assert results[0].machine.interval_s == smd.SMD_INTERVAL_S
+    assert figures["event_recall"] == 1.0
+    assert figures["recall"] > 0.95
+    assert figures["f1"] > 0.7  # a 1% held-out alarm budget costs some precision on this clean series
+    assert figures["false_alarms_per_day"] < 10
+    assert figures["median_delay_min"] <= 3.0
+    assert figures["random_f1"] < 0.1
+
+
+def test_cli_prints_the_json_contract(tmp_path: Path) -> None:
+    write_machine(tmp_path, "omi-9")
+    out = CliRunner().invoke(build_app(), ["eval", "smd", "--data", str(tmp_path), "--json", "--plots", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.output)
+    assert {"f1_mean", "pca_oracle_f1_mean", "random_f1_mean", "protocol", "seconds"} <= summary.keys()
+    machine = summary["machines"]["omi-9"]
+    for key in ("precision", "recall", "f1", "pa_f1", "pak_f1", "pak_auc", "event_recall", "false_alarms_per_day",
+                "median_delay_min", "auprc", "pca_oracle_f1", "random_f1", "threshold"):  # fmt: skip
+        assert key in machine
+    assert (tmp_path / "omi-9.png").stat().st_size > 10_000
+
+
+def test_missing_or_malformed_data_fails_clearly(tmp_path: Path) -> None:
+    out = CliRunner().invoke(build_app(), ["eval", "smd", "--data", str(tmp_path / "nowhere")])
+    assert out.exit_code == 2
+    assert "nowhere: no such folder" in out.output
+    out = CliRunner().invoke(build_app(), ["eval", "smd", "--data", str(tmp_path)])
+    assert out.exit_code == 2
+    assert "no <name>_train.npy with its _test.npy and _test_label.npy" in out.output
+    write_machine(tmp_path, "omi-8")
+    np.save(tmp_path / "omi-8_test_label.npy", np.zeros(10))
+    with pytest.raises(smd.DatasetError, match="10 labels for 3000 test rows"):
+        smd.load_machine(tmp_path, "omi-8")
+    (tmp_path / "omi-8_test.npy").write_bytes(b"not numpy")
+    with pytest.raises(smd.DatasetError, match=r"omi-8_test\.npy: not a numeric"):
+        smd.load_machine(tmp_path, "omi-8")
+
+
+def test_causal_mean_never_looks_ahead() -> None:
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_allclose(smd.causal_mean(x, 2), [1.0, 1.5, 2.5, 3.5, 4.5])
+    changed = x.copy()
+    changed[4] = 100.0
+    np.testing.assert_allclose(smd.causal_mean(changed, 3)[:4], smd.causal_mean(x, 3)[:4])
+
+
+@pytest.mark.skipif(not (REAL / "omi-1_train.npy").exists(), reason="SMD/ASD data not available")
+def test_real_machine_slice_smoke() -> None:
+    results, seconds = smd.evaluate(REAL, ["omi-1"], limit=3000)
+    figures = results[0].figures
+    assert 0.0 <= figures["f1"] <= 1.0
+    assert 0.0 <= figures["pca_oracle_f1"] <= 1.0
+    assert np.isfinite(figures["threshold"])
+    assert seconds < 20
+
+
+def test_day_median_normaliser_forgets_a_drift_but_not_an_incident() -> None:
+    history = np.ones(100)
+    scores = np.concatenate((np.full(300, 10.0), np.full(20, 100.0), np.full(80, 10.0)))  # drift x10, then incident
+    out = smd.causal_relative(history, scores, 100)
+    assert out[0] == 10.0  # the day before was at 1
+    assert out[299] == pytest.approx(1.0)  # a day into the drift it is the new normal
+    assert out[300:320].min() == pytest.approx(10.0)  # the incident stands out against that
+    changed = scores.copy()
+    changed[-1] = 1e6
+    np.testing.assert_allclose(smd.causal_relative(history, changed, 100)[:-1], out[:-1])  # no look-ahead
+
+
+def test_dev_study_reads_train_only(tmp_path: Path) -> None:
+    write_machine(tmp_path, "machine-9-8")
+    for suffix in ("test", "test_label"):
+        (tmp_path / f"machine-9-8_{suffix}.npy").unlink()  # the study must not need them
+    result = smd_dev.study(tmp_path)
+    assert set(result["f1_mean"]) == set(smd_dev.VARIANTS)
+    assert result["winner"] in smd_dev.VARIANTS
+    assert all(0.0 <= f1 <= 1.0 for f1 in result["f1_mean"].values())
+
+
+def test_injected_incidents_are_labelled_where_written() -> None:
+    rng = np.random.default_rng(1)
+    rows = rng.normal(0, 1, (4000, 5))
+    out, labels = smd_dev.inject(rows, rows, np.random.default_rng(2))
+    changed = (out != rows).any(axis=1)
+    assert len(metrics.segments(labels)) == smd_dev.INCIDENTS
+    assert not changed[~labels].any()  # nothing written outside the labels
+    assert changed[labels].mean() > 0.9  # and (a stuck first sample aside) everything inside is
