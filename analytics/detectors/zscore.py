@@ -62,17 +62,19 @@ class ZScoreDetector:
         fire, resolve = self.decide.update(slots, z, ts, np.isfinite(y))
         if not (fire.any() or resolve.any()):
             return []
-        return self._entity_transitions(slots[fire], slots[resolve], ts, slots)
+        changed = fire | resolve
+        return self._entity_transitions(slots[fire], slots[resolve], slots[changed], ts[changed])
 
     def _entity_transitions(
-        self, fired: IntArray, resolved: IntArray, ts: npt.NDArray[np.float64], slots: IntArray
+        self, fired: IntArray, resolved: IntArray, changed: IntArray, ts: npt.NDArray[np.float64]
     ) -> list[Detection]:
+        """Series transitions -> entity transitions; ``ts`` is the sample time of each ``changed`` slot."""
         ent = self.table.col("entity")
         before = self.entity_active.copy()
         np.add.at(self.entity_active, ent[fired], 1)
         np.subtract.at(self.entity_active, ent[resolved], 1)
-        touched = np.unique(np.concatenate([ent[fired], ent[resolved]]))
-        when = dict(zip(ent[slots].tolist(), ts.tolist(), strict=False))
+        touched = np.unique(ent[changed])
+        when = dict(zip(ent[changed].tolist(), ts.tolist(), strict=True))
         out = []
         for eid in touched.tolist():
             if before[eid] == 0 and self.entity_active[eid] > 0:

@@ -53,6 +53,8 @@ class Detector(ABC):
     # The options model, validated from config and passed to the constructor as ``options=``;
     # None: the config's options are the constructor's keyword arguments.
     Options: ClassVar[type[FrozenModel] | None] = None
+    # True when scores are already robust sigmas (the decision layer then needs no calibration).
+    calibrated: ClassVar[bool] = False
 
     @classmethod
     def from_config(

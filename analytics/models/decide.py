@@ -8,8 +8,8 @@
    when a model's score scale drifts. The reason also gives the two-sided normal tail probability
    of the calibrated score, a reading aid (exact only for normal data).
 2. **Threshold** with a direction (``both``, ``up``: only high scores, ``down``).
-3. **Post-rule**: fire when ``min_hits`` of the last ``window`` scored samples exceed the threshold
-   (one spike does not page); hysteresis: a firing series resolves after ``clear_after``
+3. **Post-rule**: fire on an exceeding sample when ``min_hits`` of the last ``window`` scored
+   samples exceed the threshold (one spike does not page); hysteresis: a firing series resolves after ``clear_after``
    consecutive samples below ``clear_threshold`` (default half the threshold), so a score hovering
    at the threshold does not flap; ``cooldown``: after a resolve the series cannot fire again for
    that many seconds of event time.
@@ -155,16 +155,26 @@ class DecideBank:
         calibrated = self.calibrate(slots, score, valid)
         magnitude = _magnitude(c.direction, calibrated)
         hist_col, last_col = self.col("hist"), self.col("last")
+        exceed = valid & (magnitude > c.threshold)
         old = hist_col[slots]
-        hist = (old << 1) | (valid & (magnitude > c.threshold))
+        hist = (old << 1) | exceed
         hist &= self._mask
-        hist = np.where(valid, hist, old)
-        hist_col[slots] = hist
-        last_col[slots] = np.where(valid, calibrated, last_col[slots])
+        if valid.all():  # the usual round: no gaps, nothing to keep
+            hist_col[slots] = hist
+            last_col[slots] = calibrated
+        else:
+            hist = np.where(valid, hist, old)
+            hist_col[slots] = hist
+            last_col[slots] = np.where(valid, calibrated, last_col[slots])
         active = self.col("active")[slots]
-        fire = (self._pop[hist] >= c.min_hits) & valid & ~active
-        if c.cooldown and fire.any():
-            fire &= ts >= self.col("quiet")[slots]
+        # A series fires on an exceeding sample; only those few need their hits counted.
+        fire = np.zeros_like(exceed)
+        candidates = np.flatnonzero(exceed & ~active)
+        if candidates.size:
+            ok = self._pop[hist[candidates]] >= c.min_hits
+            if c.cooldown:
+                ok &= ts[candidates] >= self.col("quiet")[slots[candidates]]
+            fire[candidates[ok]] = True
         resolve = np.zeros_like(fire)
         if active.any():  # below is 0 for every series not firing, so only firing ones need the work
             below_col = self.col("below")
@@ -200,7 +210,7 @@ class PostRule:
         """``ts`` (event time) is needed only for the cool-down."""
         self.hist = ((self.hist << 1) | int(exceed)) & ((1 << config.window) - 1)
         if not self.active:
-            if self.hist.bit_count() >= config.min_hits and not ts < self.quiet_until:
+            if exceed and self.hist.bit_count() >= config.min_hits and not ts < self.quiet_until:
                 self.active, self.below = True, 0
                 return "firing"
             return None

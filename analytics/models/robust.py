@@ -98,26 +98,44 @@ class RobustBank:
         valid = np.isfinite(y)
         outlier = np.abs(z) > c.threshold
         learn = valid if c.learn_on_anomaly else valid & ~outlier
-        alpha = np.maximum(c.alpha, 1.0 / (n + 1))
-        delta = y - mean
-        first = n == 0
-        with np.errstate(invalid="ignore"):
-            new_mean = np.where(first, y, mean + alpha * delta)
-            new_mad = np.where(first, 0.0, mad + alpha * (np.abs(delta) - mad))
-        mean_col[slots] = np.where(learn, new_mean, mean)
-        mad_col[slots] = np.where(learn, new_mad, mad)
+        youngest = int(n.min()) if n.size else 0
+        if youngest == 0:  # some series start now: their first sample is the level, exactly
+            self._learn_first(slots, y, n, mean, mad, learn)
+        else:
+            # Steady state in place: a weight of 0 leaves a series unchanged (delta is 0 where y is NaN).
+            weight = learn * (c.alpha if youngest + 1 >= 1 / c.alpha else np.maximum(c.alpha, 1.0 / (n + 1)))
+            delta = np.subtract(y, mean, out=np.zeros_like(mean), where=valid)
+            spread = np.abs(delta)
+            spread -= mad
+            spread *= weight
+            mad += spread
+            delta *= weight
+            mean += delta
+            mean_col[slots], mad_col[slots] = mean, mad
         n_col[slots] = n + learn
         if c.shift_after:
             self._shift(slots, y, z, valid, outlier)
         return z
 
+    def _learn_first(self, slots: IntArray, y: FloatArray, n: Any, mean: Any, mad: Any, learn: Any) -> None:
+        alpha = np.maximum(self.config.alpha, 1.0 / (n + 1))
+        delta = y - mean
+        first = n == 0
+        with np.errstate(invalid="ignore"):
+            new_mean = np.where(first, y, mean + alpha * delta)
+            new_mad = np.where(first, 0.0, mad + alpha * (np.abs(delta) - mad))
+        self._col("mean")[slots] = np.where(learn, new_mean, mean)
+        self._col("mad")[slots] = np.where(learn, new_mad, mad)
+
     def _shift(self, slots: IntArray, y: FloatArray, z: FloatArray, valid: Any, outlier: Any) -> None:
+        """Outlier runs; only the few series with an outlier now or a run open are touched."""
         run_col = self._col("run")
         run = run_col[slots]
-        if not outlier.any():  # the common round: only runs that were open need closing
-            if run.any():
-                run_col[slots] = np.where(valid, 0, run)
+        touched = np.flatnonzero(outlier | (run != 0))
+        if not touched.size:
             return
+        slots, run, outlier = slots[touched], run[touched], outlier[touched]
+        y, z, valid = y[touched], z[touched], valid[touched]
         step = np.where(outlier, np.sign(z), 0).astype(np.int32)
         new_run = np.where(run * step > 0, run + step, step)
         new_run = np.where(valid, new_run, run)  # a missing sample does not break a run
@@ -201,6 +219,7 @@ class RobustZ(Detector):
     name = "robust_z"
     version = 1
     Options = RobustConfig
+    calibrated = True
 
     def __init__(self, features: Sequence[str] = (), options: RobustConfig | None = None) -> None:
         super().__init__(features)
