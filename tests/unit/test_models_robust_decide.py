@@ -8,11 +8,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.models import registry
 from vigil.analytics.models.columns import ArrayStore
 from vigil.analytics.models.decide import DecideBank, DecideConfig, Decider
 from vigil.analytics.models.robust import RobustBank, RobustConfig, RobustStat, RobustZ
 
+from vigil.config import validate
 from vigil.errors import ConfigError
 
 
@@ -134,3 +136,11 @@ def test_registry_errors_name_the_key() -> None:
         registry.create_spec({"name": "robust_z", "options": {"colour": "red"}}, key="m")
     model = registry.create_spec({"name": "robust_z", "options": {"shift_after": 7}}, ["x"])
     assert isinstance(model, RobustZ) and model.config.shift_after == 7 and model.features == ["x"]
+
+
+def test_the_live_zscore_section_names_the_key_of_a_bad_setting() -> None:
+    with pytest.raises(ConfigError, match=r"^analytics\.zscore: min_hits \(9\) cannot exceed window \(5\)"):
+        validate(AnalyticsConfig, {"zscore": {"min_hits": 9}}, "analytics")
+    with pytest.raises(ConfigError, match=r"^analytics\.zscore\.shift_after: "):
+        validate(AnalyticsConfig, {"zscore": {"shift_after": -1}}, "analytics")
+    assert validate(AnalyticsConfig, {"zscore": {"cooldown": "30s"}}, "analytics").zscore.cooldown == 30.0
