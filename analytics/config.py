@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
+from vigil.analytics.models.decide import DecideConfig
+from vigil.analytics.models.robust import RobustConfig
 
 from vigil.catalog import GPU_ECC_DBE, GPU_ECC_SBE, GPU_TEMPERATURE
 from vigil.config import Duration, FrozenModel
@@ -15,20 +17,16 @@ Positive = Annotated[float, Field(gt=0)]
 Count = Annotated[int, Field(ge=1)]
 
 
-class ZScoreConfig(FrozenModel):
-    """Streaming robust z-score per series, with min-hits-in-window and hysteresis."""
+class ZScoreConfig(RobustConfig, DecideConfig):
+    """The live ``zscore`` stage: the library's robust z bank and its decision layer, one flat section.
 
-    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.02  # EWMA weight of a new sample
-    threshold: Positive = 6.0  # robust sigmas
-    min_hits: Count = 3
-    window: Annotated[int, Field(ge=1, le=8)] = 5  # the "last W samples" min_hits counts in
-    warmup: Annotated[int, Field(ge=2)] = 30  # samples learned before a series is scored
-    clear_after: Count = 10  # consecutive samples below threshold/2 before resolving
-    learn_on_anomaly: bool = False
-    # Scale floor relative to the level, so a flat series (a fan at a constant speed) does not
-    # page on the smallest wiggle; plus an absolute floor for series that sit at zero.
-    rel_floor: Annotated[float, Field(ge=0)] = 0.01
-    abs_floor: Annotated[float, Field(gt=0)] = 1e-3
+    Fields (defaults in ``models/robust.py`` and ``models/decide.py``): the level model ``alpha``,
+    ``warmup``, ``rel_floor``, ``abs_floor``, ``learn_on_anomaly``, ``shift_after`` (re-anchor after
+    that many same-sign outliers in a row); the decision ``min_hits`` in ``window``, ``clear_after``
+    samples below ``clear_threshold`` (default threshold/2), ``cooldown``, ``calibration``,
+    ``direction``. ``threshold`` (robust sigmas) is both the decision threshold and the outlier
+    gate of learning, as it always was here.
+    """
 
 
 class ThresholdRule(FrozenModel):

@@ -7,24 +7,81 @@ finite floats, higher is more anomalous, 0.0 when the model knows nothing yet.
 
 ``score_many`` never learns; ``process_many`` is the causal loop (each row scored with the state
 learnt from the rows before it, then learnt), which evaluation and the service use. Models that
-can vectorise it override it; the default loops over rows.
+can vectorise it override it; the default loops over rows. A model whose learning is one costly
+step per batch (an eigen-solve) may declare ``block > 1``: ``process_many`` then scores each block
+of that many rows with the state learnt before the block, still causal, at most ``block - 1`` rows
+stale; the contract suite checks exactly that.
+
+Construction from config goes through :meth:`Detector.from_config` (the registry calls it), so a
+bad option fails at start naming its key. A model that also works as a *bank* (thousands of
+independent univariate series, state in numpy columns, one vector step per round) returns one
+from :meth:`Detector.make_bank`; the live telemetry path and ``vigil bench detectors`` use it.
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+from vigil.analytics.models.columns import ColumnStore, IntArray
+
+from vigil.config import FrozenModel, validate
+from vigil.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
+
+
+class SnapshotMismatch(ValueError):
+    """A snapshot written by another model, or by another version of this one."""
+
+
+@runtime_checkable
+class Bank(Protocol):
+    """The vectorised form of a univariate model over many series; state lives in store columns."""
+
+    def columns(self) -> list[str]:
+        """The store columns holding its state (to snapshot, and to size: bytes per series)."""
+
+    def process(self, slots: IntArray, y: FloatArray) -> FloatArray:
+        """Score ``y[i]`` for series ``slots[i]`` (each slot at most once), then learn it."""
 
 
 class Detector(ABC):
     name: ClassVar[str]
     version: ClassVar[int] = 1
+    # The options model, validated from config and passed to the constructor as ``options=``;
+    # None: the config's options are the constructor's keyword arguments.
+    Options: ClassVar[type[FrozenModel] | None] = None
+    # True when scores are already robust sigmas (the decision layer then needs no calibration).
+    calibrated: ClassVar[bool] = False
+    # Rows scored together with the state from before them in process_many (see the module doc).
+    block: ClassVar[int] = 1
+
+    @classmethod
+    def from_config(
+        cls, options: Mapping[str, Any] | None = None, features: Sequence[str] = (), key: str = "options"
+    ) -> Self:
+        """A model from config; an unknown or invalid option raises ConfigError naming ``key.option``."""
+        opts = dict(options or {})
+        if cls.Options is not None:
+            return cls(features, options=validate(cls.Options, opts, key))  # type: ignore[call-arg]
+        params = inspect.signature(cls).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            unknown = sorted(set(opts) - set(params) - {"features"})
+            if unknown:
+                raise ConfigError(f"{key}.{unknown[0]}: unknown key")
+        return cls(features, **opts)
+
+    @classmethod
+    def make_bank(
+        cls, options: Mapping[str, Any], store: ColumnStore, prefix: str = "", key: str = "options"
+    ) -> Bank | None:
+        """The bank form with its columns in ``store`` (names prefixed), or None when the model has none."""
+        return None
 
     def __init__(self, features: Sequence[str] = ()) -> None:
         self.features: list[str] = list(features)
@@ -64,6 +121,11 @@ class Detector(ABC):
     def score_many(self, X: FloatArray) -> FloatArray:
         """One finite score per row, without learning."""
 
+    def explain_many(self, X: FloatArray) -> FloatArray:
+        """Each feature's share of each row's score (rows x features, higher = more to blame), without
+        learning; NaN where the model cannot attribute. The decision layer names the top feature."""
+        return np.full(np.shape(X), np.nan)
+
     def process_many(self, X: FloatArray) -> FloatArray:
         out = np.empty(len(X))
         for i in range(len(X)):
@@ -84,7 +146,7 @@ class Detector(ABC):
 
     def restore(self, blob: Mapping[str, Any]) -> None:
         if blob.get("name") != self.name or blob.get("version") != self.version:
-            raise ValueError(
+            raise SnapshotMismatch(
                 f"snapshot is {blob.get('name')} v{blob.get('version')}, this is {self.name} v{self.version}"
             )
         self.features = list(blob["features"])

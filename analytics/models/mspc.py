@@ -39,6 +39,7 @@ EIGEN_FLOOR = 1e-6  # relative to the total variance: keeps T² and Q/E[Q] finit
 class MSPCDetector(Detector):
     name = "mspc"
     version = 1
+    block = 32  # one eigen-solve per 32 rows in process_many
 
     def __init__(self, features: Sequence[str] = (), variance_kept: float = VARIANCE_KEPT, lags: int = 0) -> None:
         if not 0.0 < variance_kept < 1.0:
@@ -127,10 +128,14 @@ class MSPCDetector(Detector):
         return self._model.score(Z)
 
     def process_many(self, X: FloatArray) -> FloatArray:
-        """Causal: the whole batch is scored with the state learnt before it, then learnt (one eigen-solve)."""
-        scores = self.score_many(X)
-        self.learn_many(X)
-        return scores
+        """Causal in blocks of :attr:`block` rows: each block is scored with the state learnt before
+        it, then learnt (one eigen-solve per block, not per row)."""
+        out = np.empty(len(X))
+        for start in range(0, len(X), self.block):
+            rows = X[start : start + self.block]
+            out[start : start + len(rows)] = self.score_many(rows)
+            self.learn_many(rows)
+        return out
 
     def state(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,7 @@ import numpy as np
 from vigil.analytics.config import AnalyticsConfig, ZScoreConfig
 from vigil.analytics.engine import Engine
 
+from vigil.bus import TopicPartition
 from vigil.events import Detection, TelemetryBatch, series_key
 
 T0 = 1_767_225_600.0
@@ -188,3 +189,49 @@ def test_counter_rules_use_the_rate_not_the_value() -> None:
     sbe_fire = next(d for d in found if d.labels["alertname"] == "GpuEccSbeRateHigh")
     assert sbe_fire.ts - T0 >= 15  # rate > 1/s from t=5, held for 10 s
     assert not any(d.decision == "resolved" and d.labels["alertname"] == "GpuEccDbeIncrease" for d in found)
+
+
+def test_a_lasting_level_shift_fires_once_then_is_adopted_as_the_new_baseline() -> None:
+    """The fixed issue: a lasting step used to fire until the process restarted."""
+    eng = engine(zscore={"shift_after": 60})
+    found = feed(eng, gaussian_polls(np.random.default_rng(8), 4, 600, shift=(120, 600, 200.0)))
+    assert [d.decision for d in found] == ["firing", "resolved"]
+    fire, resolve = found
+    assert 120 <= fire.ts - T0 <= 125 and 180 <= resolve.ts - T0 <= 195
+    assert fire.reason["feature"] == 'gpu_power_watts{gpu_index="0"}' and fire.reason["detector"] == "robust_z"
+    assert fire.reason["hits"] >= 3 and fire.reason["tail_probability"] < 1e-9
+    slot = eng.slots.slot(0, "c1", "h1", 'gpu_power_watts{gpu_index="0"}')
+    assert abs(eng.slots.col("z_mean")[slot] - 500) < 3  # 300 + the step
+
+
+def test_snapshot_carries_every_zscore_column_and_resumes_identically() -> None:
+    polls = gaussian_polls(np.random.default_rng(9), 6, 400, shift=(200, 400, 150.0))
+    cfg = {"zscore": {"shift_after": 50, "cooldown": 20}}
+    warm = engine(**cfg)
+    feed(warm, polls[:25])  # stops mid-shift: runs, hits and the firing state are all in flight
+    tp = TopicPartition("vigil.telemetry.v1", 0)
+    body = warm.snapshot(tp, "telemetry")
+    det = warm.telemetry[0]
+    assert set(det.columns()) <= set(body["telemetry"]["cols"])
+    assert {"z_run", "z_shift", "z_quiet", "z_hist"} <= set(det.columns())
+    cold = engine(**cfg)
+    cold.restore(tp, "telemetry", body)
+    later = feed(warm, polls[25:])
+    assert [d.decision for d in later] == ["resolved"]  # the adopted shift
+    assert feed(cold, polls[25:]) == later
+
+
+def test_a_snapshot_from_before_the_library_restores_with_defaults_for_new_columns() -> None:
+    polls = gaussian_polls(np.random.default_rng(10), 3, 100)
+    warm = engine()
+    feed(warm, polls)
+    tp = TopicPartition("vigil.telemetry.v1", 0)
+    old_columns = ["last_value", "last_ts", "z_n", "z_mean", "z_mad", "z_hist", "z_below", "z_active", "z_last"]
+    blob = warm.slots.export(warm.slots.slots_of(0), old_columns)
+    blob["cols"]["z_hist"] = np.zeros(3, dtype=np.uint8).tobytes()  # the old 8-bit history
+    blob["dtypes"]["z_hist"] = "|u1"
+    cold = engine()
+    cold.restore(tp, "telemetry", {"telemetry": blob})
+    slots = cold.slots.slots_of(cold.pid(tp))
+    assert (cold.slots.col("z_n")[slots] == 100).all() and (cold.slots.col("z_run")[slots] == 0).all()
+    assert feed(cold, gaussian_polls(np.random.default_rng(11), 3, 50)) == []

@@ -116,11 +116,15 @@ def test_snapshot_restore_gives_the_same_scores() -> None:
     np.testing.assert_allclose(twin.score_many(rows), det.score_many(rows))
 
 
-def test_process_many_scores_then_learns() -> None:
+def test_process_many_scores_each_block_then_learns_it() -> None:
     X = correlated(600)
     det = fitted(X[:500])
-    expected = det.score_many(X[500:])
-    np.testing.assert_allclose(det.process_many(X[500:]), expected)
+    twin = fitted(X[:500])
+    expected = []
+    for start in range(500, 600, det.block):  # each block scored with the state from before it
+        expected.append(twin.score_many(X[start : start + det.block]))
+        twin.learn_many(X[start : start + det.block])
+    np.testing.assert_allclose(det.process_many(X[500:]), np.concatenate(expected))
     assert det.n == 600
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from vigil.cli import bench, evaluate, services, train, up
+from vigil.cli import bench_detectors as _bench_detectors  # noqa: F401 - registers `vigil bench detectors`
 
 
 def build_app() -> typer.Typer:

@@ -1,0 +1,83 @@
+"""Models by name: one line per model in :data:`MODELS`, created from config by :func:`create`.
+
+The table maps a name to ``module:Class`` and is imported lazily, so listing or creating a light
+model never imports a heavy one (torch, scikit-learn). To add a model, add its line here; the
+contract suite (``tests/contract/test_detector_contract.py``) and ``vigil bench detectors`` pick it
+up from this table. Config form: ``{"name": "robust_z", "options": {...}}`` (:class:`ModelSpec`);
+options are validated by the model's ``from_config`` and errors name the key path.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from pydantic import Field
+from vigil.analytics.models.base import Detector
+
+from vigil.config import FrozenModel, validate
+from vigil.errors import ConfigError
+from vigil.registry import Registry
+
+MODELS: dict[str, str] = {
+    "robust_z": "vigil.analytics.models.robust:RobustZ",
+    "context_likelihood": "vigil.analytics.models.context_likelihood:ContextLikelihood",
+    "mspc": "vigil.analytics.models.mspc:MSPCDetector",
+}
+
+
+class ModelSpec(FrozenModel):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def load_class(path: str) -> type[Detector]:
+    module, _, attr = path.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Detector)):
+        raise TypeError(f"{path} is not a Detector subclass")
+    return cls
+
+
+def _factory(path: str, options: Mapping[str, Any], features: Sequence[str], key: str) -> Detector:
+    return load_class(path).from_config(options, features, key)
+
+
+def build_registry(table: Mapping[str, str] | None = None) -> Registry[Detector]:
+    """A fresh registry over ``table`` (default :data:`MODELS`); built on demand, no global state."""
+    registry: Registry[Detector] = Registry("model")
+    for name, path in (MODELS if table is None else table).items():
+        registry.add(name, partial(_factory, path))
+    return registry
+
+
+def names() -> list[str]:
+    return sorted(MODELS)
+
+
+def _unknown(name: str, key: str) -> ConfigError:
+    return ConfigError(f"{key}: unknown model {name!r} (known: {', '.join(names())})")
+
+
+def model_class(name: str, key: str = "model.name") -> type[Detector]:
+    if name not in MODELS:
+        raise _unknown(name, key)
+    return load_class(MODELS[name])
+
+
+def create(
+    name: str, options: Mapping[str, Any] | None = None, features: Sequence[str] = (), key: str = "model"
+) -> Detector:
+    """A model by name; ``key`` is where its config sits (``analytics.models[0]``), for error messages."""
+    registry = build_registry()
+    if name not in registry:
+        raise _unknown(name, f"{key}.name")
+    return registry.create(name, options=dict(options or {}), features=features, key=f"{key}.options")
+
+
+def create_spec(spec: ModelSpec | Mapping[str, Any], features: Sequence[str] = (), key: str = "model") -> Detector:
+    """A model from its config section (a :class:`ModelSpec` or the mapping it validates)."""
+    parsed = spec if isinstance(spec, ModelSpec) else validate(ModelSpec, spec, key)
+    return create(parsed.name, parsed.options, features, key)
