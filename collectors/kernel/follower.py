@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +37,7 @@ from vigil.collectors.kernel.position import PositionStore
 from vigil.collectors.kernel.sources import Line, Source, StartAt
 from vigil.collectors.kernel.timestamps import Clocks, host_boot_time
 
+from vigil.clock import Clock, SystemClock
 from vigil.config import FrozenModel, validate
 from vigil.events import LogEvent
 from vigil.xid import XidCatalog
@@ -98,20 +98,29 @@ class KernelLogOptions(FrozenModel):
 class KernelLogCollector:
     name = NAME
 
-    def __init__(self, options: KernelLogOptions, context: CollectorContext, source: Source, store: PositionStore):
+    def __init__(
+        self,
+        options: KernelLogOptions,
+        context: CollectorContext,
+        source: Source,
+        store: PositionStore,
+        clock: Clock | None = None,
+    ) -> None:
         self.options = options
         self.identity = source_identity(options)
         self.context = context
         self.source = source
         self.store = store
+        self.clock = clock or SystemClock()
         self.catalog = XidCatalog.load()
         self.gpus = GpuMap(
             {k: GpuIdentity(v.index, v.uuid) for k, v in options.gpus.items()},
             default_discovery(options.proc_gpus, options.nvidia_smi) if options.discover_gpus else None,
-            time.monotonic,
+            self.clock.monotonic,
         )
         self._pending: dict[str, Any] | None = None  # the position after the last items handed over
         self._committed: dict[str, Any] | None = None
+        self._announced: set[tuple[str | None, int]] = set()  # XIDs already logged at INFO
 
     def collect(self) -> list[Item]:
         items: list[Item] = []
@@ -152,7 +161,7 @@ class KernelLogCollector:
         gpu = self.gpus.lookup(finding.pci) if finding.pci else None
         on_gpu = finding.kind in ("xid", "fallen_off_bus") or gpu is not None
         event = LogEvent(
-            ts=line.stamped.ts if line.stamped.ts is not None else time.time(),
+            ts=line.stamped.ts if line.stamped.ts is not None else self.clock.now(),
             host=self.context.host,
             cluster=self.context.cluster,
             kind=finding.kind,
@@ -164,10 +173,25 @@ class KernelLogCollector:
             source=self.source.kind,
         )
         if finding.kind == "xid" and finding.code is not None:
-            entry = self.catalog.classify(finding.code)
-            where = f"GPU {event.gpu_index}" if event.gpu_index is not None else "GPU"
-            log.info("XID %d (%s, action %s) on %s %s", entry.code, entry.name, entry.action, where, event.gpu_pci)
+            self._log_xid(event, finding.code)
         return event
+
+    def _log_xid(self, event: LogEvent, code: int) -> None:
+        """The catalog's reading of an XID in the node's own log: the first per GPU and code at INFO
+        (an application can print thousands of Xid 13 lines), repeats at DEBUG."""
+        entry = self.catalog.classify(code)
+        first = (event.gpu_pci, code) not in self._announced
+        if first and len(self._announced) < 4096:
+            self._announced.add((event.gpu_pci, code))
+        where = f"GPU {event.gpu_index} ({event.gpu_pci})" if event.gpu_index is not None else f"GPU {event.gpu_pci}"
+        log.log(
+            logging.INFO if first else logging.DEBUG,
+            "XID %d on %s: %s; action %s",
+            code,
+            where,
+            entry.name,
+            entry.action,
+        )
 
 
 def source_identity(options: KernelLogOptions) -> str:
@@ -177,7 +201,7 @@ def source_identity(options: KernelLogOptions) -> str:
     return f"{options.source}:{options.path or '/dev/kmsg'}"
 
 
-def build_source(options: KernelLogOptions, position: dict[str, Any] | None) -> Source:
+def build_source(options: KernelLogOptions, position: dict[str, Any] | None, clock: Clock) -> Source:
     start_at = options.start_at or DEFAULT_START[options.source]
     boot_time = options.boot_time if options.boot_time is not None else host_boot_time()
     if options.source == "kmsg":
@@ -186,11 +210,12 @@ def build_source(options: KernelLogOptions, position: dict[str, Any] | None) -> 
         return JournalSource(options.journalctl, options.journalctl_args, position, start_at)
     tz = None if options.timezone == "local" else ZoneInfo(options.timezone)
     assert options.path is not None  # the options model requires it for "file"
-    return FileSource(options.path, position, start_at, Clocks(boot_time, tz))
+    return FileSource(options.path, position, start_at, Clocks(boot_time, tz, clock.now))
 
 
-def create(options: dict[str, Any], context: CollectorContext) -> KernelLogCollector:
+def create(options: dict[str, Any], context: CollectorContext, clock: Clock | None = None) -> KernelLogCollector:
     opts = validate(KernelLogOptions, options, prefix=f"agent.collectors.{NAME}")
+    clock = clock or SystemClock()
     store = PositionStore(opts.state_dir / f"{NAME}-{opts.source}.json" if opts.state_dir else None)
     position = store.load(source_identity(opts))
-    return KernelLogCollector(opts, context, build_source(opts, position), store)
+    return KernelLogCollector(opts, context, build_source(opts, position, clock), store, clock)

@@ -6,6 +6,7 @@ kmsg-format captures have known times. Expected values were read off the capture
 
 from __future__ import annotations
 
+import logging
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,3 +127,11 @@ def test_nccl_segfaults_and_the_unterminated_last_line(logs: Path, tmp_path: Pat
 
 def test_nvlink_status_output_is_not_a_log(logs: Path) -> None:
     assert events(follow(logs / "nvidia-smi.nvlink.status.a100").collect()) == []
+
+
+def test_xids_are_logged_with_the_catalog_reading(logs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="vigil.collectors.kernel.follower")
+    follow(logs / "dmesg-with-xid-119.log").collect()
+    records = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert records[0] == (logging.INFO, "XID 119 on GPU 0000:9b:00.0: GSP RPC timeout; action reset_gpu")
+    assert [level for level, _ in records] == [logging.INFO] + [logging.DEBUG] * 4  # a storm logs once

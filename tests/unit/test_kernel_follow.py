@@ -12,6 +12,7 @@ import pytest
 from vigil.collectors.base import CollectorContext, Problem
 from vigil.collectors.kernel.follower import KernelLogCollector, create
 
+from vigil.clock import FakeClock
 from vigil.errors import ConfigError
 from vigil.events import LogEvent
 
@@ -202,3 +203,12 @@ def test_a_position_for_another_source_is_not_used(log: Path, tmp_path: Path) ->
 def test_bad_options_fail_at_start_naming_the_key(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         create(options, CollectorContext("h"))
+
+
+def test_a_line_without_a_time_takes_the_clock(tmp_path: Path) -> None:
+    path = tmp_path / "bare.log"
+    path.write_text("NVRM: Xid (PCI:0000:3b:00): 13, pid=5, Graphics Exception\n")
+    clock = FakeClock(1_767_225_600.0)
+    options = {"source": "file", "path": str(path), "start_at": "beginning", "state_dir": None, "discover_gpus": False}
+    got = [e for e in create(options, CollectorContext("h"), clock).collect() if isinstance(e, LogEvent)]
+    assert [(e.code, e.ts) for e in got] == [(13, 1_767_225_600.0)]

@@ -135,7 +135,7 @@ def test_kmsg_record_fields_escapes_and_dictionary() -> None:
             Finding("nccl"),
         ),
         (
-            "pt_main_thread[2536443]: segfault at 7f797fe00000 ip 00007f7c7ac69996 error 4 in libnccl.so.2[7f7c+d3d3000]",
+            "pt_main_thread[2536443]: segfault at 7f797fe00000 ip 00007f7c7ac69996 error 4 in libnccl.so.2[7f7c+d3]",
             Finding("nccl"),
         ),
         ("nvidia-peermem nv_get_p2p_free_callback:127 ERROR detected invalid context, skipping", Finding("peermem")),
