@@ -7,7 +7,7 @@ tick's items durably, so a committed position never runs ahead of what the runne
 
 - crash after a tick was handed over but before the next ``collect()``: the position on disk is the
   one before that tick, so the restarted follower reads those lines again (duplicates, bounded by
-  one tick; the XID detector keeps one alert per GPU episode, so a replayed line pages nobody twice);
+  one tick, which the XID detector's per-GPU episodes and alerting's fingerprints absorb);
 - crash while writing the state file: the rename is atomic, the old position stays, same as above;
 - clean stop: a runner that flushes its buffer on shutdown then calls :meth:`KernelLogCollector.commit`
   (and ``close()``), so the restarted follower starts exactly after the last event handed over.
@@ -39,6 +39,7 @@ from vigil.collectors.kernel.timestamps import Clocks, host_boot_time
 
 from vigil.clock import Clock, SystemClock
 from vigil.config import FrozenModel, validate
+from vigil.errors import ConfigError
 from vigil.events import LogEvent
 from vigil.xid import XidCatalog
 
@@ -209,7 +210,8 @@ def build_source(options: KernelLogOptions, position: dict[str, Any] | None, clo
     if options.source == "journal":
         return JournalSource(options.journalctl, options.journalctl_args, position, start_at)
     tz = None if options.timezone == "local" else ZoneInfo(options.timezone)
-    assert options.path is not None  # the options model requires it for "file"
+    if options.path is None:  # the options model already refuses this; kept for a direct caller
+        raise ConfigError(f"agent.collectors.{NAME}.path: source 'file' needs a path")
     return FileSource(options.path, position, start_at, Clocks(boot_time, tz, clock.now))
 
 

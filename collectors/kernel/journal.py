@@ -22,6 +22,7 @@ from vigil.collectors.kernel.sources import Batch, Line, StartAt
 from vigil.collectors.kernel.timestamps import Stamped
 
 _CHUNK = 65536
+_BUFFER_MAX = 8 << 20  # bytes of unread journal output held at once
 _STDERR_KEEP = 2000
 
 
@@ -65,13 +66,20 @@ class JournalSource:
             return batch
         proc = self._proc
         assert proc is not None and proc.stdout is not None and proc.stderr is not None
-        self._buffer += _drain(proc.stdout)
-        self._stderr = (self._stderr + _drain(proc.stderr))[-_STDERR_KEEP:]
-        while len(batch.lines) < limit and b"\n" in self._buffer:
-            raw, self._buffer = self._buffer.split(b"\n", 1)
-            self._take(raw, batch)
-        if proc.poll() is not None:
-            self._buffer += _drain(proc.stdout)  # what it wrote between our read and its exit
+        self._buffer += _drain(proc.stdout, _BUFFER_MAX - len(self._buffer))
+        self._stderr = (self._stderr + _drain(proc.stderr, _STDERR_KEEP))[-_STDERR_KEEP:]
+        if len(self._buffer) >= _BUFFER_MAX and b"\n" not in self._buffer:  # no entry is this long
+            batch.problems.append(Problem("parse", f"journal output without a newline in {_BUFFER_MAX} bytes"))
+            self._buffer = b""
+        complete, newline, partial = self._buffer.rpartition(b"\n")
+        if newline:
+            entries = complete.split(b"\n")
+            for raw in entries[:limit]:
+                self._take(raw, batch)
+            rest = entries[limit:]
+            self._buffer = (b"\n".join(rest) + b"\n" if rest else b"") + partial
+        if proc.poll() is not None:  # what it wrote between our read and its exit
+            self._buffer += _drain(proc.stdout, _BUFFER_MAX - len(self._buffer))
         if proc.poll() is not None and b"\n" not in self._buffer:
             detail = self._stderr.decode("utf-8", "replace").strip()[-300:]
             batch.problems.append(Problem("exited", f"journalctl exited with {proc.returncode}: {detail}"))
@@ -130,14 +138,16 @@ class JournalSource:
         return True
 
 
-def _drain(pipe: IO[bytes]) -> bytes:
+def _drain(pipe: IO[bytes], budget: int) -> bytes:
+    """What the pipe holds now, up to ``budget`` bytes (a backlog is read over several calls)."""
     chunks = []
-    while True:
+    while budget > 0:
         try:
-            chunk = os.read(pipe.fileno(), _CHUNK)
+            chunk = os.read(pipe.fileno(), min(_CHUNK, budget))
         except BlockingIOError:
             break
         if not chunk:
             break
         chunks.append(chunk)
+        budget -= len(chunk)
     return b"".join(chunks)

@@ -142,6 +142,28 @@ def test_real_journalctl_follows_and_resumes_by_cursor(tmp_path: Path) -> None:
     second.close()
 
 
+@pytest.mark.skipif(
+    shutil.which("journalctl") is None or JOURNAL_REMOTE is None or not read_boot_id(),
+    reason="needs journalctl and systemd-journal-remote (Debian package systemd-journal-remote)",
+)
+def test_real_journal_backlog_is_read_in_bounded_slices(tmp_path: Path) -> None:
+    journal = tmp_path / "kernel.journal"
+    write_journal(journal, *(f"NVRM: Xid (PCI:0000:3b:00): 13, pid={n}, x" for n in range(25)))
+    options = {"source": "journal", "journalctl_args": ["--file", str(journal)], "state_dir": None}
+    c = create(options | {"max_lines": 10, "discover_gpus": False}, CollectorContext("h"))
+    sizes: list[int] = []
+    seen: list[str] = []
+    deadline = time.monotonic() + 10
+    while len(seen) < 25 and time.monotonic() < deadline:
+        got = [e.raw for e in c.collect() if isinstance(e, LogEvent)]
+        sizes.append(len(got))
+        seen += got
+        time.sleep(0.02)
+    c.close()
+    assert seen == [f"NVRM: Xid (PCI:0000:3b:00): 13, pid={n}, x" for n in range(25)]  # in order, once each
+    assert max(sizes) <= 10
+
+
 def test_journal_entries_with_byte_messages() -> None:
     line = entry_line({"MESSAGE": [78, 86, 82, 77, 58, 32, 0xFF], "__REALTIME_TIMESTAMP": "1795435699742133"})
     assert line is not None and line.raw == "NVRM: \ufffd" and line.stamped.ts == pytest.approx(1795435699.742133)
