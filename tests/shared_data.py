@@ -1,18 +1,17 @@
-"""Where the shared public datasets are: ``$VIGIL_DATASETS``, else ``../shared/datasets`` beside the repo."""
+"""The shared public datasets for tests: where :func:`vigil.analytics.eval.datasets_root` finds them,
+or a clean skip when they are absent."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from vigil.analytics.eval import datasets_root as _root
 
 
 def datasets_root() -> Path:
     """The datasets folder, or skip the calling test cleanly when it is absent."""
-    root = Path(os.environ.get("VIGIL_DATASETS") or REPO.parent / "shared" / "datasets")
+    root = _root()
     if not root.is_dir():
         pytest.skip(f"shared datasets not present at {root} (set VIGIL_DATASETS)")
     return root

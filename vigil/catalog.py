@@ -87,6 +87,10 @@ HOST_FS_FILES_FREE = "host_filesystem_files_free"
 HOST_NETWORK_RECEIVE_ERRORS = "host_network_receive_errors_total"  # label interface
 HOST_NETWORK_TRANSMIT_ERRORS = "host_network_transmit_errors_total"
 HOST_NETWORK_DROPS = "host_network_receive_drop_total"
+HOST_NETWORK_TRANSMIT_DROPS = "host_network_transmit_drop_total"
+# Per-NIC bytes under their own names: the label-free totals above would be counted twice by sum().
+HOST_NETWORK_INTERFACE_RECEIVE = "host_network_interface_receive_bytes_total"  # label interface
+HOST_NETWORK_INTERFACE_TRANSMIT = "host_network_interface_transmit_bytes_total"
 HOST_UPTIME = "host_boot_time_seconds"
 
 # --- Disk SMART (smartctl -j). Label device (and serial, model where known).

@@ -39,9 +39,6 @@ from vigil.events import series_key
 
 NAME = "host"
 # Per-interface bytes: not in vigil.catalog yet (the label-free catalog names carry the host totals).
-HOST_NETWORK_INTERFACE_RECEIVE = "host_network_interface_receive_bytes_total"  # label interface
-HOST_NETWORK_INTERFACE_TRANSMIT = "host_network_interface_transmit_bytes_total"  # label interface
-HOST_NETWORK_TRANSMIT_DROPS = "host_network_transmit_drop_total"  # label interface
 
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 _IDLE_MODES = ("idle", "iowait")
@@ -179,12 +176,12 @@ class HostCollector:
             labels = {"interface": label_value(name)}
             received += io.bytes_recv
             sent += io.bytes_sent
-            out.append((series_key(HOST_NETWORK_INTERFACE_RECEIVE, labels), float(io.bytes_recv)))
-            out.append((series_key(HOST_NETWORK_INTERFACE_TRANSMIT, labels), float(io.bytes_sent)))
+            out.append((series_key(c.HOST_NETWORK_INTERFACE_RECEIVE, labels), float(io.bytes_recv)))
+            out.append((series_key(c.HOST_NETWORK_INTERFACE_TRANSMIT, labels), float(io.bytes_sent)))
             out.append((series_key(c.HOST_NETWORK_RECEIVE_ERRORS, labels), float(io.errin)))
             out.append((series_key(c.HOST_NETWORK_TRANSMIT_ERRORS, labels), float(io.errout)))
             out.append((series_key(c.HOST_NETWORK_DROPS, labels), float(io.dropin)))
-            out.append((series_key(HOST_NETWORK_TRANSMIT_DROPS, labels), float(io.dropout)))
+            out.append((series_key(c.HOST_NETWORK_TRANSMIT_DROPS, labels), float(io.dropout)))
         out.append((c.HOST_NETWORK_RECEIVE, received))
         out.append((c.HOST_NETWORK_TRANSMIT, sent))
         return out
