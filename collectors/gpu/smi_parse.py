@@ -48,6 +48,7 @@ FLAGS = {"active": 1.0, "not active": 0.0, "yes": 1.0, "no": 0.0, "enabled": 1.0
 _NUMBER = re.compile(r"^([-+]?\d+(?:\.\d+)?)\s*(?:[a-zA-Z%/()]+)?$")
 _PSTATE = re.compile(r"^P(\d{1,2})$")
 _KEY_VALUE = re.compile(r"^(\S.*?)\s+:\s?(.*)$")
+_NOTE = re.compile(r"\s*\[[^\]]*\]$")
 
 # Extra field names only -q provides (never sent to --query-gpu).
 PCIE_REPLAYS = "q.pcie.replays"
@@ -263,7 +264,9 @@ def parse_q(text: str) -> QReport:
     ]
     if not gpus and "Attached GPUs" not in tree:
         raise ValueError("not an nvidia-smi -q report (no 'Attached GPUs', no 'GPU <bus id>' section)")
-    return QReport(driver_version=get(tree, "Driver Version") or "", gpus=gpus)
+    # r610+ mark "Driver Version" deprecated in brackets and add "KMD Version" with the bare number.
+    driver = get(tree, "KMD Version") or _NOTE.sub("", get(tree, "Driver Version") or "")
+    return QReport(driver_version=driver, gpus=gpus)
 
 
 def _q_gpu(bus_id: str, node: Tree) -> QGpu:
