@@ -19,19 +19,19 @@ import math
 import re
 import socket
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from vigil.collectors.base import Collector, CollectorContext, Problem
+from vigil.collectors.base import Collector, CollectorContext, Item, Problem
 from vigil.collectors.gpu.common import NEW_METRICS
 from vigil.collectors.gpu.dcgm import DcgmCollector, DcgmOptions
 from vigil.collectors.gpu.nvidia_smi import NvidiaSmiCollector, SmiOptions
 from vigil.collectors.gpu.nvml import NvmlCollector
 from vigil.collectors.gpu.nvml_pynvml import PynvmlReader
-from vigil.collectors.gpu.nvml_reader import RecordedNvml
+from vigil.collectors.gpu.nvml_reader import NvmlError, RecordedNvml
 from vigil.collectors.sim import gpu_source
 
 from tests.gpu_fixtures import fake_smi, fixtures_dir, smi_captures
@@ -99,23 +99,26 @@ def _capture(part: str) -> Path:
     return found[0]
 
 
+@dataclass
+class _OneSecondPerCollection:
+    """Moves the fake clock a second before each collection, as real time does under the agent."""
+
+    inner: Collector
+    clock: FakeClock
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def collect(self) -> Iterable[Item]:
+        self.clock.advance(1.0)
+        return self.inner.collect()
+
+
 def _sim(_: Path) -> Collector:
     clock = FakeClock()
     fault = {"kind": "xid79", "at": 1.5, "duration": 2, "host": "node-00", "gpu_index": 5}
-    collector = gpu_source.create({"faults": [fault]}, CTX, clock=clock)
-    _advance_before_collect(collector, clock)
-    return collector
-
-
-def _advance_before_collect(collector: Collector, clock: FakeClock) -> None:
-    """Each collection is one simulated second later (the agent's runner does this with real time)."""
-    inner = collector.collect
-
-    def collect():  # type: ignore[no-untyped-def]
-        clock.advance(1.0)
-        return inner()
-
-    collector.collect = collect  # type: ignore[method-assign]
+    return _OneSecondPerCollection(gpu_source.create({"faults": [fault]}, CTX, clock=clock), clock)
 
 
 def _closed_port() -> int:
@@ -144,7 +147,7 @@ def _real_nvml(_: Path) -> Collector:
     reader = PynvmlReader()
     try:
         reader.init()
-    except Exception:  # the expected path on a GPU-less machine: the collector must report it
+    except NvmlError:  # the expected path on a GPU-less machine: the collector must report it
         return NvmlCollector(PynvmlReader(), CTX)
     reader.shutdown()
     pytest.skip("NVML initialises on this machine: nothing broken to test")

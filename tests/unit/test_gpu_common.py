@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from vigil.collectors.base import Collector, CollectorContext
 from vigil.collectors.gpu.common import SeriesKeys, clean_label_value, gpu_labels, info_sample, normalise_pci
+from vigil.collectors.registry import create_collector
 
 from vigil.events import parse_series_key
 
@@ -34,3 +36,9 @@ def test_series_keys_are_canonical_and_cached() -> None:
     first = keys("gpu_throttle", reason="hw_slowdown")
     assert first == 'gpu_throttle{gpu_index="3",mig_instance="9",pod="p-1",reason="hw_slowdown"}'
     assert keys("gpu_throttle", reason="hw_slowdown") is first
+
+
+@pytest.mark.parametrize("name", ["nvml", "dcgm", "nvidia_smi", "sim_gpu"])
+def test_each_gpu_collector_is_created_by_its_registered_name(name: str) -> None:
+    collector = create_collector(name, {}, CollectorContext(host="h"))
+    assert isinstance(collector, Collector) and collector.name == name
