@@ -120,8 +120,11 @@ class NvmlCollector:
         try:
             count = self.reader.device_count()
         except NvmlError as exc:
-            yield Problem(exc.label, f"device count: {exc.detail}")
-            self._drop_session()
+            detail = (
+                f"device count failed ({exc.detail or exc.label}), re-initialising every {self.options.init_retry:g}s"
+            )
+            self._drop_session(Problem(exc.label, detail))
+            yield Problem(exc.label, detail)
             return
         if self.options.xid_events:
             yield from self._xid_events()
@@ -152,11 +155,12 @@ class NvmlCollector:
         except NvmlError:
             self._driver = ""
 
-    def _drop_session(self) -> None:
-        """The driver went away under us: shut down and init again later (identity may change too)."""
+    def _drop_session(self, problem: Problem) -> None:
+        """The driver went away under us: shut down and init again later (identity may change too);
+        until then every collection reports ``problem``."""
         with contextlib.suppress(NvmlError):  # the session is being abandoned either way
             self.reader.shutdown()
-        self._ready = False
+        self._ready, self._init_problem = False, problem
         self._gpus.clear()
         self._xid_registered.clear()
         self._next_init = self.clock.monotonic() + self.options.init_retry

@@ -146,7 +146,9 @@ def test_the_driver_going_away_drops_the_session_and_inits_again() -> None:
     collector = NvmlCollector(reader, CTX, NvmlOptions(init_retry=5), clock)
     assert _split(list(collector.collect()))[0]
     assert [p.error for p in collector.collect()] == ["uninitialized"]  # type: ignore[union-attr]
-    assert list(collector.collect()) == []  # waiting for the retry interval, the last problem was reported
+    calls = reader.calls_made
+    assert [p.error for p in collector.collect()] == ["uninitialized"]  # type: ignore[union-attr]  # still down
+    assert reader.calls_made == calls  # and NVML is not touched until the retry interval has passed
     clock.advance(6)
     assert _split(list(collector.collect()))[0]
 
