@@ -70,6 +70,25 @@ GPU_ENC_UTILIZATION = "gpu_encoder_utilization_ratio"
 GPU_DEC_UTILIZATION = "gpu_decoder_utilization_ratio"
 GPU_POWER_VIOLATION = "gpu_power_violation_seconds_total"
 GPU_THERMAL_VIOLATION = "gpu_thermal_violation_seconds_total"
+GPU_MEMORY_RESERVED = "gpu_memory_reserved_bytes"  # DCGM_FI_DEV_FB_RESERVED, nvidia-smi memory.reserved
+GPU_PCIE_TX_RATE = "gpu_pcie_transmit_bytes_per_second"  # DCGM_FI_PROF_PCIE_TX_BYTES is a rate, not a count
+GPU_PCIE_RX_RATE = "gpu_pcie_receive_bytes_per_second"
+GPU_SYNC_BOOST_VIOLATION = "gpu_sync_boost_violation_seconds_total"
+GPU_BOARD_LIMIT_VIOLATION = "gpu_board_limit_violation_seconds_total"
+GPU_LOW_UTIL_VIOLATION = "gpu_low_utilization_violation_seconds_total"
+GPU_RELIABILITY_VIOLATION = "gpu_reliability_violation_seconds_total"
+GPU_FP64_ACTIVE = "gpu_fp64_active_ratio"
+GPU_FP32_ACTIVE = "gpu_fp32_active_ratio"
+GPU_FP16_ACTIVE = "gpu_fp16_active_ratio"
+GPU_NVLINK_LINK_BANDWIDTH = "gpu_nvlink_link_bytes_total"  # label link (the *_TOTAL field is the sum)
+GPU_NVLINK_LINK_ERRORS = "gpu_nvlink_link_errors_total"  # labels kind, link
+GPU_PERFORMANCE_STATE = "gpu_performance_state"  # P-state number, 0 (fastest) .. 15
+GPU_VGPU_LICENSE_STATUS = "gpu_vgpu_license_status"  # DCGM's enum value
+GPU_XID_ERRORS_WINDOW = "gpu_xid_errors_in_window"  # labels xid, window_ms: a sliding-window count, not a counter
+GPU_CLOCK_EVENTS_WINDOW = "gpu_clock_events_in_window"  # labels reason, window_ms
+GPU_CLOCK_EVENTS = "gpu_clock_events_total"  # label reason
+GPU_HEALTH_STATUS = "gpu_health_status"  # label watch; DCGM health result: 0 pass, 10 warn, 20 fail
+GPU_P2P_STATUS = "gpu_p2p_status"  # label peer_gpu; 0 OK, else DCGM's P2P link status enum
 
 # --- Host (psutil). Labels: cpu, device, interface, mountpoint as the metric needs.
 HOST_CPU_SECONDS = "host_cpu_seconds_total"  # label mode

@@ -136,44 +136,4 @@ def xid_event(
 
 # --- Names the GPU sources publish that vigil.catalog does not have yet (reported to the lead, who
 # moves them into the catalog; tests/contract checks every published name is in one of the two).
-GPU_MEMORY_RESERVED = "gpu_memory_reserved_bytes"  # DCGM_FI_DEV_FB_RESERVED, nvidia-smi memory.reserved
-GPU_PCIE_TX_RATE = "gpu_pcie_transmit_bytes_per_second"  # DCGM_FI_PROF_PCIE_TX_BYTES is a rate, not a count
-GPU_PCIE_RX_RATE = "gpu_pcie_receive_bytes_per_second"
-GPU_SYNC_BOOST_VIOLATION = "gpu_sync_boost_violation_seconds_total"
-GPU_BOARD_LIMIT_VIOLATION = "gpu_board_limit_violation_seconds_total"
-GPU_LOW_UTIL_VIOLATION = "gpu_low_utilization_violation_seconds_total"
-GPU_RELIABILITY_VIOLATION = "gpu_reliability_violation_seconds_total"
-GPU_FP64_ACTIVE = "gpu_fp64_active_ratio"
-GPU_FP32_ACTIVE = "gpu_fp32_active_ratio"
-GPU_FP16_ACTIVE = "gpu_fp16_active_ratio"
-GPU_NVLINK_LINK_BANDWIDTH = "gpu_nvlink_link_bytes_total"  # label link (the *_TOTAL field is the sum)
-GPU_NVLINK_LINK_ERRORS = "gpu_nvlink_link_errors_total"  # labels kind, link
-GPU_PERFORMANCE_STATE = "gpu_performance_state"  # P-state number, 0 (fastest) .. 15
-GPU_VGPU_LICENSE_STATUS = "gpu_vgpu_license_status"  # DCGM's enum value
-GPU_XID_ERRORS_WINDOW = "gpu_xid_errors_in_window"  # labels xid, window_ms: a sliding-window count, not a counter
-GPU_CLOCK_EVENTS_WINDOW = "gpu_clock_events_in_window"  # labels reason, window_ms
-GPU_CLOCK_EVENTS = "gpu_clock_events_total"  # label reason
-GPU_HEALTH_STATUS = "gpu_health_status"  # label watch; DCGM health result: 0 pass, 10 warn, 20 fail
-GPU_P2P_STATUS = "gpu_p2p_status"  # label peer_gpu; 0 OK, else DCGM's P2P link status enum
 
-NEW_METRICS: tuple[str, ...] = (
-    GPU_MEMORY_RESERVED,
-    GPU_PCIE_TX_RATE,
-    GPU_PCIE_RX_RATE,
-    GPU_SYNC_BOOST_VIOLATION,
-    GPU_BOARD_LIMIT_VIOLATION,
-    GPU_LOW_UTIL_VIOLATION,
-    GPU_RELIABILITY_VIOLATION,
-    GPU_FP64_ACTIVE,
-    GPU_FP32_ACTIVE,
-    GPU_FP16_ACTIVE,
-    GPU_NVLINK_LINK_BANDWIDTH,
-    GPU_NVLINK_LINK_ERRORS,
-    GPU_PERFORMANCE_STATE,
-    GPU_VGPU_LICENSE_STATUS,
-    GPU_XID_ERRORS_WINDOW,
-    GPU_CLOCK_EVENTS_WINDOW,
-    GPU_CLOCK_EVENTS,
-    GPU_HEALTH_STATUS,
-    GPU_P2P_STATUS,
-)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vigil.collectors.gpu import common as g
 from vigil.collectors.gpu.common import MHZ, MIB, PERCENT
 
 from vigil import catalog as c
@@ -48,10 +47,10 @@ FIELDS: dict[str, FieldMap] = {
     "DCGM_FI_DEV_POWER_MGMT_LIMIT": FieldMap(c.GPU_POWER_LIMIT),
     "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": FieldMap(c.GPU_ENERGY, MILLI),
     "DCGM_FI_DEV_FAN_SPEED": FieldMap(c.GPU_FAN_SPEED, PERCENT),
-    "DCGM_FI_DEV_PSTATE": FieldMap(g.GPU_PERFORMANCE_STATE),
+    "DCGM_FI_DEV_PSTATE": FieldMap(c.GPU_PERFORMANCE_STATE),
     # PCIe
-    "DCGM_FI_PROF_PCIE_TX_BYTES": FieldMap(g.GPU_PCIE_TX_RATE),
-    "DCGM_FI_PROF_PCIE_RX_BYTES": FieldMap(g.GPU_PCIE_RX_RATE),
+    "DCGM_FI_PROF_PCIE_TX_BYTES": FieldMap(c.GPU_PCIE_TX_RATE),
+    "DCGM_FI_PROF_PCIE_RX_BYTES": FieldMap(c.GPU_PCIE_RX_RATE),
     "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": FieldMap(c.GPU_PCIE_REPLAY),
     # utilisation
     "DCGM_FI_DEV_GPU_UTIL": FieldMap(c.GPU_UTILIZATION, PERCENT),
@@ -62,26 +61,26 @@ FIELDS: dict[str, FieldMap] = {
     XID_FIELD: FieldMap(c.GPU_XID_LAST),
     "DCGM_FI_DEV_POWER_VIOLATION": FieldMap(c.GPU_POWER_VIOLATION, NANO),
     "DCGM_FI_DEV_THERMAL_VIOLATION": FieldMap(c.GPU_THERMAL_VIOLATION, NANO),
-    "DCGM_FI_DEV_SYNC_BOOST_VIOLATION": FieldMap(g.GPU_SYNC_BOOST_VIOLATION, NANO),
-    "DCGM_FI_DEV_BOARD_LIMIT_VIOLATION": FieldMap(g.GPU_BOARD_LIMIT_VIOLATION, NANO),
-    "DCGM_FI_DEV_LOW_UTIL_VIOLATION": FieldMap(g.GPU_LOW_UTIL_VIOLATION, NANO),
-    "DCGM_FI_DEV_RELIABILITY_VIOLATION": FieldMap(g.GPU_RELIABILITY_VIOLATION, NANO),
+    "DCGM_FI_DEV_SYNC_BOOST_VIOLATION": FieldMap(c.GPU_SYNC_BOOST_VIOLATION, NANO),
+    "DCGM_FI_DEV_BOARD_LIMIT_VIOLATION": FieldMap(c.GPU_BOARD_LIMIT_VIOLATION, NANO),
+    "DCGM_FI_DEV_LOW_UTIL_VIOLATION": FieldMap(c.GPU_LOW_UTIL_VIOLATION, NANO),
+    "DCGM_FI_DEV_RELIABILITY_VIOLATION": FieldMap(c.GPU_RELIABILITY_VIOLATION, NANO),
     # dcgm-exporter's own fields
     XID_TOTAL_FIELD: FieldMap(c.GPU_XID_ERRORS, keep=(("xid", "xid"),)),
     "DCGM_EXP_XID_ERRORS_COUNT": FieldMap(
-        g.GPU_XID_ERRORS_WINDOW, keep=(("xid", "xid"), ("window_size_in_ms", "window_ms"))
+        c.GPU_XID_ERRORS_WINDOW, keep=(("xid", "xid"), ("window_size_in_ms", "window_ms"))
     ),
     "DCGM_EXP_CLOCK_EVENTS_COUNT": FieldMap(
-        g.GPU_CLOCK_EVENTS_WINDOW, keep=(("clock_event", "reason"), ("window_size_in_ms", "window_ms"))
+        c.GPU_CLOCK_EVENTS_WINDOW, keep=(("clock_event", "reason"), ("window_size_in_ms", "window_ms"))
     ),
-    "DCGM_EXP_CLOCK_EVENTS_TOTAL": FieldMap(g.GPU_CLOCK_EVENTS, keep=(("clock_event", "reason"),)),
-    "DCGM_EXP_GPU_HEALTH_STATUS": FieldMap(g.GPU_HEALTH_STATUS, keep=(("health_watch", "watch"),)),
-    "DCGM_EXP_P2P_STATUS": FieldMap(g.GPU_P2P_STATUS, keep=(("peer_gpu", "peer_gpu"),)),
+    "DCGM_EXP_CLOCK_EVENTS_TOTAL": FieldMap(c.GPU_CLOCK_EVENTS, keep=(("clock_event", "reason"),)),
+    "DCGM_EXP_GPU_HEALTH_STATUS": FieldMap(c.GPU_HEALTH_STATUS, keep=(("health_watch", "watch"),)),
+    "DCGM_EXP_P2P_STATUS": FieldMap(c.GPU_P2P_STATUS, keep=(("peer_gpu", "peer_gpu"),)),
     # memory
     "DCGM_FI_DEV_FB_TOTAL": FieldMap(c.GPU_MEMORY_TOTAL, MIB),
     "DCGM_FI_DEV_FB_FREE": FieldMap(c.GPU_MEMORY_FREE, MIB),
     "DCGM_FI_DEV_FB_USED": FieldMap(c.GPU_MEMORY_USED, MIB),
-    "DCGM_FI_DEV_FB_RESERVED": FieldMap(g.GPU_MEMORY_RESERVED, MIB),
+    "DCGM_FI_DEV_FB_RESERVED": FieldMap(c.GPU_MEMORY_RESERVED, MIB),
     # ECC, retired pages, remapped rows
     "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": FieldMap(c.GPU_ECC_SBE),
     "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": FieldMap(c.GPU_ECC_DBE),
@@ -101,36 +100,36 @@ FIELDS: dict[str, FieldMap] = {
     "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL": FieldMap(c.GPU_NVLINK_ERRORS, labels=(("kind", "recovery"),)),
     "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL": FieldMap(c.GPU_NVLINK_BANDWIDTH),
     # vGPU
-    "DCGM_FI_DEV_VGPU_LICENSE_STATUS": FieldMap(g.GPU_VGPU_LICENSE_STATUS),
+    "DCGM_FI_DEV_VGPU_LICENSE_STATUS": FieldMap(c.GPU_VGPU_LICENSE_STATUS),
     # Datacenter profiling (DCP): already ratios
     "DCGM_FI_PROF_GR_ENGINE_ACTIVE": FieldMap(c.GPU_GRAPHICS_ACTIVE),
     "DCGM_FI_PROF_SM_ACTIVE": FieldMap(c.GPU_SM_ACTIVE),
     "DCGM_FI_PROF_SM_OCCUPANCY": FieldMap(c.GPU_SM_OCCUPANCY),
     "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": FieldMap(c.GPU_TENSOR_ACTIVE),
     "DCGM_FI_PROF_DRAM_ACTIVE": FieldMap(c.GPU_DRAM_ACTIVE),
-    "DCGM_FI_PROF_PIPE_FP64_ACTIVE": FieldMap(g.GPU_FP64_ACTIVE),
-    "DCGM_FI_PROF_PIPE_FP32_ACTIVE": FieldMap(g.GPU_FP32_ACTIVE),
-    "DCGM_FI_PROF_PIPE_FP16_ACTIVE": FieldMap(g.GPU_FP16_ACTIVE),
+    "DCGM_FI_PROF_PIPE_FP64_ACTIVE": FieldMap(c.GPU_FP64_ACTIVE),
+    "DCGM_FI_PROF_PIPE_FP32_ACTIVE": FieldMap(c.GPU_FP32_ACTIVE),
+    "DCGM_FI_PROF_PIPE_FP16_ACTIVE": FieldMap(c.GPU_FP16_ACTIVE),
 }
 
 # Per-lane NVLink fields (``..._L0`` .. ``_L17``): labelled by link under their own names, so summing
 # a metric never counts a lane twice (the ``_TOTAL`` fields above already are the sums).
 LANE_FIELDS: tuple[tuple[re.Pattern[str], str, tuple[tuple[str, str], ...]], ...] = (
-    (re.compile(r"^DCGM_FI_DEV_NVLINK_BANDWIDTH_L(\d+)$"), g.GPU_NVLINK_LINK_BANDWIDTH, ()),
+    (re.compile(r"^DCGM_FI_DEV_NVLINK_BANDWIDTH_L(\d+)$"), c.GPU_NVLINK_LINK_BANDWIDTH, ()),
     (
         re.compile(r"^DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_L(\d+)$"),
-        g.GPU_NVLINK_LINK_ERRORS,
+        c.GPU_NVLINK_LINK_ERRORS,
         (("kind", "crc_flit"),),
     ),
     (
         re.compile(r"^DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L(\d+)$"),
-        g.GPU_NVLINK_LINK_ERRORS,
+        c.GPU_NVLINK_LINK_ERRORS,
         (("kind", "crc_data"),),
     ),
-    (re.compile(r"^DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_L(\d+)$"), g.GPU_NVLINK_LINK_ERRORS, (("kind", "replay"),)),
+    (re.compile(r"^DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_L(\d+)$"), c.GPU_NVLINK_LINK_ERRORS, (("kind", "replay"),)),
     (
         re.compile(r"^DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_L(\d+)$"),
-        g.GPU_NVLINK_LINK_ERRORS,
+        c.GPU_NVLINK_LINK_ERRORS,
         (("kind", "recovery"),),
     ),
 )

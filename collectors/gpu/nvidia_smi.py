@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from vigil.collectors.base import Collector, CollectorContext, Item, Problem
-from vigil.collectors.gpu import common as g
 from vigil.collectors.gpu.common import (
     MHZ,
     MIB,
@@ -67,7 +66,7 @@ FIELDS: tuple[SmiField, ...] = (
     SmiField("utilization.encoder", c.GPU_ENC_UTILIZATION, PERCENT),
     SmiField("utilization.decoder", c.GPU_DEC_UTILIZATION, PERCENT),
     SmiField("memory.total", c.GPU_MEMORY_TOTAL, MIB),
-    SmiField("memory.reserved", g.GPU_MEMORY_RESERVED, MIB),
+    SmiField("memory.reserved", c.GPU_MEMORY_RESERVED, MIB),
     SmiField("memory.used", c.GPU_MEMORY_USED, MIB),
     SmiField("memory.free", c.GPU_MEMORY_FREE, MIB),
     SmiField("clocks.current.sm", c.GPU_SM_CLOCK, MHZ),
@@ -78,7 +77,7 @@ FIELDS: tuple[SmiField, ...] = (
     SmiField("power.draw", c.GPU_POWER),
     SmiField("enforced.power.limit", c.GPU_POWER_LIMIT),
     SmiField("fan.speed", c.GPU_FAN_SPEED, PERCENT),
-    SmiField("pstate", g.GPU_PERFORMANCE_STATE),
+    SmiField("pstate", c.GPU_PERFORMANCE_STATE),
     SmiField("ecc.errors.corrected.volatile.total", c.GPU_ECC_SBE),
     SmiField("ecc.errors.uncorrected.volatile.total", c.GPU_ECC_DBE),
     SmiField("ecc.errors.corrected.aggregate.total", c.GPU_ECC_SBE_AGGREGATE),
