@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from vigil.collectors.base import CollectorContext, Item, Problem
 
 from vigil.config import Duration, FrozenModel, validate
@@ -72,16 +72,17 @@ class ScrapeOptions(FrozenModel):
             raise ValueError(f"url must start with http:// or https://, got {url!r}")
         return url
 
-    @model_validator(mode="after")
-    def _one_metric_per_field(self) -> ScrapeOptions:
-        fields = list(self.mapping.values())
+    @field_validator("mapping")
+    @classmethod
+    def _one_metric_per_field(cls, mapping: dict[str, StepField]) -> dict[str, StepField]:
+        fields = list(mapping.values())
         for needed in ("step", "loss"):
             if needed not in fields:
-                raise ValueError(f"mapping needs a metric for {needed!r}")
+                raise ValueError(f"needs a metric for {needed!r}")
         doubled = sorted({f for f in fields if fields.count(f) > 1})
         if doubled:
-            raise ValueError(f"mapping names more than one metric for {doubled}")
-        return self
+            raise ValueError(f"names more than one metric for {doubled}")
+        return mapping
 
 
 @dataclass(slots=True)

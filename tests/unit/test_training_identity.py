@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from vigil.collectors.training import identity
 from vigil.collectors.training.identity import CudaView, detect, gpu_index, ranks, resolve_job_id
+
 from vigil.errors import ConfigError
 
 NO_TORCH = None  # the script never imported torch: only the environment can tell

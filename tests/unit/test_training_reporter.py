@@ -11,12 +11,12 @@ from collections.abc import Sequence
 
 import pytest
 from prometheus_client import CollectorRegistry
+from vigil.collectors.training import Reporter, ReporterOptions
+from vigil.collectors.training.reporter import bus_from_env
 
 from vigil.bus import Header
 from vigil.bus.memory import MemoryBus, MemoryProducer
 from vigil.codec import decode
-from vigil.collectors.training import Reporter, ReporterOptions
-from vigil.collectors.training.reporter import bus_from_env
 from vigil.errors import ConfigError, RetryableError
 from vigil.events import TrainingStep
 from vigil.topics import Topics
