@@ -16,11 +16,18 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from vigil.collectors.training.reporter import Reporter
+
+
+class StepReporter(Protocol):
+    """What the loop needs of a reporter (``Reporter``, or a benchmark's timing wrapper around one)."""
+
+    def step(self, loss: Any, *, batch_size: int | None, grad_norm: Any, optimizer: Any) -> bool: ...
 
 
 @dataclass
@@ -47,7 +54,7 @@ def make_job(seed: int = 0, width: int = 256, batch_size: int = 64, batches: int
     return Job(model, optimizer, inputs, targets, batch_size)
 
 
-def train(job: Job, steps: int, reporter: Reporter | None) -> list[float]:
+def train(job: Job, steps: int, reporter: StepReporter | None) -> list[float]:
     """``steps`` optimizer steps; with a reporter, ``reporter.step()`` at the end of each. Step times (s)."""
     loss_fn = nn.MSELoss()
     times: list[float] = []

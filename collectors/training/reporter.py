@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 BOOTSTRAP_VAR = "VIGIL_KAFKA_BOOTSTRAP_SERVERS"
 PREFIX_VAR = "VIGIL_TOPIC_PREFIX"
+LINGER_S = 1.0  # longer than any sensible interval_s: the publisher's flush, not the linger, sends
 _perf = time.perf_counter
 _wall = time.time
 
@@ -63,15 +64,23 @@ class ReporterOptions:
                 raise ConfigError(f"training reporter: {name} must be positive, got {getattr(self, name)!r}")
 
 
-def bus_from_env(env: dict[str, str] | None = None) -> Bus:
-    """A Kafka bus on the brokers named by ``VIGIL_KAFKA_BOOTSTRAP_SERVERS`` (comma-separated)."""
+def kafka_bus(servers: list[str]) -> Bus:
+    """The reporter's Kafka bus. The publisher flushes after every wake-up, and a flush sends whatever is
+    queued at once; so a linger longer than the wake-up interval makes each wake-up exactly one produce
+    request, and keeps kafka-python's I/O thread from waking every few milliseconds to send partial
+    batches (each wake-up is Python code taking the GIL from the training thread)."""
     from vigil.bus.kafka import KafkaBus
 
+    return KafkaBus(KafkaConfig(bootstrap_servers=servers, client_id="vigil-training", linger=LINGER_S))
+
+
+def bus_from_env(env: dict[str, str] | None = None) -> Bus:
+    """A Kafka bus on the brokers named by ``VIGIL_KAFKA_BOOTSTRAP_SERVERS`` (comma-separated)."""
     raw = (os.environ if env is None else env).get(BOOTSTRAP_VAR, "")
     servers = [s.strip() for s in raw.split(",") if s.strip()]
     if not servers:
         raise ConfigError(f"training reporter: no broker (pass bus= or set {BOOTSTRAP_VAR}=host:port,...)")
-    return KafkaBus(KafkaConfig(bootstrap_servers=servers, client_id="vigil-training"))
+    return kafka_bus(servers)
 
 
 class Reporter:

@@ -141,7 +141,7 @@ class TrainingScrape:
         self._client.close()
 
     def _parse(self, text: str) -> dict[int, _Reading]:
-        opts, out = self.options, {}
+        opts, out = self.options, dict[int, _Reading]()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 target = opts.mapping.get(sample.name)

@@ -55,6 +55,8 @@ def hold(value: Any, name: str) -> Held:
     if value.is_cuda:
         torch = sys.modules["torch"]
         return Deferred(value.detach().clone(), torch.cuda.current_stream(value.device))
+    if value.requires_grad:
+        value = value.detach()  # .item() on a tensor that requires grad goes through torch's warning machinery
     return float(value.item())
 
 

@@ -17,11 +17,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 from vigil.collectors.training import Reporter, ReporterOptions
 
 from vigil.broker import EmbeddedBroker, free_port
 from vigil.bus import Record
 from vigil.bus.kafka import KafkaBus, KafkaBusConsumer
+from vigil.cli.app import build_app
 from vigil.codec import decode
 from vigil.config import KafkaConfig
 from vigil.events import TrainingStep
@@ -115,3 +117,12 @@ def test_a_broker_that_starts_late_receives_every_step(unique: str) -> None:
             consumer.close()
     steps = [decode(r.value) for r in sorted(records, key=lambda r: r.offset)]
     assert [s.step for s in steps if isinstance(s, TrainingStep)] == list(range(30))
+
+
+def test_the_command_prints_one_json_document_with_machine_and_figures() -> None:
+    out = CliRunner().invoke(build_app(), ["bench", "reporter", "--json", "--calls", "500", "--torch-steps", "0"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert result["machine"] and result["workload"]
+    assert {r["loss"] for r in result["kafka_embedded"]} >= {"float"}
+    assert all(r["all_published"] for r in result["memory_bus"] + result["kafka_embedded"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+import vigil.cli.bench_reporter  # noqa: F401 - registers `vigil bench reporter` on bench_app
 from vigil.cli import bench, services, up
 
 
