@@ -12,12 +12,24 @@ on the training thread nor make the reporter fail to start while the broker is d
 from __future__ import annotations
 
 import logging
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from vigil.bus import Bus, Producer
 
 log = logging.getLogger(__name__)
+
+
+def yield_gil() -> None:
+    """Let a thread waiting for the GIL run (``time.sleep`` releases it, even for 0 s).
+
+    The publisher shares the GIL with the training thread. Left alone, a busy publisher keeps it for
+    the whole switch interval (5 ms) each time the training thread wants it back, e.g. after every
+    torch op; handing it over every few records bounds that stall (``vigil bench reporter`` measures it).
+    """
+    time.sleep(0)
+
 
 # Self-metric names (prometheus_client adds ``_total`` to counters).
 PUBLISHED = "vigil_training_reporter_published"
@@ -40,8 +52,11 @@ class ReporterMetrics:
 
 
 class Outbox:
-    def __init__(self, bus: Bus, topic: str, key: bytes, capacity: int, metrics: ReporterMetrics) -> None:
+    def __init__(
+        self, bus: Bus, topic: str, key: bytes, capacity: int, metrics: ReporterMetrics, yield_every: int
+    ) -> None:
         self._bus = bus
+        self._yield_every = yield_every
         self._topic = topic
         self._key = key
         self.capacity = capacity
@@ -71,6 +86,8 @@ class Outbox:
         for value in self.pending[self._sent :]:
             send(topic, value, key=key)
             self._sent += 1
+            if self._yield_every and self._sent % self._yield_every == 0:
+                yield_gil()
         self._producer.flush(flush_timeout_s)
         confirmed = len(self.pending)
         self.pending.clear()

@@ -28,7 +28,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from vigil.collectors.training import identity
-from vigil.collectors.training.outbox import Outbox, ReporterMetrics
+from vigil.collectors.training.outbox import Outbox, ReporterMetrics, yield_gil
 from vigil.collectors.training.values import Held, hold, read, read_optional
 
 from vigil.bus import Bus
@@ -57,11 +57,14 @@ class ReporterOptions:
     flush_timeout_s: float = 10.0  # one publish attempt's wait for the broker's acknowledgements
     close_timeout_s: float = 10.0  # what close() (and the atexit hook) waits for the last steps
     retry_max_s: float = 30.0  # the longest back-off between publish attempts while the broker is away
+    yield_every: int = 16  # steps the publisher handles between GIL hand-overs (0: never, for comparison)
 
     def __post_init__(self) -> None:
         for name in ("capacity", "interval_s", "flush_timeout_s", "close_timeout_s", "retry_max_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"training reporter: {name} must be positive, got {getattr(self, name)!r}")
+        if self.yield_every < 0:
+            raise ConfigError(f"training reporter: yield_every must not be negative, got {self.yield_every!r}")
 
 
 def kafka_bus(servers: list[str]) -> Bus:
@@ -113,7 +116,14 @@ class Reporter:
         topics = topics or Topics(os.environ.get(PREFIX_VAR, "vigil"))
         self.metrics = ReporterMetrics(registry if registry is not None else CollectorRegistry())
         self.topic = topics.training
-        self._outbox = Outbox(bus, self.topic, self.identity.job_id.encode(), self.options.capacity, self.metrics)
+        self._outbox = Outbox(
+            bus,
+            self.topic,
+            self.identity.job_id.encode(),
+            self.options.capacity,
+            self.metrics,
+            self.options.yield_every,
+        )
         self._queue: deque[Item] = deque()
         self._capacity = self.options.capacity
         self._full = 0  # drops counted by the training thread (queue full, or reporter closed)
@@ -312,9 +322,13 @@ class Reporter:
         self.metrics.buffered.set(0)
 
     def _take(self) -> None:
-        queue, room, add = self._queue, self._outbox.room(), self._outbox.add
+        queue, room, add, every = self._queue, self._outbox.room(), self._outbox.add, self.options.yield_every
+        taken = 0
         while queue and room > 0:
             item = queue.popleft()
+            taken += 1
+            if every and taken % every == 0:
+                yield_gil()
             try:
                 add(encode(self._event(item)))
                 room -= 1

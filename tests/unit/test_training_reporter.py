@@ -222,6 +222,8 @@ def test_missing_job_id_or_broker_fails_at_start_naming_what_to_set(monkeypatch:
         Reporter(job_id="j")
     with pytest.raises(ConfigError, match="capacity"):
         ReporterOptions(capacity=0)
+    with pytest.raises(ConfigError, match="yield_every"):
+        ReporterOptions(yield_every=-1)
     assert bus_from_env({"VIGIL_KAFKA_BOOTSTRAP_SERVERS": "a:9092, b:9092"}).config.bootstrap_servers == [  # type: ignore[attr-defined]
         "a:9092",
         "b:9092",
