@@ -23,6 +23,8 @@ import torch.distributed as dist
 from torch import nn
 from vigil.collectors.training.reporter import Reporter
 
+from vigil.errors import ConfigError
+
 
 class StepReporter(Protocol):
     """What the loop needs of a reporter (``Reporter``, or a benchmark's timing wrapper around one)."""
@@ -81,7 +83,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if distributed:
         dist.init_process_group("gloo")
     job = make_job()
-    reporter = None if args.no_report else Reporter()  # made last: the first step's time counts from here
+    try:
+        reporter = None if args.no_report else Reporter()  # made last: the first step's time counts from here
+    except ConfigError as exc:
+        parser.error(str(exc))
     try:
         times = train(job, args.steps, reporter)
     finally:
