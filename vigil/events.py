@@ -91,6 +91,7 @@ class TrainingStep:
     grad_norm: float | None = None
     learning_rate: float | None = None
     cluster: str = "default"
+    samples_per_s: float | None = None  # throughput for jobs without tokens (images, audio clips)
 
 
 @dataclass(frozen=True, slots=True)

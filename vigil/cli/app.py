@@ -5,7 +5,10 @@ from __future__ import annotations
 import typer
 
 from vigil.cli import bench, evaluate, services, train, up
-from vigil.cli import bench_detectors as _bench_detectors  # noqa: F401 - registers `vigil bench detectors`
+
+# Bench subcommands register themselves on bench.bench_app when imported.
+from vigil.cli import bench_detectors as _bench_detectors  # noqa: F401
+from vigil.cli import bench_reporter as _bench_reporter  # noqa: F401
 
 
 def build_app() -> typer.Typer:
