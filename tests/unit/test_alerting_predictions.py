@@ -111,6 +111,13 @@ def test_a_configured_rule_is_merged_over_its_default() -> None:
     assert rules(rules={"gpu_risk": {"enabled": False}}).rule("gpu_risk") is None
 
 
+def test_config_survives_its_own_dump() -> None:
+    """``vigil up`` hands each service its section as a dumped file: merging defaults twice is harmless."""
+    config = validate(AlertingConfig, {"predictions": {"rules": {"time_to_disk_full": {"critical_within": "2h"}}}})
+    assert validate(AlertingConfig, config.model_dump(mode="json")) == config
+    assert config.predictions.rules["time_to_disk_full"].critical_within == 7200.0
+
+
 @pytest.mark.parametrize(
     ("section", "message"),
     [
