@@ -1,9 +1,11 @@
-"""Alerting: turns detections into alerts a person acts on, and tells them exactly once.
+"""Alerting: turns detections and predictions into alerts a person acts on, and tells them exactly once.
 
 It consumes ``Detection`` events, keeps one alert per fingerprint (sha256 of the alert name and
-identity labels) while it fires, resolves it when a "resolved" detection arrives, stores alerts in
-SQLite, publishes ``Alert`` events, and notifies (webhook, log) through a durable outbox so replays
-never page twice and a receiver outage delays pages but loses none.
+identity labels) while it fires, resolves it when a "resolved" detection arrives, and turns
+``Prediction`` events into early-warning alerts through per-predictor rules with hysteresis
+(``predictions.py``). It stores alerts in SQLite, publishes ``Alert`` events, and notifies
+(webhook, log) through a durable outbox so replays never page twice and a receiver outage delays
+pages but loses none.
 
 The one interface is :class:`~vigil.alerting.service.AlertingService` (``step``, ``run(stop)``,
 ``health``), configured by :class:`~vigil.alerting.config.AlertingConfig`.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from vigil.config import Duration, FrozenModel
+from vigil.events import Severity
 
 DEFAULT_IDENTITY_LABELS = ("cluster", "host", "gpu_index", "job_id", "rank", "disk_serial")
 
@@ -53,6 +55,167 @@ class ApiConfig(FrozenModel):
     enabled: bool = True
 
 
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def check_template(text: str) -> str:
+    """A ``str.format`` template whose fields are plain names (a label, an evidence key, ``probability``,
+    ``horizon``, ``eta``...): attribute or index access could reach into Python objects, so it is refused.
+    Literal braces are written ``{{`` and ``}}``."""
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from exc
+    for _, name, spec, _ in parts:
+        if name is None:
+            continue
+        if not name.isidentifier():
+            raise ValueError(f"template field {{{name}}} must be a plain name such as {{host}}")
+        if spec and "{" in spec:
+            raise ValueError(f"template field {{{name}}} has a nested field in its format spec")
+    return text
+
+
+class PredictionRule(FrozenModel):
+    """When a predictor's output becomes an early-warning alert, and what it tells the person.
+
+    The alert opens when the probability reaches ``open_at`` and resolves when it falls below
+    ``close_at``; in between nothing changes (hysteresis), so a risk hovering at the threshold
+    does not flap. ``forecast`` rules read ``horizon_s`` as the time until the threshold is
+    reached (an ETA), and become critical when it is closer than ``critical_within``.
+    """
+
+    alertname: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    open_at: Probability
+    close_at: Probability
+    severity: Severity = "warning"
+    action: str = ""
+    summary: str = "{entity}: {probability} chance within {horizon}"
+    forecast: bool = False
+    critical_within: Duration | None = None
+    # Evidence shown in the evidence annotation but never among the top terms: context, not cause.
+    context_evidence: list[str] = Field(default_factory=list)
+    top_terms: Annotated[int, Field(ge=0, le=20)] = 3
+    enabled: bool = True
+
+    @field_validator("action", "summary")
+    @classmethod
+    def _templates(cls, value: str) -> str:
+        return check_template(value)
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> PredictionRule:
+        if self.close_at > self.open_at:
+            raise ValueError(f"close_at ({self.close_at}) must not exceed open_at ({self.open_at})")
+        if self.critical_within is not None and not self.forecast:
+            raise ValueError("critical_within applies to forecast rules only (set forecast: true)")
+        return self
+
+
+class RepeatOffenderRule(FrozenModel):
+    """A GPU board whose prediction carries ``repeat_offender: true`` (the predictor's lemon score):
+    one alert per serial, so it follows the board across hosts and slots."""
+
+    alertname: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "GpuRepeatOffender"
+    severity: Severity = "warning"
+    action: str = "open an RMA case for serial {gpu_serial}"
+    summary: str = (
+        "GPU serial {gpu_serial} (now {host} GPU {gpu_index}) is a repeat offender: "
+        "lemon score {lemon_score:.1f} (decayed hardware incidents)"
+    )
+    enabled: bool = True
+
+    @field_validator("action", "summary")
+    @classmethod
+    def _templates(cls, value: str) -> str:
+        return check_template(value)
+
+
+_GPU_ACTION = (
+    "drain the node ({host}) at the next job boundary; "
+    "check `nvidia-smi -i {gpu_index} -q -d ROW_REMAPPER,ECC,PAGE_RETIREMENT`; RMA if remap failure"
+)
+_DISK_RULE: dict[str, Any] = {
+    "alertname": "DiskFailureRisk",
+    "open_at": 0.2,
+    "close_at": 0.1,
+    "action": "back up what lives on {device} ({host}), check it with `smartctl -a` and plan its replacement",
+    "summary": "Disk {device} on {host}: {probability} chance of failure within {horizon}",
+    "context_evidence": ["smart_9_raw", "smart_194_raw"],  # power-on hours, temperature
+}
+# The rule prior is Bayes' rule on two yes/no facts, so over 30 days it can say only ~0.03% (clean),
+# ~2.2% (a reallocation-type counter above zero) or ~10% (and growing this week); 0.2 would never
+# open. It opens on "flagged and growing" and resolves once the counter stops growing.
+_DISK_PRIOR_RULE: dict[str, Any] = {**_DISK_RULE, "open_at": 0.05, "close_at": 0.03}
+# Defaults per predictor (analytics/predict); a rule in the config file is merged over its default.
+DEFAULT_PREDICTION_RULES: dict[str, dict[str, Any]] = {
+    "gpu_risk": {
+        "alertname": "GpuFailureRisk",
+        "open_at": 0.5,
+        "close_at": 0.3,
+        "action": _GPU_ACTION,
+        "summary": "GPU {gpu_index} on {host}: {probability} chance of failure within {horizon}",
+        "context_evidence": ["lemon_score", "repeat_offender"],
+    },
+    "disk_rule_prior": _DISK_PRIOR_RULE,
+    "disk_gbm": _DISK_RULE,
+    "time_to_disk_full": {
+        "alertname": "FilesystemFillingUp",
+        "open_at": 1.0,
+        "close_at": 0.5,
+        "forecast": True,
+        "critical_within": 3600.0,
+        "action": (
+            "free space on {mountpoint} ({host}): find the largest consumers "
+            "(`du -xh --max-depth=2 {mountpoint} | sort -h | tail`), rotate or move data, or grow the filesystem"
+        ),
+        "summary": "Filesystem {mountpoint} on {host} will be full {eta} (at the current rate of filling)",
+    },
+    "time_to_thermal_limit": {
+        "alertname": "GpuApproachingThermalLimit",
+        "open_at": 1.0,
+        "close_at": 0.5,
+        "forecast": True,
+        "action": (
+            "check the cooling of {host} (fans, airflow, inlet temperature) and GPU {gpu_index}'s power draw; "
+            "drain the node before the GPU throttles if it keeps climbing"
+        ),
+        "summary": (
+            "GPU {gpu_index} on {host} will reach its slowdown temperature ({limit_celsius:.0f} °C, "
+            "now {temperature_celsius:.0f} °C) {eta}"
+        ),
+    },
+}
+
+
+class PredictionAlertsConfig(FrozenModel):
+    """Early-warning alerts from the predictions topic: one rule per predictor name."""
+
+    enabled: bool = True
+    rules: dict[str, PredictionRule] = Field(default_factory=dict)
+    repeat_offender: RepeatOffenderRule = Field(default_factory=RepeatOffenderRule)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_defaults(cls, data: Any) -> Any:
+        """Each configured rule is merged over its predictor's default, so ``gpu_risk: {open_at: 0.7}``
+        keeps the default alert name, action and close_at; a predictor without a default needs a full rule."""
+        if not isinstance(data, dict):
+            return data
+        given = data.get("rules") or {}
+        if not isinstance(given, dict):
+            return data
+        rules: dict[str, Any] = {name: dict(rule) for name, rule in DEFAULT_PREDICTION_RULES.items()}
+        for name, rule in given.items():
+            base = rules.get(name, {})
+            rules[name] = {**base, **rule} if isinstance(rule, dict) else rule
+        return {**data, "rules": rules}
+
+    def rule(self, predictor: str) -> PredictionRule | None:
+        rule = self.rules.get(predictor)
+        return rule if rule is not None and rule.enabled else None
+
+
 class AlertingConfig(FrozenModel):
     group: str = "vigil-alerting"
     db_path: Path | None = None  # None: <data_dir>/alerting/alerts.db, see resolve_db_path
@@ -63,6 +226,7 @@ class AlertingConfig(FrozenModel):
     max_poll_records: Annotated[int, Field(ge=1)] = 500
     dispatch_interval: Duration = 0.5  # longest the outbox dispatcher idles between scans
     dispatch_batch: Annotated[int, Field(ge=1)] = 100
+    predictions: PredictionAlertsConfig = Field(default_factory=PredictionAlertsConfig)
 
     @model_validator(mode="after")
     def _unique_notifier_names(self) -> AlertingConfig:

@@ -14,7 +14,8 @@ from typing import Literal
 
 from vigil.events import Alert, Detection
 
-Reason = Literal["first", "resolved", "no_change"]
+Reason = Literal["first", "escalated", "resolved", "no_change"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
 def alertname(detection: Detection) -> str:
@@ -66,14 +67,19 @@ class Transition:
     alert: Alert | None  # the state to store and publish; None for no_change
 
 
-def decide(current: Alert | None, candidate: Alert) -> Transition:
-    """What a detection does to the stored alert of its fingerprint.
+def decide(current: Alert | None, candidate: Alert, escalate: bool = False) -> Transition:
+    """What a detection (or prediction) does to the stored alert of its fingerprint.
 
-    Detections are replayed after a crash, so a firing detection older than the end of the last
-    episode, or a resolve older than the current episode's start, is history, not news.
+    Events are replayed after a crash, so a firing event older than the end of the last episode,
+    or a resolve older than the current episode's start, is history, not news. With ``escalate``
+    (predictions: a filesystem whose ETA drops under an hour) a firing alert whose candidate is
+    more severe becomes more severe in the same episode; severity never drops within an episode,
+    so a replay of either event changes nothing.
     """
     if candidate.status == "firing":
         if current is not None and current.status == "firing":
+            if escalate and candidate.starts_at >= current.starts_at and _more_severe(candidate, current):
+                return Transition("escalated", _escalated(current, candidate))
             return Transition("no_change", None)
         if current is not None and current.ends_at is not None and candidate.starts_at <= current.ends_at:
             return Transition("no_change", None)
@@ -83,4 +89,20 @@ def decide(current: Alert | None, candidate: Alert) -> Transition:
     resolved_at = candidate.starts_at
     return Transition(
         "resolved", replace(current, status="resolved", ends_at=resolved_at, updated_at=candidate.updated_at)
+    )
+
+
+def _more_severe(candidate: Alert, current: Alert) -> bool:
+    return SEVERITY_RANK.get(candidate.severity, 0) > SEVERITY_RANK.get(current.severity, 0)
+
+
+def _escalated(current: Alert, candidate: Alert) -> Alert:
+    """The same episode (fingerprint, start, dedup key) told again with the candidate's severity and words."""
+    return replace(
+        current,
+        severity=candidate.severity,
+        labels=candidate.labels,
+        annotations=candidate.annotations,
+        recommended_action=candidate.recommended_action,
+        updated_at=candidate.updated_at,
     )

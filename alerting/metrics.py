@@ -13,6 +13,13 @@ class AlertingMetrics:
             ["decision"],
             registry=registry,
         )
+        self.predictions = Counter(
+            "vigil_alerting_predictions",
+            "Prediction alert rules evaluated, by what they did: first, escalated, resolved, no_change; "
+            "and predictions that were invalid or met no rule (no_rule)",
+            ["decision"],
+            registry=registry,
+        )
         self.firing = Gauge("vigil_alerts_firing", "Alerts firing now", registry=registry)
         self.notifications = Counter(
             "vigil_notifications",

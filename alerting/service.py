@@ -1,11 +1,15 @@
-"""The alerting service: detections in, alerts stored, published and notified exactly once per episode.
+"""The alerting service: detections and predictions in, alerts stored, published and notified exactly
+once per episode.
 
-Each ``step`` commits in this fixed order (a crash between any two steps replays, never loses, and
-never pages twice):
+One consumer in one group reads the detections and the predictions topics, so both go through the
+same steps and the same offset commit. Each ``step`` commits in this fixed order (a crash between
+any two steps replays, never loses, and never pages twice):
 
-1. decode each record; a record that is not a valid ``Detection`` goes to ``<topic>.dlq``;
-2. per detection, ONE SQLite transaction: read the alert for its fingerprint, store the new state
-   and enqueue its notifications in the outbox — committed before anything else happens;
+1. decode each record; a record that is not a valid ``Detection`` (detections topic) or
+   ``Prediction`` (predictions topic) goes to ``<topic>.dlq``;
+2. per detection, and per alert rule a prediction meets (``predictions.py``), ONE SQLite
+   transaction: read the alert for its fingerprint, store the new state and enqueue its
+   notifications in the outbox — committed before anything else happens;
 3. publish each new or resolved ``Alert`` to the alerts topic and flush the producer (this also
    flushes the dead letters), then mark those alert versions published;
 4. commit the consumer offsets.
@@ -33,13 +37,14 @@ from vigil.alerting.metrics import AlertingMetrics
 from vigil.alerting.notifiers import Notifier, build_notifier_registry
 from vigil.alerting.outbox import Backoff, OutboxDispatcher
 from vigil.alerting.payload import notification_payload
+from vigil.alerting.predictions import prediction_alerts, prediction_problem
 from vigil.alerting.store import AlertReader, AlertStore
 
 from vigil.bus.base import Bus, DeadLetters, Record, TopicPartition
 from vigil.clock import Clock
 from vigil.codec import decode, encode
 from vigil.errors import InvalidEvent, RetryableError
-from vigil.events import Alert, Detection
+from vigil.events import Alert, Detection, Prediction
 from vigil.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -74,7 +79,11 @@ class AlertingService:
         self._metrics = AlertingMetrics(registry)
         self._producer = bus.producer()
         self._dead_letters = DeadLetters(self._producer, registry)
-        self._consumer = bus.consumer([topics.detections], config.group)
+        # One consumer for both streams: one group, one offset commit after the SQLite commit.
+        self._expected: dict[str, type[Detection] | type[Prediction]] = {topics.detections: Detection}
+        if config.predictions.enabled:
+            self._expected[topics.predictions] = Prediction
+        self._consumer = bus.consumer(list(self._expected), config.group)
         names = config.notifier_names()
         self._send_resolved = {n: c.send_resolved for n, c in zip(names, config.notifiers, strict=True)}
         self.dispatcher = _build_dispatcher(config, db_path, notifiers, clock, self._metrics)
@@ -96,9 +105,11 @@ class AlertingService:
             return 0
         changed: list[tuple[Alert, int]] = []
         for record in records:
-            detection = self._decode(record)
-            if detection is not None:
-                changed.extend(self._apply(detection))
+            event = self._decode(record)
+            if isinstance(event, Detection):
+                changed.extend(self._apply_detection(event))
+            elif isinstance(event, Prediction):
+                changed.extend(self._apply_prediction(event))
         self._publish(changed)
         self._consumer.commit(_next_offsets(records))
         self._refresh_gauges()
@@ -163,42 +174,72 @@ class AlertingService:
 
     # ------------------------------------------------------------------ the steps
 
-    def _decode(self, record: Record) -> Detection | None:
+    def _decode(self, record: Record) -> Detection | Prediction | None:
+        expected = self._expected.get(record.topic, Detection)
         try:
             event = decode(record.value)
         except InvalidEvent as exc:
             self._reject(record, "invalid_event", str(exc))
             return None
-        if not isinstance(event, Detection):
-            self._reject(record, "unexpected_type", f"{type(event).__name__} on the detections topic")
+        if not isinstance(event, Detection | Prediction) or not isinstance(event, expected):
+            self._reject(record, "unexpected_type", f"{type(event).__name__} on {record.topic}")
+            return None
+        problem = prediction_problem(event) if isinstance(event, Prediction) else None
+        if problem is not None:  # decoded, but not something a rule can act on (probability 1.7)
+            self._reject(record, "invalid_event", problem)
             return None
         return event
 
     def _reject(self, record: Record, reason: str, detail: str) -> None:
         log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, detail)
         self._dead_letters.send(record, reason, detail)
-        self._metrics.detections.labels("invalid").inc()
+        counter = self._metrics.predictions if record.topic == self._topics.predictions else self._metrics.detections
+        counter.labels("invalid").inc()
 
-    def _apply(self, detection: Detection) -> list[tuple[Alert, int]]:
-        """Step 2: state change and its outbox rows commit together, or not at all."""
-        now = self._clock.now()
-        candidate = to_alert(detection, self._config.identity_labels, now)
-        with self._store.transaction():
-            transition = decide(self._store.get(candidate.fingerprint), candidate)
-            version = self._store.upsert(transition.alert) if transition.alert is not None else 0
-            self._record(transition, candidate.fingerprint, now)
+    def _apply_detection(self, detection: Detection) -> list[tuple[Alert, int]]:
+        candidate = to_alert(detection, self._config.identity_labels, self._clock.now())
+        transition, version = self._apply(candidate, escalate=False, log_unknown=True)
         self._metrics.detections.labels(transition.reason).inc()
         if transition.alert is None:
             log.info("detection for %s changes nothing (replay or duplicate)", candidate.fingerprint)
             return []
         return [(transition.alert, version)]
 
+    def _apply_prediction(self, prediction: Prediction) -> list[tuple[Alert, int]]:
+        """Each rule the prediction meets is one candidate; None (inside the hysteresis band) and a
+        resolve for a fingerprint that never fired cost no write and log no skipped page."""
+        candidates = prediction_alerts(prediction, self._config.predictions, self._clock.now())
+        if not candidates:
+            log.debug("no alert rule for predictor %r", prediction.predictor)
+            self._metrics.predictions.labels("no_rule").inc()
+        changed: list[tuple[Alert, int]] = []
+        for candidate in candidates:
+            if candidate is None:
+                self._metrics.predictions.labels("no_change").inc()
+                continue
+            transition, version = self._apply(candidate, escalate=True, log_unknown=False)
+            self._metrics.predictions.labels(transition.reason).inc()
+            if transition.alert is not None:
+                changed.append((transition.alert, version))
+        return changed
+
+    def _apply(self, candidate: Alert, escalate: bool, log_unknown: bool) -> tuple[Transition, int]:
+        """Step 2: state change and its outbox rows commit together, or not at all."""
+        now = self._clock.now()
+        with self._store.transaction():
+            current = self._store.get(candidate.fingerprint)
+            transition = decide(current, candidate, escalate)
+            version = self._store.upsert(transition.alert) if transition.alert is not None else 0
+            if transition.alert is not None or current is not None or log_unknown:
+                self._record(transition, candidate.fingerprint, now)
+        return transition, version
+
     def _record(self, transition: Transition, fp: str, now: float) -> None:
         """Enqueue one outbox row per notifier that wants this reason; log ``no_change`` instead."""
         for name, send_resolved in self._send_resolved.items():
             if transition.alert is None:
                 self._store.log(fp, name, transition.reason, "skipped", now)
-            elif transition.reason == "first" or send_resolved:
+            elif transition.reason != "resolved" or send_resolved:
                 payload = notification_payload(transition.alert, transition.reason)
                 self._store.enqueue(fp, name, transition.reason, payload, now)
 
