@@ -44,6 +44,7 @@ class WebhookReceiver:
             str(body.get("status", "")),
             str(alert.get("fingerprint", "")),
             {str(k): str(v) for k, v in (labels or {}).items()},
+            str(body.get("reason", "")),
         )
         with self._lock:
             self.notifications.append(note)

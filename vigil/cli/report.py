@@ -25,6 +25,7 @@ class Notification:
     status: str
     fingerprint: str
     labels: Mapping[str, str]
+    reason: str = ""  # the alerting service's: first, resolved, escalated (same episode, higher severity)
 
 
 def fault_scope(fault: FaultInjection) -> dict[str, str]:
@@ -63,7 +64,9 @@ def score_run(
     for fault in faults:  # start and end events share a fault_id; keep the most complete
         if fault.fault_id not in latest or fault.end is not None:
             latest[fault.fault_id] = fault
-    firing = sorted((n for n in notifications if n.status == "firing"), key=lambda n: n.received_at)
+    firing = sorted(
+        (n for n in notifications if n.status == "firing" and n.reason != "escalated"), key=lambda n: n.received_at
+    )
     attributed: set[int] = set()
     rows = []
     for fault in sorted(latest.values(), key=lambda f: f.start):
