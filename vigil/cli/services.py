@@ -82,7 +82,7 @@ def analytics(config: Path | None = ConfigOption, metrics_port: int = MetricsPor
 
 
 def alerting(config: Path | None = ConfigOption) -> None:
-    """Run the alerting service: detections in, alerts and notifications out, HTTP API."""
+    """Run the alerting service: detections and predictions in, alerts and notifications out, HTTP API."""
     cfg = load_or_exit(config)
     setup_logging(cfg.log_level)
     stop = stop_on_signals()
