@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vigil.cli import bench, services, up
+from vigil.cli import bench, bench_models, services, up  # noqa: F401  (bench_models adds `bench models`)
 
 
 def build_app() -> typer.Typer:
