@@ -2,9 +2,12 @@
 
 Per slot it keeps the last sample time and an EWMA of the gaps (stale), the frozen-run state and
 a count of consecutive silently-zero readings; the checks are the vectorised functions of
-``vigil.analytics.models.truthfulness``. Time is event time: the newest sample timestamp of the
-fleet, so a consumer that lags or replays a backlog never takes its own delay for silence; a host
-that stops while the others go on reporting is caught.
+``vigil.analytics.models.truthfulness``. Time is event time per partition: the newest sample
+timestamp consumed from the partition a series arrives on. Records within a partition are in
+order, so a consumer that lags, replays a backlog or reads one partition ahead of another never
+takes that skew for silence; a host that stops while the other hosts of its partition go on is
+caught. (A host alone on its partition that stops is not: that needs the wall clock, and the
+``up``-style check of the agent's own heartbeat is the right tool.)
 
 Alerts, one per entity and kind:
 
@@ -13,7 +16,9 @@ Alerts, one per entity and kind:
 - ``HostTelemetryStale``: every series of a host is stale (agent or host down);
 - ``TelemetryStale``: some series of a GPU or host are stale, the rest report (a collector source
   failing);
-- ``TelemetryFrozen``: a series repeats one value far longer than its history makes plausible;
+- ``TelemetryFrozen``: a gauge repeats one value far longer than its history makes plausible
+  (counters are left out: an error counter that climbed during an incident and then stops is
+  telling the truth);
 - ``GpuSilentZero``: a GPU reads ~0 utilisation or power while its siblings are busy.
 
 A series silent for ``forget_after`` is dropped (its alerts resolve): a decommissioned host is not
@@ -22,6 +27,7 @@ a page forever.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -52,6 +58,7 @@ COLUMNS: dict[str, tuple[Any, Any]] = {  # slot column -> (dtype, fill)
     "tr_rate": (np.float64, 0.0),
     "tr_seen": (np.int64, 0),
     "tr_zero": (np.int32, 0),
+    "tr_back": (np.float64, np.nan),  # when the series last came back after being stale
 }
 
 
@@ -71,6 +78,18 @@ class TruthfulnessConfig(FrozenModel):
     zero_persist: Annotated[int, Field(ge=1)] = 3
 
 
+@dataclass(frozen=True, slots=True)
+class Flags:
+    """Per slot of the table, at the event time of its partition."""
+
+    now: npt.NDArray[np.float64]
+    due: npt.NDArray[np.float64]  # when the slot turns (or turned) stale
+    live: BoolArray
+    stale: BoolArray
+    frozen: BoolArray
+    zero: BoolArray
+
+
 class TruthfulnessDetector:
     name = "truthfulness"
 
@@ -80,7 +99,7 @@ class TruthfulnessDetector:
         for col, (dtype, fill) in COLUMNS.items():
             slots.add_column(col, dtype, fill)
         self._zero_ids = {slots.metric_id(m): v for m, v in config.zero_metrics.items()}
-        self.now = -np.inf
+        self.clock = np.zeros(0)  # per partition id: newest sample time consumed from it
         self.active = np.zeros((0, len(KINDS)), dtype=bool)  # per entity, what has been announced
         self.host_active = np.zeros(0, dtype=bool)  # per host id of the sibling index
 
@@ -88,10 +107,19 @@ class TruthfulnessDetector:
         return list(COLUMNS)
 
     def rebuild(self) -> None:
-        """Announced state = what the restored columns say now, so a restart does not page again."""
-        if np.isfinite(self.table.col("tr_last")[: self.table.size]).any():
-            self.now = max(self.now, float(np.nanmax(self.table.col("tr_last")[: self.table.size])))
-        self.active, self.host_active, _ = self._derive()
+        """Clocks and announced state from the restored columns, so a restart does not page again."""
+        t = self.table
+        last, part = t.col("tr_last")[: t.size], t.col("partition")[: t.size]
+        known = np.isfinite(last) & (part >= 0)
+        self._advance(part[known], last[known])
+        self.active, self.host_active, _, _ = self._derive()
+
+    def _advance(self, partitions: IntArray, ts: npt.NDArray[np.float64]) -> None:
+        if partitions.size:
+            grow = int(partitions.max()) + 1 - self.clock.size
+            if grow > 0:
+                self.clock = np.concatenate([self.clock, np.full(grow, -np.inf)])
+            np.maximum.at(self.clock, partitions, ts)
 
     # -- per round
     def observe_frame(self, frame: Frame) -> list[Detection]:
@@ -99,22 +127,27 @@ class TruthfulnessDetector:
             return []
         for lo, hi in frame.rounds:
             self._round(frame, lo, hi)
-        self.now = max(self.now, float(frame.ts.max()))
+        self._advance(self.table.col("partition")[frame.slots], frame.ts)
         return self._transitions()
 
     def _round(self, frame: Frame, lo: int, hi: int) -> None:
         c, t = self.config, self.table
         slots, ts, x = frame.slots[lo:hi], frame.ts[lo:hi], frame.values[lo:hi]
-        gap, last = tf.gap_step(t.col("tr_gap")[slots], t.col("tr_last")[slots], ts, c.alpha)
-        t.col("tr_gap")[slots], t.col("tr_last")[slots] = gap, last
-        cols = [t.col(n)[slots] for n in ("tr_prev", "tr_run", "tr_rate", "tr_seen")]
-        prev, run, rate, seen = tf.frozen_step(cols[0], cols[1], cols[2], cols[3], x, c.alpha)
-        t.col("tr_prev")[slots], t.col("tr_run")[slots], t.col("tr_rate")[slots], t.col("tr_seen")[slots] = (
-            prev,
-            run,
-            rate,
-            seen,
+        gap, last = t.col("tr_gap")[slots], t.col("tr_last")[slots]
+        back = ts > tf.stale_due(last, gap, c.stale_k, c.min_interval, c.default_interval)
+        t.col("tr_back")[slots] = np.where(back, ts, t.col("tr_back")[slots])
+        t.col("tr_gap")[slots], t.col("tr_last")[slots] = tf.gap_step(gap, last, ts, c.alpha, ~back)
+        names = ("tr_prev", "tr_run", "tr_rate", "tr_seen")
+        prev, run, rate, seen = tf.frozen_step(
+            t.col("tr_prev")[slots],
+            t.col("tr_run")[slots],
+            t.col("tr_rate")[slots],
+            t.col("tr_seen")[slots],
+            x,
+            c.alpha,
         )
+        for name, value in zip(names, (prev, run, rate, seen), strict=True):
+            t.col(name)[slots] = value
         self._zero_round(slots, x)
 
     def _zero_round(self, slots: IntArray, x: npt.NDArray[np.float64]) -> None:
@@ -129,78 +162,92 @@ class TruthfulnessDetector:
         count[slots] = np.where(zero, count[slots] + 1, np.where(np.isfinite(x), 0, count[slots]))
 
     # -- per frame: derive the alert state and announce what changed
-    def _slot_flags(self) -> tuple[IntArray, BoolArray, BoolArray, BoolArray, BoolArray]:
-        """(slots in use, stale, frozen, zero, live) over the whole table at event time ``now``."""
+    def _flags(self) -> Flags:
         c, t = self.config, self.table
         n = t.size
+        part = t.col("partition")[:n]
+        now = np.where(part >= 0, self.clock[np.clip(part, 0, max(self.clock.size - 1, 0))], -np.inf)
+        if not self.clock.size:
+            now = np.full(n, -np.inf)
         last = t.col("tr_last")[:n]
-        forget = np.isfinite(last) & (self.now - last > c.forget_after)
+        forget = np.isfinite(last) & (now - last > c.forget_after)
         if forget.any():
             for col, (_, fill) in COLUMNS.items():
                 t.col(col)[:n][forget] = fill
-        live = np.isfinite(last) & (t.col("partition")[:n] >= 0)
-        stale = live & tf.stale(last, t.col("tr_gap")[:n], self.now, c.stale_k, c.min_interval, c.default_interval)
-        evidence = tf.frozen_evidence(t.col("tr_run")[:n], t.col("tr_rate")[:n])
+        live = np.isfinite(last) & (part >= 0)
+        due = tf.stale_due(last, t.col("tr_gap")[:n], c.stale_k, c.min_interval, c.default_interval)
+        stale = live & (now > due)
+        run = t.col("tr_run")[:n]
         frozen = (
             live
             & ~stale
+            & ~t.col("counter")[:n]  # an event counter (ECC) stops moving when the events stop: not a lie
             & (t.col("tr_seen")[:n] >= c.frozen_warmup)
-            & (t.col("tr_run")[:n] >= c.frozen_min_run)
-            & (evidence >= c.frozen_evidence)
+            & (run >= c.frozen_min_run)
+            & (tf.frozen_evidence(run, t.col("tr_rate")[:n]) >= c.frozen_evidence)
         )
         zero = live & ~stale & (t.col("tr_zero")[:n] >= c.zero_persist)
-        return np.arange(n), stale, frozen, zero, live
+        return Flags(now, due, live, stale, frozen, zero)
 
-    def _derive(self) -> tuple[npt.NDArray[np.bool_], BoolArray, BoolArray]:
-        """(per entity x kind, per host stale, per slot stale) from the slot columns."""
+    def _derive(self) -> tuple[npt.NDArray[np.bool_], BoolArray, Flags, npt.NDArray[np.float64]]:
+        """(per entity x kind, per host all-stale, the slot flags, per host time of its latest change)."""
         self.siblings.refresh()
-        t = self.table
-        slots, stale, frozen, zero, live = self._slot_flags()
-        n_ent = len(t.entities)
-        ent = t.col("entity")[slots]
-        host_of = self.siblings.host_of
+        f = self._flags()
+        n_ent = len(self.table.entities)
+        ent = self.table.col("entity")[: self.table.size]
+        host_of, is_gpu = self.siblings.host_of, self.siblings.is_gpu
         n_hosts = int(host_of.max(initial=-1)) + 1
+        n_live = np.bincount(ent[f.live], minlength=n_ent)
+        n_stale = np.bincount(ent[f.stale], minlength=n_ent)
+        host_fresh = np.bincount(host_of[ent[f.live & ~f.stale]], minlength=n_hosts) > 0
+        host_live = np.bincount(host_of[ent[f.live]], minlength=n_hosts) > 0
+        # When a host's state changed: its last series went stale, or its newest sample came back.
+        host_when = np.full(n_hosts, -np.inf)
+        np.maximum.at(
+            host_when, host_of[ent[f.live]], np.where(f.stale, f.due, self.table.col("tr_last")[: len(f.due)])[f.live]
+        )
         per = np.zeros((n_ent, len(KINDS)), dtype=bool)
-        n_live = np.bincount(ent[live], minlength=n_ent)
-        n_stale = np.bincount(ent[stale], minlength=n_ent)
-        host_fresh = np.bincount(host_of[ent[live & ~stale]], minlength=n_hosts) > 0
-        host_live = np.bincount(host_of[ent[live]], minlength=n_hosts) > 0
-        all_stale = (n_live > 0) & (n_stale == n_live)
-        per[:, MISSING] = all_stale & self.siblings.is_gpu & host_fresh[host_of]
+        per[:, MISSING] = (n_live > 0) & (n_stale == n_live) & is_gpu & host_fresh[host_of]
         per[:, STALE] = (n_stale > 0) & ~per[:, MISSING] & host_fresh[host_of]
-        per[:, FROZEN] = np.bincount(ent[frozen], minlength=n_ent) > 0
-        per[:, ZERO] = np.bincount(ent[zero], minlength=n_ent) > 0
-        return per, host_live & ~host_fresh, stale
+        per[:, FROZEN] = np.bincount(ent[f.frozen], minlength=n_ent) > 0
+        per[:, ZERO] = np.bincount(ent[f.zero], minlength=n_ent) > 0
+        return per, host_live & ~host_fresh, f, host_when
 
     def _transitions(self) -> list[Detection]:
-        per, host_stale, stale = self._derive()
+        per, host_stale, flags, host_when = self._derive()
         old = np.zeros_like(per)
         old[: len(self.active)] = self.active[: len(per)]
         old_host = np.zeros_like(host_stale)
         old_host[: len(self.host_active)] = self.host_active[: len(host_stale)]
         self.active, self.host_active = per, host_stale
         out = [
-            self._emit(int(e), int(k), "firing" if per[e, k] else "resolved", stale)
+            self._emit(int(e), int(k), "firing" if per[e, k] else "resolved", flags)
             for e, k in zip(*np.nonzero(per != old), strict=True)
         ]
-        hosts = {
-            h: (e.cluster, e.host) for e, h in zip(self.table.entities, self.siblings.host_of.tolist(), strict=True)
-        }
         for h in np.flatnonzero(host_stale != old_host).tolist():
-            out.append(self._emit_host(hosts[h], "firing" if host_stale[h] else "resolved"))
+            decision: Decision = "firing" if host_stale[h] else "resolved"
+            out.append(self._emit_host(self.siblings.host_key(h), decision, float(host_when[h])))
         return out
 
-    def _emit(self, eid: int, kind: int, decision: Decision, stale: BoolArray) -> Detection:
+    def _emit(self, eid: int, kind: int, decision: Decision, flags: Flags) -> Detection:
         t = self.table
         entity = t.entities[eid]
         alertname, severity, action = KINDS[kind]
         members = np.flatnonzero(t.col("entity")[: t.size] == eid)
         what = f"{entity.host} GPU {entity.gpu_index}" if entity.gpu_index else entity.host
+        now = float(flags.now[members].max(initial=-np.inf))
         last = t.col("tr_last")[members]
-        silent = round(self.now - float(np.nanmax(last)), 3) if np.isfinite(last).any() else 0.0
+        newest = float(np.nanmax(last)) if np.isfinite(last).any() else now
+        silent = round(now - newest, 3)
+        when = now  # frozen and zero: decided on the newest samples
+        if kind in (MISSING, STALE):  # the moment it went stale, or the first sample back
+            went = flags.due[members][flags.stale[members]]
+            back = t.col("tr_back")[members]
+            came = float(np.nanmax(back)) if np.isfinite(back).any() else now
+            when = (float(went.max()) if went.size else now) if decision == "firing" else came
         reason: dict[str, Any] = {"action": action if decision == "firing" else "none"}
         if decision == "firing":
-            reason.update(self._evidence(kind, members, stale, silent))
+            reason.update(self._evidence(kind, members, flags, silent))
         summaries = {
             MISSING: f"{what}: every series silent for {silent:.0f}s while the host reports",
             STALE: f"{what}: {len(reason.get('series', []))} series stopped reporting",
@@ -211,42 +258,41 @@ class TruthfulnessDetector:
             self.name,
             {"alertname": alertname, **entity.labels()},
             decision,
-            self.now,
-            score=float(reason.get("score", 1.0)),
+            min(when, now),
+            score=float(reason.get("score", 0.0)),
             severity=severity,
             reason=reason,
             summary=summaries[kind] if decision == "firing" else f"{what}: {alertname} cleared",
         )
 
-    def _evidence(self, kind: int, members: IntArray, stale: BoolArray, silent: float) -> dict[str, Any]:
+    def _evidence(self, kind: int, members: IntArray, flags: Flags, silent: float) -> dict[str, Any]:
         """The machine-readable part of a firing reason: which series, and the figures behind it."""
-        t, c = self.table, self.config
+        t = self.table
         if kind == MISSING:
             return {"silent_s": silent, "n_series": len(members), "score": silent}
         if kind == STALE:
-            hit = members[stale[members]]
-            since = {t.series_of(s): round(self.now - float(t.col("tr_last")[s]), 3) for s in hit[:10].tolist()}
+            hit = members[flags.stale[members]][:10].tolist()
+            since = {t.series_of(s): round(float(flags.now[s] - t.col("tr_last")[s]), 3) for s in hit}
             return {"series": list(since), "silent_s": since, "score": max(since.values(), default=0.0)}
         if kind == FROZEN:
-            runs = t.col("tr_run")[members]
-            hit = members[runs >= c.frozen_min_run]
-            ev = tf.frozen_evidence(t.col("tr_run")[hit], t.col("tr_rate")[hit])
-            series = {
+            hit = members[flags.frozen[members]][:10]
+            evidence = tf.frozen_evidence(t.col("tr_run")[hit], t.col("tr_rate")[hit])
+            runs = {
                 t.series_of(s): {"value": float(t.col("tr_prev")[s]), "run": int(t.col("tr_run")[s])}
-                for s in hit[:10].tolist()
+                for s in hit.tolist()
             }
-            return {"series": list(series), "runs": series, "score": float(ev.max(initial=0.0))}
-        hit = members[t.col("tr_zero")[members] >= c.zero_persist]
+            return {"series": list(runs), "runs": runs, "score": float(evidence.max(initial=0.0))}
+        hit = members[flags.zero[members]]
         values = {t.series_of(s): float(t.col("tr_prev")[s]) for s in hit.tolist()}
         return {"series": list(values), "values": values, "score": float(len(values))}
 
-    def _emit_host(self, host: tuple[str, str], decision: Decision) -> Detection:
+    def _emit_host(self, host: tuple[str, str], decision: Decision, now: float) -> Detection:
         cluster, name = host
         return detection(
             self.name,
             {"alertname": "HostTelemetryStale", "cluster": cluster, "host": name},
             decision,
-            self.now,
+            now,
             score=1.0 if decision == "firing" else 0.0,
             severity="warning",
             reason={"action": "check the agent and the host" if decision == "firing" else "none"},

@@ -70,8 +70,7 @@ class AutoencoderDetector(WindowModel):
         return nn.Sequential(
             nn.Linear(d, self.hidden),
             nn.ReLU(),
-            nn.Linear(self.hidden, self.bottleneck),
-            nn.ReLU(),
+            nn.Linear(self.hidden, self.bottleneck),  # a linear code: a ReLU here can switch code units off for good
             nn.Linear(self.bottleneck, self.hidden),
             nn.ReLU(),
             nn.Linear(self.hidden, d),

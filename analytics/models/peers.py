@@ -92,12 +92,15 @@ class SiblingIndex:
 
 
 def frame_sibling_deviation(
-    index: SiblingIndex, frame: Frame, lo: int, hi: int, **kw: Any
+    index: SiblingIndex, frame: Frame, lo: int, hi: int, *, counters: bool = False, **kw: Any
 ) -> tuple[IntArray, FloatArray, FloatArray]:
-    """(slots, deviation, sibling median) for round ``lo:hi`` of a frame: each GPU series against the
-    same metric on the other GPUs of its host at that tick (counters compared on their rate)."""
+    """(slots, deviation, sibling median) for round ``lo:hi`` of a frame: each GPU gauge against the
+    same metric on the other GPUs of its host at that tick. Counters are left out unless asked for
+    (then compared on their rate): rare-event counters (ECC) sit at rate 0 on every sibling, so one
+    healthy correctable error would be an unbounded deviation; threshold rules judge those."""
     slots = frame.slots[lo:hi]
-    values = np.where(index.table.col("counter")[slots], frame.rates[lo:hi], frame.values[lo:hi])
+    is_counter = index.table.col("counter")[slots]
+    values = np.where(is_counter, frame.rates[lo:hi] if counters else np.nan, frame.values[lo:hi])
     group = index.groups(slots)
     values = np.where(group >= 0, values, np.nan)
     z, med = peer_deviation(group, values, **kw)
@@ -160,12 +163,12 @@ class PeerDetector(Detector):
         low = np.minimum(Z, hist.min(axis=0, initial=np.inf))
         high = np.maximum(Z, hist.max(axis=0, initial=-np.inf))
         up = np.maximum(low, 0.0)
-        return np.maximum(up, np.maximum(-high, 0.0)) if self.two_sided else up
+        return np.asarray(np.maximum(up, np.maximum(-high, 0.0)) if self.two_sided else up, dtype=np.float64)
 
     def score_many(self, X: FloatArray) -> FloatArray:
         if len(X) == 0:
             return np.zeros(0)
-        return self._held(self.deviations(X)).max(axis=1, initial=0.0)
+        return np.asarray(self._held(self.deviations(X)).max(axis=1, initial=0.0), dtype=np.float64)
 
     def learn_many(self, X: FloatArray) -> None:
         self._remember(self.deviations(X))
@@ -183,7 +186,7 @@ class PeerDetector(Detector):
         Z = self.deviations(X)
         held = self._persistent(Z, self.history)
         self._remember(Z)
-        return held.max(axis=1, initial=0.0)
+        return np.asarray(held.max(axis=1, initial=0.0), dtype=np.float64)
 
     def explain(self, x: Mapping[str, float]) -> dict[str, Any]:
         """The member a score of ``x`` is about: label, deviation and the group median."""

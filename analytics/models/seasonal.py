@@ -9,9 +9,10 @@ Between fits a row is scored against ``profile[phase] + level`` in units of the 
 STL's residuals; the level follows the deseasonalised values with an EWMA, which does not learn
 from rows beyond ``skip_above`` sigmas, so an anomaly does not drag the baseline with it.
 
-The period is configured or detected per feature: the candidate whose autocorrelation is high
+The period is configured or detected per feature: a candidate whose autocorrelation is high
 (``min_acf``) and a peak (higher than at half the lag by ``min_acf``), which rejects trends and
-random walks (high ACF everywhere) and multiples of the true period (high ACF at their half too).
+random walks (high ACF everywhere) and even multiples of the true period (high ACF at their half
+too); of those, the shortest that peaks nearly as high as the best (odd multiples peak as high).
 A feature without a period is scored against its level and the MAD of the buffer.
 """
 
@@ -50,8 +51,11 @@ def detect_period(x: FloatArray, candidates: Sequence[int], min_acf: float = 0.3
     t = np.arange(len(x))
     detrended = x - np.polyval(np.polyfit(t, x, 1), t)
     acf = autocorrelation(detrended, max(fits))
-    peaks = [(acf[p] - acf[p // 2], p) for p in fits if acf[p] >= min_acf and acf[p] - acf[p // 2] >= min_acf]
-    return max(peaks)[1] if peaks else 0
+    peaks = {p: acf[p] - acf[p // 2] for p in fits if acf[p] >= min_acf and acf[p] - acf[p // 2] >= min_acf}
+    if not peaks:
+        return 0
+    best = max(peaks.values())
+    return min(p for p, peak in peaks.items() if peak >= 0.8 * best)  # 3 x the period peaks as high
 
 
 def fill_gaps(x: FloatArray) -> FloatArray | None:
@@ -177,7 +181,7 @@ class SeasonalDetector(Detector):
         if self.fit is None or len(X) == 0:
             return np.zeros(len(X))
         z = np.abs(self._z(self.fit, X, self.ring.count))
-        return np.where(np.isfinite(z), z, 0.0).max(axis=1, initial=0.0)
+        return np.asarray(np.where(np.isfinite(z), z, 0.0).max(axis=1, initial=0.0), dtype=np.float64)
 
     def _run(self, X: FloatArray, scores: FloatArray | None) -> None:
         """Learn rows in order (scoring each first into ``scores``), one segment between refits at a time."""

@@ -29,23 +29,39 @@ from vigil.analytics.slots import IntArray
 MAX_RATE = 1.0 - 1e-3  # a series that always changed still needs a few equal samples to be called frozen
 
 
-def gap_step(interval: FloatArray, last: FloatArray, ts: FloatArray, alpha: float) -> tuple[FloatArray, FloatArray]:
-    """(expected interval, last sample time) after samples at ``ts``; the first gap seeds the EWMA."""
+def gap_step(
+    interval: FloatArray, last: FloatArray, ts: FloatArray, alpha: float, learn: np.ndarray[Any, np.dtype[np.bool_]]
+) -> tuple[FloatArray, FloatArray]:
+    """(expected interval, last sample time) after samples at ``ts``; the first gap seeds the EWMA, and
+    only gaps marked ``learn`` are learnt (an outage is not the series' cadence)."""
     with np.errstate(invalid="ignore"):
         gap = ts - last
-    ok = np.isfinite(gap) & (gap > 0)
+    ok = np.isfinite(gap) & (gap > 0) & learn
     seeded = np.where(np.isnan(interval), gap, interval + alpha * (gap - interval))
     newer = np.isnan(last) | (ts > last)
     return np.where(ok, seeded, interval), np.where(newer, ts, last)
 
 
-def stale(
-    last: FloatArray, interval: FloatArray, now: float, k: float, min_interval: float, default_interval: float
-) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    """Series last seen more than ``k`` expected intervals before ``now`` (never-seen ones are not)."""
+def stale_due(
+    last: FloatArray, interval: FloatArray, k: float, min_interval: float, default_interval: float
+) -> FloatArray:
+    """When each series turns stale if nothing arrives: ``k`` expected intervals after its last sample."""
     expected = np.maximum(np.where(np.isnan(interval), default_interval, interval), min_interval)
+    return np.asarray(last + k * expected, dtype=np.float64)
+
+
+def stale(
+    last: FloatArray,
+    interval: FloatArray,
+    now: float | FloatArray,
+    k: float,
+    min_interval: float,
+    default_interval: float,
+) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Series last seen more than ``k`` expected intervals before ``now`` (a scalar or one time per
+    series, e.g. its partition's event time); never-seen series are not stale."""
     with np.errstate(invalid="ignore"):
-        return np.asarray(np.isfinite(last) & (now - last > k * expected))
+        return np.asarray(np.isfinite(last) & (now > stale_due(last, interval, k, min_interval, default_interval)))
 
 
 def frozen_step(

@@ -25,7 +25,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "changepoint": {"warmup": 5},
     "frozen": {"warmup": 5},
 }
-MODELS = {
+MODELS: dict[str, type[Detector]] = {
     name: cls
     for module in (seasonal, iforest, pca, autoencoder, peers, truthfulness, changepoint)
     for name, cls in module.MODELS.items()
@@ -36,7 +36,8 @@ RTOL = {"autoencoder": 1e-5}
 
 
 def make(name: str, features: list[str] = FEATURES) -> Detector:
-    return MODELS[name](features, **SMALL.get(name, {}))
+    model: Detector = MODELS[name](features, **SMALL.get(name, {}))
+    return model
 
 
 def stream(rows: int, seed: int = 0) -> np.ndarray:

@@ -189,7 +189,8 @@ def models_command(
     skip_throughput: bool = typer.Option(False, help="only the SMD comparison"),
 ) -> None:
     """Throughput of every detector model on one thread, and optionally the SMD comparison."""
-    from threadpoolctl import threadpool_limits  # installed with scikit-learn; imported here to keep the CLI light
+    # installed with scikit-learn (untyped); imported here to keep the CLI's start light
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     console.print(f"machine: {machine()}; one thread (BLAS/torch pools limited to 1), CPU time")
     with threadpool_limits(1):
