@@ -166,9 +166,8 @@ class TruthfulnessDetector:
         c, t = self.config, self.table
         n = t.size
         part = t.col("partition")[:n]
-        now = np.where(part >= 0, self.clock[np.clip(part, 0, max(self.clock.size - 1, 0))], -np.inf)
-        if not self.clock.size:
-            now = np.full(n, -np.inf)
+        self._advance(part[part >= 0], np.full(int((part >= 0).sum()), -np.inf))  # a clock for every partition
+        now = np.where(part >= 0, self.clock[np.maximum(part, 0)] if self.clock.size else -np.inf, -np.inf)
         last = t.col("tr_last")[:n]
         forget = np.isfinite(last) & (now - last > c.forget_after)
         if forget.any():

@@ -115,7 +115,7 @@ class ChangePointDetector(Detector):
         return {"s": pack(self.s)}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        self.s = unpack(state["s"]).reshape(len(FIELDS), -1)
+        self.s = unpack(state["s"])
 
 
 MODELS = {ChangePointDetector.name: ChangePointDetector}

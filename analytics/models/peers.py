@@ -202,7 +202,7 @@ class PeerDetector(Detector):
         return {"history": pack(self.history)}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        self.history = unpack(state["history"]).reshape(self.persist - 1, -1)
+        self.history = unpack(state["history"])
 
 
 class RankPeerDetector(PeerDetector):
