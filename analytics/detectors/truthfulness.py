@@ -114,11 +114,13 @@ class TruthfulnessDetector:
         self._advance(part[known], last[known])
         self.active, self.host_active, _, _ = self._derive()
 
+    def _grow_clock(self, partitions: int) -> None:
+        if partitions > self.clock.size:
+            self.clock = np.concatenate([self.clock, np.full(partitions - self.clock.size, -np.inf)])
+
     def _advance(self, partitions: IntArray, ts: npt.NDArray[np.float64]) -> None:
         if partitions.size:
-            grow = int(partitions.max()) + 1 - self.clock.size
-            if grow > 0:
-                self.clock = np.concatenate([self.clock, np.full(grow, -np.inf)])
+            self._grow_clock(int(partitions.max()) + 1)
             np.maximum.at(self.clock, partitions, ts)
 
     # -- per round
@@ -166,7 +168,7 @@ class TruthfulnessDetector:
         c, t = self.config, self.table
         n = t.size
         part = t.col("partition")[:n]
-        self._advance(part[part >= 0], np.full(int((part >= 0).sum()), -np.inf))  # a clock for every partition
+        self._grow_clock(int(part.max(initial=-1)) + 1)  # restored slots may name a partition not seen yet
         now = np.where(part >= 0, self.clock[np.maximum(part, 0)] if self.clock.size else -np.inf, -np.inf)
         last = t.col("tr_last")[:n]
         forget = np.isfinite(last) & (now - last > c.forget_after)

@@ -112,3 +112,13 @@ def test_persistence_history_survives_a_snapshot() -> None:
     clone.restore(model.snapshot())
     np.testing.assert_array_equal(clone.process_many(X[2:]), model.process_many(X[2:]))
     assert model.process_many(X[:1])[0] > 8
+
+
+def test_without_persistence_a_single_row_scores_and_the_empty_history_restores() -> None:
+    model = PeerDetector(GPUS, persist=1)
+    X = temperatures(3)
+    X[1, 3] += 25
+    assert model.process_many(X)[1] > 8
+    clone = PeerDetector([], persist=1)
+    clone.restore(model.snapshot())
+    np.testing.assert_array_equal(clone.score_many(X), model.score_many(X))
