@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from vigil.analytics.config import HangConfig, TrainingConfig, ZScoreConfig
 from vigil.analytics.detectors.base import detection
+from vigil.analytics.models.peers import peer_deviation
 from vigil.analytics.robust import Hysteresis, RobustStat
 
 from vigil.events import Decision, Detection, Severity, TrainingStep
-
-PEER_MAD_TO_SIGMA = 1.4826  # median absolute deviation to sigma, for normal data
 
 
 @dataclass(slots=True)
@@ -170,14 +170,16 @@ class TrainingDetector:
     def _compare(self, ev: TrainingStep, job: JobState, step: int, times: dict[int, float]) -> list[Detection]:
         if len(times) < 3:
             return []
-        values = list(times.values())
-        med = statistics.median(values)
-        mad = statistics.median(abs(v - med) for v in values) * PEER_MAD_TO_SIGMA
-        scale = max(mad, self.zs.rel_floor * 5 * abs(med), self.zs.abs_floor)
+        ranks = sorted(times)
+        values = np.array([times[r] for r in ranks])
+        peer, medians = peer_deviation(
+            np.zeros(len(ranks), dtype=np.intp), values, rel_floor=self.zs.rel_floor * 5, abs_floor=self.zs.abs_floor
+        )
+        med = float(medians[0])
         thr, out = self.config.straggler_threshold, []
-        for r, value in sorted(times.items()):
+        for r, value, peer_z in zip(ranks, values.tolist(), peer.tolist(), strict=True):
             rank = job.ranks[r]
-            peer_z, own_z = (value - med) / scale, rank.stat.score(value, self.zs)
+            own_z = rank.stat.score(value, self.zs)
             exceed = peer_z > thr and own_z > thr
             if self.zs.learn_on_anomaly or own_z <= thr:
                 rank.stat.learn(value, self.zs.alpha)

@@ -25,6 +25,13 @@ MODELS: dict[str, str] = {
     "robust_z": "vigil.analytics.models.robust:RobustZ",
     "context_likelihood": "vigil.analytics.models.context_likelihood:ContextLikelihood",
     "mspc": "vigil.analytics.models.mspc:MSPCDetector",
+    "seasonal": "vigil.analytics.models.seasonal:SeasonalDetector",
+    "iforest": "vigil.analytics.models.iforest:IsolationForestDetector",
+    "pca": "vigil.analytics.models.pca:PCADetector",
+    "peer_gpu": "vigil.analytics.models.peers:PeerDetector",
+    "peer_rank": "vigil.analytics.models.peers:RankPeerDetector",
+    "frozen": "vigil.analytics.models.truthfulness:FrozenDetector",
+    "changepoint": "vigil.analytics.models.changepoint:ChangePointDetector",
 }
 
 
