@@ -46,8 +46,9 @@ MSPC_PROTOCOL = (
     "threshold. "
 )
 ADAPTIVE_PROTOCOL = (
-    "Detector: adaptive_mspc (online: per-metric EW mean/variance with winsorised updates, half-life "
-    "{half_life_days:g} day; EW covariance of the normalised metrics giving T² + Q; rows whose score exceeds a "
+    "Detector: adaptive_mspc (online: per-metric EW mean with winsorised updates, half-life {half_life_days:g} "
+    "day; per-metric EW variance and EW covariance of the normalised metrics, half-life {memory_days:g} days, "
+    "giving T² + Q; rows whose score exceeds a "
     "gate of {gate:g} are not learnt; once at least {accept_after_hours:g} h of the last {window_hours:g} h "
     "were above the gate the change is accepted as the new normal and the location jumps to a fast mean; "
     "chunks of 32 rows scored with the state before them). Variant 3 was designed after seeing that frozen "
@@ -163,6 +164,7 @@ class Adaptive:
     accept_after_hours: float = 6.0  # a change above the gate for this long is a new normal
     gate: float = 10.0  # smoothed score above which a row is not learnt
     quantile: float = THRESHOLD_QUANTILE  # of the scores on the end of train: the alarm threshold
+    memory_days: float = 30.0  # half-life of the per-metric spread and of the covariance
 
     detector = "adaptive_mspc"
 
@@ -170,6 +172,7 @@ class Adaptive:
         return AdaptiveMSPC(
             [f"metric_{i}" for i in range(n_features)],
             half_life=self.half_life_days * 86400.0 / interval_s,
+            memory=self.memory_days * 86400.0 / interval_s,
             accept_after=max(1, round(self.accept_after_hours * 3600.0 / interval_s)),
             gate=self.gate,
         )
@@ -186,6 +189,7 @@ class Adaptive:
     def describe(self) -> str:
         return ADAPTIVE_PROTOCOL.format(
             half_life_days=self.half_life_days,
+            memory_days=self.memory_days,
             gate=self.gate,
             accept_after_hours=self.accept_after_hours,
             window_hours=2 * self.accept_after_hours,

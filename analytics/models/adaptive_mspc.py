@@ -5,17 +5,23 @@ Why: a model frozen after training (:mod:`mspc`) judges a server that moved to a
 do that without anyone labelling it, so a monitoring model must follow them without labels, yet not
 learn an incident as the new normal. This model learns as a stream, score first, then learn:
 
-- Per feature, an exponentially weighted (EW) mean and variance with a half-life of ``half_life``
-  rows. Once warm, the mean's updates are winsorised (a deviation beyond ``WINSOR`` scales counts as
-  ``WINSOR`` scales, Huber-style) and the variance leaves such values out, so a spike that is learnt
-  moves them little. The scale is floored at ``SCALE_FLOOR`` of the range seen so far (or of the
-  level, for a feature constant so far): a metric that sits still and then twitches by a hair is
-  not a hundred-sigma event.
-- The EW covariance of the normalised features (learnt from row ``warmup / 2`` on, when means and
-  scales are no longer raw), whose principal subspace gives Hotelling's T² and the residual Q,
-  combined and normalised as in :class:`mspc.Principal` (a typical row scores about 1). Each
-  normalised value is capped at ``Z_CAP`` scales when scored, so one metric with a tiny learnt
-  scale cannot swamp all the others.
+- Per feature, an exponentially weighted (EW) mean with a half-life of ``half_life`` rows: the
+  location, which follows the server. Once warm, its updates are winsorised (a deviation beyond
+  ``WINSOR`` scales counts as ``WINSOR`` scales, Huber-style), so a spike that is learnt moves it
+  little.
+- Per feature, the spread: the plain EW variance around that mean, with the long half-life
+  ``memory`` (a month by default). Plain, because a metric's normal spikes are part of its normal
+  spread; long, because rare but normal patterns (a weekly job) must still be known when they come
+  back. A robust spread with a one-day half-life, this model's first version, made such metrics
+  dominate the score's tail and lost to the frozen model on the train-only dev data (see
+  :mod:`vigil.analytics.eval.smd_dev`). The scale is floored at ``SCALE_FLOOR`` of the range seen
+  so far (or of the level, for a feature constant so far): a metric that sits still and then
+  twitches by a hair is not a hundred-sigma event.
+- The EW covariance of the normalised features, with the same long memory (learnt from row
+  ``warmup / 2`` on, when means and scales are no longer raw), whose principal subspace gives
+  Hotelling's T² and the residual Q, combined and normalised as in :class:`mspc.Principal` (a
+  typical row scores about 1). Each normalised value is capped at ``Z_CAP`` scales, so one metric
+  with a tiny learnt scale cannot swamp all the others.
 - A gate: a row whose score (trailing mean over ``SMOOTH`` rows) exceeds ``gate`` is *suspect* and
   is not learnt, so an incident is not absorbed into the normal model while it lasts.
 - The level-shift rule: once at least ``accept_after`` of the last ``2 * accept_after`` rows were
@@ -23,8 +29,8 @@ learn an incident as the new normal. This model learns as a stream, score first,
   normal: the metrics that moved by more than ``WINSOR`` scales (which the winsorised learning would
   follow only slowly) jump to a fast EW mean (half-life ``accept_after / 4`` rows, tracked over
   every row, suspect or not), and every row is learnt again until the suspect share falls below
-  half. Scale and covariance keep their slow half-life and their guards against outliers, so the
-  jump itself does not inflate them.
+  half. The spread and covariance are learnt around the moved mean, so the jump itself does not
+  inflate them.
 
 Rows are processed in chunks of ``chunk`` rows, counted from the first row ever processed, so the
 result does not depend on how the stream is batched: every row of a chunk is scored with the state
@@ -50,6 +56,7 @@ from vigil.analytics.models.mspc import VARIANCE_KEPT, Principal, listed, unlist
 BoolArray = npt.NDArray[np.bool_]
 
 HALF_LIFE = 1440.0  # rows: a day of one-minute samples
+MEMORY = 43200.0  # rows: a month of one-minute samples, the half-life of the spread and the covariance
 ACCEPT_AFTER = 360  # rows: a change lasting six hours of one-minute samples is a new normal
 GATE = 10.0  # smoothed score above which a row is suspect (a typical normal row scores about 1)
 CHUNK = 32  # rows scored with one state, then learnt together
@@ -75,6 +82,7 @@ class AdaptiveMSPC(Detector):
         self,
         features: Sequence[str] = (),
         half_life: float = HALF_LIFE,
+        memory: float = MEMORY,
         accept_after: int = ACCEPT_AFTER,
         gate: float = GATE,
         chunk: int = CHUNK,
@@ -82,7 +90,7 @@ class AdaptiveMSPC(Detector):
         variance_kept: float = VARIANCE_KEPT,
     ) -> None:
         super().__init__(features)
-        self._configure(half_life, accept_after, gate, chunk, warmup, variance_kept)
+        self._configure(half_life, memory, accept_after, gate, chunk, warmup, variance_kept)
         d = len(self.features)
         self.seen = 0  # rows of the chunks learnt
         self.n = 0  # rows learnt
@@ -102,10 +110,19 @@ class AdaptiveMSPC(Detector):
         self._principal: Principal | None = None
 
     def _configure(
-        self, half_life: float, accept_after: int, gate: float, chunk: int, warmup: int, variance_kept: float
+        self,
+        half_life: float,
+        memory: float,
+        accept_after: int,
+        gate: float,
+        chunk: int,
+        warmup: int,
+        variance_kept: float,
     ) -> None:
         if not half_life > 0:
             raise ValueError(f"half_life must be > 0 rows, got {half_life}")
+        if not memory > 0:
+            raise ValueError(f"memory must be > 0 rows, got {memory}")
         if accept_after < 1:
             raise ValueError(f"accept_after must be >= 1 row, got {accept_after}")
         if not gate > 0:
@@ -116,7 +133,8 @@ class AdaptiveMSPC(Detector):
             raise ValueError(f"warmup must be >= 2 rows, got {warmup}")
         if not 0.0 < variance_kept < 1.0:
             raise ValueError(f"variance_kept must be in (0, 1), got {variance_kept}")
-        self.half_life, self.accept_after, self.gate = float(half_life), int(accept_after), float(gate)
+        self.half_life, self.memory = float(half_life), float(memory)
+        self.accept_after, self.gate = int(accept_after), float(gate)
         self.chunk, self.warmup, self.variance_kept = int(chunk), int(warmup), float(variance_kept)
 
     def _grow(self, n_features: int) -> None:
@@ -209,7 +227,7 @@ class AdaptiveMSPC(Detector):
             self.fitted, self._principal = self.cov.copy(), None
 
     def _learn(self, X: FloatArray, normal: BoolArray, accepted: BoolArray, warm: bool, scale: FloatArray) -> None:
-        """``scale`` is the one before this chunk: it bounds the winsorised updates."""
+        """``scale`` is the one before this chunk: it bounds the winsorised updates of the mean."""
         finite = np.isfinite(X)
         never = np.full(X.shape[1], np.inf)  # no warm-up for the fast mean: plain EW from its first value
         self.fast = _ew_merge(self.fast, X, finite, never, _alpha(self.accept_after / FAST_SHARE))
@@ -228,11 +246,9 @@ class AdaptiveMSPC(Detector):
             known = np.isfinite(self.mean)
             target = np.where(known, self.mean + np.clip(rows - self.mean, -WINSOR * scale, WINSOR * scale), rows)
         self.mean = _ew_merge(self.mean, target, seen, self.count, alpha)
-        squared = (rows - self.mean) ** 2
-        # values beyond WINSOR scales are left out of the variance, not clipped into it: clipped, a lasting
-        # shift would grow the scale by a factor each chunk and blunt the model for days
-        within = seen & (squared <= (WINSOR * scale) ** 2) if warm else seen
-        self.var = _ew_merge(self.var, squared, within, self.count, alpha)
+        # second moments: plain (a metric's normal spikes are part of its normal spread), with the long memory
+        slow = _alpha(self.memory)
+        self.var = _ew_merge(self.var, (rows - self.mean) ** 2, seen, self.count, slow)
         self.count += seen.sum(axis=0)
         self.low = np.fmin(self.low, np.where(seen, rows, np.inf).min(axis=0))
         self.high = np.fmax(self.high, np.where(seen, rows, -np.inf).max(axis=0))
@@ -240,8 +256,8 @@ class AdaptiveMSPC(Detector):
         self.high[np.isinf(self.high)] = np.nan
         k = len(rows)
         if self.n >= self.warmup // 2:  # the first rows' means and scales are too raw to normalise with
-            z = self._normalised(rows, self.scale(), WINSOR if warm else Z_CAP)
-            weight = max(1.0 - (1.0 - alpha) ** k, k / (self.n_cov + k))
+            z = self._normalised(rows, self.scale(), Z_CAP)
+            weight = max(1.0 - (1.0 - slow) ** k, k / (self.n_cov + k))
             self.cov += weight * (z.T @ z / k - self.cov)
             self.n_cov += k
         self.n += k
@@ -250,6 +266,7 @@ class AdaptiveMSPC(Detector):
     def state(self) -> dict[str, Any]:
         return {
             "half_life": self.half_life,
+            "memory": self.memory,
             "accept_after": self.accept_after,
             "gate": self.gate,
             "chunk": self.chunk,
@@ -275,6 +292,7 @@ class AdaptiveMSPC(Detector):
     def load_state(self, state: Mapping[str, Any]) -> None:
         self._configure(
             float(state["half_life"]),
+            float(state["memory"]),
             int(state["accept_after"]),
             float(state["gate"]),
             int(state["chunk"]),
