@@ -193,10 +193,12 @@ def study(data_dir: Path, names: Sequence[str] = ()) -> dict[str, Any]:
                 "false_alarms_per_day": metrics.false_alarms_per_day(labels, pred, interval),
             }
     means = {v: float(np.mean([m["f1"] for m in per[v].values()])) for v in VARIANTS}
-    best = max(means.values())
-    winner = next(v for v in VARIANTS if means[v] >= best - TIE)
-    best_of = {
-        detector: max((v for v in VARIANTS if VARIANTS[v].detector == detector), key=lambda v: means[v])
-        for detector in ("mspc", "adaptive_mspc")
-    }
-    return {"f1_mean": means, "winner": winner, "best_per_detector": best_of, "machines": per}
+    best_of = {detector: _winner([v for v in VARIANTS if VARIANTS[v].detector == detector], means)
+               for detector in ("mspc", "adaptive_mspc")}  # fmt: skip
+    return {"f1_mean": means, "winner": _winner(list(VARIANTS), means), "best_per_detector": best_of, "machines": per}
+
+
+def _winner(names: Sequence[str], means: dict[str, float]) -> str:
+    """The highest mean F1; within TIE of it, the earliest (simplest) name."""
+    best = max(means[v] for v in names)
+    return next(v for v in names if means[v] >= best - TIE)

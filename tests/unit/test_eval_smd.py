@@ -33,7 +33,7 @@ def write_machine(folder: Path, name: str, seed: int = 0) -> None:
 
 def test_synthetic_break_is_found_with_a_train_only_threshold(tmp_path: Path) -> None:
     write_machine(tmp_path, "machine-9-9")
-    results, _ = smd.evaluate(tmp_path)
+    results, _ = smd.evaluate(tmp_path, detector="mspc")
     figures = results[0].figures
     assert results[0].machine.interval_s == smd.SMD_INTERVAL_S
     assert figures["event_recall"] == 1.0
