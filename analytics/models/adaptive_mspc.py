@@ -55,10 +55,11 @@ from vigil.analytics.models.mspc import VARIANCE_KEPT, Principal, listed, unlist
 
 BoolArray = npt.NDArray[np.bool_]
 
-HALF_LIFE = 1440.0  # rows: a day of one-minute samples
+# Defaults: the setting the train-only study chose on SMD/ASD (vigil eval smd-dev), for one-minute samples.
+HALF_LIFE = 720.0  # rows: half a day of one-minute samples, the half-life of the mean
 MEMORY = 43200.0  # rows: a month of one-minute samples, the half-life of the spread and the covariance
 ACCEPT_AFTER = 360  # rows: a change lasting six hours of one-minute samples is a new normal
-GATE = 10.0  # smoothed score above which a row is suspect (a typical normal row scores about 1)
+GATE = 30.0  # smoothed score above which a row is suspect (a typical normal row scores about 1)
 CHUNK = 32  # rows scored with one state, then learnt together
 WARMUP = 256  # rows learnt (without gate or winsorising) before the first score
 WINSOR = 3.0  # learning: a deviation beyond 3 scales counts as 3 scales

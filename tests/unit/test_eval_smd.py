@@ -135,6 +135,8 @@ def test_dev_study_reads_train_only(tmp_path: Path) -> None:
     result = smd_dev.study(tmp_path)
     assert set(result["f1_mean"]) == set(smd_dev.VARIANTS)
     assert result["winner"] in smd_dev.VARIANTS
+    assert result["best_per_detector"]["mspc"].startswith("mspc ")
+    assert result["best_per_detector"]["adaptive_mspc"].startswith("adaptive ")
     assert all(0.0 <= f1 <= 1.0 for f1 in result["f1_mean"].values())
 
 
