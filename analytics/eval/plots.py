@@ -10,7 +10,7 @@ from vigil.analytics.eval.metrics import segments
 from vigil.analytics.eval.smd import MachineResult
 
 
-def plot_machine(result: MachineResult, out_dir: Path) -> Path:
+def plot_machine(result: MachineResult, out_dir: Path, detector: str = "MSPC") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display; chosen before pyplot is imported
@@ -21,7 +21,7 @@ def plot_machine(result: MachineResult, out_dir: Path) -> Path:
     days = np.arange(len(result.scores)) * machine.interval_s / 86400.0
     for start, stop in segments(machine.labels):
         top.axvspan(days[start], days[stop - 1], color="tab:red", alpha=0.25, lw=0)
-    top.plot(days, np.maximum(result.scores, 1e-3), lw=0.6, color="tab:blue", label="MSPC score (trailing mean)")
+    top.plot(days, np.maximum(result.scores, 1e-3), lw=0.6, color="tab:blue", label=f"{detector} score (trailing mean)")
     top.axhline(result.threshold, color="black", ls="--", lw=1, label=f"train-only threshold {result.threshold:.2f}")
     top.set_yscale("log")
     top.set_xlabel("test time (days); red: labelled anomalies")
@@ -30,7 +30,7 @@ def plot_machine(result: MachineResult, out_dir: Path) -> Path:
         f"PCA-oracle F1 {result.figures['pca_oracle_f1']:.3f}"
     )
     top.legend(loc="upper right")
-    for name, scores in (("MSPC", result.scores), (f"PCA oracle ({result.oracle.variant})", result.oracle.scores)):
+    for name, scores in ((detector, result.scores), (f"PCA oracle ({result.oracle.variant})", result.oracle.scores)):
         precision, recall, _ = precision_recall_curve(machine.labels, scores)
         bottom.plot(recall, precision, lw=1, label=name)
     bottom.set_xlabel("recall")

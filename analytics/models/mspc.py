@@ -141,48 +141,72 @@ class MSPCDetector(Detector):
         return {
             "variance_kept": self.variance_kept,
             "lags": self.lags,
-            "recent": [_listed(row) for row in self.recent],
+            "recent": [listed(row) for row in self.recent],
             "n": self.n,
-            "mean": _listed(self.mean),
+            "mean": listed(self.mean),
             "scatter": self.scatter.tolist(),
-            "low": _listed(self.low),
-            "high": _listed(self.high),
+            "low": listed(self.low),
+            "high": listed(self.high),
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.variance_kept = float(state["variance_kept"])
         self.lags = int(state["lags"])
-        self.recent = np.array([_unlisted(row) for row in state["recent"]]).reshape(self.lags, len(self.features))
+        self.recent = np.array([unlisted(row) for row in state["recent"]]).reshape(self.lags, len(self.features))
         self.n = int(state["n"])
-        self.mean = _unlisted(state["mean"])
+        self.mean = unlisted(state["mean"])
         self.scatter = np.asarray(state["scatter"], dtype=np.float64).reshape(len(self.mean), len(self.mean))
-        self.low = _unlisted(state["low"])
-        self.high = _unlisted(state["high"])
+        self.low = unlisted(state["low"])
+        self.high = unlisted(state["high"])
         self._model = None
 
 
-def _listed(a: FloatArray) -> list[float | None]:
+def listed(a: FloatArray) -> list[float | None]:
     return [None if np.isnan(v) else float(v) for v in a]
 
 
-def _unlisted(values: Sequence[float | None]) -> FloatArray:
+def unlisted(values: Sequence[float | None]) -> FloatArray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-class _Subspace:
-    """The eigen-decomposition of the range-scaled covariance, and the scores it gives."""
+class Principal:
+    """A covariance's principal subspace and the combined index ``(T²/k + Q/E[Q]) / 2`` it gives.
 
-    def __init__(
-        self,
-        offset: FloatArray,
-        scale: FloatArray,
-        mean: FloatArray,
-        basis: FloatArray,
-        variances: FloatArray,
-        expected_q: float,
-    ) -> None:
-        self.offset, self.scale, self.mean = offset, scale, mean
+    Shared by every PCA-based model: ``k`` is the fewest components holding ``variance_kept`` of
+    the variance (at least 1, at most d - 1), E[Q] the sum of the discarded eigenvalues.
+    """
+
+    def __init__(self, basis: FloatArray, variances: FloatArray, expected_q: float) -> None:
         self.basis, self.variances, self.expected_q = basis, variances, expected_q
+
+    @classmethod
+    def fit(cls, cov: FloatArray, variance_kept: float) -> Principal:
+        eigvals, eigvecs = np.linalg.eigh(cov)
+        order = np.argsort(eigvals)[::-1]
+        eigvals, eigvecs = np.clip(eigvals[order], 0.0, None), eigvecs[:, order]
+        total = float(eigvals.sum())
+        floor = max(EIGEN_FLOOR * total, 1e-12)
+        d = len(eigvals)
+        k = int(np.searchsorted(np.cumsum(eigvals), variance_kept * total) + 1) if total > 0 else 1
+        k = max(1, min(k, d - 1)) if d > 1 else 1
+        expected_q = max(float(eigvals[k:].sum()), floor)
+        return cls(eigvecs[:, :k], np.maximum(eigvals[:k], floor), expected_q)
+
+    def score(self, centred: FloatArray) -> FloatArray:
+        """Rows already centred and scaled, missing values at 0."""
+        latent = centred @ self.basis
+        t2 = (latent**2 / self.variances).sum(axis=1) / len(self.variances)
+        residual = centred - latent @ self.basis.T
+        q = (residual**2).sum(axis=1) / self.expected_q
+        scores: FloatArray = np.nan_to_num(0.5 * (t2 + q), nan=0.0, posinf=np.finfo(np.float64).max)
+        return scores
+
+
+class _Subspace:
+    """The range scaling learnt by :class:`MSPCDetector` and the principal subspace it gives."""
+
+    def __init__(self, offset: FloatArray, scale: FloatArray, mean: FloatArray, principal: Principal) -> None:
+        self.offset, self.scale, self.mean, self.principal = offset, scale, mean, principal
 
     @classmethod
     def fit(cls, det: MSPCDetector) -> _Subspace:
@@ -193,26 +217,12 @@ class _Subspace:
         scale = np.where(width > 0, width, np.where(level > 0, level, 1.0))
         mean = np.where(seen, (np.nan_to_num(det.mean) - offset) / scale, 0.0)
         cov = det.scatter / (det.n - 1) / np.outer(scale, scale)
-        eigvals, eigvecs = np.linalg.eigh(cov)
-        order = np.argsort(eigvals)[::-1]
-        eigvals, eigvecs = np.clip(eigvals[order], 0.0, None), eigvecs[:, order]
-        total = float(eigvals.sum())
-        floor = max(EIGEN_FLOOR * total, 1e-12)
-        d = len(eigvals)
-        k = int(np.searchsorted(np.cumsum(eigvals), det.variance_kept * total) + 1) if total > 0 else 1
-        k = max(1, min(k, d - 1)) if d > 1 else 1
-        expected_q = max(float(eigvals[k:].sum()), floor)
-        return cls(offset, scale, mean, eigvecs[:, :k], np.maximum(eigvals[:k], floor), expected_q)
+        return cls(offset, scale, mean, Principal.fit(cov, det.variance_kept))
 
     def score(self, X: FloatArray) -> FloatArray:
         u = (X - self.offset) / self.scale
         centred = np.where(np.isfinite(u), u - self.mean, 0.0)  # a missing value sits at the mean
-        latent = centred @ self.basis
-        t2 = (latent**2 / self.variances).sum(axis=1) / len(self.variances)
-        residual = centred - latent @ self.basis.T
-        q = (residual**2).sum(axis=1) / self.expected_q
-        scores: FloatArray = np.nan_to_num(0.5 * (t2 + q), nan=0.0, posinf=np.finfo(np.float64).max)
-        return scores
+        return self.principal.score(centred)
 
 
 MODELS: dict[str, type[Detector]] = {MSPCDetector.name: MSPCDetector}

@@ -33,7 +33,7 @@ def write_machine(folder: Path, name: str, seed: int = 0) -> None:
 
 def test_synthetic_break_is_found_with_a_train_only_threshold(tmp_path: Path) -> None:
     write_machine(tmp_path, "machine-9-9")
-    results, _ = smd.evaluate(tmp_path)
+    results, _ = smd.evaluate(tmp_path, detector="mspc")
     figures = results[0].figures
     assert results[0].machine.interval_s == smd.SMD_INTERVAL_S
     assert figures["event_recall"] == 1.0
@@ -55,6 +55,31 @@ def test_cli_prints_the_json_contract(tmp_path: Path) -> None:
                 "median_delay_min", "auprc", "pca_oracle_f1", "random_f1", "threshold"):  # fmt: skip
         assert key in machine
     assert (tmp_path / "omi-9.png").stat().st_size > 10_000
+
+
+def test_adaptive_detector_through_the_cli_with_a_regime_change(tmp_path: Path) -> None:
+    write_machine(tmp_path, "machine-9-7")
+    test = np.load(tmp_path / "machine-9-7_test.npy")
+    test[500:, 2] += 1.0  # an unlabelled new level of the third metric (20 noise spreads) from row 500 on
+    np.save(tmp_path / "machine-9-7_test.npy", test)
+    out = CliRunner().invoke(build_app(), ["eval", "smd", "--data", str(tmp_path), "--json", "--detector",
+                                           "adaptive_mspc"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.output)
+    assert summary["detector"] == "adaptive_mspc"
+    assert "designed after seeing that frozen models fail" in summary["protocol"]
+    figures = summary["machines"]["machine-9-7"]
+    assert figures["event_recall"] == 1.0  # the break is still found after the new level was accepted
+    adaptive = smd.evaluate(tmp_path, detector="adaptive_mspc")[0][0]
+    frozen = smd.evaluate(tmp_path, detector="mspc")[0][0]
+    assert adaptive.figures["f1"] == pytest.approx(figures["f1"], abs=1e-4)  # the CLI ran the same thing
+    settled = slice(1500, 2000)  # a day after the change, before the break
+    assert (frozen.scores[settled] > frozen.threshold).mean() > 0.95  # the frozen model alarms on the new level
+    assert (adaptive.scores[settled] > adaptive.threshold).mean() < 0.3  # the adaptive one accepted it
+    assert adaptive.figures["f1"] > 2 * frozen.figures["f1"]
+    out = CliRunner().invoke(build_app(), ["eval", "smd", "--data", str(tmp_path), "--detector", "nope"])
+    assert out.exit_code == 2
+    assert "unknown detector 'nope'" in out.output
 
 
 def test_missing_or_malformed_data_fails_clearly(tmp_path: Path) -> None:
@@ -110,7 +135,24 @@ def test_dev_study_reads_train_only(tmp_path: Path) -> None:
     result = smd_dev.study(tmp_path)
     assert set(result["f1_mean"]) == set(smd_dev.VARIANTS)
     assert result["winner"] in smd_dev.VARIANTS
+    assert result["best_per_detector"]["mspc"].startswith("mspc ")
+    assert result["best_per_detector"]["adaptive_mspc"].startswith("adaptive ")
     assert all(0.0 <= f1 <= 1.0 for f1 in result["f1_mean"].values())
+
+
+def test_nonstationarity_is_unlabelled_drift_and_a_lasting_shift() -> None:
+    rng = np.random.default_rng(1)
+    rows = rng.normal(0, 1, (4000, 20))
+    still = smd_dev.nonstationary(rows, rows, np.random.default_rng(3), regime_change=False)
+    drifted = (still != rows).any(axis=0)
+    assert 2 <= drifted.sum() <= 6  # 10-30% of the metrics drift
+    assert np.allclose(still[0], rows[0])  # a ramp from zero
+    moved = smd_dev.nonstationary(rows, rows, np.random.default_rng(3), regime_change=True)
+    shifted = np.abs((moved - still)[-1]) >= 2.0  # 2-5 spreads at the end, for good
+    assert 4 <= shifted.sum() <= 10
+    first = int(np.argmax((moved != still).any(axis=1)))
+    assert 400 <= first <= 1600
+    assert (np.abs(moved - still)[first:, shifted] >= 2.0).all()
 
 
 def test_injected_incidents_are_labelled_where_written() -> None:
@@ -119,5 +161,8 @@ def test_injected_incidents_are_labelled_where_written() -> None:
     out, labels = smd_dev.inject(rows, rows, np.random.default_rng(2))
     changed = (out != rows).any(axis=1)
     assert len(metrics.segments(labels)) == smd_dev.INCIDENTS
+    lengths = np.diff(metrics.segments(labels), axis=1).ravel()
+    assert 180 <= lengths[smd_dev.LONG_INCIDENT] <= 360  # 3-6 hours of one-minute samples
+    assert np.delete(lengths, smd_dev.LONG_INCIDENT).max() <= 60
     assert not changed[~labels].any()  # nothing written outside the labels
     assert changed[labels].mean() > 0.9  # and (a stuck first sample aside) everything inside is

@@ -1,4 +1,5 @@
-"""``vigil eval smd``: the MSPC detector on SMD/ASD with train-only thresholds, beside its baselines."""
+"""``vigil eval smd``: a detector (MSPC frozen, or adaptive MSPC) on SMD/ASD with train-only thresholds, beside its
+baselines; ``vigil eval smd-dev``: the train-only study that chose the default."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def smd(
     machines: str = typer.Option("", "--machines", help="comma-separated names (default: every machine found)"),
     plots: Path | None = typer.Option(None, "--plots", help="write one PNG per machine into this folder"),
     as_json: bool = typer.Option(False, "--json", help="print the figures as one JSON object"),
+    detector: str = typer.Option(
+        "", "--detector", help="mspc or adaptive_mspc (default: the one the train-only study `smd-dev` chose)"
+    ),
 ) -> None:
     """Point-wise F1 (no point adjustment) with train-only thresholds vs PCA with an oracle threshold."""
     started = time.monotonic()
@@ -44,7 +48,8 @@ def smd(
     folder = data or datasets_root() / "smd"
     names = [n.strip() for n in machines.split(",") if n.strip()]
     try:
-        results, _ = evaluation.evaluate(folder, names)
+        chosen = detector or evaluation.DEFAULT_DETECTOR
+        results, _ = evaluation.evaluate(folder, names, detector=chosen)
     except VigilError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]cannot evaluate[/red]: {exc}")
         raise typer.Exit(2) from exc
@@ -52,12 +57,12 @@ def smd(
         from vigil.analytics.eval.plots import plot_machine
 
         for result in results:
-            plot_machine(result, plots)
-    summary = evaluation.summarise(results, time.monotonic() - started)  # loading, scoring and plots
+            plot_machine(result, plots, chosen)
+    summary = evaluation.summarise(results, time.monotonic() - started, chosen)  # loading, scoring and plots
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    table = Table(title=f"SMD/ASD, {len(results)} machines, {summary['seconds']:.1f} s")
+    table = Table(title=f"SMD/ASD, {chosen}, {len(results)} machines, {summary['seconds']:.1f} s")
     table.add_column("machine")
     for column in COLUMNS:
         table.add_column(column, justify="right")
