@@ -25,6 +25,7 @@ MODELS: dict[str, str] = {
     "robust_z": "vigil.analytics.models.robust:RobustZ",
     "context_likelihood": "vigil.analytics.models.context_likelihood:ContextLikelihood",
     "mspc": "vigil.analytics.models.mspc:MSPCDetector",
+    "adaptive_mspc": "vigil.analytics.models.adaptive_mspc:AdaptiveMSPC",
     "seasonal": "vigil.analytics.models.seasonal:SeasonalDetector",
     "iforest": "vigil.analytics.models.iforest:IsolationForestDetector",
     "pca": "vigil.analytics.models.pca:PCADetector",
