@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field
 from vigil.analytics.models.decide import DecideConfig
 from vigil.analytics.models.robust import RobustConfig
 
-from vigil.catalog import GPU_ECC_DBE, GPU_ECC_SBE, GPU_TEMPERATURE
+from vigil.catalog import GPU_ECC_DBE, GPU_ECC_SBE, GPU_POWER, GPU_TEMPERATURE, GPU_UTILIZATION
 from vigil.config import Duration, FrozenModel
 from vigil.events import Severity
 
@@ -103,6 +103,22 @@ class XidConfig(FrozenModel):
     quiet_period: Duration = 60.0  # no further XID on the GPU for this long resolves
 
 
+class TruthfulnessConfig(FrozenModel):
+    stale_k: Annotated[float, Field(gt=1)] = 5.0  # expected intervals without a sample
+    min_interval: Duration = 1.0  # floor of the expected interval
+    default_interval: Duration = 15.0  # expected interval of a series seen only once
+    forget_after: Duration = 3600.0
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    frozen_min_run: Annotated[int, Field(ge=2)] = 10
+    frozen_evidence: Annotated[float, Field(gt=0)] = 9.0  # -log10 chance of the run
+    frozen_warmup: Annotated[int, Field(ge=2)] = 30
+    # metric -> (reads zero at or below, siblings busy at or above the median)
+    zero_metrics: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {GPU_UTILIZATION: (0.01, 0.5), GPU_POWER: (1.0, 50.0)}
+    )
+    zero_persist: Annotated[int, Field(ge=1)] = 3
+
+
 class PredictConfig(FrozenModel):
     """The failure predictors and forecasts (``vigil.analytics.predict``), run once per ``every``."""
 
@@ -116,13 +132,14 @@ class PredictConfig(FrozenModel):
 
 class AnalyticsConfig(FrozenModel):
     group: str = "vigil-analytics"
-    detectors: list[str] = Field(default_factory=lambda: ["zscore", "threshold", "xid", "training"])
+    detectors: list[str] = Field(default_factory=lambda: ["zscore", "threshold", "xid", "training", "truthfulness"])
     zscore: ZScoreConfig = Field(default_factory=ZScoreConfig)
     rules: list[ThresholdRule] = Field(default_factory=default_rules)
     hang: HangConfig = Field(default_factory=HangConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     xid: XidConfig = Field(default_factory=XidConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    truthfulness: TruthfulnessConfig = Field(default_factory=TruthfulnessConfig)
     snapshot_every: Duration = 5.0  # snapshot+commit cadence; not every poll, to keep throughput
     tick_every: Duration = 1.0  # time-driven checks (hang, XID quiet) run at least this often
     poll_timeout: Duration = 1.0

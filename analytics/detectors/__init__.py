@@ -13,6 +13,7 @@ from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.detectors.base import AnyDetector, EventDetector, TelemetryDetector
 from vigil.analytics.detectors.threshold import ThresholdDetector
 from vigil.analytics.detectors.training import TrainingDetector
+from vigil.analytics.detectors.truthfulness import TruthfulnessDetector
 from vigil.analytics.detectors.xid import XidDetector
 from vigil.analytics.detectors.zscore import ZScoreDetector
 from vigil.analytics.slots import SlotTable
@@ -39,6 +40,10 @@ def _training(config: AnalyticsConfig, **_: Any) -> AnyDetector:
     return TrainingDetector(config.training, config.hang, config.zscore)
 
 
+def _truthfulness(config: AnalyticsConfig, slots: SlotTable, **_: Any) -> AnyDetector:
+    return TruthfulnessDetector(config.truthfulness, slots)
+
+
 def build_registry() -> Registry[AnyDetector]:
     """Every detector this package ships; factories take ``config``, ``slots`` and ``catalog``."""
     registry: Registry[AnyDetector] = Registry("detector")
@@ -46,4 +51,5 @@ def build_registry() -> Registry[AnyDetector]:
     registry.add("threshold", _threshold)
     registry.add("xid", _xid)
     registry.add("training", _training)
+    registry.add("truthfulness", _truthfulness)
     return registry

@@ -28,18 +28,16 @@ a page forever.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
+from vigil.analytics.config import TruthfulnessConfig
 from vigil.analytics.detectors.base import detection
 from vigil.analytics.models import truthfulness as tf
 from vigil.analytics.models.peers import SiblingIndex
 from vigil.analytics.slots import Frame, IntArray, SlotTable
 
-from vigil.catalog import GPU_POWER, GPU_UTILIZATION
-from vigil.config import Duration, FrozenModel
 from vigil.events import Decision, Detection, Severity
 
 BoolArray = npt.NDArray[np.bool_]
@@ -60,22 +58,6 @@ COLUMNS: dict[str, tuple[Any, Any]] = {  # slot column -> (dtype, fill)
     "tr_zero": (np.int32, 0),
     "tr_back": (np.float64, np.nan),  # when the series last came back after being stale
 }
-
-
-class TruthfulnessConfig(FrozenModel):
-    stale_k: Annotated[float, Field(gt=1)] = 5.0  # expected intervals without a sample
-    min_interval: Duration = 1.0  # floor of the expected interval
-    default_interval: Duration = 15.0  # expected interval of a series seen only once
-    forget_after: Duration = 3600.0
-    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    frozen_min_run: Annotated[int, Field(ge=2)] = 10
-    frozen_evidence: Annotated[float, Field(gt=0)] = 9.0  # -log10 chance of the run
-    frozen_warmup: Annotated[int, Field(ge=2)] = 30
-    # metric -> (reads zero at or below, siblings busy at or above the median)
-    zero_metrics: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: {GPU_UTILIZATION: (0.01, 0.5), GPU_POWER: (1.0, 50.0)}
-    )
-    zero_persist: Annotated[int, Field(ge=1)] = 3
 
 
 @dataclass(frozen=True, slots=True)

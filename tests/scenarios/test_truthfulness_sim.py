@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 
-from vigil.analytics.detectors.truthfulness import TruthfulnessConfig, TruthfulnessDetector
+from vigil.analytics.config import TruthfulnessConfig
+from vigil.analytics.detectors.truthfulness import TruthfulnessDetector
 from vigil.analytics.slots import SlotTable, build_frame
 from vigil.collectors.sim import FleetSimulator, SimConfig, SimulatorRunner
 

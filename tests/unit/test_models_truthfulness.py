@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from vigil.analytics.config import TruthfulnessConfig
 from vigil.analytics.detectors.base import TelemetryDetector
-from vigil.analytics.detectors.truthfulness import TruthfulnessConfig, TruthfulnessDetector
+from vigil.analytics.detectors.truthfulness import TruthfulnessDetector
 from vigil.analytics.models import truthfulness as tf
 from vigil.analytics.slots import SlotTable, build_frame
 
