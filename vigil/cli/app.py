@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from vigil.cli import bench, services, up
+from vigil.cli import agent, bench, services, up
 
 
 def build_app() -> typer.Typer:
     app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vigil: monitoring and AIOps for GPU fleets")
     services.register(app)
+    agent.register(app)
     up.register(app)
     bench.register(app)
     return app
