@@ -22,13 +22,15 @@ SEQUENCE = "agent_test_sequence"
 
 
 class CounterOptions(FrozenModel):
+    series: str = SEQUENCE
     start: int = 0
     sleep: float = Field(0.0, ge=0)  # seconds each collect() takes
     log_every: int = Field(0, ge=0)  # also yield a LogEvent every N runs (0: never)
 
 
 class CounterCollector:
-    """Yields ``agent_test_sequence`` = 0, 1, 2, ... one per run: lost or repeated batches show."""
+    """Yields ``agent_test_sequence`` (or ``series``) = 0, 1, 2, ... one per run: lost or repeated
+    batches show."""
 
     name = "counter"
 
@@ -42,7 +44,7 @@ class CounterCollector:
             time.sleep(self.options.sleep)
         n = self.n
         self.n += 1
-        yield (SEQUENCE, float(n))
+        yield (self.options.series, float(n))
         if self.options.log_every and n % self.options.log_every == 0:
             yield LogEvent(time.time(), self.context.host, self.context.cluster, "xid", 79, f"test line {n}")
 

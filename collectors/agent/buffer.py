@@ -6,12 +6,12 @@ to the disk tail until the disk is drained, and the memory records spilled at sh
 as a segment named before all others. So reading memory first, then segments by name, is append
 order, across restarts too.
 
-A record leaves the buffer only through ``commit`` (after the broker acknowledged it) or
-``drop_head`` (the broker rejected it for good); the delivery thread ``peek``s a chunk, sends it,
-and commits the acknowledged prefix. What cannot be kept is dropped newest-first (the record being
-appended) and reported through ``on_drop(stream, reason, count)``:
-``memory_full`` (spilling disabled), ``spill_full``, ``spill_error`` (the disk failed),
-``corrupt`` (a damaged spilled record), ``rejected`` (permanent broker error), ``shutdown``.
+A record leaves the buffer only through ``commit``: the delivery thread ``peek``s a chunk, sends
+it, and commits the prefix the broker settled (acknowledged, or rejected for good, which it counts
+as dropped with reason ``rejected``). What the buffer cannot keep is dropped newest-first (the
+record being appended) and reported through ``on_drop(stream, reason, count)``: ``memory_full``
+(spilling disabled), ``spill_full``, ``spill_error`` (the disk failed), ``corrupt`` (a damaged
+spilled record), ``shutdown`` (spilling disabled or failing at shutdown).
 """
 
 from __future__ import annotations
@@ -144,11 +144,6 @@ class DeliveryBuffer:
         except OSError as exc:  # the records were delivered; only the ack offset could not be saved
             log.error("cannot record delivery progress in %s: %s (a restart may send some again)", self._spill.dir, exc)
 
-    def drop_head(self, entry: Entry, reason: str) -> None:
-        """The head record (``entry``, from the last peek) can never be delivered: count it, move on."""
-        self.commit(1)
-        self._on_drop(entry.stream, reason, 1)
-
     def stats(self) -> dict[str, int]:
         with self._cond:
             spill_records = self._spill.records if self._spill is not None else 0
@@ -159,6 +154,11 @@ class DeliveryBuffer:
                 "spill_records": spill_records,
                 "spill_bytes": spill_bytes,
             }
+
+    def wake(self) -> None:
+        """Wake a ``peek`` waiting for records (the delivery thread is stopping)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def empty(self) -> bool:
         with self._cond:

@@ -71,15 +71,19 @@ class _Chunk:
         with self.cond:
             return self.cond.wait_for(lambda: self.pending == 0, timeout_s)
 
-    def acked_prefix(self) -> tuple[int, BaseException | None]:
-        """How many leading records were acknowledged, and why the next one was not."""
+    def settled_prefix(self) -> tuple[int, list[int], BaseException | None]:
+        """How many leading records are settled (acknowledged, or rejected for good), which of those
+        were rejected, and why the next one is not settled (None: all are)."""
+        rejected: list[int] = []
         with self.cond:
             for i, outcome in enumerate(self.outcomes):
-                if isinstance(outcome, BaseException):
-                    return i, outcome
-                if outcome is not None:
-                    return i, RetryableError("not acknowledged")
-            return len(self.outcomes), None
+                if isinstance(outcome, PermanentError):
+                    rejected.append(i)
+                elif isinstance(outcome, BaseException):
+                    return i, rejected, outcome
+                elif outcome is not None:
+                    return i, rejected, RetryableError("not acknowledged")
+            return len(self.outcomes), rejected, None
 
 
 class Deliverer:
@@ -101,7 +105,7 @@ class Deliverer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="agent-delivery", daemon=True)
         self.connected = False
-        self.down_since: float | None = time.monotonic()
+        self.down_since: float | None = None  # monotonic time the broker was found away
         self.last_ack: float | None = None  # epoch seconds
 
     # ------------------------------------------------------------------ control
@@ -120,6 +124,7 @@ class Deliverer:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop sending; a chunk still waiting for acknowledgements stays in the buffer."""
         self._stop.set()
+        self.buffer.wake()
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             log.warning("delivery thread still busy after %.0fs; stopping without it", timeout_s)
@@ -148,18 +153,18 @@ class Deliverer:
         chunk = self.buffer.peek(CHUNK_RECORDS, CHUNK_BYTES, timeout_s=0.5)
         if not chunk:
             return
-        acked, error = self._deliver(self._producer, chunk)
-        if acked:
-            self.buffer.commit(acked)
-            self._published(chunk[:acked])
-        if isinstance(error, PermanentError):
-            log.error("broker rejected a %s record for good (%s): dropped", chunk[acked].stream, error)
-            self.buffer.drop_head(chunk[acked], "rejected")
-        elif error is not None:
+        settled, rejected, error = self._deliver(self._producer, chunk)
+        if settled:
+            self.buffer.commit(settled)
+            self._published([entry for i, entry in enumerate(chunk[:settled]) if i not in rejected])
+        for i in rejected:
+            log.error("the broker rejected a %s record for good: dropped", chunk[i].stream)
+            self._metrics.record_drop(chunk[i].stream, "rejected", 1)
+        if error is not None:
             self._mark_down(str(error))
             self._pause()
 
-    def _deliver(self, producer: AckingProducer, chunk: list[Entry]) -> tuple[int, BaseException | None]:
+    def _deliver(self, producer: AckingProducer, chunk: list[Entry]) -> tuple[int, list[int], BaseException | None]:
         state = _Chunk(len(chunk))
         for i, entry in enumerate(chunk):
             on_delivery = state.callback(i)
@@ -173,7 +178,7 @@ class Deliverer:
                 on_delivery(exc)
                 break
         self._wait(state)
-        return state.acked_prefix()
+        return state.settled_prefix()
 
     def _wait(self, state: _Chunk) -> None:
         started = time.monotonic()
@@ -192,8 +197,6 @@ class Deliverer:
 
     # ------------------------------------------------------------------ state
     def _published(self, entries: list[Entry]) -> None:
-        now = time.time()
-        self.last_ack = now
         counts: dict[str, int] = {}
         samples = 0
         for entry in entries:
@@ -203,21 +206,25 @@ class Deliverer:
             self._metrics.published_records.labels(stream).inc(count)
         if samples:
             self._metrics.published_samples.inc(samples)
-        if not self.connected:
-            away = time.monotonic() - self.down_since if self.down_since is not None else 0.0
+        if not entries:
+            return
+        if self.down_since is not None:
             stats = self.buffer.stats()
-            log.info(
-                "broker acknowledging%s; %d records in memory, %d spilled still to send",
-                f" again after {away:.0f}s" if self.last_ack and away > SLOW_ACK_S else "",
+            log.warning(
+                "broker acknowledging again after %.0fs; %d records in memory and %d spilled still to send",
+                time.monotonic() - self.down_since,
                 stats["memory_records"],
                 stats["spill_records"],
             )
+        elif self.last_ack is None:
+            log.info("broker acknowledging")
+        self.last_ack = time.time()
         self.connected = True
         self.down_since = None
         self._backoff = 0.1
 
     def _mark_down(self, reason: str) -> None:
-        if self.connected or self.down_since is None:
+        if self.down_since is None:
             log.warning("broker unreachable (%s): buffering records, memory then disk", reason)
             self.down_since = time.monotonic()
         self.connected = False
