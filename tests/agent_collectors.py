@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import psutil
 from pydantic import Field
 from vigil.collectors.base import CollectorContext, Item, Problem
@@ -80,3 +81,31 @@ class HostCollector:
 def create_host(options: dict[str, Any], context: CollectorContext) -> HostCollector:
     validate(FrozenModel, options, prefix="agent.collectors.psutil_host")
     return HostCollector()
+
+
+class GpuLikeOptions(FrozenModel):
+    gpus: int = Field(8, ge=1)
+    metrics: int = Field(40, ge=1)
+
+
+class GpuLikeCollector:
+    """Stands in for ``sim_gpu`` in load tests until it is installed: ``gpus`` x ``metrics`` gauge
+    samples a run (8 x 40 by default, about what NVML gives per node), keys built once."""
+
+    name = "gpu_like"
+
+    def __init__(self, options: GpuLikeOptions) -> None:
+        self.keys = [
+            series_key(f"gpu_synthetic_{m}", {"gpu_index": str(g)})
+            for g in range(options.gpus)
+            for m in range(options.metrics)
+        ]
+        self.rng = np.random.default_rng(0)
+
+    def collect(self) -> Iterator[Item]:
+        values = self.rng.random(len(self.keys)).tolist()
+        yield from zip(self.keys, values, strict=True)
+
+
+def create_gpu_like(options: dict[str, Any], context: CollectorContext) -> GpuLikeCollector:
+    return GpuLikeCollector(validate(GpuLikeOptions, options, prefix="agent.collectors.gpu_like"))

@@ -105,26 +105,36 @@ class Agent:
 
     def _loop(self, stop: threading.Event) -> None:
         tick = self.config.tick
-        start = first_tick(self.clock.now(), tick)
-        schedule = Schedule(self.settings, start, random.Random())
-        k = 0
+        start, k, schedule = self._align()
         while not stop.is_set():
             slot = start + k * tick
             if not self._idle_until(slot, stop):
                 return
-            behind = int((self.clock.now() - slot) / tick)
-            if behind > MAX_BEHIND_TICKS:
+            ahead = slot - self.clock.now()
+            if ahead > 2 * tick:  # the wall clock stepped back (NTP): waiting for the old slot could take hours
+                log.warning("wall clock went back %.1fs: re-aligning the ticks", ahead)
+                start, k, schedule = self._align()
+                continue
+            behind = int(-ahead / tick)
+            if behind > MAX_BEHIND_TICKS:  # stalled, or the clock stepped forward
                 log.warning("scheduler %d ticks behind the clock: skipping ahead", behind)
                 k += behind
                 continue
-            self._tick(slot, schedule)
+            try:
+                self._tick(slot, schedule)
+            except Exception:  # a bug in one tick must not end the agent: log it, tick again
+                log.exception("tick %s failed", slot)
             k += 1
 
+    def _align(self) -> tuple[float, int, Schedule]:
+        start = first_tick(self.clock.now(), self.config.tick)
+        return start, 0, Schedule(self.settings, start, random.Random())
+
     def _idle_until(self, when: float, stop: threading.Event) -> bool:
-        """Until ``when``, handle late results and timeouts; False when stopped."""
+        """Until ``when`` (or the clock stepping back), handle late results and timeouts; False when stopped."""
         while not stop.is_set():
             remaining = when - self.clock.now()
-            if remaining <= 0:
+            if remaining <= 0 or remaining > 2 * self.config.tick:
                 return True
             self._drain_results(min(remaining, _POLL_S), current=None)
             self._check_timeouts()

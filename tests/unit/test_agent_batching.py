@@ -30,8 +30,8 @@ class Scripted:
             raise self.raises
 
 
-def run(items: list[object], raises: Exception | None = None, name: str = "c", cache: SeriesCache | None = None):  # type: ignore[no-untyped-def]
-    return run_collector(name, Scripted(items, raises), TICK, cache or SeriesCache())
+def run(items: list[object], raises: Exception | None = None, cache: SeriesCache | None = None) -> CollectResult:
+    return run_collector("c", Scripted(items, raises), TICK, cache or SeriesCache())
 
 
 def test_a_run_sorts_samples_logs_and_problems() -> None:

@@ -63,7 +63,9 @@ class ScriptedBroker:
         self.closed = True
 
 
-def setup(tmp_path: Path, connect: Callable[[], ScriptedBroker], memory_records: int = 1000):  # type: ignore[no-untyped-def]
+def setup(
+    tmp_path: Path, connect: Callable[[], ScriptedBroker], memory_records: int = 1000
+) -> tuple[DeliveryBuffer, Deliverer, AgentMetrics]:
     metrics = AgentMetrics(CollectorRegistry())
     buffer = DeliveryBuffer(BufferConfig(memory_records=memory_records), tmp_path / "spill", metrics.record_drop)
     deliverer = Deliverer(buffer, connect, TOPICS, metrics, backoff_max_s=0.2)

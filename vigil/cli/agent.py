@@ -118,6 +118,8 @@ def agent(
         timer = threading.Timer(duration, stop.set)
         timer.daemon = True
         timer.start()
+    if not built:
+        log.warning("no collector is enabled: the agent will publish nothing")
     log.info("agent on %s: collectors %s, spill in %s", cfg.agent.host, ", ".join(built), cfg.spill_dir())
     runner.run(producer_factory(cfg.kafka, topics, cfg.agent), stop)
 

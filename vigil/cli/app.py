@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+import vigil.cli.bench_agent  # noqa: F401 - adds `vigil bench agent` to bench_app
 from vigil.cli import agent, bench, services, up
 
 
