@@ -87,7 +87,9 @@ def _read_back(bus: KafkaBus, topic: str, want: int) -> tuple[int, int]:
     return batches, samples
 
 
-def run_agent(work: Path, collectors: str, interval: float, seconds: float) -> dict[str, Any]:
+def run_agent(
+    work: Path, collectors: str, interval: float, seconds: float, options: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     with EmbeddedBroker(work, ephemeral=True) as broker:
         kafka = KafkaConfig(bootstrap_servers=[broker.bootstrap])
         topics = Topics()
@@ -98,7 +100,7 @@ def run_agent(work: Path, collectors: str, interval: float, seconds: float) -> d
         entries: dict[str, dict[str, Any]] = {}
         for item in names:
             name, _, module = item.partition("=")
-            entries[name] = {"interval": interval, **({"module": module} if module else {})}
+            entries[name] = {"interval": interval, **options.get(name, {}), **({"module": module} if module else {})}
         config = {
             "data_dir": str(work),
             "log_level": "warning",
@@ -125,7 +127,11 @@ def run_agent(work: Path, collectors: str, interval: float, seconds: float) -> d
     log_tail = (work / "logs" / "agent.log").read_text()[-2000:]
     errors = {k: v for k, v in figures.items() if k.startswith("vigil_collector_errors_total")}
     return {
-        "workload": f"collectors {', '.join(names)} every {interval:g}s for {seconds:g}s; embedded Tansu broker",
+        "workload": (
+            f"collectors {', '.join(names)} every {interval:g}s for {seconds:g}s"
+            + (f" (options {json.dumps(options)})" if options else "")
+            + "; embedded Tansu broker, memory storage"
+        ),
         "cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (wall1 - wall0), 3),
         "startup_cpu_s": round(cpu0, 2),
         "startup_wall_s": round(ready_s, 2),
@@ -147,11 +153,18 @@ def agent_bench(
     seconds: float = typer.Option(60.0, help="how long the agent runs once started"),
     collectors: str = typer.Option("sim_gpu,host", help="collectors to run (name, or name=module for your own)"),
     interval: float = typer.Option(1.0, help="every collector's interval, seconds"),
+    options: str = typer.Option("{}", help='collector options as JSON, e.g. \'{"sim_gpu": {"gpus": 8}}\''),
 ) -> None:
     """The node agent's CPU (% of one core) and peak RSS while it publishes to the embedded broker."""
+    try:
+        per_collector = json.loads(options)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--options") from exc
+    if not isinstance(per_collector, dict) or not all(isinstance(v, dict) for v in per_collector.values()):
+        raise typer.BadParameter("a JSON object of collector name -> options object", param_hint="--options")
     with tempfile.TemporaryDirectory(prefix="vigil-bench-agent-") as tmp:
         result: dict[str, Any] = {"machine": machine()}
-        result.update(run_agent(Path(tmp), collectors, interval, seconds))
+        result.update(run_agent(Path(tmp), collectors, interval, seconds, per_collector))
     result["targets"] = {"cpu_percent_of_one_core": TARGET_CPU_PERCENT, "peak_rss_mb": TARGET_RSS_MB}
     result["meets_targets"] = (
         result["cpu_percent_of_one_core"] < TARGET_CPU_PERCENT and result["peak_rss_mb"] < TARGET_RSS_MB
