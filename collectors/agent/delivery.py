@@ -8,9 +8,10 @@ acknowledged prefix; a record that failed, and everything after it, is sent agai
   the record itself (too large, corrupt; counted as dropped, reason ``rejected``);
 - order holds: a later chunk is never sent before an earlier one is acknowledged, and within a
   chunk the producer keeps one request in flight per connection (``max_in_flight=1``), so a retried
-  request cannot be overtaken by the next one. The producer is also idempotent when the broker
-  supports it (kafka-python's default), so a retry whose first attempt did land is dropped by the
-  broker instead of written twice;
+  request cannot be overtaken by the next one. That holds without idempotence, which is off by
+  default (``AgentConfig.idempotence``): the embedded Tansu commits a producer's sequence before the
+  batch, and the acceptance test caught a batch lost that way (a broker stopped between the two
+  answered the retry as a duplicate). Without it the worst case is a duplicate, never a loss;
 - no duplicates in the normal case: a chunk is sent again only when its records failed. While the
   broker is away, kafka-python keeps retrying the chunk it holds (for ``delivery.timeout.ms``,
   120 s); everything newer waits in the buffer, in memory and then on disk.
