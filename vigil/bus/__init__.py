@@ -6,6 +6,7 @@ scenario tests. Delivery is at-least-once; consumers commit offsets by hand.
 """
 
 from vigil.bus.base import (
+    AckingProducer,
     Bus,
     Consumer,
     DeadLetters,
@@ -15,4 +16,4 @@ from vigil.bus.base import (
     TopicPartition,
 )
 
-__all__ = ["Bus", "Consumer", "DeadLetters", "Header", "Producer", "Record", "TopicPartition"]
+__all__ = ["AckingProducer", "Bus", "Consumer", "DeadLetters", "Header", "Producer", "Record", "TopicPartition"]

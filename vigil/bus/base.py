@@ -47,6 +47,21 @@ class Producer(Protocol):
     def close(self) -> None: ...
 
 
+DeliveryCallback = Callable[[BaseException | None], None]
+
+
+class AckingProducer(Producer, Protocol):
+    """A producer that reports each record's fate, for callers that keep a record until the broker has it."""
+
+    def send_acked(self, topic: str, value: bytes, key: bytes | None, on_delivery: DeliveryCallback) -> None:
+        """Queue a record; ``on_delivery(None)`` once the broker acknowledged it, else ``on_delivery`` with a
+        RetryableError (try again later) or PermanentError (this record can never be delivered). Raises
+        either error when the record cannot even be queued. The callback may run on another thread."""
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop; records not acknowledged within ``timeout_s`` are abandoned (their callbacks fail)."""
+
+
 class Consumer(Protocol):
     def poll(self, timeout_s: float, max_records: int = 500) -> list[Record]: ...
 

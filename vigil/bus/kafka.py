@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTP
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+)
 from kafka.structs import OffsetAndMetadata
 
-from vigil.bus.base import Header, RebalanceCallback, Record, TopicPartition
+from vigil.bus.base import DeliveryCallback, Header, RebalanceCallback, Record, TopicPartition
 from vigil.config import KafkaConfig
-from vigil.errors import RetryableError
+from vigil.errors import PermanentError, RetryableError
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +75,23 @@ class KafkaBus:
         pass
 
 
+# Errors about the record itself: sending it again can never work. Anything else (authorization,
+# unknown topic, a closed connection) may be fixed by an operator or by time, so it is retryable.
+_RECORD_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError, CorruptRecordError, InvalidRecordError)
+
+
+def _as_vigil_error(exc: BaseException) -> RetryableError | PermanentError:
+    if isinstance(exc, _RECORD_ERRORS):
+        return PermanentError(f"the broker rejected the record: {exc}")
+    return RetryableError(f"not delivered (yet): {exc}")
+
+
 class KafkaBusProducer:
-    def __init__(self, config: KafkaConfig) -> None:
+    """``overrides``: extra KafkaProducer settings for one caller (the node agent tunes reconnects)."""
+
+    def __init__(self, config: KafkaConfig, overrides: Mapping[str, Any] | None = None) -> None:
         compression = None if config.compression == "none" else config.compression
-        self._producer = KafkaProducer(
+        settings: dict[str, Any] = dict(
             bootstrap_servers=config.bootstrap_servers,
             client_id=config.client_id,
             compression_type=compression,
@@ -84,6 +105,11 @@ class KafkaBusProducer:
             # RetryableError so the caller can buffer or slow down instead of dying.
             max_block_ms=_ms(config.request_timeout),
         )
+        settings.update(overrides or {})
+        try:
+            self._producer = KafkaProducer(**settings)
+        except KafkaError as exc:  # no broker reachable to bootstrap from
+            raise RetryableError(f"cannot connect to {config.bootstrap_servers}: {exc}") from exc
         self._error: BaseException | None = None
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[Header] = ()) -> None:
@@ -92,6 +118,14 @@ class KafkaBusProducer:
         except KafkaTimeoutError as exc:
             raise RetryableError(f"producer buffer full or broker unreachable: {exc}") from exc
         future.add_errback(self._remember)
+
+    def send_acked(self, topic: str, value: bytes, key: bytes | None, on_delivery: DeliveryCallback) -> None:
+        try:
+            future = self._producer.send(topic, value=value, key=key)
+        except KafkaError as exc:
+            raise _as_vigil_error(exc) from exc
+        future.add_callback(lambda _metadata: on_delivery(None))
+        future.add_errback(lambda exc: on_delivery(_as_vigil_error(exc)))
 
     def _remember(self, exc: BaseException) -> None:
         self._error = exc
@@ -105,8 +139,8 @@ class KafkaBusProducer:
             error, self._error = self._error, None
             raise RetryableError(f"a record was not delivered: {error}")
 
-    def close(self) -> None:
-        self._producer.close(timeout=5)
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._producer.close(timeout=timeout_s)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -11,7 +11,7 @@ import threading
 import zlib
 from collections.abc import Iterable, Sequence
 
-from vigil.bus.base import Header, RebalanceCallback, Record, TopicPartition
+from vigil.bus.base import DeliveryCallback, Header, RebalanceCallback, Record, TopicPartition
 
 
 class MemoryBus:
@@ -94,10 +94,14 @@ class MemoryProducer:
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[Header] = ()) -> None:
         self._bus._append(topic, value, key, headers)
 
+    def send_acked(self, topic: str, value: bytes, key: bytes | None, on_delivery: DeliveryCallback) -> None:
+        self._bus._append(topic, value, key, ())
+        on_delivery(None)
+
     def flush(self, timeout_s: float | None = None) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 0.0) -> None:
         pass
 
 

@@ -7,19 +7,24 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from vigil.bus.kafka import KafkaBus
-from vigil.cli.settings import VigilConfig, load_config
 from vigil.errors import ConfigError
+
+if TYPE_CHECKING:  # settings imports every service's config; `vigil agent` must not pay for that
+    from vigil.cli.settings import VigilConfig
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file", exists=True, dir_okay=False)
 err_console = Console(stderr=True)
 
 
 def load_or_exit(path: Path | None) -> VigilConfig:
+    from vigil.cli.settings import load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from vigil.alerting.config import AlertingConfig
 from vigil.analytics.config import AnalyticsConfig
+from vigil.collectors.agent.config import AgentConfig
 from vigil.collectors.sim.config import SimConfig
 from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, load_yaml, validate
 from vigil.topics import Topics
@@ -29,6 +30,7 @@ class VigilConfig(CommonConfig):
     sim: SimConfig = Field(default_factory=SimConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
 
     def topics(self) -> Topics:
         return Topics(self.kafka.topics.prefix, dict(self.kafka.topics.partitions))
