@@ -84,6 +84,9 @@ class SimGpuOptions(FrozenModel):
 class SimNvml:
     def __init__(self, config: SimConfig, clock: Clock) -> None:
         self._clock = clock
+        # One collection reads ~300 fields over a few ms of real time; the node moves on only when
+        # half a simulator interval has passed, so a collection sees one instant and costs one tick.
+        self._min_step = config.interval / 2
         self.sim = FleetSimulator(config, start=clock.now())
         self.gpus = config.gpus_per_node
         self._now = float("nan")
@@ -97,7 +100,7 @@ class SimNvml:
 
     def _gpu(self, gpu: int) -> int:
         now = self._clock.now()
-        if now != self._now:
+        if np.isnan(self._now) or now - self._now >= self._min_step or now < self._now:
             self._advance(now)
         if not 0 <= gpu < self.gpus:
             raise NvmlError("invalid_argument", f"no GPU {gpu}")
@@ -220,7 +223,7 @@ class SimNvml:
 
     def xid_events(self) -> list[XidEvent]:
         now = self._clock.now()
-        if now != self._now:
+        if np.isnan(self._now) or now - self._now >= self._min_step or now < self._now:
             self._advance(now)
         events, self._events = self._events, []
         return events
