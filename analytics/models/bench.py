@@ -25,7 +25,7 @@ from typing import Any
 import msgpack
 import numpy as np
 import numpy.typing as npt
-from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # comes with scikit-learn
+from threadpoolctl import threadpool_limits  # comes with scikit-learn
 from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.engine import Engine
 from vigil.analytics.models import registry

@@ -211,7 +211,7 @@ def models_command(
 ) -> None:
     """Throughput of every detector model on one thread, and optionally the SMD comparison."""
     # installed with scikit-learn (untyped); imported here to keep the CLI's start light
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     console.print(f"machine: {machine()}; one thread (BLAS/torch pools limited to 1), CPU time")
     with threadpool_limits(1):
