@@ -113,12 +113,17 @@ def test_acceptance_a_60s_broker_outage_loses_reorders_and_repeats_no_batch(tmp_
     try:
         time.sleep(5)
         assert agent.deliverer is not None and agent.deliverer.connected
-        # Stop the broker just after an acknowledgement, when no produce request is in flight: a
-        # batch the broker stores but cannot acknowledge before dying is sent again (at-least-once,
-        # documented); this test is about the agent's buffering, not that race.
+        # Stop the broker at a quiet point: just after an acknowledgement, with every record of that
+        # tick (its batch and its log events) acknowledged, so no produce request is in flight. A
+        # record the broker stores but cannot acknowledge before dying is sent again (at-least-once
+        # without idempotence, documented); this test is about the agent's buffering, not that race.
         acked = agent.deliverer.last_ack
         while agent.deliverer.last_ack == acked:
             time.sleep(0.005)
+        assert agent.buffer is not None
+        quiet_by = time.monotonic() + 5
+        while not agent.buffer.empty() and time.monotonic() < quiet_by:
+            time.sleep(0.002)
         broker.stop()
         outage_end = time.monotonic() + 60
         while time.monotonic() < outage_end:
