@@ -82,7 +82,11 @@ class Engine:
         pid = self.pid(tp)
         if stream == "telemetry":
             columns = BASE_COLUMNS + [c for d in self.telemetry for c in d.columns()]
-            return {"telemetry": self.slots.export(self.slots.slots_of(pid), columns)}
+            slots = self.slots.slots_of(pid)
+            body: dict[str, Any] = {"telemetry": self.slots.export(slots, columns)}
+            if self.predictors is not None:  # keyed by host, and a host's telemetry is one partition
+                body["predict"] = self.predictors.snapshot(self._hosts(slots))
+            return body
         return {det.name: det.snapshot(pid) for det in self.events.get(stream, ())}
 
     def restore(self, tp: TopicPartition, stream: str, body: dict[str, Any]) -> None:
@@ -92,10 +96,15 @@ class Engine:
                 self.slots.import_(pid, body["telemetry"])
                 for tdet in self.telemetry:
                     tdet.rebuild()
+            if self.predictors is not None and "predict" in body:
+                self.predictors.restore(body["predict"])
             return
         for det in self.events.get(stream, ()):
             if det.name in body:
                 det.restore(pid, body[det.name])
+
+    def _hosts(self, slots: IntArray) -> set[str]:
+        return {key[1] for key in (self.slots.keys[s] for s in slots.tolist()) if key is not None}
 
     def drop(self, tp: TopicPartition, stream: str) -> None:
         pid = self.pid(tp)

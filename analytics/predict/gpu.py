@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vigil.events import Prediction
@@ -165,6 +165,25 @@ class GpuRisk:
         lemon.score = _decay(lemon.score, ts - lemon.ts, LEMON_HALF_LIFE) + 1.0
         lemon.ts = ts
         lemon.incidents += 1
+
+    # -- state, for the analytics snapshot of the partition that owns these hosts
+    def export(self, hosts: set[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """The GPUs of ``hosts`` as plain dicts, and their serials (whose lemon state goes along)."""
+        out = {k: asdict(s) for k, s in self.gpus.items() if k.partition("/")[0] in hosts}
+        return out, {s["serial"] for s in out.values() if s["serial"]}
+
+    def export_lemon(self, serial: str) -> list[float]:
+        lemon = self.lemons[serial] if serial in self.lemons else _Lemon()
+        return [lemon.score, lemon.ts, float(lemon.incidents)]
+
+    def load(self, gpus: Mapping[str, Mapping[str, Any]], lemons: Mapping[str, Any]) -> None:
+        known = set(_GpuState.__dataclass_fields__)
+        for key, fields in gpus.items():
+            self.gpus[key] = _GpuState(**{k: v for k, v in fields.items() if k in known})
+        for serial, (score, ts, incidents) in lemons.items():
+            mine = self.lemons.get(serial)
+            if mine is None or mine.ts < ts:  # a board seen on two partitions: the newer record wins
+                self.lemons[serial] = _Lemon(float(score), float(ts), int(incidents))
 
     def lemon_score(self, serial: str, now: float) -> float:
         lemon = self.lemons.get(serial)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,30 @@ class PredictorStage:
     def __post_init__(self) -> None:
         self._gbm = GbmModel.load(self.disk_model) if self.disk_model is not None else None
         self._prior = RulePrior(horizon_days=self.disk_horizon_days)
+
+    # -- state (in the telemetry partition's snapshot: GPU signals, lemon scores and SMART days
+    # have days of memory; forecast histories rebuild within minutes and are not kept)
+    def snapshot(self, hosts: set[str]) -> dict[str, Any]:
+        gpus, serials = self.gpu.export(hosts)
+        return {
+            "version": 1,
+            "gpus": gpus,
+            "lemons": {s: self.gpu.export_lemon(s) for s in serials},
+            "disks": [[host, device, [[ts, {str(a): v for a, v in attrs.items()}] for ts, attrs in days],
+                       self._disk_reported.get((host, device))]
+                      for (host, device), days in self._disk_days.items() if host in hosts],
+        }
+
+    def restore(self, blob: Mapping[str, Any]) -> None:
+        if blob.get("version") != 1:
+            return  # another layout: start cold rather than misread it
+        self.gpu.load(blob.get("gpus", {}), blob.get("lemons", {}))
+        for host, device, days, reported in blob.get("disks", []):
+            self._disk_days[(host, device)] = deque(
+                ((float(ts), {int(a): float(v) for a, v in attrs.items()}) for ts, attrs in days), maxlen=8
+            )
+            if reported is not None:
+                self._disk_reported[(host, device)] = float(reported)
 
     # -- inputs
     def observe_log(self, event: LogEvent) -> None:

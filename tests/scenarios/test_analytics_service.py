@@ -358,3 +358,28 @@ def test_predictions_are_published_to_their_topic_keyed_by_entity(tmp_path: Path
     first = preds[0]
     assert first.predictor == "gpu_risk" and first.labels["gpu_serial"] == "S-BAD" and first.probability > 0.5
     assert h.metric("vigil_analytics_predictions_total", {"predictor": "gpu_risk"}) == len(preds)
+
+
+def test_a_restarted_analytics_keeps_the_lemon_score_of_a_gpu_serial(tmp_path: Path) -> None:
+    """Predictor state with days of memory (per-serial incidents) rides in the telemetry snapshot."""
+    bus, clock = MemoryBus(), FakeClock(T0)
+    first = Harness(tmp_path, bus, clock, predict={"every": "30s"})
+    bus.create_topics({first.topics.predictions: 1})
+    info = series_key("gpu_info", {"gpu_index": "3", "serial": "S-LEMON"})
+    temp = series_key("gpu_temperature_celsius", {"gpu_index": "3"})
+    batch = TelemetryBatch("node-01", "c1", np.array([T0]), (info, temp), np.array([[1.0, 60.0]]))
+    first.send("telemetry", batch, "node-01")
+    first.run(30)  # the predictor learns the GPU's serial
+    first.send("logs", xid(79, ts=T0 + 31), "node-01")
+    first.send("logs", xid(48, ts=T0 + 32), "node-01")
+    first.run(31)
+    before = first.service.engine.predictors
+    assert before is not None and before.gpu.lemon_score("S-LEMON", T0 + 40) > 1.9
+    first.service.close()
+
+    second = Harness(tmp_path, bus, clock, predict={"every": "30s"})
+    second.service.step(0)  # assignment restores the partition snapshots
+    after = second.service.engine.predictors
+    assert after is not None
+    assert after.gpu.lemon_score("S-LEMON", T0 + 40) == pytest.approx(before.gpu.lemon_score("S-LEMON", T0 + 40))
+    assert "node-01/3" in after.gpu.gpus and after.gpu.gpus["node-01/3"].serial == "S-LEMON"
