@@ -9,7 +9,15 @@ from pydantic import ConfigDict, Field
 from vigil.analytics.models.decide import DecideConfig
 from vigil.analytics.models.robust import RobustConfig
 
-from vigil.catalog import GPU_ECC_DBE, GPU_ECC_SBE, GPU_POWER, GPU_TEMPERATURE, GPU_UTILIZATION
+from vigil.catalog import (
+    GPU_ECC_DBE,
+    GPU_ECC_SBE,
+    GPU_MEMORY_TEMPERATURE,
+    GPU_POWER,
+    GPU_SM_CLOCK,
+    GPU_TEMPERATURE,
+    GPU_UTILIZATION,
+)
 from vigil.config import Duration, FrozenModel
 from vigil.events import Severity
 
@@ -27,6 +35,29 @@ class ZScoreConfig(RobustConfig, DecideConfig):
     ``direction``. ``threshold`` (robust sigmas) is both the decision threshold and the outlier
     gate of learning, as it always was here.
     """
+
+
+class PeersConfig(DecideConfig):
+    """The live ``peers`` stage: each GPU against the same metric on its node siblings at the same tick.
+
+    Decision fields as in :class:`DecideConfig` (``threshold`` in robust sigmas of the offset-corrected
+    deviation). A GPU's usual place among its siblings (the one nearest the chassis exhaust runs a few
+    degrees warmer for life) is learnt over ``warmup`` samples and subtracted, so it never pages.
+    """
+
+    metrics: list[str] = Field(
+        default_factory=lambda: [GPU_TEMPERATURE, GPU_MEMORY_TEMPERATURE, GPU_SM_CLOCK, GPU_POWER]
+    )
+    # Smallest spread of a GPU's difference from its siblings, as a share of their median: with the
+    # threshold of 6 sigmas, no page under a 12 % difference (8 °C at 65 °C, 240 MHz at 1980 MHz).
+    rel_floor: Annotated[float, Field(gt=0)] = 0.02
+    abs_floor: Positive = 1e-3  # smallest |median| a difference is divided by
+    min_peers: Annotated[int, Field(ge=3)] = 3  # GPUs (itself included) needed for a comparison
+    # GPUs busier or idler than the node's median by more than this are not compared: a node shared
+    # by two jobs has two loads, and a cooler idle GPU is no fault.
+    busy_tolerance: Annotated[float, Field(gt=0, le=1)] = 0.2
+    warmup: Annotated[int, Field(ge=2)] = 30  # samples of a GPU's usual offset before it is judged
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.02  # EWMA weight of the usual offset
 
 
 class ThresholdRule(FrozenModel):
@@ -132,8 +163,11 @@ class PredictConfig(FrozenModel):
 
 class AnalyticsConfig(FrozenModel):
     group: str = "vigil-analytics"
-    detectors: list[str] = Field(default_factory=lambda: ["zscore", "threshold", "xid", "training", "truthfulness"])
+    detectors: list[str] = Field(
+        default_factory=lambda: ["zscore", "peers", "threshold", "xid", "training", "truthfulness"]
+    )
     zscore: ZScoreConfig = Field(default_factory=ZScoreConfig)
+    peers: PeersConfig = Field(default_factory=PeersConfig)
     rules: list[ThresholdRule] = Field(default_factory=default_rules)
     hang: HangConfig = Field(default_factory=HangConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

@@ -1,8 +1,8 @@
 """Detectors, created by name from config through a registry built on demand (no import-time state).
 
 Two shapes (``base.py``): ``TelemetryDetector`` scores a whole poll's telemetry frame with numpy
-(``zscore``, ``threshold``); ``EventDetector`` handles log and training events one by one and has a
-clock ``tick`` (``xid``, ``training``).
+(``zscore``, ``peers``, ``threshold``, ``truthfulness``); ``EventDetector`` handles log and training
+events one by one and has a clock ``tick`` (``xid``, ``training``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.detectors.base import AnyDetector, EventDetector, TelemetryDetector
+from vigil.analytics.detectors.peers import PeersDetector
 from vigil.analytics.detectors.threshold import ThresholdDetector
 from vigil.analytics.detectors.training import TrainingDetector
 from vigil.analytics.detectors.truthfulness import TruthfulnessDetector
@@ -26,6 +27,10 @@ __all__ = ["AnyDetector", "EventDetector", "TelemetryDetector", "build_registry"
 
 def _zscore(config: AnalyticsConfig, slots: SlotTable, **_: Any) -> AnyDetector:
     return ZScoreDetector(config.zscore, slots)
+
+
+def _peers(config: AnalyticsConfig, slots: SlotTable, **_: Any) -> AnyDetector:
+    return PeersDetector(config.peers, slots)
 
 
 def _threshold(config: AnalyticsConfig, slots: SlotTable, **_: Any) -> AnyDetector:
@@ -48,6 +53,7 @@ def build_registry() -> Registry[AnyDetector]:
     """Every detector this package ships; factories take ``config``, ``slots`` and ``catalog``."""
     registry: Registry[AnyDetector] = Registry("detector")
     registry.add("zscore", _zscore)
+    registry.add("peers", _peers)
     registry.add("threshold", _threshold)
     registry.add("xid", _xid)
     registry.add("training", _training)

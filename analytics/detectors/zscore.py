@@ -15,9 +15,10 @@ import numpy as np
 import numpy.typing as npt
 from vigil.analytics.config import ZScoreConfig
 from vigil.analytics.detectors.base import detection
+from vigil.analytics.detectors.rollup import EntityRollup
 from vigil.analytics.models.decide import DecideBank
 from vigil.analytics.models.robust import RobustBank
-from vigil.analytics.slots import Frame, IntArray, SlotTable
+from vigil.analytics.slots import Frame, SlotTable
 
 from vigil.events import Decision, Detection
 
@@ -32,15 +33,13 @@ class ZScoreDetector:
         self.table = slots
         self.model = RobustBank(config, slots, prefix="z_")
         self.decide = DecideBank(config, slots, prefix="z_")
-        self.entity_active = np.zeros(0, dtype=np.int32)  # active series per entity
+        self.rollup = EntityRollup(slots, "z_active")
 
     def columns(self) -> list[str]:
         return self.model.columns() + self.decide.columns()
 
     def rebuild(self) -> None:
-        t = self.table
-        active = t.col("z_active")[: t.size]
-        self.entity_active = np.bincount(t.col("entity")[: t.size][active], minlength=len(t.entities)).astype(np.int32)
+        self.rollup.rebuild()
 
     def features(self, frame: Frame, lo: int, hi: int) -> npt.NDArray[np.float64]:
         slots = frame.slots[lo:hi]
@@ -48,8 +47,6 @@ class ZScoreDetector:
 
     def observe_frame(self, frame: Frame) -> list[Detection]:
         out: list[Detection] = []
-        if len(self.entity_active) < len(self.table.entities):
-            self.entity_active = np.pad(self.entity_active, (0, len(self.table.entities) - len(self.entity_active)))
         for lo, hi in frame.rounds:
             out.extend(self._round(frame, lo, hi))
         return out
@@ -63,29 +60,12 @@ class ZScoreDetector:
         if not (fire.any() or resolve.any()):
             return []
         changed = fire | resolve
-        return self._entity_transitions(slots[fire], slots[resolve], slots[changed], ts[changed])
-
-    def _entity_transitions(
-        self, fired: IntArray, resolved: IntArray, changed: IntArray, ts: npt.NDArray[np.float64]
-    ) -> list[Detection]:
-        """Series transitions -> entity transitions; ``ts`` is the sample time of each ``changed`` slot."""
-        ent = self.table.col("entity")
-        before = self.entity_active.copy()
-        np.add.at(self.entity_active, ent[fired], 1)
-        np.subtract.at(self.entity_active, ent[resolved], 1)
-        touched = np.unique(ent[changed])
-        when = dict(zip(ent[changed].tolist(), ts.tolist(), strict=True))
-        out = []
-        for eid in touched.tolist():
-            if before[eid] == 0 and self.entity_active[eid] > 0:
-                out.append(self._emit(eid, "firing", when[eid]))
-            elif before[eid] > 0 and self.entity_active[eid] == 0:
-                out.append(self._emit(eid, "resolved", when[eid]))
-        return out
+        transitions = self.rollup.update(slots[fire], slots[resolve], slots[changed], ts[changed])
+        return [self._emit(eid, decision, when) for eid, decision, when in transitions]
 
     def _emit(self, eid: int, decision: Decision, ts: float) -> Detection:
         t = self.table
-        members = np.flatnonzero(t.col("entity")[: t.size] == eid)
+        members = self.rollup.members(eid)
         active = members[t.col("z_active")[members]]  # none left once the entity resolves
         last = t.col("z_last")
         metrics = {t.series_of(s): round(float(last[s]), 3) for s in active.tolist()}

@@ -13,13 +13,13 @@ from vigil.analytics.models.bench import workload
 from vigil.cli.app import build_app
 
 
-def test_bench_detectors_prints_one_row_per_model_plus_the_live_stage() -> None:
+def test_bench_detectors_prints_one_row_per_model_plus_the_live_stages() -> None:
     result = CliRunner().invoke(build_app(), ["bench", "detectors", "--json", "--series", "160", "--ticks", "80"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["machine"] and doc["workload"]["samples"] == 160 * 80 and doc["threads"] == 1
     rows = {r["name"]: r for r in doc["detectors"]}
-    assert set(registry.names()) | {"zscore (live stage)"} == set(rows)
+    assert set(registry.names()) | {"zscore (live stage)", "peers (live stage)"} == set(rows)
     for row in rows.values():
         assert row["samples_per_s"] > 0 and 0 < row["state_bytes_per_series"] <= 2048
     assert rows["robust_z"]["form"] == "bank"
