@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from vigil.analytics.slots import Frame
@@ -45,6 +45,14 @@ class EventDetector(Protocol):
 
 
 AnyDetector = TelemetryDetector | EventDetector
+
+
+def each_round(frame: Frame, step: Callable[[Frame, int, int], list[Detection]]) -> list[Detection]:
+    """Run a per-round step over a frame's rounds in stream order and gather what they decide."""
+    out: list[Detection] = []
+    for lo, hi in frame.rounds:
+        out.extend(step(frame, lo, hi))
+    return out
 
 
 def detection(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from vigil.analytics.config import PeersConfig
-from vigil.analytics.detectors.base import detection
+from vigil.analytics.detectors.base import detection, each_round
 from vigil.analytics.detectors.rollup import EntityRollup
 from vigil.analytics.models.decide import DecideBank
 from vigil.analytics.models.peers import SiblingIndex, group_median
@@ -73,10 +73,7 @@ class PeersDetector:
         self.rollup.rebuild()
 
     def observe_frame(self, frame: Frame) -> list[Detection]:
-        out: list[Detection] = []
-        for lo, hi in frame.rounds:
-            out.extend(self._round(frame, lo, hi))
-        return out
+        return each_round(frame, self._round)
 
     def _round(self, frame: Frame, lo: int, hi: int) -> list[Detection]:
         t = self.table

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from vigil.analytics.config import ZScoreConfig
-from vigil.analytics.detectors.base import detection
+from vigil.analytics.detectors.base import detection, each_round
 from vigil.analytics.detectors.rollup import EntityRollup
 from vigil.analytics.models.decide import DecideBank
 from vigil.analytics.models.robust import RobustBank
@@ -46,10 +46,7 @@ class ZScoreDetector:
         return np.where(self.table.col("counter")[slots], frame.rates[lo:hi], frame.values[lo:hi])
 
     def observe_frame(self, frame: Frame) -> list[Detection]:
-        out: list[Detection] = []
-        for lo, hi in frame.rounds:
-            out.extend(self._round(frame, lo, hi))
-        return out
+        return each_round(frame, self._round)
 
     def _round(self, frame: Frame, lo: int, hi: int) -> list[Detection]:
         slots = frame.slots[lo:hi]
