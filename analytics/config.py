@@ -118,8 +118,11 @@ def default_rules() -> list[ThresholdRule]:
 
 
 class HangConfig(FrozenModel):
-    k: Positive = 8.0  # times the median recent step time
+    k: Positive = 8.0  # times the longer of the median step time and the median gap between reports
     min_timeout: Duration = 10.0
+    # Until a job's second step report shows its reporting cadence (and while the first step compiles
+    # and joins NCCL), silence this long is a hang.
+    startup_timeout: Duration = 300.0
     forget_after: Duration = 1800.0  # a job silent this long is gone: resolve and drop its state
 
 

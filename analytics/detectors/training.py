@@ -2,7 +2,10 @@
 
 Volumes are small (64 ranks at a few steps per second), so this path keeps plain Python objects
 per job and rank. Hang is judged on the injected clock, not on step timestamps, so a job that stops
-reporting is noticed by the periodic tick even when nothing arrives. A straggler must be slow
+reporting is noticed by the periodic tick even when nothing arrives. The timeout is k times the
+longer of the median step time and the median gap between reports of new steps (by the steps' own
+timestamps), so a job that reports every 50th step, or is scraped every 30 s, is not called hung
+between reports. A straggler must be slow
 against its own history AND against the other ranks of the same step: the first alone flags a
 whole-job slowdown, the second alone a rank that is always a little slower.
 """
@@ -41,7 +44,9 @@ class JobState:
     loss: RobustStat
     spike: Hysteresis
     step_times: deque[float] = field(default_factory=lambda: deque(maxlen=32))
+    report_gaps: deque[float] = field(default_factory=lambda: deque(maxlen=32))  # s between new steps
     newest_step: int = -1
+    newest_ts: float = math.nan  # the trainer's timestamp of the newest step's first report
     loss_step: int = -1  # the loss is learned once per step, not once per rank
     nonfinite: bool = False
     finite_steps: int = 0
@@ -69,6 +74,10 @@ class TrainingDetector:
             job = self.jobs[event.job_id] = self._new_job(partition, event.cluster, now)
         job.last_seen = max(job.last_seen, now)
         job.step_times.append(event.step_time_s)
+        if event.step > job.newest_step:  # the first report of a new step: the job's reporting cadence
+            if event.ts > job.newest_ts:  # False while newest_ts is NaN
+                job.report_gaps.append(event.ts - job.newest_ts)
+            job.newest_ts = event.ts if math.isnan(job.newest_ts) else max(job.newest_ts, event.ts)
         out: list[Detection] = []
         if job.hung:
             job.hung = False
@@ -270,8 +279,11 @@ class TrainingDetector:
         return out
 
     def timeout(self, job: JobState) -> float:
-        median = statistics.median(job.step_times) if job.step_times else 0.0
-        return max(self.hang.k * median, self.hang.min_timeout)
+        step = statistics.median(job.step_times) if job.step_times else 0.0
+        if not job.report_gaps:
+            return max(self.hang.k * step, self.hang.startup_timeout)
+        cadence = statistics.median(job.report_gaps)
+        return max(self.hang.k * max(step, cadence), self.hang.min_timeout)
 
     def _job(
         self,
@@ -315,7 +327,9 @@ def _dump(job: JobState) -> dict[str, Any]:
         "loss": job.loss.dump(),
         "spike": job.spike.dump(),
         "step_times": list(job.step_times),
+        "report_gaps": list(job.report_gaps),
         "newest_step": job.newest_step,
+        "newest_ts": job.newest_ts,
         "loss_step": job.loss_step,
         "nonfinite": job.nonfinite,
         "finite_steps": job.finite_steps,
@@ -329,6 +343,8 @@ def _load(partition: int, raw: Mapping[str, Any]) -> JobState:
         partition, raw["cluster"], float(raw["last_seen"]), RobustStat.load(raw["loss"]), Hysteresis.load(raw["spike"])
     )
     job.step_times.extend(float(v) for v in raw["step_times"])
+    job.report_gaps.extend(float(v) for v in raw.get("report_gaps", ()))  # absent before the cadence
+    job.newest_ts = float(raw.get("newest_ts", math.nan))
     job.newest_step, job.loss_step = int(raw["newest_step"]), int(raw["loss_step"])
     job.nonfinite, job.finite_steps, job.hung = bool(raw["nonfinite"]), int(raw["finite_steps"]), bool(raw["hung"])
     for r, host, gpu, stat, post in raw["ranks"]:

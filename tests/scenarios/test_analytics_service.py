@@ -299,6 +299,26 @@ def test_commit_order_is_publish_flush_snapshot_commit(tmp_path: Path) -> None:
     assert snap.exists()
 
 
+def test_a_job_that_reports_every_50th_step_is_not_hung_between_reports(tmp_path: Path) -> None:
+    # 0.5 s steps, one report per 50 steps (a Hugging Face logging_steps of 50): 25 s of silence
+    # between reports is the job's cadence, not a hang; 8 such gaps without a report is one.
+    h = Harness(tmp_path)
+    for i in range(8):
+        h.send("training", step("job-a", 0, 50 * i, ts=T0 + 25 * i), "job-a")
+        assert h.run(25, 1) == [], f"report {i}"
+    assert h.service.engine.events["training"][0].timeout(h.service.engine.events["training"][0].jobs["job-a"]) == 200
+    found = h.run(180, 1)
+    assert alerts(found) == [("TrainingHang", "firing")]
+    assert found[0].reason["timeout_s"] == 200 and found[0].reason["silent_s"] > 200
+
+
+def test_a_job_silent_after_its_first_report_is_hung_after_the_startup_timeout(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.send("training", step("job-a", 0, 0), "job-a")
+    assert h.run(290, 10) == []  # no cadence yet: the first steps compile and join NCCL
+    assert alerts(h.run(20, 10)) == [("TrainingHang", "firing")]
+
+
 def test_a_stalled_consumer_does_not_take_its_own_delay_for_a_hang(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     for n in range(20):
