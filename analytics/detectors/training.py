@@ -75,7 +75,7 @@ class TrainingDetector:
         job.last_seen = max(job.last_seen, now)
         job.step_times.append(event.step_time_s)
         if event.step > job.newest_step:  # the first report of a new step: the job's reporting cadence
-            if event.ts > job.newest_ts:  # False while newest_ts is NaN
+            if event.ts > job.newest_ts and not job.hung:  # a hang's silence is not the cadence (NaN: False)
                 job.report_gaps.append(event.ts - job.newest_ts)
             job.newest_ts = event.ts if math.isnan(job.newest_ts) else max(job.newest_ts, event.ts)
         out: list[Detection] = []

@@ -106,8 +106,10 @@ def test_hang_fires_on_the_clock_without_records_and_resolves_when_steps_resume(
     found = h.run(12)  # min_timeout 10 s beats 8 x 0.5 s
     assert alerts(found) == [("TrainingHang", "firing")]
     assert found[0].labels == {"alertname": "TrainingHang", "cluster": "c1", "job_id": "job-a"}
-    h.send("training", step("job-a", 0, 21), "job-a")
+    h.send("training", step("job-a", 0, 21, ts=T0 + 22.5), "job-a")
     assert alerts(h.run(0)) == [("TrainingHang", "resolved")]
+    job = h.service.engine.events["training"][0].jobs["job-a"]
+    assert max(job.report_gaps) == 0.5  # the hang's 13 s of silence did not become the job's cadence
 
 
 def test_non_finite_loss_fires_at_once_and_resolves_after_finite_steps(tmp_path: Path) -> None:
