@@ -54,7 +54,7 @@ class ScriptedBroker:
             on_delivery(None)
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: object = ()) -> None:
-        raise NotImplementedError
+        raise AssertionError("the deliverer must send with a delivery callback, never fire-and-forget")
 
     def flush(self, timeout_s: float | None = None) -> None:
         pass
