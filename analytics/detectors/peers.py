@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from vigil.analytics.config import PeersConfig
 from vigil.analytics.detectors.base import detection, each_round
-from vigil.analytics.detectors.rollup import EntityRollup
+from vigil.analytics.detectors.rollup import EntityRollup, EntityView
 from vigil.analytics.models.decide import DecideBank
 from vigil.analytics.models.peers import SiblingIndex, group_median
 from vigil.analytics.models.robust import RobustBank, RobustConfig
@@ -122,33 +122,29 @@ class PeersDetector:
     def _emit(self, eid: int, decision: Decision, ts: float) -> Detection:
         t = self.table
         members = self.rollup.members(eid)
-        members = members[np.isin(t.col("metric")[members], self._metric_ids)]
-        active = members[t.col("p_active")[members]]
-        last = t.col("p_last")
-        pool = active if active.size else members
-        top = int(pool[np.argmax(np.abs(last[pool]))])
+        view = EntityView.of(t, self.decide, members[np.isin(t.col("metric")[members], self._metric_ids)])
+        top, score = view.top, float(self.decide.col("last")[view.top])
         series, value, median = t.series_of(top), float(t.col("p_value")[top]), float(t.col("p_median")[top])
         entity = t.entities[eid]
-        reason = self.decide.reason(top, MODEL, float(last[top]), series)
+        reason = self.decide.reason(top, MODEL, score, series)
         reason.update(
             value=round(value, 3),
             sibling_median=round(median, 3),
             relative_difference=round(float(t.col("p_dev")[top]), 4),  # (value - median) / |median|
             usual_relative_difference=round(float(t.col("p_off_mean")[top]), 4),
-            metrics={t.series_of(s): round(float(last[s]), 3) for s in active.tolist()},
+            metrics=view.metrics,
             action=ACTION,
         )
-        since = t.col("p_since")[members]
         what = f"{entity.host} GPU {entity.gpu_index}"
         return detection(
             self.name,
             {"alertname": "GpuUnlikeSiblings", **entity.labels()},
             decision,
             ts,
-            score=abs(float(last[top])),
+            score=abs(score),
             severity="warning",
             reason=reason,
-            since=float(np.nanmin(since)) if np.isfinite(since).any() else ts,
+            since=view.since if np.isfinite(view.since) else ts,
             summary=f"{what}: {series} {value:.4g} against a sibling median of {median:.4g}"
             if decision == "firing"
             else f"{what}: back in line with its siblings",

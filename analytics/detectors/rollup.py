@@ -7,8 +7,11 @@ decisions into entity transitions here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
+from vigil.analytics.models.decide import DecideBank
 from vigil.analytics.slots import IntArray, SlotTable
 
 from vigil.events import Decision
@@ -56,3 +59,27 @@ class EntityRollup:
         """Every slot of the entity."""
         t = self.table
         return np.flatnonzero(t.col("entity")[: t.size] == eid)
+
+
+@dataclass(frozen=True, slots=True)
+class EntityView:
+    """What an entity's alert says about its series, read from a stage's decision columns."""
+
+    active: IntArray  # the member slots firing now (none once the entity resolves)
+    top: int  # the member that deviates (or deviated) most
+    metrics: dict[str, float]  # series -> last calibrated score, for the firing members
+    since: float  # earliest firing time among the members; NaN if none
+
+    @classmethod
+    def of(cls, table: SlotTable, decide: DecideBank, members: IntArray) -> EntityView:
+        last = decide.col("last")
+        active = members[decide.col("active")[members]]
+        pool = active if active.size else members
+        top = int(pool[np.argmax(np.abs(last[pool]))])
+        since = decide.col("since")[members]
+        return cls(
+            active=active,
+            top=top,
+            metrics={table.series_of(s): round(float(last[s]), 3) for s in active.tolist()},
+            since=float(np.nanmin(since)) if np.isfinite(since).any() else float("nan"),
+        )

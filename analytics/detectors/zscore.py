@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from vigil.analytics.config import ZScoreConfig
 from vigil.analytics.detectors.base import detection, each_round
-from vigil.analytics.detectors.rollup import EntityRollup
+from vigil.analytics.detectors.rollup import EntityRollup, EntityView
 from vigil.analytics.models.decide import DecideBank
 from vigil.analytics.models.robust import RobustBank
 from vigil.analytics.slots import Frame, SlotTable
@@ -62,19 +62,13 @@ class ZScoreDetector:
 
     def _emit(self, eid: int, decision: Decision, ts: float) -> Detection:
         t = self.table
-        members = self.rollup.members(eid)
-        active = members[t.col("z_active")[members]]  # none left once the entity resolves
-        last = t.col("z_last")
-        metrics = {t.series_of(s): round(float(last[s]), 3) for s in active.tolist()}
-        pool = active if active.size else members
-        top = int(pool[np.argmax(np.abs(last[pool]))])  # the series that deviates (or deviated) most
+        view = EntityView.of(t, self.decide, self.rollup.members(eid))
         entity = t.entities[eid]
         gpu = bool(entity.gpu_index)
         what = f"{entity.host} GPU {entity.gpu_index}" if gpu else entity.host
-        since = t.col("z_since")[members]
-        reason = self.decide.reason(top, MODEL, float(last[top]), t.series_of(top))
+        reason = self.decide.reason(view.top, MODEL, float(self.decide.col("last")[view.top]), t.series_of(view.top))
         reason.update(
-            metrics=metrics,
+            metrics=view.metrics,
             action="inspect the GPU; drain it if the deviation persists" if gpu else "inspect the host",
         )
         return detection(
@@ -82,11 +76,11 @@ class ZScoreDetector:
             {"alertname": "GpuTelemetryAnomaly" if gpu else "HostTelemetryAnomaly", **entity.labels()},
             decision,
             ts,
-            score=max((abs(v) for v in metrics.values()), default=0.0),
+            score=max((abs(v) for v in view.metrics.values()), default=0.0),
             severity="warning",
             reason=reason,
-            since=float(np.nanmin(since)) if np.isfinite(since).any() else ts,
-            summary=f"{what}: {len(metrics)} series deviate from their baseline"
+            since=view.since if np.isfinite(view.since) else ts,
+            summary=f"{what}: {len(view.metrics)} series deviate from their baseline"
             if decision == "firing"
             else f"{what}: telemetry back within its baseline",
         )
