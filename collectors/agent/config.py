@@ -8,7 +8,7 @@ agent:
     nvml: {interval: 1s}
     host: {interval: 10s}
     smart: {interval: 5m, jitter: 30s, timeout: 60s, devices: [/dev/nvme0n1]}
-  buffer: {memory_bytes: 16777216, spill_max_bytes: 1073741824}
+  buffer: {memory_bytes: 16777216, spill_max_bytes: 1073741824, spill_after: 5s}
   metrics_address: 0.0.0.0
   metrics_port: 9479
 ```
@@ -66,6 +66,10 @@ class BufferConfig(FrozenModel):
     spill_dir: Path | None = None  # None: <data_dir>/agent/spill
     spill_max_bytes: Annotated[int, Field(ge=0)] = 1024 * MiB  # 0: never spill (drop when memory is full)
     segment_bytes: Annotated[int, Field(ge=65_536)] = 16 * MiB
+    # A record not acknowledged this long after it was queued is written to the spill even while
+    # memory has room, so a SIGKILL loses at most the last few seconds, not a whole outage. At least
+    # 1 s: a healthy broker acknowledges in milliseconds, and each move opens a segment file.
+    spill_after: Annotated[PositiveDuration, Field(ge=1, le=3600)] = 5.0
 
 
 class AgentConfig(FrozenModel):

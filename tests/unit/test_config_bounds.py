@@ -132,6 +132,10 @@ analytics:
         ),
         ({"agent": {"tick": 0}}, "agent.tick: must be a positive duration"),
         (
+            {"agent": {"buffer": {"spill_after": "500ms"}}},
+            "agent.buffer.spill_after: Input should be greater than or equal to 1",
+        ),
+        (
             {"agent": {"collectors": {"host": {"timeout": 0}}}},
             "agent.collectors.host.timeout: must be a positive duration",
         ),
