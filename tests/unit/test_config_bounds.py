@@ -159,3 +159,11 @@ def test_collector_options_reject_a_negative_index_at_agent_start() -> None:
     named = r"agent\.collectors\.kernel_log\.gpus\.0000:3b:00\.0\.index: Input should be"
     with pytest.raises(ConfigError, match=named):
         create_collectors(config, CollectorContext("n"))
+
+
+def test_vigil_up_refuses_the_alias_bomb_before_starting_anything(tmp_path: Path) -> None:
+    path = tmp_path / "vigil.yaml"
+    path.write_text(f"data_dir: {tmp_path / 'data'}\n" + BOMB)
+    result = CliRunner().invoke(build_app(), ["up", "-c", str(path), "--duration", "1", "--report", "r.json"])
+    assert result.exit_code == 2 and "alias" in result.output
+    assert not (tmp_path / "data").exists()  # no broker, no state: nothing to clean up
