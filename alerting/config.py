@@ -233,7 +233,7 @@ class AlertingConfig(FrozenModel):
     max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 500
     # The longest the outbox dispatcher idles between scans.
     dispatch_interval: Annotated[PositiveDuration, Field(le=60)] = 0.5
-    dispatch_batch: Annotated[int, Field(ge=1)] = 100
+    dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     predictions: PredictionAlertsConfig = Field(default_factory=PredictionAlertsConfig)
 
     @model_validator(mode="after")
