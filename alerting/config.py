@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from vigil.config import Duration, FrozenModel
+from vigil.config import FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
 
 DEFAULT_IDENTITY_LABELS = ("cluster", "host", "gpu_index", "job_id", "rank", "disk_serial")
@@ -21,7 +21,7 @@ class WebhookNotifierConfig(FrozenModel):
     name: str | None = None
     url: Annotated[str, Field(pattern=r"^https?://[^\s/$.?#][^\s]*$")]
     secret: str | None = None
-    timeout: Duration = 5.0
+    timeout: Annotated[PositiveDuration, Field(le=300)] = 5.0
     send_resolved: bool = True
 
 
@@ -43,10 +43,17 @@ def _default_notifiers() -> list[NotifierConfig]:
 class RetryConfig(FrozenModel):
     """One retry stage for every notifier: exponential backoff with jitter, capped."""
 
-    initial_backoff: Duration = 0.5
-    max_backoff: Duration = 30.0
+    initial_backoff: PositiveDuration = 0.5
+    max_backoff: Annotated[PositiveDuration, Field(le=86400)] = 30.0
     max_attempts: Annotated[int, Field(ge=0)] = 0  # 0: retry forever (an outage delays, never loses)
     jitter_seed: int | None = None  # fixed seed: reproducible backoff in tests and replays
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetryConfig:
+        if self.max_backoff < self.initial_backoff:
+            message = f"must not be shorter than initial_backoff ({self.initial_backoff:g}s)"
+            raise_key_errors(self, [(("max_backoff",), message, self.max_backoff)])
+        return self
 
 
 class ApiConfig(FrozenModel):
@@ -92,7 +99,7 @@ class PredictionRule(FrozenModel):
     action: str = ""
     summary: str = "{entity}: {probability} chance within {horizon}"
     forecast: bool = False
-    critical_within: Duration | None = None
+    critical_within: PositiveDuration | None = None
     # Evidence shown in the evidence annotation but never among the top terms: context, not cause.
     context_evidence: list[str] = Field(default_factory=list)
     top_terms: Annotated[int, Field(ge=0, le=20)] = 3
@@ -217,15 +224,16 @@ class PredictionAlertsConfig(FrozenModel):
 
 
 class AlertingConfig(FrozenModel):
-    group: str = "vigil-alerting"
+    group: Annotated[str, Field(min_length=1)] = "vigil-alerting"
     db_path: Path | None = None  # None: <data_dir>/alerting/alerts.db, see resolve_db_path
     api: ApiConfig = Field(default_factory=ApiConfig)
     notifiers: list[NotifierConfig] = Field(default_factory=_default_notifiers)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     identity_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_IDENTITY_LABELS))
-    max_poll_records: Annotated[int, Field(ge=1)] = 500
-    dispatch_interval: Duration = 0.5  # longest the outbox dispatcher idles between scans
-    dispatch_batch: Annotated[int, Field(ge=1)] = 100
+    max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 500
+    # The longest the outbox dispatcher idles between scans.
+    dispatch_interval: Annotated[PositiveDuration, Field(le=60)] = 0.5
+    dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     predictions: PredictionAlertsConfig = Field(default_factory=PredictionAlertsConfig)
 
     @model_validator(mode="after")

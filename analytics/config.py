@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 from vigil.analytics.models.decide import DecideConfig
 from vigil.analytics.models.robust import RobustConfig
 
@@ -18,7 +18,7 @@ from vigil.catalog import (
     GPU_TEMPERATURE,
     GPU_UTILIZATION,
 )
-from vigil.config import Duration, FrozenModel
+from vigil.config import Duration, FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
 
 Positive = Annotated[float, Field(gt=0)]
@@ -65,8 +65,8 @@ class ThresholdRule(FrozenModel):
 
     # ``for`` is a keyword; accept ``for_`` too so a dumped config loads back.
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-    name: str
-    metric: str
+    name: Annotated[str, Field(min_length=1)]
+    metric: Annotated[str, Field(min_length=1)]
     op: Literal[">", "<"]
     value: float
     for_: Duration = Field(0.0, alias="for")
@@ -119,11 +119,20 @@ def default_rules() -> list[ThresholdRule]:
 
 class HangConfig(FrozenModel):
     k: Positive = 8.0  # times the longer of the median step time and the median gap between reports
-    min_timeout: Duration = 10.0
+    min_timeout: PositiveDuration = 10.0
     # Until a job's second step report shows its reporting cadence (and while the first step compiles
     # and joins NCCL), silence this long is a hang.
-    startup_timeout: Duration = 300.0
-    forget_after: Duration = 1800.0  # a job silent this long is gone: resolve and drop its state
+    startup_timeout: PositiveDuration = 300.0
+    forget_after: PositiveDuration = 1800.0  # a job silent this long is gone: resolve and drop its state
+
+    @model_validator(mode="after")
+    def _forget_after_a_hang(self) -> HangConfig:
+        # A job forgotten before it could be called hung would resolve the moment it fired.
+        longest = max(self.min_timeout, self.startup_timeout)
+        if self.forget_after <= longest:
+            message = f"must be longer than min_timeout and startup_timeout ({longest:g}s)"
+            raise_key_errors(self, [(("forget_after",), message, self.forget_after)])
+        return self
 
 
 class TrainingConfig(FrozenModel):
@@ -134,14 +143,14 @@ class TrainingConfig(FrozenModel):
 
 
 class XidConfig(FrozenModel):
-    quiet_period: Duration = 60.0  # no further XID on the GPU for this long resolves
+    quiet_period: PositiveDuration = 60.0  # no further XID on the GPU for this long resolves
 
 
 class TruthfulnessConfig(FrozenModel):
     stale_k: Annotated[float, Field(gt=1)] = 5.0  # expected intervals without a sample
-    min_interval: Duration = 1.0  # floor of the expected interval
-    default_interval: Duration = 15.0  # expected interval of a series seen only once
-    forget_after: Duration = 3600.0
+    min_interval: PositiveDuration = 1.0  # floor of the expected interval
+    default_interval: PositiveDuration = 15.0  # expected interval of a series seen only once
+    forget_after: PositiveDuration = 3600.0
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
     frozen_min_run: Annotated[int, Field(ge=2)] = 10
     frozen_evidence: Annotated[float, Field(gt=0)] = 9.0  # -log10 chance of the run
@@ -152,20 +161,29 @@ class TruthfulnessConfig(FrozenModel):
     )
     zero_persist: Annotated[int, Field(ge=1)] = 3
 
+    @model_validator(mode="after")
+    def _forget_after_stale(self) -> TruthfulnessConfig:
+        # A series forgotten before it can be overdue would never be reported stale.
+        due = self.stale_k * self.min_interval
+        if self.forget_after <= due:
+            message = f"must be longer than stale_k x min_interval ({due:g}s)"
+            raise_key_errors(self, [(("forget_after",), message, self.forget_after)])
+        return self
+
 
 class PredictConfig(FrozenModel):
     """The failure predictors and forecasts (``vigil.analytics.predict``), run once per ``every``."""
 
     enabled: bool = True
-    every: Duration = 60.0  # event time between two passes over the slot table
+    every: PositiveDuration = 60.0  # event time between two passes over the slot table
     disk_model: Path | None = None  # from `vigil train disk`; None: the rule prior
-    disk_horizon_days: Count = 30
-    full_within: Duration = 86400.0  # publish a disk-full forecast closer than this
-    thermal_within: Duration = 3600.0  # publish a thermal-limit forecast closer than this
+    disk_horizon_days: Annotated[int, Field(ge=1, le=365)] = 30
+    full_within: PositiveDuration = 86400.0  # publish a disk-full forecast closer than this
+    thermal_within: PositiveDuration = 3600.0  # publish a thermal-limit forecast closer than this
 
 
 class AnalyticsConfig(FrozenModel):
-    group: str = "vigil-analytics"
+    group: Annotated[str, Field(min_length=1)] = "vigil-analytics"
     detectors: list[str] = Field(
         default_factory=lambda: ["zscore", "peers", "threshold", "xid", "training", "truthfulness"]
     )
@@ -177,7 +195,21 @@ class AnalyticsConfig(FrozenModel):
     xid: XidConfig = Field(default_factory=XidConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
     truthfulness: TruthfulnessConfig = Field(default_factory=TruthfulnessConfig)
-    snapshot_every: Duration = 5.0  # snapshot+commit cadence; not every poll, to keep throughput
-    tick_every: Duration = 1.0  # time-driven checks (hang, XID quiet) run at least this often
-    poll_timeout: Duration = 1.0
-    max_poll_records: Count = 500
+    snapshot_every: Duration = 5.0  # snapshot+commit cadence; not every poll, to keep throughput (0: every poll)
+    tick_every: Duration = 1.0  # time-driven checks (hang, XID quiet) run at least this often (0: every poll)
+    # The consumer's wait for records: zero would spin the loop on an idle topic, a long one delays a stop.
+    poll_timeout: Annotated[PositiveDuration, Field(le=60)] = 1.0
+    max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 500
+
+    @model_validator(mode="after")
+    def _known_detectors(self) -> AnalyticsConfig:
+        from vigil.analytics.detectors import build_registry  # the registry imports this module
+
+        known = build_registry()
+        problems = [
+            (("detectors", i), f"unknown detector (known: {', '.join(known.names())})", name)
+            for i, name in enumerate(self.detectors)
+            if name not in known
+        ]
+        raise_key_errors(self, problems)
+        return self

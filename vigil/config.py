@@ -7,14 +7,18 @@ broker is (:class:`KafkaConfig`) and where local state lives (:class:`CommonConf
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from vigil.errors import ConfigError
+from vigil.topics import STREAMS
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -33,23 +37,57 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"invalid duration {value!r}")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"invalid duration {value!r}: not finite")
     if seconds < 0:
         raise ValueError(f"invalid duration {value!r}: negative")
     return seconds
 
 
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError(f"must be a positive duration (got {seconds:g}s)")
+    return seconds
+
+
+# ``Duration`` is zero or more (a ``for: 0s``, a ``cooldown`` of none); ``PositiveDuration`` is for
+# timeouts, intervals and backoffs, where zero would fail at run time or spin a loop.
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+
+
+KeyProblem = tuple[tuple[str | int, ...], str, object]  # (key path inside the model, message, value)
+
+
+def raise_key_errors(model: BaseModel, problems: Sequence[KeyProblem]) -> None:
+    """For cross-field checks in a model validator: one error per problem at its own key path, so
+    ``kafka.heartbeat_interval: must be shorter ...`` names the key, as a field's own error does."""
+    if problems:
+        details = [
+            InitErrorDetails(type=PydanticCustomError("config", message), loc=loc, input=value)
+            for loc, message, value in problems
+        ]
+        raise ValidationError.from_exception_data(type(model).__name__, details)
 
 
 class FrozenModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN or infinity in any number: a NaN threshold never fires, an infinite one overflows.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class TopicsConfig(FrozenModel):
-    prefix: str = "vigil"
+    # Kafka topic names allow letters, digits, '.', '_' and '-' (249 characters in all).
+    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$", max_length=200)] = "vigil"
     partitions: dict[str, Annotated[int, Field(ge=1, le=1024)]] = Field(
         default_factory=lambda: {"telemetry": 8, "logs": 4, "training": 4}
     )
+
+    @model_validator(mode="after")
+    def _known_streams(self) -> TopicsConfig:
+        known = ", ".join(STREAMS)
+        unknown = sorted(set(self.partitions) - set(STREAMS))
+        raise_key_errors(self, [(("partitions", s), f"unknown stream (known: {known})", s) for s in unknown])
+        return self
 
 
 class KafkaConfig(FrozenModel):
@@ -58,17 +96,26 @@ class KafkaConfig(FrozenModel):
     bootstrap_servers: list[str] = Field(default_factory=list)
     client_id: str = "vigil"
     compression: Literal["lz4", "zstd", "gzip", "snappy", "none"] = "lz4"
-    linger: Duration = 0.005
-    batch_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    linger: Annotated[Duration, Field(le=60)] = 0.005
+    batch_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 1_048_576
     # Tansu holds a JoinGroup for session_timeout/2: keep it short (6 s is also Kafka's minimum).
-    session_timeout: Duration = 6.0
-    heartbeat_interval: Duration = 1.0
-    max_poll_records: Annotated[int, Field(ge=1)] = 500
+    # At most 5 minutes: kafka-python's consumer needs session_timeout + 5 s below its 9-minute
+    # idle-connection limit, and brokers cap it (group.max.session.timeout.ms).
+    session_timeout: Annotated[PositiveDuration, Field(le=300)] = 6.0
+    heartbeat_interval: PositiveDuration = 1.0  # below session_timeout (kafka-python refuses otherwise)
+    max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 500
     # Small per-partition fetches make a poll span every partition (hosts) over the same time range,
     # so the detectors' per-round vector work covers many series at once instead of one host's backlog.
-    max_partition_fetch_bytes: Annotated[int, Field(ge=1024)] = 262_144
-    request_timeout: Duration = 30.0
+    max_partition_fetch_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 262_144
+    request_timeout: Annotated[PositiveDuration, Field(le=300)] = 30.0
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> KafkaConfig:
+        if self.heartbeat_interval >= self.session_timeout:
+            message = f"must be shorter than session_timeout ({self.session_timeout:g}s)"
+            raise_key_errors(self, [(("heartbeat_interval",), message, self.heartbeat_interval)])
+        return self
 
 
 class BrokerConfig(FrozenModel):
@@ -78,9 +125,15 @@ class BrokerConfig(FrozenModel):
     port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: a free loopback port
     s3_port: Annotated[int, Field(ge=0, le=65535)] = 0
 
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> BrokerConfig:
+        if self.port and self.port == self.s3_port:
+            raise_key_errors(self, [(("s3_port",), "must differ from port", self.s3_port)])
+        return self
+
 
 class CommonConfig(FrozenModel):
-    cluster: str = "default"
+    cluster: Annotated[str, Field(min_length=1)] = "default"
     data_dir: Path = Path(".vigil")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -109,13 +162,75 @@ def validate(model: type[M], data: Any, prefix: str = "") -> M:
         raise ConfigError(format_validation_error(exc, prefix)) from exc
 
 
+# Nodes that aliases may add to a document when expanded: anchors reused for a few notifiers or
+# rules add tens; a "billion laughs" adds 10^9 and would be built in full by the first dump or copy.
+MAX_ALIAS_EXPANSION = 10_000
+
+
+class AliasBudgetError(yaml.YAMLError):
+    """A document whose aliases expand beyond ``MAX_ALIAS_EXPANSION`` nodes, or refer to themselves."""
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _expansion(root: yaml.Node) -> tuple[int, int]:
+    """(distinct nodes, nodes once every alias is expanded), walking the composed graph without
+    expanding it: an alias is the anchored node object itself, so sizes are memoised by identity."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # entered, not finished: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+        elif key in open_nodes:
+            raise AliasBudgetError("a recursive YAML alias (a node that contains itself)")
+        elif key not in sizes:
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+    return len(sizes), sizes[id(root)]
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that measures alias expansion on the composed node graph before building
+    any Python object, so an alias bomb is refused in microseconds instead of eating the memory."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        distinct, expanded = _expansion(node)
+        if expanded - distinct > MAX_ALIAS_EXPANSION:
+            raise AliasBudgetError(
+                f"YAML aliases expand {distinct:,} written nodes to {expanded:,} (at most "
+                f"{MAX_ALIAS_EXPANSION:,} more are allowed): an alias bomb? Write the values out instead"
+            )
+        return self.construct_document(node)
+
+
+def safe_load_bounded(text: str) -> Any:
+    """``yaml.safe_load`` with the alias budget; raises ``yaml.YAMLError`` (``AliasBudgetError``)."""
+    return yaml.load(text, Loader=_BoundedLoader)
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_bounded(text)
+    except AliasBudgetError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if data is None:

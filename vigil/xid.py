@@ -14,6 +14,7 @@ from typing import Any, Literal, cast, get_args
 
 import yaml
 
+from vigil.config import safe_load_bounded
 from vigil.errors import ConfigError
 from vigil.events import Severity
 
@@ -54,7 +55,7 @@ class XidCatalog(Mapping[int, XidEntry]):
         packaged = resources.files("vigil").joinpath("catalogs/xid.yaml")
         text = packaged.read_text() if path is None else path.read_text()
         try:
-            data = yaml.safe_load(text)
+            data = safe_load_bounded(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"xid catalog: not valid YAML: {exc}") from exc
         if not isinstance(data, dict) or not isinstance(data.get("entries"), list):

@@ -138,6 +138,8 @@ class Agent:
                 return True
             self._drain_results(min(remaining, _POLL_S), current=None)
             self._check_timeouts()
+            if self.buffer is not None:
+                self.buffer.spill_overdue()  # unacknowledged records older than spill_after go to disk
         return False
 
     def _tick(self, slot: float, schedule: Schedule) -> None:

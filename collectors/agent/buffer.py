@@ -2,9 +2,11 @@
 
 Ordering invariant: every record in memory is older than every record on disk. A record goes to
 memory only while nothing is spilled and memory has room; once anything is on disk, new records go
-to the disk tail until the disk is drained, and the memory records spilled at shutdown are written
-as a segment named before all others. So reading memory first, then segments by name, is append
-order, across restarts too.
+to the disk tail until the disk is drained. Memory is written to disk as a whole, as a segment named
+before all others, when its oldest record has waited ``spill_after`` without being acknowledged
+(the broker is away or slow) and at shutdown. So reading memory first, then segments by name, is
+append order, across restarts too; and a SIGKILL loses at most the records of the last
+``spill_after`` (plus the agent loop's check interval), never a whole outage.
 
 A record leaves the buffer only through ``commit``: the delivery thread ``peek``s a chunk, sends
 it, and commits the prefix the broker settled (acknowledged, or rejected for good, which it counts
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -32,16 +35,26 @@ DropCallback = Callable[[str, str, int], None]
 
 
 class DeliveryBuffer:
-    def __init__(self, config: BufferConfig, spill_dir: Path | None, on_drop: DropCallback) -> None:
+    def __init__(
+        self,
+        config: BufferConfig,
+        spill_dir: Path | None,
+        on_drop: DropCallback,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self._on_drop = on_drop
+        self._now = monotonic
         self._cond = threading.Condition()
         self._memory: deque[Entry] = deque()
+        self._memory_at: deque[float] = deque()  # when each memory record was appended
         self._memory_bytes = 0
         self._spill = self._open_spill(spill_dir)
         self._next_seq = self._spill.next_seq if self._spill is not None else 0
         self._corrupt_seen = self._report_corrupt(0)
         self._peeked: Literal["memory", "spill"] | None = None
+        self._peeked_count = 0
+        self._last_sync = self._now()
         self._closed = False
 
     def _open_spill(self, spill_dir: Path | None) -> SpillLog | None:
@@ -57,12 +70,14 @@ class DeliveryBuffer:
     def append(self, stream: str, key: bytes, value: bytes, samples: int = 0) -> bool:
         """Queue one record; False when it had to be dropped (counted through ``on_drop``)."""
         with self._cond:
+            self._spill_overdue()
             entry = Entry(self._next_seq, stream, key, value, samples)
             self._next_seq += 1
             if self._closed:
                 reason = "shutdown"
             elif self._spill_pending() == 0 and self._memory_has_room(entry):
                 self._memory.append(entry)
+                self._memory_at.append(self._now())
                 self._memory_bytes += entry.size
                 self._cond.notify_all()
                 return True
@@ -106,6 +121,7 @@ class DeliveryBuffer:
                         break
                     out.append(entry)
                     taken += entry.size
+                self._peeked_count = len(out)
                 return out
             if self._spill is not None and not self._closed:
                 out = self._read_spill(max_records, max_bytes)
@@ -132,6 +148,7 @@ class DeliveryBuffer:
             if self._peeked == "memory":
                 for _ in range(min(count, len(self._memory))):
                     self._memory_bytes -= self._memory.popleft().size
+                    self._memory_at.popleft()
             elif self._spill is not None:
                 self._commit_spill(count)
             self._peeked = None
@@ -176,6 +193,7 @@ class DeliveryBuffer:
             self._closed = True
             remaining = list(self._memory)
             self._memory.clear()
+            self._memory_at.clear()
             self._memory_bytes = 0
             kept = self._spill_head(remaining)
             if self._spill is not None:
@@ -197,6 +215,49 @@ class DeliveryBuffer:
         except OSError as exc:
             log.error("cannot spill %d records at shutdown: %s", len(entries), exc)
             return 0
+
+    # ------------------------------------------------------------------ the time bound
+    def spill_overdue(self) -> int:
+        """Write memory to disk if its oldest record waited ``spill_after``; fsync the active segment
+        at most every ``spill_after``. The agent loop calls this a few times a second; returns how
+        many records moved."""
+        with self._cond:
+            return self._spill_overdue()
+
+    def _spill_overdue(self) -> int:
+        if self._spill is None or self._closed:
+            return 0
+        now = self._now()
+        moved = 0
+        if self._memory_at and now - self._memory_at[0] >= self.config.spill_after:
+            moved = self._memory_to_spill()
+        if self._spill.unsynced and now - self._last_sync >= self.config.spill_after:
+            self._last_sync = now
+            try:
+                self._spill.sync()
+            except OSError as exc:
+                log.error("cannot fsync the spill in %s: %s", self._spill.dir, exc)
+        return moved
+
+    def _memory_to_spill(self) -> int:
+        """All of memory becomes one head segment, or none of it (order needs memory older than disk)."""
+        assert self._spill is not None
+        entries = list(self._memory)
+        if sum(e.size for e in entries) > self._spill.room():
+            return 0  # the spill is full: the records stay in memory, where they still count
+        in_flight = self._peeked_count if self._peeked == "memory" else 0
+        try:
+            kept = self._spill.write_head(entries, in_flight)
+        except OSError as exc:
+            log.error("cannot spill %d unacknowledged records to %s: %s", len(entries), self._spill.dir, exc)
+            return 0
+        self._memory.clear()
+        self._memory_at.clear()
+        self._memory_bytes = 0
+        if in_flight:
+            self._peeked = "spill"  # the chunk out for delivery is now the head segment's start
+        log.info("%d records unacknowledged for %gs: written to %s", kept, self.config.spill_after, self._spill.dir)
+        return kept
 
     # ------------------------------------------------------------------ internals
     def _spill_pending(self) -> int:

@@ -1,20 +1,27 @@
 """Records spilled to disk: append-only segment files, read back oldest first, deleted once acknowledged.
 
 ``<dir>/<first_seq>.seg`` holds records in append order; segment names are the sequence number of
-their first record, so sorting them by name is the delivery order (the memory records spilled at
-shutdown are older than any segment and get a lower name). ``<first_seq>.ack`` holds the byte
-offset up to which the broker acknowledged the segment, rewritten (atomically) after each
-acknowledged chunk, so a restarted agent resumes after the last acknowledged record instead of
-sending the whole segment again.
+their first record, so sorting them by name is the delivery order (memory records written as a
+"head" segment, when they waited too long or at shutdown, are older than any segment and get a
+lower name). ``<first_seq>.ack`` holds the byte offset up to which the broker acknowledged the
+segment, rewritten atomically (a temporary file renamed over it) after each acknowledged chunk, so a
+restarted agent resumes after the last acknowledged record instead of sending the whole segment again.
 
 A record is ``crc32 | value length | samples | stream length | key length | stream | key | value``
 (little-endian ``<IIIBH``); the CRC covers everything after it. A torn tail (a crash in the middle of
 a write) fails its length or CRC check when the segments are scanned at start, and the segment is
-cut there. Writes are not fsync'ed: the spill survives an agent crash or restart, not a power cut.
+cut there.
+
+Durability: every write reaches the kernel at once, so a killed agent (SIGKILL, OOM) loses nothing
+that was written. Against a power cut, a segment is fsync'ed when it is sealed (rolled over, or
+closed at shutdown), a head segment before it is renamed into place, the directory after a segment
+is created, and the active segment whenever ``sync`` is called (the buffer does so at most every
+``spill_after``). ``.ack`` files are not fsync'ed: one lost to a power cut only sends records again.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import struct
@@ -75,6 +82,7 @@ class SpillLog:
         self.next_seq = 0
         self.corrupt_records = 0  # torn or damaged records found (and cut off) at start
         self._fd: int | None = None  # the active (last) segment, open for appending
+        self.unsynced = False  # the active segment has writes not yet fsync'ed
         self._read_ends: list[int] = []  # end offsets of the records the last read returned
         self._load()
 
@@ -104,12 +112,25 @@ class SpillLog:
             raise
         segment.size += len(data)
         segment.records += 1
+        self.unsynced = True
         self.next_seq = max(self.next_seq, entry.seq + 1)
         return True
 
-    def write_head(self, entries: list[Entry]) -> int:
-        """Write records older than every segment into a segment of their own (the memory buffer at
-        shutdown); returns how many fit under ``max_bytes``."""
+    def sync(self) -> None:
+        """fsync the active segment's writes (a power cut then cannot take them)."""
+        if self._fd is not None and self.unsynced:
+            os.fsync(self._fd)
+        self.unsynced = False
+
+    def room(self) -> int:
+        return self.max_bytes - self.bytes
+
+    def write_head(self, entries: list[Entry], in_flight: int = 0) -> int:
+        """Write records older than every segment into a segment of their own (memory records that
+        waited too long, or the memory buffer at shutdown); returns how many fit under ``max_bytes``.
+
+        ``in_flight``: the first records of ``entries`` are out for delivery, so the next ``commit``
+        acknowledges them in this segment, as if ``read`` had returned them."""
         if not entries:
             return 0
         budget = self.max_bytes - self.bytes
@@ -123,11 +144,11 @@ class SpillLog:
         if not chunks:
             return 0
         path = self._path(entries[0].seq, ".seg")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(chunks))
-        os.replace(tmp, path)
+        _write_durably(path, b"".join(chunks))
         size = sum(map(len, chunks))
         self.segments.insert(0, Segment(entries[0].seq, path, size=size, records=len(chunks)))
+        ends = itertools.accumulate(len(chunk) for chunk in chunks[: min(in_flight, len(chunks))])
+        self._read_ends = list(ends)
         return len(chunks)
 
     # ------------------------------------------------------------------ reading
@@ -153,7 +174,7 @@ class SpillLog:
                     self.corrupt_records += 1
                     segment.size = offset
                     if segment is self.segments[-1]:
-                        self.close()  # appends go to a new segment, not after the damage
+                        self._close_fd()  # appends go to a new segment, not after the damage
                     break
                 offset += length
                 taken += length
@@ -177,24 +198,31 @@ class SpillLog:
             _replace_text(self._path(segment.first_seq, ".ack"), str(segment.acked))
 
     def close(self) -> None:
+        """Seal the active segment: fsync it, then close it (shutdown)."""
+        self.sync()
+        self._close_fd()
+
+    def _close_fd(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self.unsynced = False
 
     # ------------------------------------------------------------------ internals
     def _path(self, seq: int, suffix: str) -> Path:
         return self.dir / f"{seq:020d}{suffix}"
 
     def _open_segment(self, first_seq: int) -> None:
-        self.close()
+        self.close()  # the previous segment is complete: seal it
         path = self._path(first_seq, ".seg")
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        _sync_dir(self.dir)  # the new file's name survives a power cut too
         self.segments.append(Segment(first_seq, path))
 
     def _finish(self, segment: Segment) -> None:
         """Every record of the segment is acknowledged: delete it (closing it first if active)."""
         if segment is self.segments[-1]:
-            self.close()
+            self._close_fd()  # delivered: nothing to make durable
         self.segments.remove(segment)
         self._read_ends = []
         segment.path.unlink(missing_ok=True)
@@ -273,9 +301,31 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _replace_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
+    """Atomically: a reader (a restarted agent) sees the old offset or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write a whole file under a temporary name, fsync it, rename it into place, fsync the directory."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _sync_dir(path.parent)
+
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_int(path: Path) -> int:

@@ -49,7 +49,7 @@ from vigil.collectors.gpu.dcgm_fields import (
 )
 
 from vigil.clock import Clock, SystemClock
-from vigil.config import Duration, FrozenModel, validate
+from vigil.config import FrozenModel, PositiveDuration, validate
 
 DEFAULT_URL = "http://127.0.0.1:9400/metrics"
 MAX_KEY_SETS = 4096  # series label sets remembered; pods come and go, the cache must not grow forever
@@ -58,7 +58,7 @@ MAX_KEY_SETS = 4096  # series label sets remembered; pods come and go, the cache
 class DcgmOptions(FrozenModel):
     url: str | None = None  # default DEFAULT_URL when no file is given
     file: Path | None = None  # read a saved scrape instead (tests, air-gapped debugging)
-    timeout: Duration = 5.0
+    timeout: PositiveDuration = 5.0
 
     @model_validator(mode="after")
     def _one_source(self) -> DcgmOptions:

@@ -42,7 +42,7 @@ from vigil.collectors.gpu.smi_parse import (
 )
 
 from vigil import catalog as c
-from vigil.config import Duration, FrozenModel, validate
+from vigil.config import FrozenModel, PositiveDuration, validate
 
 Runner = Callable[[Sequence[str], float], tuple[int, str, str]]
 Row = dict[str, str]
@@ -101,7 +101,7 @@ QUERY = (*IDENTITY_FIELDS, THROTTLE_FIELD, "mig.mode.current", *(f.name for f in
 
 class SmiOptions(FrozenModel):
     binary: str = "nvidia-smi"
-    timeout: Duration = 10.0
+    timeout: PositiveDuration = 10.0
     mode: Literal["auto", "csv", "q"] = "auto"
     mig: bool = True
 

@@ -27,7 +27,7 @@ from vigil.collectors.base import CollectorContext, Item, Problem, Sample
 from vigil.collectors.host.common import last_words, run, sensor_name
 
 from vigil import catalog as c
-from vigil.config import Duration, FrozenModel, validate
+from vigil.config import FrozenModel, PositiveDuration, validate
 from vigil.events import series_key
 
 NAME = "ipmi"
@@ -47,7 +47,7 @@ class IpmiOptions(FrozenModel):
     # Arguments before the command, e.g. ["-I", "lanplus", "-H", "bmc-7", "-U", "monitor", "-E"] for a remote BMC.
     interface_args: list[str] = Field(default_factory=list)
     command: list[str] = Field(default_factory=lambda: ["sdr", "elist"])
-    timeout: Duration = 30.0
+    timeout: PositiveDuration = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from vigil.collectors.base import CollectorContext, Item, Problem, Sample
 from vigil.collectors.host.common import Completed, label_value, last_words, run
 
 from vigil import catalog as c
-from vigil.config import Duration, FrozenModel, validate
+from vigil.config import FrozenModel, PositiveDuration, validate
 from vigil.events import series_key
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _device(value: Any) -> Any:
 class SmartOptions(FrozenModel):
     smartctl: str = "smartctl"
     devices: list[Annotated[SmartDevice, BeforeValidator(_device)]] = Field(default_factory=list)  # empty: --scan
-    timeout: Duration = 30.0  # per smartctl run
+    timeout: PositiveDuration = 30.0  # per smartctl run
     standby: bool = True  # pass -n standby: do not wake a sleeping disk
     attributes: list[Annotated[int, Field(ge=1, le=255)]] = Field(
         default_factory=lambda: [5, 9, 187, 188, 194, 197, 198, 199]

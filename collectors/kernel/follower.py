@@ -52,7 +52,7 @@ DEFAULT_START: dict[str, StartAt] = {"kmsg": "beginning", "journal": "beginning"
 
 
 class GpuOption(FrozenModel):
-    index: int | None = None
+    index: Annotated[int, Field(ge=0)] | None = None
     uuid: str | None = None
 
 

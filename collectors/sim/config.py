@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from vigil.collectors.sim.faults import FAULT_KINDS
 
-from vigil.config import Duration, FrozenModel
+from vigil.config import Duration, FrozenModel, PositiveDuration
 
 
 def host_name(index: int) -> str:
@@ -19,7 +19,7 @@ class FaultSpec(FrozenModel):
 
     kind: str
     at: Duration  # seconds after the simulator's start
-    duration: Duration | None = None  # None: until the simulator stops
+    duration: PositiveDuration | None = None  # None: until the simulator stops
     host: str | None = None
     gpu_index: Annotated[int, Field(ge=0)] | None = None
     rank: Annotated[int, Field(ge=0)] | None = None
@@ -35,25 +35,18 @@ class FaultSpec(FrozenModel):
 class SimConfig(FrozenModel):
     nodes: Annotated[int, Field(ge=1, le=100)] = 8
     gpus_per_node: Annotated[int, Field(ge=1, le=16)] = 8
-    interval: Duration = 1.0
-    seed: int = 0
+    interval: PositiveDuration = 1.0
+    seed: Annotated[int, Field(ge=0)] = 0  # numpy's generators take no negative seed
     cluster: str = "default"
     job_id: str = "job-0"
     # More than one tick per TelemetryBatch only pays for throughput benchmarks: it delays telemetry.
     ticks_per_batch: Annotated[int, Field(ge=1, le=10_000)] = 1
-    base_step_time: Duration = 0.5
+    base_step_time: PositiveDuration = 0.5
     # False: the job emits no TrainingSteps (the telemetry-throughput benchmark measures one stream).
     training: bool = True
     faults: list[FaultSpec] = Field(default_factory=list)
     # "demo": with no explicit faults, run the built-in demo schedule (see vigil.collectors.sim.schedule).
     schedule: Literal["demo", "none"] = "demo"
-
-    @field_validator("interval", "base_step_time")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
 
     @model_validator(mode="after")
     def _targets_exist(self) -> SimConfig:

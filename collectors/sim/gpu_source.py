@@ -41,7 +41,7 @@ from vigil.collectors.sim.fleet import FleetSimulator
 
 from vigil import catalog as c
 from vigil.clock import Clock, SystemClock
-from vigil.config import Duration, FrozenModel, validate
+from vigil.config import FrozenModel, PositiveDuration, validate
 from vigil.events import FloatArray, parse_series_key
 
 MIB = float(1 << 20)
@@ -73,8 +73,8 @@ _COLUMNS = {
 
 class SimGpuOptions(FrozenModel):
     gpus: Annotated[int, Field(ge=1, le=16)] = 8
-    seed: int = 0
-    interval: Duration = 1.0  # the simulator's nominal tick (its first tick's time step)
+    seed: Annotated[int, Field(ge=0)] = 0  # numpy's generators take no negative seed
+    interval: PositiveDuration = 1.0  # the simulator's nominal tick (its first tick's time step)
     schedule: Literal["demo", "none"] = "none"
     faults: list[FaultSpec] = Field(default_factory=list)  # host "node-00", the simulated node
     mig: bool = True

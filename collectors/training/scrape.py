@@ -37,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import Field, field_validator
 from vigil.collectors.base import CollectorContext, Item, Problem
 
-from vigil.config import Duration, FrozenModel, validate
+from vigil.config import FrozenModel, PositiveDuration, validate
 from vigil.events import TrainingStep
 
 NAME = "training_scrape"
@@ -63,7 +63,7 @@ class ScrapeOptions(FrozenModel):
     rank: Annotated[int, Field(ge=0)] = 0  # for samples without ``rank_label``
     gpu_label: str | None = None  # a label holding the physical GPU index, if the job has one
     labels: dict[str, str] = Field(default_factory=dict)  # only samples with these labels (several jobs, one page)
-    timeout: Duration = 5.0
+    timeout: PositiveDuration = 5.0
 
     @field_validator("url")
     @classmethod

@@ -228,3 +228,44 @@ def test_vigil_agent_spills_on_sigterm_and_replays_on_the_next_start(
     assert got[:restart] == list(range(restart)) and restart >= 10
     assert got[restart:] == list(range(len(got) - restart)) and len(got) - restart >= 8
     assert not list((tmp_path / "agent" / "spill").glob("*.seg"))
+
+
+def test_a_sigkilled_agent_loses_at_most_the_last_seconds_of_an_outage(tmp_path: Path) -> None:
+    """Defaults (16 MiB memory, nothing near full): the broker is down, the agent runs ~20 s and is
+    killed with SIGKILL. Records older than ``agent.buffer.spill_after`` were on disk, so once the
+    broker is back and the agent restarted they all arrive, in order, before the new run's."""
+    spill_after = 3.0
+    port = free_port()
+    prefix = "sigkill"
+    config = tmp_path / "agent.yaml"
+    write_config(config, f"127.0.0.1:{port}", prefix, tmp_path)  # nothing listens there yet: broker down
+    data = yaml.safe_load(config.read_text())
+    data["agent"]["buffer"] = {"spill_after": f"{spill_after}s"}  # memory_bytes etc. at their defaults
+    config.write_text(yaml.safe_dump(data))
+    cmd = [sys.executable, "-m", "vigil.cli", "agent", "--config", str(config)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(20)
+    finally:
+        proc.kill()  # SIGKILL: no shutdown path runs
+        out, _ = proc.communicate(timeout=30)
+        killed_at = time.time()
+    assert proc.returncode == -signal.SIGKILL, out
+    assert "broker unreachable" in out
+
+    with EmbeddedBroker(tmp_path / "broker", ephemeral=True, port=port) as broker:  # back, same address
+        rerun = subprocess.run([*cmd, "--duration", "4"], cwd=ROOT, capture_output=True, text=True, timeout=90)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        live = kafka_for(broker.bootstrap, prefix)
+        records = read_all(live, Topics(prefix).telemetry, 70)
+    got = sequence(records)
+    stamps = [float(decode(r.value).ts[0]) for r in records]  # type: ignore[union-attr]
+    restart = got.index(0, 1) if 0 in got[1:] else len(got)
+    first, second = got[:restart], got[restart:]
+    # the killed run's records: complete from its first, in order, none repeated ...
+    assert first == list(range(len(first))), first
+    # ... up to at most spill_after (plus a tick and the check's granularity) before the kill
+    newest = stamps[restart - 1] if first else float("-inf")
+    assert killed_at - newest <= spill_after + 2.0, f"lost the last {killed_at - newest:.1f}s (ran ~20s)"
+    assert len(first) >= 60  # ~20 s at 5 records/s
+    assert second == list(range(len(second))) and len(second) >= 10  # the restarted run follows

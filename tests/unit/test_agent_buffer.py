@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from vigil.collectors.agent.buffer import DeliveryBuffer
 from vigil.collectors.agent.config import BufferConfig
 
@@ -146,3 +147,120 @@ def test_an_unusable_spill_directory_degrades_to_memory_only(tmp_path: Path) -> 
     fill(buffer, 0, 2)
     assert not buffer.append("telemetry", b"n", b"x")  # memory full, and no spill to go to
     assert drops == [("telemetry", "memory_full", 1)]
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timed(tmp_path: Path, clock: FakeMonotonic, **config: int) -> DeliveryBuffer:
+    settings = {"memory_records": 1000, "memory_bytes": 1 << 20, "segment_bytes": 65_536, "spill_after": 5, **config}
+    return DeliveryBuffer(BufferConfig(**settings), tmp_path / "spill", lambda s, r, n: None, clock)
+
+
+def test_records_unacknowledged_for_spill_after_reach_the_disk_and_survive_a_kill(tmp_path: Path) -> None:
+    clock = FakeMonotonic()
+    buffer = timed(tmp_path, clock)
+    fill(buffer, 0, 4)
+    clock.now += 4.9
+    assert buffer.spill_overdue() == 0 and buffer.stats()["memory_records"] == 4  # memory has room: wait
+    clock.now += 0.2
+    fill(buffer, 4, 2)  # the append itself notices that the oldest waited 5 s
+    stats = buffer.stats()
+    assert (stats["memory_records"], stats["memory_bytes"], stats["spill_records"]) == (0, 0, 6)
+    clock.now += 1
+    fill(buffer, 6, 2)  # while anything is on disk, new records queue behind it there
+    # killed: no close(); a new agent finds everything that was older than the bound, in order
+    assert drain(timed(tmp_path, FakeMonotonic())) == names(0, 8)
+
+
+def test_a_chunk_out_for_delivery_when_memory_moves_to_disk_is_committed_there(tmp_path: Path) -> None:
+    clock = FakeMonotonic()
+    buffer = timed(tmp_path, clock)
+    fill(buffer, 0, 6)
+    chunk = buffer.peek(4, 1 << 20)  # out for delivery, the broker slow to answer
+    clock.now += 6
+    assert buffer.spill_overdue() == 6
+    fill(buffer, 6, 2)
+    buffer.commit(3)  # three of the chunk acknowledged after the move: they leave the head segment
+    assert [e.value.decode() for e in chunk] == names(0, 4)
+    assert drain(buffer) == names(3, 8)
+    assert buffer.empty() and not list((tmp_path / "spill").glob("*.seg"))
+
+
+def test_an_acknowledged_record_is_not_spilled_and_a_healthy_broker_never_touches_the_disk(tmp_path: Path) -> None:
+    clock = FakeMonotonic()
+    buffer = timed(tmp_path, clock)
+    for i in range(20):
+        fill(buffer, i, 1)
+        buffer.commit(len(buffer.peek(10, 1 << 20)))
+        clock.now += 1
+        assert buffer.spill_overdue() == 0
+    assert not list((tmp_path / "spill").glob("*"))
+
+
+def test_memory_moves_before_older_segments_keep_their_place(tmp_path: Path) -> None:
+    clock = FakeMonotonic()
+    buffer = timed(tmp_path, clock, memory_records=3)
+    fill(buffer, 0, 7)  # 0-2 in memory, 3-6 spilled because memory was full
+    clock.now += 5
+    assert buffer.spill_overdue() == 3  # memory goes to a head segment named before the others
+    assert buffer.stats()["memory_records"] == 0 and buffer.stats()["spill_records"] == 7
+    assert drain(timed(tmp_path, FakeMonotonic(), memory_records=3)) == names(0, 7)
+
+
+def test_a_full_spill_leaves_overdue_records_in_memory(tmp_path: Path) -> None:
+    drops: Drops = []
+    clock = FakeMonotonic()
+    settings = BufferConfig(memory_records=100, memory_bytes=1 << 20, spill_max_bytes=100, spill_after=5)
+    buffer = DeliveryBuffer(settings, tmp_path / "spill", lambda s, r, n: drops.append((s, r, n)), clock)
+    fill(buffer, 0, 5)  # 165 bytes: more than the spill holds
+    clock.now += 10
+    assert buffer.spill_overdue() == 0 and buffer.stats()["memory_records"] == 5
+    assert drain(buffer) == names(0, 5) and not drops
+
+
+def test_spill_files_are_made_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsync: the head segment before its rename, the directory after each segment is created, the
+    active segment at most every spill_after and when sealed; .ack files replaced atomically."""
+    import os
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    clock = FakeMonotonic()
+    buffer = timed(tmp_path, clock)
+    fill(buffer, 0, 2)
+    clock.now += 5
+    buffer.spill_overdue()
+    assert [Path(p).name for p in synced] == ["00000000000000000000.seg.tmp", "spill"]  # file, then its name
+    synced.clear()
+    clock.now += 5
+    fill(buffer, 2, 3)  # the tail segment is created (its directory synced), then its writes are synced
+    assert [Path(p).name for p in synced] == ["spill", "00000000000000000002.seg"]
+    synced.clear()
+    fill(buffer, 5, 2)
+    clock.now += 4
+    buffer.spill_overdue()
+    assert synced == []  # at most one fsync every spill_after
+    clock.now += 1
+    buffer.spill_overdue()
+    assert [Path(p).name for p in synced] == ["00000000000000000002.seg"]
+    assert len(buffer.peek(10, 1 << 20)) == 2  # the head segment
+    buffer.commit(2)
+    buffer.commit(len(buffer.peek(1, 1 << 20)))  # part of the tail segment acknowledged
+    assert (tmp_path / "spill" / "00000000000000000002.ack").read_text().isdigit()
+    assert not list((tmp_path / "spill").glob("*.tmp"))
+    synced.clear()
+    fill(buffer, 7, 1)
+    buffer.close()  # sealed at shutdown
+    assert [Path(p).name for p in synced] == ["00000000000000000002.seg"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -48,6 +50,27 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
+
+
+@contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """Inside the block, the first SIGINT or SIGTERM raises ``KeyboardInterrupt`` wherever the main
+    thread is (a start-up to abandon, not to finish first); later ones are ignored, so the clean-up
+    the exception runs is not cut short. The previous handlers are back after the block."""
+    interrupted = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def connect(config: VigilConfig) -> KafkaBus:

@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 
 @dataclass
 class Child:
@@ -63,3 +65,19 @@ class ProcessGroup:
     def stop_all(self, order: list[str]) -> None:
         for name in order + [n for n in list(self.children) if n not in order]:
             self.stop(name)
+
+
+def child_pids() -> set[int]:
+    return {child.pid for child in psutil.Process().children()}
+
+
+def reap_children(existing: set[int], timeout_s: float = 10.0) -> None:
+    """Terminate, then kill, the child processes of this one that are not in ``existing`` (those
+    that ran before a start): the safety net after an interrupted start, for a signal that came
+    between spawning a process and recording its PID."""
+    children = [child for child in psutil.Process().children() if child.pid not in existing]
+    for child in children:
+        child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=timeout_s)
+    for child in alive:
+        child.kill()

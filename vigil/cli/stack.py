@@ -22,7 +22,7 @@ import numpy as np
 from vigil.broker import EmbeddedBroker
 from vigil.bus.kafka import KafkaBus
 from vigil.catalog import GPU_TEMPERATURE, GPU_UTILIZATION
-from vigil.cli.processes import ProcessGroup
+from vigil.cli.processes import ProcessGroup, child_pids, reap_children
 from vigil.cli.receiver import WebhookReceiver
 from vigil.cli.report import score_run
 from vigil.cli.settings import VigilConfig, dump_config
@@ -87,6 +87,17 @@ class Stack:
         self._watcher: threading.Thread | None = None
 
     def start(self) -> Stack:
+        """Broker, receiver, topics, services; if any step fails (or is interrupted), everything
+        started so far is stopped before the exception goes on."""
+        existing = child_pids()
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            reap_children(existing)
+            raise
+
+    def _start(self) -> Stack:
         self.started_at = time.time()
         self.state_dir = self.services_state_dir()
         kafka = self.config.kafka

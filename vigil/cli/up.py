@@ -12,7 +12,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from vigil.cli.common import ConfigOption, err_console, load_or_exit, stop_on_signals
+from vigil.cli.common import ConfigOption, err_console, interrupt_on_signals, load_or_exit, stop_on_signals
 from vigil.cli.stack import Stack
 from vigil.clock import to_iso
 
@@ -25,8 +25,8 @@ def up(
 ) -> None:
     """Run broker, simulator, analytics and alerting with a live view of the fleet and its alerts."""
     cfg = load_or_exit(config)
-    stop = stop_on_signals()
-    stack = Stack(cfg, ephemeral=ephemeral).start()
+    stop = stop_on_signals()  # from the moment the start is done (interrupt_on_signals restores it)
+    stack = _start(Stack(cfg, ephemeral=ephemeral))
     err_console.print(f"vigil up: broker {stack.effective.kafka.bootstrap_servers[0]}, logs in {cfg.data_dir / 'logs'}")
     deadline = time.monotonic() + duration if duration else float("inf")
     try:
@@ -44,6 +44,20 @@ def up(
         err_console.print(f"report written to {report}")
     else:
         Console().print(_summary(result))
+
+
+def _start(stack: Stack) -> Stack:
+    """Start everything or nothing: a failure or a signal while starting stops what was started
+    (``Stack.start`` cleans up) and exits non-zero, instead of finishing the start first."""
+    try:
+        with interrupt_on_signals():
+            return stack.start()
+    except KeyboardInterrupt:
+        err_console.print("vigil up: interrupted while starting; everything it started is stopped")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # any start-up failure: reported, and nothing left running
+        err_console.print(f"[red]vigil up could not start[/red]: {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from exc
 
 
 def _check_children(stack: Stack) -> None:
