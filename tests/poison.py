@@ -49,7 +49,9 @@ def prediction(horizon_s: float = 3600.0, ts: float = T0) -> Prediction:
 
 
 def log_event(gpu_index: int = 3, ts: float = T0) -> LogEvent:
-    return LogEvent(ts, "node-1", "c1", "xid", 79, "NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus", gpu_index=gpu_index)
+    return LogEvent(
+        ts, "node-1", "c1", "xid", 79, "NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus", gpu_index=gpu_index
+    )
 
 
 def detection_year_10000() -> bytes:
@@ -76,4 +78,3 @@ def log_event_huge_gpu_json() -> bytes:
     body["ts"] = "2026-01-01T00:00:00+00:00"
     body["gpu_index"] = HUGE_GPU
     return json.dumps({"type": "LogEvent", "v": 1, **body}).encode()
-

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-
-from tests import poison
 from vigil.alerting.config import AlertingConfig
 from vigil.alerting.notifiers import DeliveryResult
 from vigil.alerting.service import AlertingService
 from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.service import AnalyticsService
+
+from tests import poison
 from vigil.bus.memory import MemoryBus
 from vigil.clock import FakeClock
 from vigil.codec import decode, encode
@@ -48,9 +48,7 @@ def dlq_reasons(bus: MemoryBus, topic: str) -> list[tuple[bytes, bytes]]:
 def test_poison_detection_and_prediction_are_dead_lettered_and_the_next_detection_pages(tmp_path: Path) -> None:
     bus, topics, clock, registry, pager = MemoryBus(), Topics(), FakeClock(poison.T0), CollectorRegistry(), Pager()
     config = AlertingConfig.model_validate({"notifiers": [{"type": "log", "name": "pager"}]})
-    service = AlertingService(
-        bus, topics, config, clock, registry, tmp_path / "alerts.db", notifiers={"pager": pager}
-    )
+    service = AlertingService(bus, topics, config, clock, registry, tmp_path / "alerts.db", notifiers={"pager": pager})
     producer = bus.producer()
     producer.send(topics.detections, poison.detection_year_10000(), key=b"a")
     producer.send(topics.predictions, poison.prediction_far_horizon(), key=b"b")
@@ -67,7 +65,10 @@ def test_poison_detection_and_prediction_are_dead_lettered_and_the_next_detectio
         (b"invalid_event", b"Prediction.horizon_s: 1000000000000.0 is outside 0..315360000")
     ]
     for topic in (topics.detections, topics.predictions):
-        assert registry.get_sample_value("vigil_dead_letter_records_total", {"topic": topic, "reason": "invalid_event"}) == 1
+        assert (
+            registry.get_sample_value("vigil_dead_letter_records_total", {"topic": topic, "reason": "invalid_event"})
+            == 1
+        )
     service.close()
 
 
@@ -85,5 +86,8 @@ def test_xid_on_gpu_2_to_the_63_is_dead_lettered_and_does_not_page(tmp_path: Pat
     assert dlq_reasons(bus, topics.logs) == [
         (b"invalid_event", b"LogEvent.gpu_index: 9223372036854775808 is outside 0..255")
     ]
-    assert registry.get_sample_value("vigil_dead_letter_records_total", {"topic": topics.logs, "reason": "invalid_event"}) == 1
+    assert (
+        registry.get_sample_value("vigil_dead_letter_records_total", {"topic": topics.logs, "reason": "invalid_event"})
+        == 1
+    )
     analytics.close()

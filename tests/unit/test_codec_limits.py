@@ -13,12 +13,12 @@ from typing import Any
 
 import msgpack
 import pytest
-
-from tests import poison
 from vigil.alerting.config import PredictionAlertsConfig
 from vigil.alerting.intake import to_alert
 from vigil.alerting.payload import notification_payload
 from vigil.alerting.predictions import prediction_alerts
+
+from tests import poison
 from vigil.clock import from_iso, to_iso
 from vigil.codec import LIMITS, decode, encode
 from vigil.errors import InvalidEvent
