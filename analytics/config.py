@@ -164,6 +164,19 @@ class PredictConfig(FrozenModel):
     thermal_within: Duration = 3600.0  # publish a thermal-limit forecast closer than this
 
 
+class SeriesLimitConfig(FrozenModel):
+    """How many series analytics keeps per host and per partition (``vigil.analytics.limits``).
+
+    An 8-GPU node with every NVML, DCGM, host, SMART and InfiniBand metric sends well under 2,000
+    series; 4,096 leaves room and still bounds what one broken exporter can make (~1 KB of state
+    and snapshot per series). A partition carries many hosts: 262,144 is 64 hosts at the host limit.
+    """
+
+    per_host: Count = 4096
+    per_partition: Count = 262_144
+    clear_after: Duration = 600.0  # SeriesLimitExceeded resolves after this long with nothing refused
+
+
 class AnalyticsConfig(FrozenModel):
     group: str = "vigil-analytics"
     detectors: list[str] = Field(
@@ -177,6 +190,7 @@ class AnalyticsConfig(FrozenModel):
     xid: XidConfig = Field(default_factory=XidConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
     truthfulness: TruthfulnessConfig = Field(default_factory=TruthfulnessConfig)
+    series_limit: SeriesLimitConfig = Field(default_factory=SeriesLimitConfig)
     snapshot_every: Duration = 5.0  # snapshot+commit cadence; not every poll, to keep throughput
     tick_every: Duration = 1.0  # time-driven checks (hang, XID quiet) run at least this often
     poll_timeout: Duration = 1.0
