@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from vigil.files import private_dir, write_private
+
 log = logging.getLogger(__name__)
 
 _CRC = struct.Struct("<I")
@@ -70,7 +72,7 @@ class SpillLog:
         self.dir = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         self.segments: list[Segment] = []
         self.next_seq = 0
         self.corrupt_records = 0  # torn or damaged records found (and cut off) at start
@@ -123,9 +125,7 @@ class SpillLog:
         if not chunks:
             return 0
         path = self._path(entries[0].seq, ".seg")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(chunks))
-        os.replace(tmp, path)
+        write_private(path, b"".join(chunks), durable=False)
         size = sum(map(len, chunks))
         self.segments.insert(0, Segment(entries[0].seq, path, size=size, records=len(chunks)))
         return len(chunks)
@@ -273,9 +273,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _replace_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_private(path, text, durable=False)
 
 
 def _read_int(path: Path) -> int:
