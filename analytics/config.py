@@ -168,8 +168,9 @@ class SeriesLimitConfig(FrozenModel):
     """How many series analytics keeps per host and per partition (``vigil.analytics.limits``).
 
     An 8-GPU node with every NVML, DCGM, host, SMART and InfiniBand metric sends well under 2,000
-    series; 4,096 leaves room and still bounds what one broken exporter can make (~1 KB of state
-    and snapshot per series). A partition carries many hosts: 262,144 is 64 hosts at the host limit.
+    series; 4,096 leaves room and still bounds what one broken exporter can make (a series costs
+    ~600 bytes of memory and ~350 of snapshot). A partition carries many hosts: 262,144 is 64 hosts
+    at the host limit.
     """
 
     per_host: Count = 4096
