@@ -167,10 +167,10 @@ class PredictConfig(FrozenModel):
 class SeriesLimitConfig(FrozenModel):
     """How many series analytics keeps per host and per partition (``vigil.analytics.limits``).
 
-    An 8-GPU node's NVML and host collectors send ~330 series (`vigil agent --once --collectors
-    sim_gpu,host`); SMART, InfiniBand and dcgm-exporter add a few hundred more. 4,096 leaves room and still bounds what one broken exporter can make (a series costs
-    ~600 bytes of memory and ~350 of snapshot). A partition carries many hosts: 262,144 is 64 hosts
-    at the host limit.
+    An 8-GPU node's NVML and host collectors send ~330 series (``vigil agent --once --collectors
+    sim_gpu,host``); SMART, InfiniBand and dcgm-exporter add a few hundred more. 4,096 leaves room
+    and still bounds what one broken exporter can make (a series costs ~600 bytes of memory and
+    ~350 of snapshot). A partition carries many hosts: 262,144 is 64 hosts at the host limit.
     """
 
     per_host: Count = 4096

@@ -10,9 +10,12 @@ modes are tightened when they are next opened.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -32,26 +35,32 @@ def private_dir(path: Path) -> Path:
         with contextlib.suppress(FileExistsError):  # created meanwhile by another process
             os.mkdir(folder, DIR_MODE)
         os.chmod(folder, DIR_MODE)
-    os.chmod(path, DIR_MODE)
+    _chmod(path, DIR_MODE)
     return path
+
+
+def _chmod(path: Path, mode: int) -> None:
+    """chmod what already existed; a folder or file we do not own (a volume's mount point, a file
+    another user created) is left as it is with a warning rather than stopping the service."""
+    try:
+        os.chmod(path, mode)
+    except PermissionError:
+        log.warning("cannot make %s private (mode %o): not its owner", path, mode)
 
 
 def private_file(path: Path) -> Path:
     """Create ``path`` empty as 0600 if absent, or make it 0600, before a library opens it by name
     (SQLite creates its WAL and SHM files with the mode of the database file)."""
     private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
-    try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    _chmod(path, FILE_MODE)
     return path
 
 
 def tighten(path: Path) -> None:
     """Make an existing file 0600 (one an older version wrote 0644); absent files are fine."""
     with contextlib.suppress(FileNotFoundError):
-        os.chmod(path, FILE_MODE)
+        _chmod(path, FILE_MODE)
 
 
 def write_private(path: Path, data: bytes | str, durable: bool = True) -> Path:

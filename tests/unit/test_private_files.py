@@ -124,3 +124,20 @@ def test_child_logs_of_vigil_up(tmp_path: Path) -> None:
     child.proc.wait(60)
     assert_private(child.log_path)
     assert child.log_path.read_bytes()  # the child did write to it
+
+
+def test_a_folder_we_do_not_own_is_left_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A volume's mount point owned by root: chmod fails with EPERM, and the service still starts."""
+    from vigil import files
+
+    mount = tmp_path / "volume"
+    mount.mkdir()
+
+    def not_owner(path: object, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(files.os, "chmod", not_owner)
+    assert files.private_dir(mount) == mount
+    assert "not its owner" in caplog.text
