@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from vigil.events import Alert, Decision, Severity
+from vigil.files import private_file, tighten
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -82,7 +83,11 @@ def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite gives the WAL and SHM files the database file's mode, so a 0600 database keeps all
+        # three private; files from before this rule are tightened here.
+        private_file(path)
+        for extra in ("-wal", "-shm", "-journal"):
+            tighten(path.with_name(path.name + extra))
         # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) so their extent reads in the code.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")

@@ -182,6 +182,20 @@ class PredictConfig(FrozenModel):
     thermal_within: PositiveDuration = 3600.0  # publish a thermal-limit forecast closer than this
 
 
+class SeriesLimitConfig(FrozenModel):
+    """How many series analytics keeps per host and per partition (``vigil.analytics.limits``).
+
+    An 8-GPU node's NVML and host collectors send ~330 series (``vigil agent --once --collectors
+    sim_gpu,host``); SMART, InfiniBand and dcgm-exporter add a few hundred more. 4,096 leaves room
+    and still bounds what one broken exporter can make (a series costs ~600 bytes of memory and
+    ~350 of snapshot). A partition carries many hosts: 262,144 is 64 hosts at the host limit.
+    """
+
+    per_host: Count = 4096
+    per_partition: Count = 262_144
+    clear_after: PositiveDuration = 600.0  # SeriesLimitExceeded resolves after this long with nothing refused
+
+
 class AnalyticsConfig(FrozenModel):
     group: Annotated[str, Field(min_length=1)] = "vigil-analytics"
     detectors: list[str] = Field(
@@ -195,6 +209,7 @@ class AnalyticsConfig(FrozenModel):
     xid: XidConfig = Field(default_factory=XidConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
     truthfulness: TruthfulnessConfig = Field(default_factory=TruthfulnessConfig)
+    series_limit: SeriesLimitConfig = Field(default_factory=SeriesLimitConfig)
     snapshot_every: Duration = 5.0  # snapshot+commit cadence; not every poll, to keep throughput (0: every poll)
     tick_every: Duration = 1.0  # time-driven checks (hang, XID quiet) run at least this often (0: every poll)
     # The consumer's wait for records: zero would spin the loop on an idle topic, a long one delays a stop.

@@ -12,6 +12,7 @@ from typing import Any
 
 from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.detectors import AnyDetector, EventDetector, TelemetryDetector, build_registry
+from vigil.analytics.limits import SeriesBudget, SeriesLimitAlerts
 from vigil.analytics.predict.stage import PredictorStage
 from vigil.analytics.slots import IntArray, SlotTable, build_frame
 
@@ -25,7 +26,10 @@ BASE_COLUMNS = ["last_value", "last_ts"]
 class Engine:
     def __init__(self, config: AnalyticsConfig, catalog: XidCatalog | None = None) -> None:
         self.config = config
-        self.slots = SlotTable()
+        limits = config.series_limit
+        self.slots = SlotTable(budget=SeriesBudget(limits.per_host, limits.per_partition))
+        self.limit_alerts = SeriesLimitAlerts(limits.clear_after)
+        self.dropped: dict[str, int] = {}  # samples cut by the series limits, by scope, since last taken
         registry = build_registry()
         self.detectors: list[AnyDetector] = [
             registry.create(name, config=config, slots=self.slots, catalog=catalog) for name in config.detectors
@@ -51,11 +55,24 @@ class Engine:
 
     # -- detection
     def observe_telemetry(self, batches: Sequence[tuple[int, TelemetryBatch]]) -> list[Detection]:
-        parts: list[tuple[IntArray, TelemetryBatch]] = [(self.slots.lookup(p, b), b) for p, b in batches]
+        parts: list[tuple[IntArray, TelemetryBatch]] = [self.slots.admit(p, b) for p, b in batches]
         frame = build_frame(self.slots, parts)
         out: list[Detection] = []
         for det in self.telemetry:
             out.extend(det.observe_frame(frame))
+        if self.slots.refusals or self.limit_alerts.open:
+            out.extend(self._series_limit(max((float(b.ts.max()) for _, b in batches if b.ts.size), default=0.0)))
+        return out
+
+    def _series_limit(self, now: float) -> list[Detection]:
+        """Count what the series limits cut, page once per host over its limit, resolve when it stops."""
+        refusals = self.slots.take_refusals()
+        for r in refusals:
+            self.dropped[r.scope] = self.dropped.get(r.scope, 0) + r.samples
+        return self.limit_alerts.update(refusals) + self.limit_alerts.resolve(now)
+
+    def take_dropped(self) -> dict[str, int]:
+        out, self.dropped = self.dropped, {}
         return out
 
     def observe_event(self, stream: str, event: Any, partition: int, now: float) -> list[Detection]:
@@ -83,9 +100,11 @@ class Engine:
         if stream == "telemetry":
             columns = BASE_COLUMNS + [c for d in self.telemetry for c in d.columns()]
             slots = self.slots.slots_of(pid)
+            hosts = self._hosts(slots)
             body: dict[str, Any] = {"telemetry": self.slots.export(slots, columns)}
+            body["series_limit"] = self.limit_alerts.snapshot(hosts)
             if self.predictors is not None:  # keyed by host, and a host's telemetry is one partition
-                body["predict"] = self.predictors.snapshot(self._hosts(slots))
+                body["predict"] = self.predictors.snapshot(hosts)
             return body
         return {det.name: det.snapshot(pid) for det in self.events.get(stream, ())}
 
@@ -96,6 +115,7 @@ class Engine:
                 self.slots.import_(pid, body["telemetry"])
                 for tdet in self.telemetry:
                     tdet.rebuild()
+            self.limit_alerts.restore(body.get("series_limit") or {})
             if self.predictors is not None and "predict" in body:
                 self.predictors.restore(body["predict"])
             return
@@ -109,6 +129,7 @@ class Engine:
     def drop(self, tp: TopicPartition, stream: str) -> None:
         pid = self.pid(tp)
         if stream == "telemetry":
+            self.limit_alerts.drop(self._hosts(self.slots.slots_of(pid)))
             self.slots.release(pid)
             for tdet in self.telemetry:
                 tdet.rebuild()

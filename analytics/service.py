@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.engine import Engine
 from vigil.analytics.state import SnapshotStore
@@ -43,6 +43,13 @@ class AnalyticsMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.records = Counter("vigil_analytics_records", "Records consumed, by topic", ["topic"], registry=registry)
         self.samples = Counter("vigil_analytics_samples", "Telemetry samples scored", registry=registry)
+        self.samples_dropped = Counter(
+            "vigil_analytics_samples_dropped",
+            "Telemetry samples dropped because their series was over a series limit, by limit",
+            ["reason"],
+            registry=registry,
+        )
+        self.series = Gauge("vigil_analytics_series", "Series with state in this process", registry=registry)
         self.detections = Counter(
             "vigil_analytics_detections", "Detections published", ["detector", "decision"], registry=registry
         )
@@ -239,7 +246,11 @@ class AnalyticsService:
                 found += self.engine.observe_event(stream, event, self.engine.pid(tp), now)
         if telemetry:
             found += self.engine.observe_telemetry(telemetry)
-            self.metrics.samples.inc(sum(b.sample_count for _, b in telemetry))
+            dropped = self.engine.take_dropped()
+            for scope, samples in dropped.items():
+                self.metrics.samples_dropped.labels(f"{scope}_series_limit").inc(samples)
+            self.metrics.samples.inc(sum(b.sample_count for _, b in telemetry) - sum(dropped.values()))
+            self.metrics.series.set(self.engine.slots.in_use)
         self._processed += len(records)
         return found
 

@@ -5,6 +5,11 @@ slot, detectors keep their state in columns indexed by slot, and a poll's batche
 arrays. Within a poll one series usually appears several times (consecutive ticks), so samples are
 ordered into *rounds* by their occurrence rank within the slot: each round touches every slot at
 most once, so a round's update is one vectorised step and rounds run in stream order.
+
+Slots are allocated within a :class:`~vigil.analytics.limits.SeriesBudget` (series per host and per
+partition): a batch's new series beyond it get no slot, are cut from the batch and reported as a
+:class:`~vigil.analytics.limits.Refusal`. The check runs once per distinct series set, so a known
+host's batch still costs one dict lookup.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from vigil.analytics.limits import Refusal, Scope, SeriesBudget
 
 from vigil.catalog import is_counter
 from vigil.events import TelemetryBatch, parse_series_key
@@ -23,6 +29,20 @@ from vigil.events import TelemetryBatch, parse_series_key
 IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
 GPU_LABELS = ("gpu_index", "gpu")  # the catalog's older spelling is "gpu"
+# Series sets remembered per partition. Bounded, so a producer that sends ever new sets cannot grow
+# the cache without end; when full it starts over (a miss costs one pass over the set's names).
+CACHE_SETS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """A series set's slots; with ``keep``, the columns that got one (the rest were refused)."""
+
+    slots: IntArray
+    keep: IntArray | None = None
+    series: tuple[str, ...] = ()  # the kept series names, when ``keep`` is set
+    scope: Scope = "host"
+    limit: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +67,14 @@ class SlotTable:
     because growing reallocates. Slots of a revoked partition go back to a free list.
     """
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, budget: SeriesBudget | None = None) -> None:
         self.capacity = capacity
         self.size = 0  # high-water mark: slots [0, size) have been handed out at least once
+        self.budget = budget or SeriesBudget()  # unlimited unless given
+        self.refusals: list[Refusal] = []  # batches cut by the budget since the caller last took them
         self._free: list[int] = []
         self._index: dict[tuple[str, str], int] = {}  # (host, series key) -> slot
-        self._cache: dict[int, dict[tuple[str, tuple[str, ...]], IntArray]] = {}  # per partition
+        self._cache: dict[int, dict[tuple[str, tuple[str, ...]], _Admitted]] = {}  # per partition
         self._columns: dict[str, tuple[np.dtype[Any], Any]] = {}
         self.cols: dict[str, npt.NDArray[Any]] = {}
         self.keys: list[tuple[str, str, str] | None] = [None] * capacity  # (cluster, host, series key)
@@ -83,24 +105,69 @@ class SlotTable:
     def metric_id(self, metric: str) -> int:
         return self.metrics.setdefault(metric, len(self.metrics))
 
+    @property
+    def in_use(self) -> int:
+        return self.size - len(self._free)
+
     # -- lookup
-    def lookup(self, partition: int, batch: TelemetryBatch) -> IntArray:
-        """The slots of a batch's series; one dict lookup when this host's series set is known."""
+    def admit(self, partition: int, batch: TelemetryBatch) -> tuple[IntArray, TelemetryBatch]:
+        """The slots of a batch's series and the batch itself, cut to the series that have a slot.
+
+        One dict lookup when this host's series set is known; a set with series over the budget
+        comes back without them (and is recorded in ``refusals``) every time it is sent.
+        """
         per_part = self._cache.setdefault(partition, {})
         key = (batch.host, batch.series)
-        slots = per_part.get(key)
-        if slots is None:
-            slots = np.array([self.slot(partition, batch.cluster, batch.host, s) for s in batch.series], dtype=np.intp)
-            per_part[key] = slots
-        return slots
+        found = per_part.get(key)
+        if found is None:
+            found = self._allocate(partition, batch)
+            limit = self.budget.per_host
+            if limit is None or len(batch.series) <= limit:  # wider sets are refused in part anyway
+                if len(per_part) >= CACHE_SETS:
+                    per_part.clear()
+                per_part[key] = found
+        if found.keep is None:
+            return found.slots, batch
+        refused = len(batch.series) - found.keep.size
+        ts = float(batch.ts.max()) if batch.ts.size else 0.0
+        self.refusals.append(
+            Refusal(batch.cluster, batch.host, found.scope, found.limit, refused, refused * batch.ts.size, ts)
+        )
+        cut = TelemetryBatch(batch.host, batch.cluster, batch.ts, found.series, batch.values[:, found.keep])
+        return found.slots, cut
+
+    def take_refusals(self) -> list[Refusal]:
+        out, self.refusals = self.refusals, []
+        return out
+
+    def _allocate(self, partition: int, batch: TelemetryBatch) -> _Admitted:
+        slots: list[int] = []
+        keep: list[int] = []
+        over: tuple[Scope, int] | None = None
+        for i, series in enumerate(batch.series):
+            slot = self._index.get((batch.host, series))
+            if slot is None:
+                exceeded = self.budget.exceeded(partition, batch.host)
+                if exceeded is not None:
+                    over = exceeded
+                    continue
+                slot = self.slot(partition, batch.cluster, batch.host, series)
+            slots.append(slot)
+            keep.append(i)
+        if over is None:  # a series is skipped only when a limit is exceeded
+            return _Admitted(np.array(slots, dtype=np.intp))
+        kept = tuple(batch.series[i] for i in keep)
+        return _Admitted(np.array(slots, dtype=np.intp), np.array(keep, dtype=np.intp), kept, over[0], over[1])
 
     def slot(self, partition: int, cluster: str, host: str, series: str) -> int:
+        """The slot of a series, allocated if new (outside the budget check: ``admit`` makes it)."""
         found = self._index.get((host, series))
         if found is not None:
             return found
         slot = self._free.pop() if self._free else self._grow_one()
         self._index[(host, series)] = slot
         self.keys[slot] = (cluster, host, series)
+        self.budget.add(partition, host)
         metric, labels = parse_series_key(series)
         gpu = next((labels[k] for k in GPU_LABELS if k in labels), "")
         self.cols["partition"][slot] = partition
@@ -139,12 +206,15 @@ class SlotTable:
         slots = self.slots_of(partition)
         for name, (_, fill) in self._columns.items():
             self.cols[name][slots] = fill
+        hosts: list[str] = []
         for slot in slots.tolist():
             key = self.keys[slot]
             if key is not None:
                 self._index.pop((key[1], key[2]), None)
+                hosts.append(key[1])
             self.keys[slot] = None
             self._free.append(slot)
+        self.budget.remove(partition, hosts)
         self._cache.pop(partition, None)
         return slots
 
@@ -157,14 +227,23 @@ class SlotTable:
         }
 
     def import_(self, partition: int, blob: dict[str, Any]) -> IntArray:
-        """Allocate the snapshot's series in ``partition`` and load their columns."""
-        slots = np.array([self.slot(partition, c, h, s) for c, h, s in blob["keys"]], dtype=np.intp)
+        """Allocate the snapshot's series in ``partition`` and load their columns.
+
+        Within the budget: a snapshot written before the limits (or with higher ones) keeps its
+        first series up to the limit; the rest start cold if they are ever admitted."""
+        slots: list[int] = []
+        keep: list[int] = []
+        for i, (cluster, host, series) in enumerate(blob["keys"]):
+            if (host, series) in self._index or self.budget.exceeded(partition, host) is None:
+                slots.append(self.slot(partition, cluster, host, series))
+                keep.append(i)
+        taken, rows = np.array(slots, dtype=np.intp), np.array(keep, dtype=np.intp)
         for name, raw in blob["cols"].items():
-            if name in self.cols and len(slots):
+            if name in self.cols and taken.size:
                 values = np.frombuffer(raw, dtype=np.dtype(blob["dtypes"][name]))
-                if values.size == slots.size:
-                    self.cols[name][slots] = values
-        return slots
+                if values.size == len(blob["keys"]):
+                    self.cols[name][taken] = values[rows]
+        return taken
 
 
 @dataclass(frozen=True, slots=True)

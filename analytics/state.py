@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from vigil.bus import TopicPartition
+from vigil.files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ class SnapshotStore:
     """``<state_dir>/<topic>-<partition>.snap``; a crash mid-write leaves the previous file intact."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = private_dir(Path(state_dir))  # snapshot files are mkstemp's 0600
 
     def path(self, tp: TopicPartition) -> Path:
         return self.state_dir / f"{tp.topic}-{tp.partition}.snap"

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from vigil.errors import VigilError
+from vigil.files import CHILD_UMASK, open_private_append, private_dir, write_private
 
 log = logging.getLogger(__name__)
 BUCKET = "tansu"
@@ -99,13 +100,13 @@ class EmbeddedBroker:
         return chosen
 
     def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "ports.json").write_text(json.dumps(self._ports))
+        private_dir(self.dir)
+        write_private(self.dir / "ports.json", json.dumps(self._ports))
         env = dict(os.environ)
         storage = "memory://tansu/"
         try:
             if not self.ephemeral:
-                (self.dir / "s3" / BUCKET).mkdir(parents=True, exist_ok=True)
+                private_dir(self.dir / "s3" / BUCKET)
                 self._spawn(
                     "localbucket",
                     [
@@ -150,7 +151,7 @@ class EmbeddedBroker:
         return self
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        log_file = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        log_file = os.fdopen(open_private_append(self.dir / f"{name}.log"), "ab")
         proc = subprocess.Popen(
             argv,
             stdout=log_file,
@@ -158,10 +159,11 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            umask=CHILD_UMASK,  # the broker's records and offsets on disk are private too
         )
         log_file.close()
         self._procs[name] = proc
-        (self.dir / f"{name}.pid").write_text(str(proc.pid))
+        write_private(self.dir / f"{name}.pid", str(proc.pid), durable=False)
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self._procs.items()}

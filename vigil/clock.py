@@ -55,7 +55,13 @@ class FakeClock:
 
 
 def to_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
+    """ISO-8601 in UTC. Never raises: it renders alert payloads and log lines, where a time beyond
+    datetime's range (year 10000, NaN) must not stop a consumer. Such a value comes out as
+    ``invalid-time(...)``, which :func:`from_iso` rejects, so it can never pass for a real time."""
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"invalid-time({ts!r})"
 
 
 def from_iso(text: str) -> float:

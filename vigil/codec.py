@@ -8,7 +8,10 @@ Two versioned wire forms, told apart by the first byte:
 * JSON (first byte ``{``) for events a person reads (detections, alerts, ...); timestamps are
   ISO-8601 with a UTC offset, and a naive timestamp is rejected.
 
-``decode`` raises :class:`InvalidEvent` for anything it cannot fully validate.
+``decode`` raises :class:`InvalidEvent` for anything it cannot fully validate, including values of
+the right type that no real reading can hold (:data:`LIMITS`): a record stamped in the year 10000,
+a forecast 30,000 years out or GPU 2**63 is a poison record, and is dead-lettered here rather than
+crashing, or paging from, the consumer that would act on it.
 """
 
 from __future__ import annotations
@@ -31,10 +34,25 @@ from vigil.events import EVENT_TYPES, Event, StepState, TelemetryBatch
 
 BINARY_TYPES = frozenset({"TelemetryBatch", "LogEvent", "TrainingStep"})
 TIME_FIELDS = frozenset({"ts", "window_start", "window_end", "starts_at", "ends_at", "updated_at", "start", "end"})
-# Integer fields that count something: NaN, infinities and negatives are malformed there.
-COUNT_FIELDS = frozenset({"step", "rank", "code", "gpu_index"})
 _MIN_TS = 946_684_800.0  # 2000-01-01: anything earlier is a unit mistake, not a real reading
 _MAX_TS = 4_102_444_800.0  # 2100-01-01
+_DAY = 86_400
+# The inclusive range of every index, count and duration field, by field name (the same in every
+# event type). Beyond these a value is a unit mistake or a poison record; the bounds are wide enough
+# for any real fleet and small enough that every renderer (ISO dates, "in about N days") stays
+# within its range: a timestamp up to 2100 plus a 10-year horizon is still a datetime.
+LIMITS: dict[str, tuple[int, int]] = {
+    "gpu_index": (0, 255),  # NVML device index: a few dozen per node at most, 256 leaves room
+    "rank": (0, 2**31 - 1),
+    "code": (0, 2**31 - 1),  # XID/SXID codes, MCA bank, AER class
+    "step": (0, 2**53),  # exact in a float64, where the detectors keep it
+    "step_time_s": (0, 7 * _DAY),
+    "compute_time_s": (0, 7 * _DAY),
+    "latency_s": (0, _DAY),
+    "horizon_s": (0, 3650 * _DAY),
+}
+# Durations that may be NaN: "not measured" (a scraped gauge that was never set), not malformed.
+_MAY_BE_NAN = frozenset({"step_time_s", "compute_time_s"})
 
 
 def encode(event: Event) -> bytes:
@@ -149,7 +167,7 @@ def _decode_json(data: bytes) -> Event:
         if value is not None:
             if not isinstance(value, str):
                 raise InvalidEvent(f"{name}.{key} must be an ISO-8601 string")
-            body[key] = from_iso(value)
+            body[key] = _in_time_range(from_iso(value), f"{name}.{key}", value)
     return _build(EVENT_TYPES[name], body)
 
 
@@ -164,6 +182,22 @@ def _check_ts(value: object, key: str) -> float:
     if not _MIN_TS <= seconds <= _MAX_TS:
         raise InvalidEvent(f"{key} outside 2000..2100: not epoch nanoseconds")
     return seconds
+
+
+def _in_time_range(seconds: float, where: str, text: str) -> float:
+    if not _MIN_TS <= seconds <= _MAX_TS:
+        raise InvalidEvent(f"{where} {text!r} is outside 2000-01-01..2100-01-01")
+    return seconds
+
+
+def _in_limits(where: str, name: str, value: float) -> None:
+    """Raise unless ``value`` lies within ``LIMITS[name]`` (fields without a limit pass)."""
+    bounds = LIMITS.get(name)
+    if bounds is None or (value != value and name in _MAY_BE_NAN):  # NaN: not measured
+        return
+    low, high = bounds
+    if not low <= value <= high:  # NaN fails this too
+        raise InvalidEvent(f"{where}: {value!r} is outside {low}..{high}")
 
 
 # Binary events other than telemetry are flat (scalars only): their field names, resolved once,
@@ -226,14 +260,14 @@ def _coerce(owner: str, name: str, hint: Any, value: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidEvent(f"{where} must be a number")
+        _in_limits(where, name, float(value))
         return float(value)
     if hint is int:
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidEvent(f"{where}: {value} where a count belongs")
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidEvent(f"{where} must be an integer")
-        if name in COUNT_FIELDS and value < 0:
-            raise InvalidEvent(f"{where} must not be negative")
+        _in_limits(where, name, value)
         return value
     if hint is bool or hint is str:
         if not isinstance(value, hint):

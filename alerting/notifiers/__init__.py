@@ -17,7 +17,8 @@ from vigil.registry import Registry
 
 
 def _webhook(config: WebhookNotifierConfig, **_: Any) -> Notifier:
-    return WebhookNotifier(config.url, secret=config.secret, timeout=config.timeout)
+    secret = config.secret.reveal() if config.secret is not None else None
+    return WebhookNotifier(config.url.reveal(), secret=secret, timeout=config.timeout)
 
 
 def _log(config: LogNotifierConfig, **_: Any) -> Notifier:

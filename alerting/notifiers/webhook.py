@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 from vigil.alerting.notifiers.base import DeliveryResult
 
+from vigil.secret import redact_url
+
 SIGNATURE_HEADER = "X-Vigil-Signature"
 DEDUP_HEADER = "X-Vigil-Dedup-Key"
 
@@ -35,8 +37,12 @@ class WebhookNotifier:
         self, url: str, secret: str | None = None, timeout: float = 5.0, client: httpx.Client | None = None
     ) -> None:
         self._url = url
+        self._shown = redact_url(url)  # what logs and the notification log may say about the URL
         self._secret = secret
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def __repr__(self) -> str:
+        return f"WebhookNotifier({self._shown})"
 
     def send(self, payload: dict[str, Any]) -> DeliveryResult:
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
@@ -48,19 +54,26 @@ class WebhookNotifier:
         try:
             response = self._client.post(self._url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
-            return DeliveryResult.retryable(f"timeout: {exc!r}")
+            return DeliveryResult.retryable(f"timeout: {self._scrub(exc)}")
         except httpx.TransportError as exc:  # connection refused/reset, DNS: the receiver may come back
-            return DeliveryResult.retryable(f"transport: {exc!r}")
+            return DeliveryResult.retryable(f"transport: {self._scrub(exc)}")
         except httpx.HTTPError as exc:  # a malformed URL and the like: retrying cannot fix it
-            return DeliveryResult.permanent(f"http: {exc!r}")
+            return DeliveryResult.permanent(f"http: {self._scrub(exc)}")
         return self._classify(response)
 
-    @staticmethod
-    def _classify(response: httpx.Response) -> DeliveryResult:
+    def _scrub(self, error: Exception | str) -> str:
+        """An error as text without the URL or its path and query (a receiver's 404 page may echo
+        them): it is logged and kept in the notification log."""
+        text = error if isinstance(error, str) else repr(error)
+        text = text.replace(self._url, self._shown)
+        tail = self._url.split("//", 1)[-1].partition("/")[2]  # path and query, without the host
+        return text.replace("/" + tail, "/…") if len(tail) > 1 else text
+
+    def _classify(self, response: httpx.Response) -> DeliveryResult:
         code = response.status_code
         if 200 <= code < 300:
             return DeliveryResult.delivered()
-        detail = f"HTTP {code}: {response.text[:200]}"
+        detail = f"HTTP {code}: {self._scrub(response.text)[:200]}"
         if code == 429 or code >= 500:
             return DeliveryResult.retryable(detail, _retry_after(response))
         return DeliveryResult.permanent(detail)

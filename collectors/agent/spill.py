@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from vigil.files import private_dir, write_private
+
 log = logging.getLogger(__name__)
 
 _CRC = struct.Struct("<I")
@@ -77,7 +79,7 @@ class SpillLog:
         self.dir = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         self.segments: list[Segment] = []
         self.next_seq = 0
         self.corrupt_records = 0  # torn or damaged records found (and cut off) at start
@@ -301,22 +303,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _replace_text(path: Path, text: str) -> None:
-    """Atomically: a reader (a restarted agent) sees the old offset or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_private(path, text, durable=False)  # atomic: a restarted agent reads the old offset or the new
 
 
 def _write_durably(path: Path, data: bytes) -> None:
-    """Write a whole file under a temporary name, fsync it, rename it into place, fsync the directory."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """A whole private file written under a temporary name, fsync'ed, renamed into place, directory fsync'ed."""
+    write_private(path, data, durable=True)
     _sync_dir(path.parent)
 
 

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from vigil.files import private_dir
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -47,7 +49,7 @@ class PositionStore:
         """Atomically replace the stored position; raises OSError (the caller keeps it for a retry)."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         body = json.dumps({"version": FORMAT_VERSION, "source": source, "position": position}).encode()
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         try:

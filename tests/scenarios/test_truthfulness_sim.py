@@ -38,7 +38,7 @@ def test_xid79_pages_gpu_missing_for_that_gpu_only_and_resolves_when_it_is_back(
         for r in records:
             event = decode(r.value)
             if isinstance(event, TelemetryBatch):
-                parts.append((table.lookup(r.partition, event), event))
+                parts.append(table.admit(r.partition, event))
             elif isinstance(event, FaultInjection) and event.end is not None:
                 truth.append(event)
         found += det.observe_frame(build_frame(table, parts))

@@ -87,7 +87,7 @@ def test_the_frame_function_names_the_hot_gpu_of_a_simulated_thermal_fault() -> 
     others = 0.0  # the largest deviation of any series of any other GPU
     for k in range(60):
         batches = sim.tick(START + k).telemetry
-        frame = build_frame(table, [(table.lookup(0, b), b) for b in batches])
+        frame = build_frame(table, [table.admit(0, b) for b in batches])
         for lo, hi in frame.rounds:
             slots, z, _ = frame_sibling_deviation(index, frame, lo, hi)
             keys = [table.keys[s] for s in slots.tolist()]

@@ -102,7 +102,7 @@ def run(
     out = []
     for k in ticks:
         batches = [b for h in hosts if (b := h.batch(T0 + k, mutate.get(h.name) if k >= 0 else None)) is not None]
-        frame = build_frame(table, [(table.lookup(0, b), b) for b in batches])
+        frame = build_frame(table, [table.admit(0, b) for b in batches])
         out += [(k, d) for d in det.observe_frame(frame)]
     return out
 
@@ -207,6 +207,6 @@ def test_a_partition_read_ahead_of_another_does_not_make_the_other_look_stale() 
     for k in range(0, 100, 10):  # a catching-up consumer: host a's partition delivered 10 ticks ahead
         parts = [(0, x) for t in range(k, k + 10) if (x := a.batch(T0 + t)) is not None]
         parts += [(1, x) for t in range(k // 2, k // 2 + 5) if (x := b.batch(T0 + t)) is not None]
-        found += det.observe_frame(build_frame(table, [(table.lookup(p, x), x) for p, x in parts]))
+        found += det.observe_frame(build_frame(table, [table.admit(p, x) for p, x in parts]))
     assert found == []
     assert det.clock.tolist() == [T0 + 99, T0 + 49]

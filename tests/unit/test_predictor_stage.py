@@ -16,7 +16,7 @@ GPU_INFO = series_key(c.GPU_INFO, {"gpu_index": "2", "serial": "1650921000123", 
 def push(table: SlotTable, ts: float, series: dict[str, float], host: str = "n1") -> None:
     batch = TelemetryBatch(host=host, cluster="dc1", ts=np.array([ts]), series=tuple(series),
                            values=np.array([list(series.values())], dtype=np.float64))
-    build_frame(table, [(table.lookup(0, batch), batch)])
+    build_frame(table, [table.admit(0, batch)])
 
 
 def test_gpu_with_a_failed_row_remap_is_published_once_with_its_serial() -> None:

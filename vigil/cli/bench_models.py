@@ -102,7 +102,7 @@ def frame_throughput(seconds: int) -> list[tuple[str, str, float]]:
     for k in range(seconds):
         batches = sim.tick(start + k).telemetry
         if batches:
-            frames.append(build_frame(table, [(table.lookup(0, b), b) for b in batches]))
+            frames.append(build_frame(table, [table.admit(0, b) for b in batches]))
     samples = sum(f.size for f in frames)
     what = f"32 hosts x 69 series, 10 ticks per batch, {samples} samples"
     truth = _rate(lambda: [det.observe_frame(f) for f in frames], samples)

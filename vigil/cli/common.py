@@ -38,6 +38,9 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kafka-python is chatty at INFO about every connection it makes.
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO, and a webhook URL may carry its token.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def stop_on_signals() -> threading.Event:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from vigil.files import CHILD_UMASK, open_private_append
 
 
 @dataclass
@@ -24,16 +27,17 @@ class ProcessGroup:
         self.children: dict[str, Child] = {}
 
     def spawn(self, name: str, args: list[str]) -> Child:
-        """Start ``python -m vigil.cli ARGS`` in its own session, so a terminal Ctrl-C reaches only us."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        """Start ``python -m vigil.cli ARGS`` in its own session, so a terminal Ctrl-C reaches only us;
+        its log is private and so is everything it creates (umask 077)."""
         log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "ab") as log_file:
+        with os.fdopen(open_private_append(log_path), "ab") as log_file:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "vigil.cli", *args],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                umask=CHILD_UMASK,
             )
         child = Child(name, proc, log_path)
         self.children[name] = child

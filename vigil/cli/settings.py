@@ -21,6 +21,8 @@ from vigil.analytics.config import AnalyticsConfig
 from vigil.collectors.agent.config import AgentConfig
 from vigil.collectors.sim.config import SimConfig
 from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, load_yaml, validate
+from vigil.files import write_private
+from vigil.secret import SECRETS_DIR
 from vigil.topics import Topics
 
 
@@ -52,7 +54,16 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> V
 
 
 def dump_config(config: VigilConfig, path: Path) -> None:
+    """Write ``config`` for child processes: 0600 in a 0700 folder, with no secret in clear.
+
+    Inline secrets go into their own 0600 files in ``<folder>/secrets/`` (replaced on every dump)
+    and the config refers to them; ``{file: ...}`` and ``{env: ...}`` secrets stay references.
+    """
+    import shutil
+
     import yaml
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    secrets_dir = path.parent / "secrets"
+    shutil.rmtree(secrets_dir, ignore_errors=True)
+    data = config.model_dump(mode="json", context={SECRETS_DIR: secrets_dir})
+    write_private(path, yaml.safe_dump(data, sort_keys=False))

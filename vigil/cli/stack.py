@@ -29,6 +29,7 @@ from vigil.cli.settings import VigilConfig, dump_config
 from vigil.codec import decode
 from vigil.errors import InvalidEvent
 from vigil.events import FaultInjection, TelemetryBatch
+from vigil.files import private_dir
 
 log = logging.getLogger(__name__)
 SERVICES = ("alerting", "analytics", "sim")
@@ -127,16 +128,17 @@ class Stack:
         it describes: offsets and firing alerts from an earlier broker would make this run skip
         records and stay silent about alerts it thinks already paged.
         """
+        private_dir(self.config.data_dir)
         if not self.ephemeral:
             return self.config.data_dir
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="ephemeral-", dir=self.config.data_dir))
 
     def _effective(self, kafka: Any) -> VigilConfig:
-        alerting = self.config.alerting.model_dump(mode="json")
+        # Python-mode dumps keep Secret values as they are (a JSON dump would redact them).
+        alerting = self.config.alerting.model_dump()
         alerting["notifiers"] = [*alerting.get("notifiers", []), {"type": "webhook", "url": self.receiver.url}]
-        data = self.config.model_dump(mode="json")
-        data.update(kafka=kafka.model_dump(mode="json"), alerting=alerting, data_dir=str(self.state_dir))
+        data = self.config.model_dump()
+        data.update(kafka=kafka.model_dump(), alerting=alerting, data_dir=str(self.state_dir))
         return VigilConfig.model_validate(data)
 
     def spawn(self, name: str) -> None:
