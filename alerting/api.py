@@ -3,11 +3,12 @@
 uvicorn runs on its own thread with its own event loop; the listening socket is bound before the
 thread starts, so the port (0 = a free one) is known at once and early clients queue in the backlog.
 
-Why it stays fast under a burst of clients (``vigil bench api``): a page is encoded once per store
-version (``PageCache``), so a thousand dashboards asking for the same page cost one query, and that
-query runs on the thread pool (each thread with its own connection), never on the event loop; a
-hit costs the loop one indexed row read and no thread hop (hopping every request to the pool made
-the loop wait for the GIL behind 40 threads); the backlog holds a burst of connects instead of
+Why it stays fast under a burst of clients (``vigil bench api``): a page is built once per store
+version (``AlertPageCache``), so a thousand dashboards asking for the same page cost one query, and
+that query runs on the thread pool (plain ``def`` handlers; each thread has its own connection),
+never on the event loop; a hit costs the loop one indexed row read, with no routing, validation or
+thread hop (hopping every request to the pool made the loop wait for the GIL behind 40 threads,
+and FastAPI's routing and validation doubled a request's CPU); the backlog holds a burst of connects instead of
 dropping SYNs (Python's default of 128 made clients wait for TCP's 1 s retransmit); and uvicorn
 uses httptools and uvloop, its C parser and event loop.
 """
@@ -29,50 +30,80 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vigil.alerting.payload import alert_json
 from vigil.alerting.reader import AlertPage, AlertReader, Position
 
 HealthCheck = Callable[[], dict[str, Any]]
-DEFAULT_LIMIT = 100
+DEFAULT_LIMIT = 50  # a screen of alerts
 MAX_LIMIT = 1000
 BACKLOG = 2048  # uvicorn's own default; the kernel caps it at net.core.somaxconn
 ALERTS_PATH = "/api/v1/alerts"
-PageKey = tuple[str | None, int, str | None]
 
 
-class PageCache:
-    """Encoded pages by query, each valid while the store's ``alerts_version`` is the one it was built
-    at; bounded (least recently used first out). Used from the event loop only. Concurrent misses
-    for one page share one build (on the thread pool), so a cold burst costs one query, not one each."""
+CachedResponse = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
 
-    def __init__(self, size: int = 256) -> None:
+
+class AlertPageCache:
+    """ASGI middleware in front of the app: a response of ``GET /api/v1/alerts`` is kept per query
+    string while the store's ``alerts_version`` is the one it was built at, and sent again without
+    routing, validation or a query; concurrent misses of one query share one run of the app, so a
+    cold burst costs one query, not one each. Bounded: the least recently used query goes first.
+    Runs on the event loop only."""
+
+    def __init__(self, app: ASGIApp, reader: AlertReader, size: int = 256) -> None:
+        self._app = app
+        self._reader = reader
         self._size = size
-        self._pages: OrderedDict[PageKey, tuple[int, bytes]] = OrderedDict()
-        self._flights: dict[tuple[PageKey, int], asyncio.Future[bytes]] = {}
+        self._pages: OrderedDict[bytes, tuple[int, CachedResponse]] = OrderedDict()
+        self._flights: dict[tuple[bytes, int], asyncio.Future[CachedResponse]] = {}
 
-    async def get(self, key: PageKey, version: int, build: Callable[[], bytes]) -> bytes:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != ALERTS_PATH:
+            await self._app(scope, receive, send)
+            return
+        key = scope["query_string"]
+        version = self._reader.version()  # one indexed row, on the loop: a WAL reader never waits for writers
         hit = self._pages.get(key)
         if hit is not None and hit[0] == version:
             self._pages.move_to_end(key)
-            return hit[1]
+            await _replay(hit[1], send)
+            return
         flight = self._flights.get((key, version))
         if flight is None:
-            flight = asyncio.ensure_future(run_in_threadpool(build))
+            flight = asyncio.ensure_future(self._run(scope, receive))
             self._flights[(key, version)] = flight
             flight.add_done_callback(lambda done: self._land(key, version, done))
-        return await asyncio.shield(flight)
+        await _replay(await asyncio.shield(flight), send)
 
-    def _land(self, key: PageKey, version: int, flight: asyncio.Future[bytes]) -> None:
+    async def _run(self, scope: Scope, receive: Receive) -> CachedResponse:
+        captured: dict[str, Any] = {"body": b""}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"], captured["headers"] = message["status"], list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                captured["body"] += message.get("body", b"")
+
+        await self._app(scope, receive, capture)
+        return captured["status"], captured["headers"], captured["body"]
+
+    def _land(self, key: bytes, version: int, flight: asyncio.Future[CachedResponse]) -> None:
         del self._flights[(key, version)]
-        if flight.cancelled() or flight.exception() is not None:
-            return  # each waiter sees the error; the next request builds again
+        if flight.cancelled() or flight.exception() is not None or flight.result()[0] != 200:
+            return  # errors are not kept: the next request runs the app again
         current = self._pages.get(key)
         if current is None or current[0] <= version:
             self._pages[key] = (version, flight.result())
             self._pages.move_to_end(key)
         while len(self._pages) > self._size:
             self._pages.popitem(last=False)
+
+
+async def _replay(response: CachedResponse, send: Send) -> None:
+    status, headers, body = response
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def encode_page(page: AlertPage, status: str | None, limit: int) -> bytes:
@@ -96,10 +127,10 @@ def _position(cursor: str | None) -> Position | None:
 
 def build_app(reader: AlertReader, registry: CollectorRegistry, health: HealthCheck) -> FastAPI:
     app = FastAPI(title="Vigil alerting", version="1")
-    cache = PageCache()
+    app.add_middleware(AlertPageCache, reader=reader)
 
     @app.get(ALERTS_PATH)
-    async def list_alerts(
+    def list_alerts(
         status: Literal["firing", "resolved"] | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
@@ -107,13 +138,8 @@ def build_app(reader: AlertReader, registry: CollectorRegistry, health: HealthCh
         """Alerts, most recently changed first, ``limit`` per page. The body is ``{"alerts": [...],
         "next_cursor", "next"}``; pass ``cursor=next_cursor`` with the same filters (or follow ``next``)
         for the following page; both are null on the last page."""
-        after = _position(cursor)
-        # One indexed row, read on the loop: a WAL reader does not wait for the writers.
-        version = reader.version()
-        body = await cache.get(
-            (status, limit, cursor), version, lambda: encode_page(reader.page(status, limit, after), status, limit)
-        )
-        return Response(body, media_type="application/json")
+        page = reader.page(status, limit, _position(cursor))
+        return Response(encode_page(page, status, limit), media_type="application/json")
 
     @app.get(ALERTS_PATH + "/{fingerprint}")
     def get_alert(fingerprint: str) -> dict[str, Any]:
