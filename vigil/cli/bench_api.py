@@ -4,7 +4,11 @@ Seeds an alert store (alerts, their delivered notifications and the notification
 that has run for a while leaves it), serves it with the real API (``build_app`` + ``ApiServer``,
 uvicorn) in a child process, then fires ``--requests`` GETs at once from this process, each on its
 own connection. Each request's latency runs from just before it connects to the last byte of its
-response. The server's and the client's CPU time over the burst are reported beside the figures.
+response. The server's and the client's CPU time over each burst are reported beside the figures,
+and the 1-minute load average before the bursts (other work on the machine shows up as latency).
+The headline p50/p99/max pool the bursts after the first: the first one also pays for the server
+process's first thousand connections (its memory, uvloop's handles), which a running service has
+long paid; its p99 is reported on its own.
 
 The default client (``--client raw``) writes HTTP/1.1 on asyncio streams (uvloop) and reads to
 EOF. ``--client httpx`` uses one httpx ``AsyncClient`` with a pool of that many connections
@@ -18,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import random
 import re
 import statistics
 import tempfile
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +44,15 @@ from vigil.cli.bench import bench_app, machine
 
 TARGET_P99_S = 0.25
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Burst:
+    latencies: list[float]
+    outcomes: dict[str, int]
+    figures: dict[str, Any]
+
+
 _RULES = [
     ("GpuOverheating", "critical", "GPU {gpu} on {host} runs hot: {v:.0f} °C", "drain {host}"),
     ("GpuXidFatal", "critical", "XID 79 on {host} GPU {gpu}: fallen off the bus", "reset GPU {gpu}, RMA if repeats"),
@@ -164,7 +179,29 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
-def run_api_bench(alerts: int, requests: int, query: str, client_kind: str, work: Path) -> dict[str, Any]:
+def _figures(latencies: list[float]) -> dict[str, float]:
+    lat = np.array(latencies) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+        "max_ms": round(float(lat.max()), 1),
+    }
+
+
+def _bursts(port: int, target: str, requests: int, client_kind: str, server_pid: int, count: int) -> list[Burst]:
+    server, client = psutil.Process(server_pid), psutil.Process()
+    bursts = []
+    for _ in range(count):
+        server_cpu0, client_cpu0 = sum(server.cpu_times()[:2]), sum(client.cpu_times()[:2])
+        latencies, outcomes, wall = _run(_burst(port, target, requests, client_kind))
+        figures: dict[str, Any] = {**_figures(latencies), "wall_ms": round(wall * 1000, 1)}
+        figures["server_cpu_ms"] = round((sum(server.cpu_times()[:2]) - server_cpu0) * 1000)
+        figures["client_cpu_ms"] = round((sum(client.cpu_times()[:2]) - client_cpu0) * 1000)
+        bursts.append(Burst(latencies, outcomes, {**figures, "responses": outcomes}))
+    return bursts
+
+
+def run_api_bench(alerts: int, requests: int, query: str, client_kind: str, bursts: int, work: Path) -> dict[str, Any]:
     db = work / "alerts.db"
     seed_store(db, alerts, firing_share=0.1)
     target = "/api/v1/alerts" + (f"?{query}" if query else "")
@@ -174,36 +211,31 @@ def run_api_bench(alerts: int, requests: int, query: str, client_kind: str, work
     proc.start()
     try:
         port = parent.recv() if parent.poll(60) else None
-        if port is None:
+        if port is None or proc.pid is None:
             raise RuntimeError("the API process did not start within 60 s")
         body_bytes = len(httpx.get(f"http://127.0.0.1:{port}{target}", timeout=30.0).content)
         alone_s = _run(_alone(port, target, 20))
-        server, client = psutil.Process(proc.pid), psutil.Process()
-        server_cpu0, client_cpu0 = sum(server.cpu_times()[:2]), sum(client.cpu_times()[:2])
-        latencies, outcomes, wall = _run(_burst(port, target, requests, client_kind))
-        server_cpu = sum(server.cpu_times()[:2]) - server_cpu0
-        client_cpu = sum(client.cpu_times()[:2]) - client_cpu0
+        load = os.getloadavg()[0]
+        runs = _bursts(port, target, requests, client_kind, proc.pid, bursts)
     finally:
         parent.send("stop")
         proc.join(10)
         if proc.is_alive():
             proc.terminate()
-    lat = np.array(latencies)
+    warm = runs[1:] or runs  # the first burst is also the server's first thousand connections
     return {
         "workload": (
-            f"{requests} concurrent GET {target}, each on its own connection ({client_kind} client), against "
-            f"a store of {alerts} alerts (10% firing) and their notification log"
+            f"{bursts} bursts of {requests} concurrent GET {target}, each on its own connection ({client_kind} "
+            f"client), against a store of {alerts} alerts (10% firing) and their notification log; figures over "
+            + ("the bursts after the first" if len(runs) > 1 else "the one burst")
         ),
+        "load_average_1m": round(load, 2),
         "alone_p50_ms": round(alone_s * 1000, 2),
         "body_bytes": body_bytes,
-        "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
-        "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
-        "max_ms": round(float(lat.max()) * 1000, 1),
-        "wall_ms": round(wall * 1000, 1),
-        "server_cpu_ms": round(server_cpu * 1000, 1),
-        "client_cpu_ms": round(client_cpu * 1000, 1),
-        "responses": outcomes,
-        "errors": sum(n for k, n in outcomes.items() if k != "200"),
+        **_figures([x for run in warm for x in run.latencies]),
+        "first_burst_p99_ms": runs[0].figures["p99_ms"],
+        "bursts": [run.figures for run in runs],
+        "errors": sum(n for run in runs for k, n in run.outcomes.items() if k != "200"),
     }
 
 
@@ -214,12 +246,16 @@ def api_bench(
     requests: int = typer.Option(1_000, min=1, help="concurrent requests in the burst"),
     query: str = typer.Option("", help="query string for every request, e.g. 'status=firing&limit=50'"),
     client: str = typer.Option("raw", help="raw (asyncio streams) or httpx (one AsyncClient)"),
+    bursts: int = typer.Option(3, min=1, help="bursts, one after the other; the first is reported apart"),
 ) -> None:
     """p50/p99/max latency of a burst of concurrent GET /api/v1/alerts against the real API."""
     if client not in ("raw", "httpx"):
         raise typer.BadParameter("raw or httpx", param_hint="--client")
     with tempfile.TemporaryDirectory(prefix="vigil-bench-api-") as tmp:
-        result: dict[str, Any] = {"machine": machine(), **run_api_bench(alerts, requests, query, client, Path(tmp))}
+        result: dict[str, Any] = {
+            "machine": machine(),
+            **run_api_bench(alerts, requests, query, client, bursts, Path(tmp)),
+        }
     result["target_p99_ms"] = TARGET_P99_S * 1000
     result["meets_target"] = result["errors"] == 0 and result["p99_ms"] < TARGET_P99_S * 1000
     if json_out:
