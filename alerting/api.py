@@ -48,13 +48,14 @@ class AlertPageCache:
     """ASGI middleware in front of the app: a response of ``GET /api/v1/alerts`` is kept per query
     string while the store's ``alerts_version`` is the one it was built at, and sent again without
     routing, validation or a query; concurrent misses of one query share one run of the app, so a
-    cold burst costs one query, not one each. Bounded: the least recently used query goes first.
-    Runs on the event loop only."""
+    cold burst costs one query, not one each. Bounded by the bytes it holds: the least recently used
+    query goes first. Runs on the event loop only."""
 
-    def __init__(self, app: ASGIApp, reader: AlertReader, size: int = 256) -> None:
+    def __init__(self, app: ASGIApp, reader: AlertReader, max_bytes: int = 16 * 2**20) -> None:
         self._app = app
         self._reader = reader
-        self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._pages: OrderedDict[bytes, tuple[int, CachedResponse]] = OrderedDict()
         self._flights: dict[tuple[bytes, int], asyncio.Future[CachedResponse]] = {}
 
@@ -93,11 +94,16 @@ class AlertPageCache:
         if flight.cancelled() or flight.exception() is not None or flight.result()[0] != 200:
             return  # errors are not kept: the next request runs the app again
         current = self._pages.get(key)
-        if current is None or current[0] <= version:
-            self._pages[key] = (version, flight.result())
-            self._pages.move_to_end(key)
-        while len(self._pages) > self._size:
-            self._pages.popitem(last=False)
+        if current is not None and current[0] > version:
+            return  # a newer build landed first
+        if current is not None:
+            self._bytes -= len(current[1][2])
+        self._pages[key] = (version, flight.result())
+        self._pages.move_to_end(key)
+        self._bytes += len(flight.result()[2])
+        while self._bytes > self._max_bytes and self._pages:
+            _, (_, evicted) = self._pages.popitem(last=False)
+            self._bytes -= len(evicted[2])
 
 
 async def _replay(response: CachedResponse, send: Send) -> None:

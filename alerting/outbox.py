@@ -23,6 +23,7 @@ import logging
 import random
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -222,8 +223,9 @@ class OutboxDispatcher:
         timeout bounds that), then left as a daemon: its row stays pending and is resent after restart."""
         self._stop.set()
         self.wake()
+        deadline = time.monotonic() + timeout_s
         for thread in self._threads:
-            thread.join(timeout_s)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         if any(thread.is_alive() for thread in self._threads):
