@@ -70,6 +70,18 @@ class RetryConfig(FrozenModel):
         return self
 
 
+class RetentionConfig(FrozenModel):
+    """How long finished records are kept. Delivered and failed outbox rows and notification-log entries
+    older than ``max_age``, and alerts resolved longer ago than that, are deleted every ``interval``,
+    on their own thread. Nothing pending is ever pruned: not a row still to send, not an alert with one,
+    not an alert whose last state is unpublished. Keep ``max_age`` well above how far back a replay of
+    the detections topic can reach: a replayed firing detection for a pruned alert would page again."""
+
+    max_age: PositiveDuration = 7 * 86400.0
+    interval: PositiveDuration = 3600.0
+    batch: Annotated[int, Field(ge=1)] = 5000  # rows per transaction, so the service never waits long
+
+
 class ApiConfig(FrozenModel):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: a free port, see AlertingService.api_port
@@ -243,9 +255,10 @@ class AlertingConfig(FrozenModel):
     api: ApiConfig = Field(default_factory=ApiConfig)
     notifiers: list[NotifierConfig] = Field(default_factory=_default_notifiers)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     identity_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_IDENTITY_LABELS))
     max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 500
-    # The longest the outbox dispatcher idles between scans.
+    # The longest a receiver's outbox worker idles between scans.
     dispatch_interval: Annotated[PositiveDuration, Field(le=60)] = 0.5
     dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     predictions: PredictionAlertsConfig = Field(default_factory=PredictionAlertsConfig)

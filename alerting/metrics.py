@@ -32,3 +32,9 @@ class AlertingMetrics:
             "Notifications waiting in the outbox (due or backing off)",
             registry=registry,
         )
+        self.pruned = Counter(
+            "vigil_alerting_pruned",
+            "Records deleted by retention, by table: outbox, notification_log, alerts",
+            ["table"],
+            registry=registry,
+        )

@@ -17,7 +17,8 @@ any two steps replays, never loses, and never pages twice):
 A replay after a crash between 2 and 4 finds the fingerprint already in that state and decides
 ``no_change``: no second outbox row, so no second page. Alert versions stored but not yet
 published (a crash between 2 and 3) are published when the service starts. Notifications leave
-only through the outbox dispatcher thread (see ``outbox.py``).
+only through the outbox, one worker thread per receiver (see ``outbox.py``); finished records are
+pruned by retention on another thread (``retention.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from vigil.alerting.notifiers import Notifier, build_notifier_registry
 from vigil.alerting.outbox import Backoff, OutboxDispatcher
 from vigil.alerting.payload import notification_payload
 from vigil.alerting.predictions import prediction_alerts, prediction_problem
-from vigil.alerting.store import AlertReader, AlertStore
+from vigil.alerting.reader import AlertReader
+from vigil.alerting.retention import Pruner
+from vigil.alerting.store import AlertStore
 
 from vigil.bus.base import Bus, DeadLetters, Record, TopicPartition
 from vigil.clock import Clock
@@ -87,8 +90,8 @@ class AlertingService:
         names = config.notifier_names()
         self._send_resolved = {n: c.send_resolved for n, c in zip(names, config.notifiers, strict=True)}
         self.dispatcher = _build_dispatcher(config, db_path, notifiers, clock, self._metrics)
+        self.pruner = Pruner(AlertStore(db_path), config.retention, clock, self._metrics)
         self._api: ApiServer | None = None
-        self._dispatch_thread: threading.Thread | None = None
         self._last_step_at: float | None = None
         self._pending = 0
         self.ready = threading.Event()  # set by run() once the API and the dispatcher are up
@@ -119,12 +122,11 @@ class AlertingService:
         return len(records)
 
     def run(self, stop: threading.Event) -> None:
-        """Serve the API, dispatch the outbox and consume until ``stop`` is set; then shut down."""
-        dispatch_stop = threading.Event()
-        self._dispatch_thread = threading.Thread(
-            target=self.dispatcher.run, args=(dispatch_stop,), name="alerting-outbox", daemon=True
-        )
-        self._dispatch_thread.start()
+        """Serve the API, dispatch the outbox, prune and consume until ``stop`` is set; then shut down."""
+        self.dispatcher.start()
+        prune_stop = threading.Event()
+        pruning = threading.Thread(target=self.pruner.run, args=(prune_stop,), name="alerting-retention", daemon=True)
+        pruning.start()
         reader: AlertReader | None = None
         try:
             if self._config.api.enabled:
@@ -139,9 +141,9 @@ class AlertingService:
                     log.warning("alerting step failed, retrying: %s", exc)
                     stop.wait(1.0)
         finally:
-            dispatch_stop.set()
-            self.dispatcher.wake()
-            self._dispatch_thread.join(timeout=10.0)
+            self.dispatcher.stop()
+            prune_stop.set()
+            pruning.join(timeout=10.0)
             if self._api is not None:
                 self._api.stop()
             if reader is not None:
@@ -152,8 +154,8 @@ class AlertingService:
         """Release the consumer, producer and database (run() calls this on the way out)."""
         self._consumer.close()
         self._producer.close()
-        if self._dispatch_thread is None or not self._dispatch_thread.is_alive():
-            self.dispatcher.close()
+        self.dispatcher.close()
+        self.pruner.close()
         self._store.close()
 
     @property
@@ -162,8 +164,7 @@ class AlertingService:
         return self._api.port if self._api is not None else None
 
     def health(self) -> dict[str, Any]:
-        thread = self._dispatch_thread
-        dispatcher_ok = thread is None or thread.is_alive()
+        dispatcher_ok = self.dispatcher.alive()
         return {
             "ok": dispatcher_ok,
             "service": "alerting",

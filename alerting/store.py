@@ -1,16 +1,16 @@
 """Alert state, the notification outbox and the notification log, in one SQLite file.
 
 Each :class:`AlertStore` owns one connection and is used by one thread at a time (the service
-thread, the outbox dispatcher thread); WAL mode lets them and the API's :class:`AlertReader` work
-side by side. ``version``/``published_version`` on an alert say whether its latest state reached
-the alerts topic, so a crash between the database commit and the publish is repaired on restart.
+thread, each receiver's outbox worker, the retention pruner); WAL mode lets them and the API's
+:class:`~vigil.alerting.reader.AlertReader` work side by side. ``version``/``published_version``
+on an alert say whether its latest state reached the alerts topic, so a crash between the database
+commit and the publish is repaired on restart.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     published_version INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status);
+CREATE INDEX IF NOT EXISTS alerts_page ON alerts (updated_at, fingerprint);
+CREATE INDEX IF NOT EXISTS alerts_status_page ON alerts (status, updated_at, fingerprint);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     fingerprint TEXT NOT NULL,
@@ -48,6 +50,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (notifier, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (state, created_at);
 CREATE INDEX IF NOT EXISTS outbox_head ON outbox (fingerprint, notifier, state, id);
 CREATE TABLE IF NOT EXISTS notification_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -58,11 +62,21 @@ CREATE TABLE IF NOT EXISTS notification_log (
     sent_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS notification_log_fp ON notification_log (fingerprint);
+CREATE INDEX IF NOT EXISTS notification_log_sent ON notification_log (sent_at);
+-- alerts_version changes with every change an API reader can see, so a reader's cached page is
+-- fresh exactly while the version it was built at is current (publishing bumps nothing).
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('alerts_version', 0);
+CREATE TRIGGER IF NOT EXISTS alerts_version_insert AFTER INSERT ON alerts
+BEGIN UPDATE meta SET value = value + 1 WHERE key = 'alerts_version'; END;
+CREATE TRIGGER IF NOT EXISTS alerts_version_update AFTER UPDATE OF
+    status, labels, annotations, severity, starts_at, ends_at, updated_at, recommended_action ON alerts
+BEGIN UPDATE meta SET value = value + 1 WHERE key = 'alerts_version'; END;
+CREATE TRIGGER IF NOT EXISTS alerts_version_delete AFTER DELETE ON alerts
+BEGIN UPDATE meta SET value = value + 1 WHERE key = 'alerts_version'; END;
 """
 
-_ALERT_COLUMNS = (
-    "fingerprint, status, labels, annotations, severity, starts_at, ends_at, updated_at, recommended_action"
-)
+ALERT_COLUMNS = "fingerprint, status, labels, annotations, severity, starts_at, ends_at, updated_at, recommended_action"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +93,7 @@ class OutboxRow:
     last_error: str | None
 
 
-def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     else:
@@ -97,7 +111,7 @@ def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def _alert_from_row(row: sqlite3.Row) -> Alert:
+def alert_from_row(row: sqlite3.Row) -> Alert:
     return Alert(
         fingerprint=row["fingerprint"],
         status=cast(Decision, row["status"]),
@@ -128,15 +142,13 @@ def _outbox_from_row(row: sqlite3.Row) -> OutboxRow:
 
 def _query_alerts(conn: sqlite3.Connection, status: str | None, limit: int) -> list[Alert]:
     if status is None:
-        rows = conn.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts ORDER BY updated_at DESC LIMIT ?", (limit,)
-        ).fetchall()
+        rows = conn.execute(f"SELECT {ALERT_COLUMNS} FROM alerts ORDER BY updated_at DESC LIMIT ?", (limit,)).fetchall()
     else:
         rows = conn.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE status = ? ORDER BY updated_at DESC LIMIT ?",
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE status = ? ORDER BY updated_at DESC LIMIT ?",
             (status, limit),
         ).fetchall()
-    return [_alert_from_row(r) for r in rows]
+    return [alert_from_row(r) for r in rows]
 
 
 class AlertStore:
@@ -144,7 +156,7 @@ class AlertStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = _connect(path)
+        self._conn = connect(path)
         self._conn.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -166,8 +178,8 @@ class AlertStore:
     # ------------------------------------------------------------------ alerts
 
     def get(self, fp: str) -> Alert | None:
-        row = self._conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
-        return _alert_from_row(row) if row is not None else None
+        row = self._conn.execute(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
+        return alert_from_row(row) if row is not None else None
 
     def alerts(self, status: str | None = None, limit: int = 1000) -> list[Alert]:
         return _query_alerts(self._conn, status, limit)
@@ -175,7 +187,7 @@ class AlertStore:
     def upsert(self, alert: Alert) -> int:
         """Store an alert's new state; returns its version (bumped on every change)."""
         self._conn.execute(
-            f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (fingerprint) DO UPDATE SET status = excluded.status, labels = excluded.labels, "
             "annotations = excluded.annotations, severity = excluded.severity, "
             "starts_at = excluded.starts_at, "
@@ -202,9 +214,9 @@ class AlertStore:
 
     def unpublished(self) -> list[tuple[Alert, int]]:
         rows = self._conn.execute(
-            f"SELECT {_ALERT_COLUMNS}, version FROM alerts WHERE published_version < version ORDER BY updated_at"
+            f"SELECT {ALERT_COLUMNS}, version FROM alerts WHERE published_version < version ORDER BY updated_at"
         ).fetchall()
-        return [(_alert_from_row(r), int(r["version"])) for r in rows]
+        return [(alert_from_row(r), int(r["version"])) for r in rows]
 
     def mark_published(self, versions: dict[str, int]) -> None:
         with self.transaction():
@@ -223,14 +235,24 @@ class AlertStore:
         )
         return int(cur.lastrowid or 0)
 
-    def due(self, now: float, limit: int) -> list[OutboxRow]:
-        """Pending rows whose time has come, oldest first; a row waits while an older row for the same
-        fingerprint and notifier is still pending, so a resolve never overtakes its page."""
+    def due(self, now: float, limit: int, notifier: str) -> list[OutboxRow]:
+        """One notifier's pending rows whose time has come, fewest attempts then oldest first; a row waits
+        while an older row for the same fingerprint and notifier is still pending, so a resolve never
+        overtakes its page."""
         rows = self._conn.execute(
-            "SELECT * FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ? AND NOT EXISTS ("
-            "  SELECT 1 FROM outbox p WHERE p.state = 'pending' AND p.fingerprint = o.fingerprint"
-            "  AND p.notifier = o.notifier AND p.id < o.id) ORDER BY o.id LIMIT ?",
-            (now, limit),
+            "SELECT * FROM outbox o WHERE o.notifier = ? AND o.state = 'pending' AND o.next_attempt_at <= ? "
+            "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' AND p.fingerprint = o.fingerprint"
+            "  AND p.notifier = o.notifier AND p.id < o.id) ORDER BY o.attempts, o.id LIMIT ?",
+            (notifier, now, limit),
+        ).fetchall()
+        return [_outbox_from_row(r) for r in rows]
+
+    def orphans(self, notifiers: set[str]) -> list[OutboxRow]:
+        """Pending rows for a notifier not in ``notifiers`` (removed from the config since)."""
+        marks = ",".join("?" * len(notifiers))
+        rows = self._conn.execute(
+            f"SELECT * FROM outbox WHERE state = 'pending' AND notifier NOT IN ({marks}) ORDER BY id",
+            sorted(notifiers),
         ).fetchall()
         return [_outbox_from_row(r) for r in rows]
 
@@ -241,8 +263,10 @@ class AlertStore:
             rows = self._conn.execute("SELECT * FROM outbox WHERE state = ? ORDER BY id", (state,)).fetchall()
         return [_outbox_from_row(r) for r in rows]
 
-    def next_due_at(self) -> float | None:
-        row = self._conn.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'").fetchone()
+    def next_due_at(self, notifier: str) -> float | None:
+        row = self._conn.execute(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE notifier = ? AND state = 'pending'", (notifier,)
+        ).fetchone()
         return float(row[0]) if row[0] is not None else None
 
     def pending_count(self) -> int:
@@ -264,6 +288,37 @@ class AlertStore:
                 (next_attempt_at, error, row.id),
             )
 
+    # ------------------------------------------------------------------ retention
+
+    def prune_outbox(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` delivered or failed rows created before ``before``; pending rows stay."""
+        return self._delete(
+            "DELETE FROM outbox WHERE id IN ("
+            "SELECT id FROM outbox WHERE state IN ('delivered', 'failed') AND created_at < ? LIMIT ?)",
+            (before, limit),
+        )
+
+    def prune_notification_log(self, before: float, limit: int) -> int:
+        return self._delete(
+            "DELETE FROM notification_log WHERE id IN (SELECT id FROM notification_log WHERE sent_at < ? LIMIT ?)",
+            (before, limit),
+        )
+
+    def prune_resolved(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` alerts resolved (last changed) before ``before``, except one with a
+        notification still pending or a state not yet published."""
+        return self._delete(
+            "DELETE FROM alerts WHERE fingerprint IN (SELECT a.fingerprint FROM alerts a "
+            "WHERE a.status = 'resolved' AND a.updated_at < ? AND a.published_version >= a.version "
+            "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.fingerprint = a.fingerprint AND o.state = 'pending') "
+            "LIMIT ?)",
+            (before, limit),
+        )
+
+    def _delete(self, sql: str, args: tuple[float, int]) -> int:
+        with self.transaction():
+            return int(self._conn.execute(sql, args).rowcount)
+
     # ------------------------------------------------------------------ notification log
 
     def log(self, fp: str, notifier: str, reason: str, status: str, now: float) -> None:
@@ -280,24 +335,3 @@ class AlertStore:
             else self._conn.execute(sql + " WHERE fingerprint = ? ORDER BY id", (fp,)).fetchall()
         )
         return [dict(r) for r in rows]
-
-
-class AlertReader:
-    """Read-only access for the API's threads; one connection, serialised by a lock."""
-
-    def __init__(self, path: Path) -> None:
-        self._conn = _connect(path, readonly=True)
-        self._lock = threading.Lock()
-
-    def alerts(self, status: str | None = None, limit: int = 1000) -> list[Alert]:
-        with self._lock:
-            return _query_alerts(self._conn, status, limit)
-
-    def get(self, fp: str) -> Alert | None:
-        with self._lock:
-            row = self._conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
-        return _alert_from_row(row) if row is not None else None
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()

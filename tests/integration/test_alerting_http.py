@@ -150,7 +150,7 @@ def test_webhook_400_is_permanent(tmp_path: Path, receiver: Receiver) -> None:
 def get_until(client: httpx.Client, url: str, count: int, deadline_s: float = 10.0) -> list[dict[str, Any]]:
     deadline = time.monotonic() + deadline_s
     while True:
-        body: list[dict[str, Any]] = client.get(url).json()
+        body: list[dict[str, Any]] = client.get(url).json()["alerts"]
         if len(body) >= count or time.monotonic() > deadline:
             return body
         time.sleep(0.02)
@@ -172,9 +172,9 @@ def test_api_serves_stored_alerts_over_http(tmp_path: Path) -> None:
             alerts = get_until(client, "/api/v1/alerts?status=resolved", 1)
             assert [a["labels"]["host"] for a in alerts] == ["node-2"]
             assert alerts[0]["ends_at"] == "2026-01-01T00:01:00+00:00"
-            firing = client.get("/api/v1/alerts", params={"status": "firing"}).json()
+            firing = client.get("/api/v1/alerts", params={"status": "firing"}).json()["alerts"]
             assert [a["labels"]["host"] for a in firing] == ["node-1"]
-            assert len(client.get("/api/v1/alerts").json()) == 2
+            assert len(client.get("/api/v1/alerts").json()["alerts"]) == 2
             one = client.get(f"/api/v1/alerts/{firing[0]['fingerprint']}").json()
             assert one["status"] == "firing" and one["annotations"]["summary"] == "GPU 3 on node-1 runs hot"
             assert client.get("/api/v1/alerts/0000000000000000").status_code == 404

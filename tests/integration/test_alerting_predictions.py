@@ -87,7 +87,7 @@ def test_prediction_on_the_broker_ends_as_an_alert_and_a_webhook(
         with httpx.Client(base_url=f"http://127.0.0.1:{svc.api_port}", timeout=5.0) as client:
 
             def alerts(status: str) -> list[dict[str, Any]]:
-                body: list[dict[str, Any]] = client.get("/api/v1/alerts", params={"status": status}).json()
+                body: list[dict[str, Any]] = client.get("/api/v1/alerts", params={"status": status}).json()["alerts"]
                 return body
 
             firing = wait_for(lambda: alerts("firing"))

@@ -196,20 +196,27 @@ def test_malformed_records_go_to_dlq_and_are_counted(h: Harness) -> None:
 
 
 def test_retry_with_backoff_then_permanent_failure(h: Harness) -> None:
-    h.hook.results = [DeliveryResult.retryable("HTTP 503"), DeliveryResult.delivered()]
+    h.hook.results = [
+        DeliveryResult.retryable("HTTP 503"),
+        DeliveryResult.permanent("HTTP 400"),
+        DeliveryResult.delivered(),
+    ]
     svc = h.service()
     h.publish(det(), det(host="node-2"))
     svc.step()
-    h.hook.results = [DeliveryResult.retryable("HTTP 503"), DeliveryResult.permanent("HTTP 400")]
     svc.dispatcher.drain_once()
-    assert len(h.hook.sent) == 2
+    assert len(h.hook.sent) == 1  # the receiver failed: it is held, node-2's page waits untried
     row = next(r for r in h.store().outbox() if r.notifier == "hook")
     assert row.attempts == 1 and row.last_error == "HTTP 503" and row.state == "pending"
     assert T0 + 0.25 <= row.next_attempt_at <= T0 + 0.5  # first backoff: initial 0.5s with equal jitter
+    assert T0 + 0.25 <= svc.dispatcher.workers["hook"].held_until <= T0 + 0.5
+    assert [p["reason"] for p in h.log.sent] == ["first", "first"]  # another receiver is not held
     svc.dispatcher.drain_once()
-    assert len(h.hook.sent) == 2  # not due yet
+    assert len(h.hook.sent) == 1  # not due yet
     h.clock.advance(0.5)
     svc.dispatcher.drain_once()
+    # node-2's page, never tried, goes before node-1's retry: a row that keeps failing blocks nobody
+    assert [p["alert"]["labels"]["host"] for p in h.hook.sent] == ["node-1", "node-2", "node-1"]
     hook_rows = [r for r in h.store().outbox() if r.notifier == "hook"]
     assert [(r.state, r.attempts) for r in hook_rows] == [("delivered", 2), ("failed", 1)]
     assert hook_rows[1].last_error == "HTTP 400"
