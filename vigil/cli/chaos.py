@@ -311,7 +311,7 @@ CHAOS_HELP = "\n\n".join(
         "faults: ground-truth faults (groundtruth topic) started within --duration. "
         "A fault is paged when the measuring receiver got a firing notification naming its entity "
         "between its start and its end + 30 s. "
-        "paged_twice: two of those carry the same dedup_key (one alert episode paged twice); "
+        "paged_twice: the episode (dedup_key) of one of those reached the pager twice; "
         "paged_once: paged, not twice; lost: never paged.",
         "dlq: records read back from the <topic>.dlq topics. restarts: supervision restarts per unit. "
         "max_recovery_s: the longest time from a kill to the unit healthy again (analytics, alerting: "

@@ -7,9 +7,9 @@ Definitions (the README and ``vigil chaos --help`` say the same):
 - a fault is **paged** when the measuring receiver got a firing notification (escalations of the
   same episode aside) that names the fault's own entity and arrived between its start (less
   ``slack_s``) and its end plus ``grace_s``, the rule of ``vigil up --report`` (``report.py``);
-- ``paged_twice``: paged, and two of those notifications carry the same ``dedup_key``, i.e. the
-  same alert episode reached the pager twice; ``paged_once``: paged and not twice; ``lost``:
-  never paged. The three partition ``faults``;
+- ``paged_twice``: paged, and the episode (``dedup_key``) of one of those notifications reached
+  the pager twice (the second time at any moment of the run); ``paged_once``: paged and not
+  twice; ``lost``: never paged. The three partition ``faults``;
 - ``max_recovery_s``: over every kill, the longest time from the SIGKILL until the restarted
   service was healthy again (null when one never recovered before the run ended; 0 without kills).
 """
@@ -69,13 +69,13 @@ def merge_truth(events: Iterable[FaultInjection]) -> list[FaultInjection]:
 class FaultOutcome:
     fault: FaultInjection
     pages: tuple[Notification, ...]  # firing notifications naming its entity in its window
+    resent: bool = False  # one of their episodes reached the pager more than once (at any time)
 
     @property
     def verdict(self) -> str:
         if not self.pages:
             return "lost"
-        twice = Counter(n.dedup_key for n in self.pages).most_common(1)[0][1] > 1
-        return "paged_twice" if twice else "paged_once"
+        return "paged_twice" if self.resent else "paged_once"
 
 
 def score_faults(
@@ -85,17 +85,18 @@ def score_faults(
     grace_s: float = 30.0,
 ) -> list[FaultOutcome]:
     firing = [n for n in notifications if n.status == "firing" and n.reason != "escalated"]
-    return [
-        FaultOutcome(
-            fault,
-            tuple(
-                n
-                for n in firing
-                if names_entity(fault, n.labels) and matches(fault, n.labels, n.received_at, slack_s, grace_s)
-            ),
+    # A resend may come long after the fault (an outbox row sent again after a restart): count
+    # each episode's firing notifications over the whole run, not only in the fault's window.
+    episodes = Counter(n.dedup_key for n in firing if n.dedup_key)
+    outcomes = []
+    for fault in faults:
+        pages = tuple(
+            n
+            for n in firing
+            if names_entity(fault, n.labels) and matches(fault, n.labels, n.received_at, slack_s, grace_s)
         )
-        for fault in faults
-    ]
+        outcomes.append(FaultOutcome(fault, pages, any(episodes[n.dedup_key] > 1 for n in pages if n.dedup_key)))
+    return outcomes
 
 
 def summary(
