@@ -47,3 +47,10 @@ def test_chaos_refuses_an_external_broker_with_status_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(build_app(), ["chaos", "-c", str(cfg), "--data-dir", str(tmp_path / "chaos")])
     assert result.exit_code == 2, result.output
     assert "kafka.bootstrap_servers: vigil chaos kills the embedded broker" in result.output
+
+
+def test_chaos_refuses_a_data_dir_with_an_earlier_run_with_status_2(tmp_path: Path) -> None:
+    (tmp_path / "old" / "broker").mkdir(parents=True)
+    result = CliRunner().invoke(build_app(), ["chaos", "--data-dir", str(tmp_path / "old")])
+    assert result.exit_code == 2, result.output
+    assert "is not empty" in result.output

@@ -279,6 +279,10 @@ def chaos(
 ) -> None:
     """Run the durable stack under kills, a hung notifier and poison records; score pages against ground truth."""
     cfg = load_or_exit(config)
+    if data_dir is not None and data_dir.exists() and any(data_dir.iterdir()):
+        # An earlier run's topics and open alerts would be scored as this run's (README, durability).
+        err_console.print(f"[red]vigil chaos[/red]: --data-dir {data_dir} is not empty; give a new folder")
+        raise typer.Exit(2)
     stop = stop_on_signals()
     options = ChaosOptions(duration=duration, settle=settle, seed=seed, kills=kills)
     try:

@@ -185,9 +185,9 @@ class Stack:
             return None
         try:
             response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=timeout_s)
-        except httpx.HTTPError:
+            body = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):  # not answering (yet), or not JSON: not healthy
             return None
-        body = response.json() if response.status_code == 200 else None
         return body if isinstance(body, dict) else None
 
     def _watch(self, bus: KafkaBus) -> None:
