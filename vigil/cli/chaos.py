@@ -151,8 +151,8 @@ class ChaosRun:
             stop.wait(0.25)
 
     def _kill_due(self, offset: float) -> None:
-        if not self.plan or offset < self.plan[0].at:
-            return
+        if not self.plan or offset < self.plan[0].at or offset > self.options.duration:
+            return  # none in the settle time: a kill postponed that long stays in kills_not_done
         unit = self.plan[0].unit
         if self.stack.supervisor.status()[unit].state != "up":
             return  # already down (it crashed by itself): kill it once it is back
