@@ -171,6 +171,8 @@ class AlertingService:
             "dispatcher_alive": dispatcher_ok,
             "outbox_pending": self._pending,
             "last_step_at": self._last_step_at,
+            # Partitions this consumer holds: a restarted service is consuming again once it has some.
+            "assigned": sorted(f"{tp.topic}-{tp.partition}" for tp in self._consumer.assignment()),
         }
 
     # ------------------------------------------------------------------ the steps

@@ -77,6 +77,7 @@ class EmbeddedBroker:
         self.ephemeral = ephemeral
         self._ports = self._choose_ports(port, s3_port)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._argv: dict[str, tuple[list[str], dict[str, str]]] = {}  # how each was started, to restart it
 
     @property
     def bootstrap(self) -> str:
@@ -163,7 +164,35 @@ class EmbeddedBroker:
         )
         log_file.close()
         self._procs[name] = proc
+        self._argv[name] = (argv, dict(env))
         write_private(self.dir / f"{name}.pid", str(proc.pid), durable=False)
+
+    def alive(self) -> bool:
+        """Both processes (Tansu and, when durable, its S3 storage) are running."""
+        return bool(self._procs) and all(proc.poll() is None for proc in self._procs.values())
+
+    def describe_exit(self) -> str:
+        dead = {name: proc.returncode for name, proc in self._procs.items() if proc.poll() is not None}
+        return ", ".join(f"{name} exit {code}" for name, code in dead.items())
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one of its processes (``tansu`` or ``localbucket``), as a crash would: failure tests."""
+        proc = self._procs[name]
+        proc.kill()
+        proc.wait(10)
+
+    def restart_dead(self, timeout_s: float = 30.0) -> None:
+        """Start again, on the same ports and the same storage, whichever process has died.
+
+        The storage first: Tansu reads and writes S3 on every request, so a restarted Tansu needs it,
+        and a restarted localbucket serves the same files to the Tansu still running.
+        """
+        for name, port in (("localbucket", "s3"), ("tansu", "kafka")):
+            proc = self._procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                log.info("embedded broker: %s exited with %s, restarting it", name, proc.returncode)
+                self._spawn(name, *self._argv[name])
+                wait_for_port(self._ports[port], timeout_s, self._procs[name])
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self._procs.items()}

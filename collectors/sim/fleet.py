@@ -113,24 +113,57 @@ class FleetSimulator:
 
     # ------------------------------------------------------------------ faults
 
+    def resume(self, now: float) -> SimOutput:
+        """Pick up, at ``now``, a schedule that began at ``self.start``: a restarted simulator.
+
+        A simulator killed and started again with the same start (``vigil sim --origin``) must not
+        inject its schedule a second time. Faults are numbered in plan order, so each keeps its
+        ``fault_id``: one that has ended is published again as ground truth (start and end, no
+        effects; its end may have fallen while nothing was running); one still due to run begins
+        again now (its one-shot effects and log lines: the earlier run's state died with it) under
+        its original id and start. The job resumes at a step number no earlier run can have reached.
+        """
+        out = SimOutput()
+        while (spec := self._due(now)) is not None:
+            active = self._create(spec)
+            if active.end is not None and active.end <= now + _EPS:
+                e = active.event
+                out.faults.append(FaultInjection(e.fault_id, e.kind, e.entity, e.start, active.end, e.detail))
+            else:
+                self._active.append(active)
+                out.faults.append(active.event)
+                out.logs.extend(active.fault.begin(self.state, now))
+        self.job.resume(now)
+        return out
+
     def _start_due(self, now: float, out: SimOutput) -> None:
-        while self._next is not None and self.start + self._next.at <= now + _EPS:
-            spec, self._next = self._next, next(self._plan, None)
-            self._seq += 1
-            fault = FAULT_KINDS.create(spec.kind, ctx=self._context(spec))
-            begin = self.start + spec.at
-            event = FaultInjection(
-                fault_id=f"f-{self._seq:04d}-{spec.kind}",
-                kind=spec.kind,
-                entity=fault.entity(),
-                start=begin,
-                end=None,
-                detail=fault.detail(),
-            )
-            end = begin + spec.duration if spec.duration is not None else None
-            self._active.append(_Active(fault, event, end))
-            out.faults.append(event)
-            out.logs.extend(fault.begin(self.state, now))
+        while (spec := self._due(now)) is not None:
+            active = self._create(spec)
+            self._active.append(active)
+            out.faults.append(active.event)
+            out.logs.extend(active.fault.begin(self.state, now))
+
+    def _due(self, now: float) -> FaultSpec | None:
+        """The next planned fault if it starts by ``now`` (taken off the plan), else None."""
+        spec = self._next
+        if spec is None or self.start + spec.at > now + _EPS:
+            return None
+        self._next = next(self._plan, None)
+        return spec
+
+    def _create(self, spec: FaultSpec) -> _Active:
+        self._seq += 1
+        fault = FAULT_KINDS.create(spec.kind, ctx=self._context(spec))
+        begin = self.start + spec.at
+        event = FaultInjection(
+            fault_id=f"f-{self._seq:04d}-{spec.kind}",
+            kind=spec.kind,
+            entity=fault.entity(),
+            start=begin,
+            end=None,
+            detail=fault.detail(),
+        )
+        return _Active(fault, event, begin + spec.duration if spec.duration is not None else None)
 
     def _end_due(self, now: float, out: SimOutput) -> None:
         still = []

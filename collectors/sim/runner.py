@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 
 from vigil.collectors.sim.fleet import FleetSimulator, SimOutput
@@ -44,9 +45,14 @@ class SimulatorRunner:
         return samples
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> None:
-        """Tick every interval on the clock until ``stop`` is set or ``duration_s`` has passed."""
+        """Tick every interval until ``stop`` is set or ``duration_s`` after the simulator's start.
+
+        Started later than one interval after ``sim.start`` (a restart with the first run's start),
+        it resumes the schedule (``FleetSimulator.resume``) and ticks on from now.
+        """
         interval = self.sim.config.interval
-        until = self.clock.now() + duration_s if duration_s is not None else None
+        until = self.sim.start + duration_s if duration_s is not None else None
+        self._resume_if_late(interval)
         try:
             while not stop.is_set():
                 due = self._slot(self.ticks)
@@ -60,6 +66,14 @@ class SimulatorRunner:
         finally:
             self.publish(self.sim.finish(max(self.clock.now(), self._slot(self.ticks - 1))))
             self.producer.flush()
+
+    def _resume_if_late(self, interval: float) -> None:
+        now = self.clock.now()
+        if self.ticks == 0 and now - self.sim.start > interval:
+            log.info("resuming the simulation %.1fs after its start", now - self.sim.start)
+            self.publish(self.sim.resume(now))
+            self.producer.flush()
+            self.ticks = math.ceil((now - self.sim.start) / interval - 1e-9)
 
     def run_fast(self, n_ticks: int) -> int:
         """``n_ticks`` ticks without sleeping (simulated time runs ahead of the clock); samples sent."""

@@ -19,6 +19,7 @@ ALLREDUCE_FRACTION = 0.15  # share of a healthy step spent in the gradient all-r
 TOKENS_PER_RANK_STEP = 16_384  # micro-batch 4 x sequence 4096
 FIRST_STEP = 10_000  # the job has been running a while: the loss is in its slow-decay phase
 PEAK_LR, MIN_LR, DECAY_STEPS = 3e-4, 3e-5, 200_000
+RESUME_MIN_STEP = 0.8  # a lower bound on step time / base step time, to number steps after a restart
 
 
 @dataclass(slots=True)
@@ -31,9 +32,11 @@ class TrainingJob:
     def __init__(self, job_id: str, cluster: str, base_step_time: float, start: float, rng: np.random.Generator):
         self.job_id = job_id
         self.cluster = cluster
+        self.base_step_time = base_step_time
         self.allreduce = base_step_time * ALLREDUCE_FRACTION
         self.base_compute = base_step_time - self.allreduce
         self.rng = rng
+        self.start = start
         self.step = FIRST_STEP
         self.cursor = start  # when the step in progress began
         self._pending: _PendingStep | None = None
@@ -56,6 +59,17 @@ class TrainingJob:
             self.cursor = end
             self.step += 1
             self._pending = None
+
+    def resume(self, now: float) -> None:
+        """Continue at ``now`` after a restart, numbering steps beyond any an earlier run published.
+
+        A step takes the slowest rank's compute plus the all-reduce, never under ~0.97 of the base
+        step time, so counting steps of ``RESUME_MIN_STEP`` x base since ``start`` never falls below
+        the real count; a step number going backwards would read as a job restarted from a checkpoint.
+        """
+        self.cursor = now
+        self._pending = None
+        self.step = FIRST_STEP + math.ceil((now - self.start) / (RESUME_MIN_STEP * self.base_step_time))
 
     def _draw(self, state: FleetState) -> _PendingStep:
         noise = 1.0 + 0.008 * self.rng.standard_normal(state.rank_speed.shape)

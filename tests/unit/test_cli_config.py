@@ -29,3 +29,28 @@ def test_check_config_accepts_defaults_and_a_full_file(tmp_path: Path) -> None:
     result = runner.invoke(build_app(), ["check-config", "-c", str(good)])
     assert result.exit_code == 0, result.output
     assert "cluster=dc1" in result.output
+
+
+def test_up_and_chaos_fail_with_status_2_on_a_bad_supervision_policy(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"data_dir: {tmp_path / 'data'}\nsupervision: {{backoff: 10s, max_backoff: 2s}}\n")
+    for command in ("up", "chaos"):
+        result = CliRunner().invoke(build_app(), [command, "-c", str(bad), "--duration", "60"])
+        assert result.exit_code == 2, (command, result.output)
+        assert "supervision.max_backoff: must not be shorter than backoff (10s)" in result.output
+        assert not (tmp_path / "data").exists()  # nothing was started
+
+
+def test_chaos_refuses_an_external_broker_with_status_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "ext.yaml"
+    cfg.write_text(f"data_dir: {tmp_path / 'data'}\nkafka: {{bootstrap_servers: ['127.0.0.1:9']}}\n")
+    result = CliRunner().invoke(build_app(), ["chaos", "-c", str(cfg), "--data-dir", str(tmp_path / "chaos")])
+    assert result.exit_code == 2, result.output
+    assert "kafka.bootstrap_servers: vigil chaos kills the embedded broker" in result.output
+
+
+def test_chaos_refuses_a_data_dir_with_an_earlier_run_with_status_2(tmp_path: Path) -> None:
+    (tmp_path / "old" / "broker").mkdir(parents=True)
+    result = CliRunner().invoke(build_app(), ["chaos", "--data-dir", str(tmp_path / "old")])
+    assert result.exit_code == 2, result.output
+    assert "is not empty" in result.output

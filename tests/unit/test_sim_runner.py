@@ -69,8 +69,8 @@ def test_run_stops_when_the_event_is_set() -> None:
 
 def test_run_skips_ahead_after_a_long_stall() -> None:
     runner, bus, topics, clock = make(SimConfig(nodes=1, gpus_per_node=2, schedule="none"))
-    clock.advance(100)  # the process was suspended before it started ticking
-    runner.run(threading.Event(), duration_s=2)
+    clock.advance(100)  # the process was suspended (or restarted) before it started ticking
+    runner.run(threading.Event(), duration_s=102)  # the duration counts from the simulator's start
     stamps = [b.ts[0] for r in bus.records(topics.telemetry) if isinstance(b := decode(r.value), TelemetryBatch)]
     assert stamps and stamps[0] >= runner.sim.start + 90 and len(stamps) <= 5
 

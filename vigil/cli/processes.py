@@ -47,6 +47,15 @@ class ProcessGroup:
         child = self.children.get(name)
         return child is not None and child.proc.poll() is None
 
+    def describe_exit(self, name: str) -> str:
+        """How the child ended (``killed by SIGKILL``, ``exit 1``) and where its log is; "" while it runs."""
+        child = self.children.get(name)
+        code = child.proc.poll() if child is not None else None
+        if child is None or code is None:
+            return ""
+        how = f"exit {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
+        return f"{how}, log {child.log_path}"
+
     def kill(self, name: str) -> None:
         """SIGKILL, as a crash would: used by failure tests."""
         child = self.children[name]

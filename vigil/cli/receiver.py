@@ -1,8 +1,9 @@
-"""A webhook receiver for ``vigil up``: it is the pager, so the run can measure time-to-page."""
+"""Webhook receivers: the measuring pager of ``vigil up``, and a hung one for ``vigil chaos``."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +47,7 @@ class WebhookReceiver:
             str(alert.get("fingerprint", "")),
             {str(k): str(v) for k, v in (labels or {}).items()},
             str(body.get("reason", "")),
+            str(body.get("dedup_key", "")),
         )
         with self._lock:
             self.notifications.append(note)
@@ -72,3 +74,56 @@ class WebhookReceiver:
                 return
 
         return Handler
+
+
+MAX_HELD = 256
+
+
+class HangingReceiver:
+    """A notifier endpoint that accepts every connection and never answers: a receiver that hangs.
+
+    Connections are held open (never read, never closed) until ``stop``, so a sender sees neither
+    a refusal nor a reset, only its own timeout, as with a wedged load balancer.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._listener = socket.create_server((host, 0))
+        self._listener.settimeout(0.2)
+        self._held: list[socket.socket] = []
+        self._accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="hanging-receiver", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._listener.getsockname()[:2]
+        return f"http://{host}:{port}/hang"
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far (each one a send that could only time out)."""
+        return self._accepted
+
+    def start(self) -> HangingReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self._held:
+            conn.close()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._accepted += 1
+            self._held.append(conn)
+            if len(self._held) > MAX_HELD:  # its sender gave up long ago: free the descriptor
+                self._held.pop(0).close()

@@ -26,6 +26,7 @@ class Notification:
     fingerprint: str
     labels: Mapping[str, str]
     reason: str = ""  # the alerting service's: first, resolved, escalated (same episode, higher severity)
+    dedup_key: str = ""  # one per firing episode: the same key twice is a resend, not a new page
 
 
 def fault_scope(fault: FaultInjection) -> dict[str, str]:

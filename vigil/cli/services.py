@@ -36,6 +36,9 @@ def sim(
     config: Path | None = ConfigOption,
     duration: float = typer.Option(0.0, help="seconds to run (0: until stopped)"),
     fast: float = typer.Option(0.0, help="benchmark mode: publish simulated ticks flat out for this many seconds"),
+    origin: float = typer.Option(
+        0.0, help="epoch seconds the fault schedule counts from (0: now); a restart given the first run's resumes it"
+    ),
 ) -> None:
     """Run the fleet simulator in real time, publishing to the configured broker."""
     cfg = load_or_exit(config)
@@ -44,7 +47,7 @@ def sim(
     bus = connect(cfg)
     clock = SystemClock()
     producer = bus.producer()
-    runner = SimulatorRunner(FleetSimulator(cfg.sim, clock.now()), producer, cfg.topics(), clock)
+    runner = SimulatorRunner(FleetSimulator(cfg.sim, origin or clock.now()), producer, cfg.topics(), clock)
     try:
         if fast > 0:
             _run_fast(runner, fast, stop)

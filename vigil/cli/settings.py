@@ -6,6 +6,7 @@ data_dir: .vigil
 kafka: {bootstrap_servers: []}   # empty: start the embedded broker
 broker: {storage: s3}
 sim: {...}  analytics: {...}  alerting: {...}
+supervision: {...}      # how `vigil up` restarts what dies
 ```
 """
 
@@ -18,6 +19,7 @@ from pydantic import Field
 
 from vigil.alerting.config import AlertingConfig
 from vigil.analytics.config import AnalyticsConfig
+from vigil.cli.supervisor import SupervisionConfig
 from vigil.collectors.agent.config import AgentConfig
 from vigil.collectors.sim.config import SimConfig
 from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, load_yaml, validate
@@ -33,6 +35,7 @@ class VigilConfig(CommonConfig):
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
 
     def topics(self) -> Topics:
         return Topics(self.kafka.topics.prefix, dict(self.kafka.topics.partitions))

@@ -1,9 +1,11 @@
 """Everything on one machine: embedded broker, the three services as processes, a pager to measure.
 
-``Stack`` is what ``vigil up`` runs and what end-to-end tests drive (they also kill -9 a service
-and restart it). The effective config every child reads is written to ``<data_dir>/run/vigil.yaml``
-with the broker address filled in and a webhook to our own receiver added, so the run can time
-each page against the simulator's ground truth.
+``Stack`` is what ``vigil up`` and ``vigil chaos`` run and what end-to-end tests drive. The
+effective config every child reads is written to ``<data_dir>/run/vigil.yaml`` with the broker
+address filled in, a webhook to our own receiver added (so the run can time each page against the
+simulator's ground truth) and fixed health ports, so a restarted service answers where the last
+one did. ``supervise()`` restarts whatever died (see ``supervisor.py``); a restarted simulator is
+given the first one's start (``--origin``) and resumes the fault schedule instead of repeating it.
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
-from vigil.broker import EmbeddedBroker
+from vigil.broker import EmbeddedBroker, free_port
 from vigil.bus.kafka import KafkaBus
 from vigil.catalog import GPU_TEMPERATURE, GPU_UTILIZATION
 from vigil.cli.processes import ProcessGroup, child_pids, reap_children
 from vigil.cli.receiver import WebhookReceiver
 from vigil.cli.report import score_run
 from vigil.cli.settings import VigilConfig, dump_config
+from vigil.cli.supervisor import Supervisor, SupervisorEvent
 from vigil.codec import decode
 from vigil.errors import InvalidEvent
 from vigil.events import FaultInjection, TelemetryBatch
@@ -70,19 +75,26 @@ class FleetView:
             if fault.fault_id not in self.faults or fault.end is not None:
                 self.faults[fault.fault_id] = fault
 
+    def newest_sample(self) -> float:
+        """The timestamp of the newest telemetry read back from the broker (0 before any)."""
+        with self.lock:
+            return max((hv.last_seen for hv in self.hosts.values()), default=0.0)
+
 
 class Stack:
-    def __init__(self, config: VigilConfig, ephemeral: bool = False, sim_duration: float | None = None) -> None:
+    def __init__(self, config: VigilConfig, ephemeral: bool = False) -> None:
         self.config = config
         self.ephemeral = ephemeral
-        self.sim_duration = sim_duration
         self.run_dir = config.data_dir / "run"
         self.state_dir = config.data_dir  # where the services keep their state (see start)
         self.processes = ProcessGroup(config.data_dir / "logs")
         self.receiver = WebhookReceiver()
         self.view = FleetView()
         self.broker: EmbeddedBroker | None = None
+        self.supervisor = Supervisor(config.supervision)
         self.started_at = 0.0
+        self.sim_origin = 0.0  # the simulator's schedule counts from here, across its restarts
+        self.health_ports: dict[str, int] = {}  # service -> the loopback port of its /healthz
         self.config_path = self.run_dir / "vigil.yaml"
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -117,9 +129,22 @@ class Stack:
         bus.create_topics(self.effective.topic_partitions())
         self._watcher = threading.Thread(target=self._watch, args=(bus,), name="fleet-watcher", daemon=True)
         self._watcher.start()
+        self.sim_origin = time.time()
         for name in SERVICES:
             self.spawn(name)
+        self._supervise_all()
         return self
+
+    def _supervise_all(self) -> None:
+        if self.broker is not None:
+            self.supervisor.watch("broker", self.broker.alive, self.broker.restart_dead, self.broker.describe_exit)
+        for name in SERVICES:
+            alive, describe = partial(self.processes.alive, name), partial(self.processes.describe_exit, name)
+            self.supervisor.watch(name, alive, partial(self.spawn, name), describe)
+
+    def supervise(self) -> list[SupervisorEvent]:
+        """Restart what died (call it every loop turn); ``supervisor.gave_up`` names a crash loop."""
+        return self.supervisor.check()
 
     def services_state_dir(self) -> Path:
         """Where the services keep state: ``data_dir``, or with ``--ephemeral`` a fresh folder in it.
@@ -137,19 +162,46 @@ class Stack:
         # Python-mode dumps keep Secret values as they are (a JSON dump would redact them).
         alerting = self.config.alerting.model_dump()
         alerting["notifiers"] = [*alerting.get("notifiers", []), {"type": "webhook", "url": self.receiver.url}]
+        if alerting["api"]["enabled"]:
+            alerting["api"]["port"] = alerting["api"]["port"] or free_port()
+            self.health_ports["alerting"] = alerting["api"]["port"]
+        self.health_ports["analytics"] = free_port()
         data = self.config.model_dump()
         data.update(kafka=kafka.model_dump(), alerting=alerting, data_dir=str(self.state_dir))
         return VigilConfig.model_validate(data)
 
     def spawn(self, name: str) -> None:
         args = [name, "--config", str(self.config_path)]
-        if name == "sim" and self.sim_duration:
-            args += ["--duration", str(self.sim_duration)]
+        if name == "sim":
+            args += ["--origin", repr(self.sim_origin)]
+        elif name == "analytics":
+            args += ["--metrics-port", str(self.health_ports["analytics"])]
         self.processes.spawn(name, args)
 
     def restart(self, name: str) -> None:
         self.processes.stop(name)
         self.spawn(name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash would (failure tests, ``vigil chaos``); ``broker`` kills Tansu itself."""
+        if name == "broker":
+            if self.broker is None:
+                raise ValueError("no embedded broker to kill: bootstrap servers are configured")
+            self.broker.kill("tansu")
+        else:
+            self.processes.kill(name)
+
+    def healthz(self, name: str, timeout_s: float = 1.0) -> dict[str, Any] | None:
+        """The service's ``/healthz`` document when it answers 200, else None."""
+        port = self.health_ports.get(name)
+        if port is None:
+            return None
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=timeout_s)
+            body = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):  # not answering (yet), or not JSON: not healthy
+            return None
+        return body if isinstance(body, dict) else None
 
     def _watch(self, bus: KafkaBus) -> None:
         topics = self.effective.topics()
@@ -177,6 +229,8 @@ class Stack:
         result = score_run(faults, self.receiver.snapshot())
         result["started_at"] = self.started_at
         result["duration_s"] = round(time.time() - self.started_at, 1)
+        result["restarts"] = self.supervisor.restarts
+        result["gave_up"] = self.supervisor.gave_up
         return result
 
     def stop(self) -> None:

@@ -1,10 +1,17 @@
-"""``vigil up``: the whole platform on one machine, with a live view or a JSON report."""
+"""``vigil up``: the whole platform on one machine, supervised, with a live view or a JSON report.
+
+Exit status: 0 when the run ended as asked (duration over, Ctrl-C or SIGTERM); 1 when it failed
+(the broker could not start, or a service or the broker kept dying and supervision gave up:
+everything is stopped first); 2 for a usage or config error.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -14,7 +21,10 @@ from rich.table import Table
 
 from vigil.cli.common import ConfigOption, err_console, interrupt_on_signals, load_or_exit, stop_on_signals
 from vigil.cli.stack import Stack
+from vigil.cli.supervisor import SupervisorEvent
 from vigil.clock import to_iso
+
+EXIT_FAILED = 1
 
 
 def up(
@@ -23,7 +33,11 @@ def up(
     report: Path | None = typer.Option(None, help="write the run's JSON report here (no live view)"),
     ephemeral: bool = typer.Option(False, help="embedded broker keeps everything in memory"),
 ) -> None:
-    """Run broker, simulator, analytics and alerting with a live view of the fleet and its alerts."""
+    """Run broker, simulator, analytics and alerting, restarting what dies, with a live view of the fleet.
+
+    Exit status: 0 ok, 1 failure (supervision gave up on a crash loop, or the broker did not
+    start), 2 usage or config error.
+    """
     cfg = load_or_exit(config)
     stop = stop_on_signals()  # from the moment the start is done (interrupt_on_signals restores it)
     stack = _start(Stack(cfg, ephemeral=ephemeral))
@@ -33,9 +47,8 @@ def up(
         if report is None:
             _live(stack, stop, deadline)
         else:
-            while not stop.is_set() and time.monotonic() < deadline:
-                _check_children(stack)
-                stop.wait(1.0)
+            while not stop.is_set() and time.monotonic() < deadline and _supervise(stack, _say):
+                stop.wait(0.5)
     finally:
         stack.stop()
     result = stack.report()
@@ -44,6 +57,9 @@ def up(
         err_console.print(f"report written to {report}")
     else:
         Console().print(_summary(result))
+    if stack.supervisor.gave_up is not None:
+        err_console.print(f"[red]vigil up: gave up on {stack.supervisor.gave_up}[/red]; everything was stopped")
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _start(stack: Stack) -> Stack:
@@ -57,25 +73,34 @@ def _start(stack: Stack) -> Stack:
         raise typer.Exit(130) from None
     except Exception as exc:  # any start-up failure: reported, and nothing left running
         err_console.print(f"[red]vigil up could not start[/red]: {type(exc).__name__}: {exc}")
-        raise typer.Exit(1) from exc
+        raise typer.Exit(EXIT_FAILED) from exc
 
 
-def _check_children(stack: Stack) -> None:
-    for name in ("alerting", "analytics", "sim"):
-        if name in stack.processes.children and not stack.processes.alive(name):
-            err_console.print(f"[red]{name} exited[/red]; see {stack.processes.children[name].log_path}")
-            stack.processes.children.pop(name)
+def _supervise(stack: Stack, say: Callable[[str], object]) -> bool:
+    """One supervision pass; False once supervision has given up (the run must end)."""
+    for event in stack.supervise():
+        say(_event_line(event))
+    return stack.supervisor.gave_up is None
+
+
+def _say(line: str) -> None:
+    err_console.print(line, soft_wrap=True)
+
+
+def _event_line(event: SupervisorEvent) -> str:
+    colour = {"restarted": "green", "gave_up": "red"}.get(event.kind, "yellow")
+    return f"[{colour}]{to_iso(time.time())[11:19]} {event}[/{colour}]"
 
 
 def _live(stack: Stack, stop: threading.Event, deadline: float) -> None:
-    with Live(_render(stack), refresh_per_second=2, screen=False) as live:
-        while not stop.is_set() and time.monotonic() < deadline:
-            _check_children(stack)
-            live.update(_render(stack))
+    recent: deque[str] = deque(maxlen=4)
+    with Live(_render(stack, recent), refresh_per_second=2, screen=False) as live:
+        while not stop.is_set() and time.monotonic() < deadline and _supervise(stack, recent.append):
+            live.update(_render(stack, recent))
             stop.wait(0.5)
 
 
-def _render(stack: Stack) -> Group:
+def _render(stack: Stack, recent: deque[str]) -> Group:
     elapsed = time.time() - stack.started_at
     fleet = Table(title=f"Fleet  (t+{elapsed:.0f}s, {stack.view.samples:,} samples)", expand=False)
     for col in ("host", "GPUs", "max temp °C", "mean util"):
@@ -105,11 +130,22 @@ def _render(stack: Stack) -> Group:
     for note in stack.receiver.snapshot()[-12:]:
         labels = ",".join(f"{k}={v}" for k, v in note.labels.items() if k not in ("alertname", "severity", "cluster"))
         alerts.add_row(to_iso(note.received_at)[11:19], note.status, note.labels.get("alertname", "?"), labels)
-    return Group(fleet, faults, alerts)
+    return Group(fleet, faults, alerts, _services(stack, recent))
+
+
+def _services(stack: Stack, recent: deque[str]) -> Table:
+    table = Table(title="Services (supervised)", caption="\n".join(recent) or None)
+    for col in ("service", "state", "restarts"):
+        table.add_column(col)
+    for name, status in stack.supervisor.status().items():
+        state = status.state if status.retry_in_s is None else f"restarting in {status.retry_in_s:.0f}s"
+        colour = "green" if status.state == "up" else "red" if status.state == "gave up" else "yellow"
+        table.add_row(name, f"[{colour}]{state}[/{colour}]", str(status.restarts))
+    return table
 
 
 def _summary(result: dict[str, object]) -> Table:
-    table = Table(title="Run summary")
+    table = Table(title="Run summary", caption=f"restarts: {result['restarts']}")
     for col in ("kind", "entity", "detected", "latency_s"):
         table.add_column(col)
     for row in result["faults"]:  # type: ignore[attr-defined]
