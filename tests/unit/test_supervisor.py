@@ -150,9 +150,9 @@ def test_units_are_supervised_independently() -> None:
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"backoff": 0}, "supervision: backoff: must be positive"),
-        ({"window": "0s"}, "supervision: window: must be positive"),
-        ({"backoff": "10s", "max_backoff": "5s"}, "max_backoff: 5s is below backoff (10s)"),
+        ({"backoff": 0}, "supervision.backoff: must be a positive duration"),
+        ({"window": "0s"}, "supervision.window: must be a positive duration"),
+        ({"backoff": "10s", "max_backoff": "5s"}, "supervision.max_backoff: must not be shorter than backoff (10s)"),
         ({"max_restarts": -1}, "supervision.max_restarts"),
         ({"restart": 1}, "supervision.restart: unknown key"),
     ],
