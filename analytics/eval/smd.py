@@ -35,7 +35,7 @@ DEFAULT_DETECTOR = "var_residual_online"
 PCA_FORM = "max_iqr"
 DETECTORS: dict[str, Setting] = {
     # `vigil eval smd-select` on SMD+ASD with --confirm jumpstarter: objective 0.572 on the selection half (next:
-    # the same scorer with median + 5 IQR, 0.564); confirmed on the other half and on JumpStarter (README)
+    # the same scorer with median + 5 IQR, 0.567); confirmed on the other half and on JumpStarter (README)
     "var_residual_online": Honest("var_residual_online", 5, Threshold("conformal", 0.05)),
     # the same scorer with the grid's per-host page budget (1 page a day on the calibration scores): the pager's
     # setting; its figures (README) were read after the confirmation run and did not take part in any choice
