@@ -11,6 +11,11 @@
   threshold *and* normalisation on the test labels. It looks at the test labels, the test
   statistics and the future: a ceiling for PCA, not a detector one could run.
 - The same PCA's plain L2 reconstruction error with an oracle threshold, without those extras.
+- :func:`pca_honest`: the PCA scores one could run: fitted on the start of train, every
+  statistic (scaling, the per-feature error normalisation) from train, no smoothing here (the
+  caller smooths causally, as for our detectors), so the same honest threshold procedure applies.
+  Four forms (:data:`HONEST_PCA`): the L2 error; the largest per-feature error; the largest after
+  each feature's error is normalised by its median/IQR or mean/std on the held-out end of train.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from vigil.analytics.eval.metrics import BoolArray, FloatArray, best_f1
 
+HONEST_PCA = ("l2", "max", "max_iqr", "max_std")
 PCA_COMPONENTS = 10  # QuoVadisTAD's setting for datasets with at most 50 features (fewer: see _components)
 SMOOTH_HALF = 5  # QuoVadisTAD's smoothing: mean over x[i-5 : i+4], zero for the first 5 points
 IQR_EPSILON = 1e-2
@@ -92,3 +98,22 @@ def pca_plain_oracle(train: FloatArray, test: FloatArray, labels: BoolArray) -> 
     scores = np.sqrt((pca_errors(train, test) ** 2).sum(axis=1))
     f1, threshold = best_f1(labels, scores)
     return OracleResult(f1, threshold, scores, "l2")
+
+
+def pca_honest(fit: FloatArray, held_out: FloatArray, test: FloatArray, how: str) -> tuple[FloatArray, FloatArray]:
+    """Raw PCA scores of ``held_out`` and ``test`` rows, the PCA fit on ``fit`` (both follow it in time)."""
+    errors = pca_errors(fit, np.concatenate((held_out, test)))
+    calibration = errors[: len(held_out)]
+    if how == "l2":
+        scores = np.sqrt((errors**2).sum(axis=1))
+    elif how == "max":
+        scores = errors.max(axis=1)
+    elif how == "max_iqr":
+        q25, q50, q75 = np.percentile(calibration, [25, 50, 75], axis=0)
+        scores = ((errors - q50) / (np.abs(q75 - q25) + IQR_EPSILON)).max(axis=1)
+    elif how == "max_std":
+        std = calibration.std(axis=0)
+        scores = ((errors - calibration.mean(axis=0)) / np.where(std > 0, std, 1.0)).max(axis=1)
+    else:
+        raise ValueError(f"unknown honest PCA form {how!r}: choose one of {', '.join(HONEST_PCA)}")
+    return scores[: len(held_out)], scores[len(held_out) :]

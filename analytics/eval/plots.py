@@ -21,8 +21,8 @@ def plot_machine(result: MachineResult, out_dir: Path, detector: str = "MSPC") -
     days = np.arange(len(result.scores)) * machine.interval_s / 86400.0
     for start, stop in segments(machine.labels):
         top.axvspan(days[start], days[stop - 1], color="tab:red", alpha=0.25, lw=0)
-    top.plot(days, np.maximum(result.scores, 1e-3), lw=0.6, color="tab:blue", label=f"{detector} score (trailing mean)")
-    top.axhline(result.threshold, color="black", ls="--", lw=1, label=f"train-only threshold {result.threshold:.2f}")
+    top.plot(days, np.maximum(result.scores, 1e-3), lw=0.6, color="tab:blue", label=f"{detector} score")
+    top.plot(days, result.thresholds, color="black", ls="--", lw=1, label="train-only threshold")
     top.set_yscale("log")
     top.set_xlabel("test time (days); red: labelled anomalies")
     top.set_title(

@@ -2,8 +2,8 @@
 
 Only ``<name>_train.npy`` is read. Per machine, the first 80% of train plays "train" and the last
 20% plays "test", with synthetic changes written into it; each setting's exact protocol
-(:meth:`smd.Variant.scored` / :meth:`smd.Adaptive.scored` and the quantile threshold of
-:func:`smd.protocol`) then runs on that pair, so the study exercises the same code as the report,
+(:meth:`smd_legacy.Variant.scored` / :meth:`smd_legacy.Adaptive.scored` and the quantile threshold of
+:func:`smd_legacy.protocol`) then runs on that pair, so the study exercises the same code as the report,
 one level down.
 
 Incidents, labelled (8 per machine, one per eighth of the stretch, on 2 to 6 metrics that vary in
@@ -65,14 +65,8 @@ from typing import Any
 import numpy as np
 from vigil.analytics.eval import metrics
 from vigil.analytics.eval.metrics import BoolArray, FloatArray
-from vigil.analytics.eval.smd import (
-    ASD_INTERVAL_S,
-    SMD_INTERVAL_S,
-    Adaptive,
-    DatasetError,
-    Setting,
-    Variant,
-)
+from vigil.analytics.eval.smd_data import ASD_INTERVAL_S, SMD_INTERVAL_S, DatasetError
+from vigil.analytics.eval.smd_legacy import Adaptive, Setting, Variant
 
 DEV_FRACTION = 0.2
 INCIDENTS = 8

@@ -33,6 +33,7 @@ MODELS: dict[str, str] = {
     "peer_rank": "vigil.analytics.models.peers:RankPeerDetector",
     "frozen": "vigil.analytics.models.truthfulness:FrozenDetector",
     "changepoint": "vigil.analytics.models.changepoint:ChangePointDetector",
+    "var_residual": "vigil.analytics.models.forecast:VARResidual",
 }
 
 

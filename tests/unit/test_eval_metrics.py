@@ -90,3 +90,53 @@ def test_best_f1_is_the_oracle_threshold() -> None:
     f1, threshold = metrics.best_f1(labels, np.array([0.1, 0.9, 0.8, 0.2]))
     assert f1 == pytest.approx(0.8)
     assert threshold == pytest.approx(0.2)
+
+
+# The alarm budget, on a day of 24 hourly samples: events [5,8) and [15,17); merge 1 sample, repeat 4 samples.
+DAY = np.zeros(24, dtype=bool)
+DAY[5:8] = True
+DAY[15:17] = True
+HOUR = 3600.0
+
+
+def test_alarms_next_to_an_event_belong_to_it() -> None:
+    # widened by 1: [4,9) and [14,18); alarms at 4 (just before) and 8 (just after) are not false
+    assert metrics.near_events(DAY, 1).nonzero()[0].tolist() == [4, 5, 6, 7, 8, 14, 15, 16, 17]
+    alarms = np.zeros(24, dtype=bool)
+    alarms[[4, 8, 11, 12, 20]] = True  # 11,12 one episode; 20 another: two false alarms
+    assert metrics.false_alarms(DAY, alarms, merge=1, repeat=4) == 2
+
+
+def test_an_alarm_that_never_stops_pages_again_every_repeat() -> None:
+    # everything alarms: outside the widened events are [0,4) (1 page), [9,14) (5 samples: 2 pages) and
+    # [18,24) (6 samples: 2 pages); the merge gap of 1 does not join them across the events
+    assert metrics.false_alarms(DAY, np.ones(24, dtype=bool), merge=1, repeat=4) == 5
+
+
+def test_at_budget_keeps_a_threshold_that_meets_the_budget() -> None:
+    # margins: the two events score 1 and 2 above the threshold; one false spike at 20 scores 0.5 above
+    margins = np.full(24, -1.0)
+    margins[6], margins[16], margins[20] = 1.0, 2.0, 0.5
+    got = metrics.at_budget(DAY, margins, HOUR, per_day=1.0, merge=1, repeat=4)
+    assert (got.event_recall, got.margin, got.false_per_day) == (1.0, 0.0, 1.0)
+    assert got.median_delay_samples == 1.0  # both events first alarm one sample after their start
+
+
+def test_at_budget_raises_an_over_alarming_threshold_just_enough() -> None:
+    # two false spikes (0.5 and 1.5 above) are two false alarms in one day: over the budget of one. Raising
+    # the threshold past 0.5 drops one spike and the event at 1.0 stays detected; past 1.0 is never needed
+    margins = np.full(24, -1.0)
+    margins[6], margins[16], margins[20], margins[11] = 1.0, 2.0, 0.5, 1.5
+    got = metrics.at_budget(DAY, margins, HOUR, per_day=1.0, merge=1, repeat=4)
+    assert got.margin == 0.5 and got.event_recall == 1.0 and got.false_per_day == 1.0
+    # with a budget of none the first margin without false alarms is 1.5: only the event at 2.0 survives
+    strict = metrics.at_budget(DAY, margins, HOUR, per_day=0.0, merge=1, repeat=4)
+    assert (strict.margin, strict.event_recall) == (1.5, 0.5)
+
+
+def test_at_budget_never_lowers_the_detectors_threshold_unless_told() -> None:
+    margins = np.full(24, -1.0)
+    margins[6] = -0.5  # the event scores below the threshold: missed, and no false alarm either
+    assert metrics.at_budget(DAY, margins, HOUR, 1.0, 1, 4).event_recall == 0.0
+    # lowest=-inf places the threshold by the labels: just below -0.5 every sample at -1 stays quiet
+    assert metrics.at_budget(DAY, margins, HOUR, 1.0, 1, 4, lowest=-np.inf).event_recall == 0.5
