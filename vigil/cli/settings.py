@@ -11,6 +11,7 @@ sim: {...}  analytics: {...}  alerting: {...}
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from vigil.alerting.config import AlertingConfig
 from vigil.analytics.config import AnalyticsConfig
 from vigil.collectors.agent.config import AgentConfig
 from vigil.collectors.sim.config import SimConfig
-from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, load_yaml, validate
+from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, load_yaml_files, validate
 from vigil.topics import Topics
 
 
@@ -44,8 +45,9 @@ class VigilConfig(CommonConfig):
         return out
 
 
-def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> VigilConfig:
-    data = load_yaml(path) if path is not None else {}
+def load_config(paths: Path | Sequence[Path] | None, overrides: dict[str, Any] | None = None) -> VigilConfig:
+    """The config file, or several merged in order (see :func:`vigil.config.load_yaml_files`)."""
+    data = load_yaml_files(paths)
     for key, value in (overrides or {}).items():
         data[key] = value
     return validate(VigilConfig, data)

@@ -18,7 +18,7 @@ from vigil.clock import to_iso
 
 
 def up(
-    config: Path | None = ConfigOption,
+    config: list[Path] | None = ConfigOption,
     duration: float = typer.Option(0.0, help="seconds to run, then stop (0: until Ctrl-C)"),
     report: Path | None = typer.Option(None, help="write the run's JSON report here (no live view)"),
     ephemeral: bool = typer.Option(False, help="embedded broker keeps everything in memory"),
