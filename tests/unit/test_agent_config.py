@@ -123,3 +123,16 @@ def test_the_agent_process_imports_no_other_service() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=root)
     assert "agent_test_sequence 0" in out.stdout, out.stderr
     assert "LOADED []" in out.stdout, out.stdout
+
+
+def test_the_host_comes_from_the_command_line_when_given(tmp_path: Path) -> None:
+    """A DaemonSet passes the node's name (the downward API's spec.nodeName) with --host."""
+    path = tmp_path / "vigil.yaml"
+    path.write_text("agent: {host: from-file}\n")
+    assert load_agent_file(path).agent.host == "from-file"
+    assert load_agent_file(path, host="gpu-node-7").agent.host == "gpu-node-7"
+    result = CliRunner().invoke(
+        agent_app(), ["-c", str(path), "--once", "--host", "gpu-node-7", "--collectors", f"counter={COUNTER}"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("# TelemetryBatch host=gpu-node-7 ")

@@ -54,3 +54,35 @@ def test_chaos_refuses_a_data_dir_with_an_earlier_run_with_status_2(tmp_path: Pa
     result = CliRunner().invoke(build_app(), ["chaos", "--data-dir", str(tmp_path / "old")])
     assert result.exit_code == 2, result.output
     assert "is not empty" in result.output
+
+
+def test_later_config_files_merge_over_earlier_ones(tmp_path: Path) -> None:
+    """The Helm chart's split: a ConfigMap file, then a Secret's fragment with the notifiers and keys."""
+    from vigil.cli.settings import load_config
+
+    base = tmp_path / "config.yaml"
+    base.write_text(
+        "cluster: dc1\nkafka: {bootstrap_servers: ['kafka:9092'], compression: zstd}\n"
+        "alerting: {notifiers: [{type: log}], dispatch_batch: 7}\n"
+    )
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text(
+        "alerting:\n  notifiers:\n    - {type: webhook, url: 'https://hooks.example.com/x', secret: s3cret}\n"
+    )
+    result = CliRunner().invoke(build_app(), ["check-config", "-c", str(base), "-c", str(secrets)])
+    assert result.exit_code == 0, result.output
+    assert "cluster=dc1" in result.output
+    loaded = load_config([base, secrets])
+    assert loaded.kafka.bootstrap_servers == ["kafka:9092"] and loaded.kafka.compression == "zstd"
+    assert loaded.alerting.dispatch_batch == 7  # mappings merge key by key
+    assert [n.type for n in loaded.alerting.notifiers] == ["webhook"]  # a list is replaced whole
+
+
+def test_an_error_in_a_later_file_names_the_key_path(tmp_path: Path) -> None:
+    base = tmp_path / "config.yaml"
+    base.write_text("cluster: dc1\n")
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text("alerting: {retry: {max_attempts: -1}}\n")
+    result = CliRunner().invoke(build_app(), ["check-config", "-c", str(base), "-c", str(secrets)])
+    assert result.exit_code == 2
+    assert "alerting.retry.max_attempts" in result.output

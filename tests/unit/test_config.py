@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from vigil.config import Duration, FrozenModel, KafkaConfig, load_yaml, parse_duration, validate
+from vigil.config import (
+    Duration,
+    FrozenModel,
+    KafkaConfig,
+    load_yaml,
+    load_yaml_files,
+    merge_mappings,
+    parse_duration,
+    validate,
+)
 from vigil.errors import ConfigError
 
 
@@ -48,3 +57,21 @@ def test_yaml_errors_are_config_errors(tmp_path: Path) -> None:
         load_yaml(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+def test_merge_mappings_merges_at_every_depth_and_replaces_everything_else() -> None:
+    base = {"a": {"b": {"c": 1, "d": 2}, "l": [1, 2]}, "x": 1}
+    over = {"a": {"b": {"d": 3}, "l": [9]}, "y": None}
+    assert merge_mappings(base, over) == {"a": {"b": {"c": 1, "d": 3}, "l": [9]}, "x": 1, "y": None}
+    assert base == {"a": {"b": {"c": 1, "d": 2}, "l": [1, 2]}, "x": 1}  # inputs untouched
+
+
+def test_load_yaml_files_reads_in_order(tmp_path: Path) -> None:
+    first, second = tmp_path / "1.yaml", tmp_path / "2.yaml"
+    first.write_text("kafka: {client_id: a, linger: 1}\n")
+    second.write_text("kafka: {client_id: b}\n")
+    assert load_yaml_files([first, second]) == {"kafka": {"client_id": "b", "linger": 1}}
+    assert load_yaml_files(first) == {"kafka": {"client_id": "a", "linger": 1}}
+    assert load_yaml_files(None) == {}
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_yaml_files([first, tmp_path / "missing.yaml"])

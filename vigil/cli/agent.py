@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,13 @@ from prometheus_client import CollectorRegistry
 from pydantic import ConfigDict, Field
 
 from vigil.bus.kafka import KafkaBus, KafkaBusProducer
-from vigil.cli.common import ConfigOption, err_console, setup_logging, stop_on_signals
+from vigil.cli.common import ConfigOption, describe, err_console, setup_logging, stop_on_signals
 from vigil.clock import to_iso
 from vigil.codec import encode
 from vigil.collectors.agent import Agent, AgentConfig, OnceResult, ProducerFactory
 from vigil.collectors.agent.factory import create_collectors, select_collectors
 from vigil.collectors.base import CollectorContext
-from vigil.config import CommonConfig, KafkaConfig, load_yaml, validate
+from vigil.config import CommonConfig, KafkaConfig, load_yaml_files, validate
 from vigil.errors import ConfigError
 from vigil.events import TelemetryBatch, TrainingStep
 from vigil.topics import Topics
@@ -46,8 +47,19 @@ class AgentFile(CommonConfig):
         return self.agent.buffer.spill_dir or self.data_dir / "agent" / "spill"
 
 
-def load_agent_file(path: Path | None, collectors: str | None = None, metrics_port: int | None = None) -> AgentFile:
-    loaded = validate(AgentFile, load_yaml(path) if path is not None else {})
+def load_agent_file(
+    paths: Path | Sequence[Path] | None,
+    collectors: str | None = None,
+    metrics_port: int | None = None,
+    host: str | None = None,
+) -> AgentFile:
+    data = load_yaml_files(paths)
+    section = data.get("agent") or {}
+    if host and isinstance(section, dict):
+        # Before validation, so the host given on the command line (a DaemonSet's node name) is checked
+        # like the file's own.
+        data = {**data, "agent": {**section, "host": host}}
+    loaded = validate(AgentFile, data)
     agent = loaded.agent
     if collectors:
         agent = select_collectors(agent, collectors)
@@ -85,17 +97,18 @@ def producer_factory(kafka: KafkaConfig, topics: Topics, agent: AgentConfig) -> 
 
 
 def agent(
-    config: Path | None = ConfigOption,
+    config: list[Path] | None = ConfigOption,
     collectors: str | None = typer.Option(
         None, "--collectors", help="run exactly these collectors (comma-separated; name=module for your own)"
     ),
     once: bool = typer.Option(False, "--once", help="run every collector once and print what would be published"),
     duration: float = typer.Option(0.0, help="seconds to run, then stop as on SIGTERM (0: until stopped)"),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="self-metrics and /healthz port"),
+    host: str | None = typer.Option(None, "--host", help="the host name to report (default: agent.host)"),
 ) -> None:
     """Run the node agent: collectors on their intervals, one batch per tick, buffered while the broker is away."""
     try:
-        cfg = load_agent_file(config, collectors, metrics_port)
+        cfg = load_agent_file(config, collectors, metrics_port, host)
         setup_logging(cfg.log_level)
         # The agent logs the broker's state itself, once per change; kafka-python logs every
         # failed reconnect at ERROR.
@@ -103,7 +116,7 @@ def agent(
         context = CollectorContext(host=cfg.agent.host, cluster=cfg.cluster)
         built = create_collectors(cfg.agent, context)
     except ConfigError as exc:
-        err_console.print(f"[red]invalid agent config[/red] {config or '(defaults)'}:\n{exc}")
+        err_console.print(f"[red]invalid agent config[/red] {describe(config)}:\n{exc}")
         raise typer.Exit(2) from exc
     topics = cfg.topics()
     runner = Agent(

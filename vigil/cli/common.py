@@ -20,18 +20,29 @@ from vigil.errors import ConfigError
 if TYPE_CHECKING:  # settings imports every service's config; `vigil agent` must not pay for that
     from vigil.cli.settings import VigilConfig
 
-ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file", exists=True, dir_okay=False)
+ConfigOption = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="YAML config file; repeat to merge later files over earlier ones (e.g. a separate secrets file)",
+    exists=True,
+    dir_okay=False,
+)
 err_console = Console(stderr=True)
 
 
-def load_or_exit(path: Path | None) -> VigilConfig:
+def load_or_exit(paths: list[Path] | None) -> VigilConfig:
     from vigil.cli.settings import load_config
 
     try:
-        return load_config(path)
+        return load_config(paths)
     except ConfigError as exc:
-        err_console.print(f"[red]invalid config[/red] {path or '(defaults)'}:\n{exc}")
+        err_console.print(f"[red]invalid config[/red] {describe(paths)}:\n{exc}")
         raise typer.Exit(2) from exc
+
+
+def describe(paths: list[Path] | None) -> str:
+    return " + ".join(str(p) for p in paths) if paths else "(defaults)"
 
 
 def setup_logging(level: str) -> None:

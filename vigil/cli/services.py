@@ -14,26 +14,28 @@ from rich.console import Console
 
 from vigil.alerting.service import AlertingService
 from vigil.analytics.service import AnalyticsService
-from vigil.cli.common import ConfigOption, connect, load_or_exit, setup_logging, stop_on_signals
+from vigil.cli.common import ConfigOption, connect, describe, load_or_exit, setup_logging, stop_on_signals
 from vigil.clock import SystemClock
 from vigil.collectors.sim import FleetSimulator, SimulatorRunner
 from vigil.selfmetrics import SelfMetricsServer
 
 log = logging.getLogger("vigil.cli")
-MetricsPort = typer.Option(0, "--metrics-port", help="self-metrics and /healthz port on 127.0.0.1 (0: any free)")
+MetricsPort = typer.Option(0, "--metrics-port", help="self-metrics and /healthz port (0: any free)")
+# Loopback unless asked: in a pod, 0.0.0.0 lets Prometheus and the kubelet's probes reach it.
+MetricsAddress = typer.Option("127.0.0.1", "--metrics-address", help="address the self-metrics server binds")
 
 
-def check_config(config: Path | None = ConfigOption) -> None:
+def check_config(config: list[Path] | None = ConfigOption) -> None:
     """Validate a config file; errors name the key path."""
     loaded = load_or_exit(config)
     Console().print(
-        f"[green]ok[/green] {config or '(defaults)'}: cluster={loaded.cluster}, "
+        f"[green]ok[/green] {describe(config)}: cluster={loaded.cluster}, "
         f"broker={'embedded' if not loaded.kafka.bootstrap_servers else loaded.kafka.bootstrap_servers}"
     )
 
 
 def sim(
-    config: Path | None = ConfigOption,
+    config: list[Path] | None = ConfigOption,
     duration: float = typer.Option(0.0, help="seconds to run (0: until stopped)"),
     fast: float = typer.Option(0.0, help="benchmark mode: publish simulated ticks flat out for this many seconds"),
     origin: float = typer.Option(
@@ -67,7 +69,9 @@ def _run_fast(runner: SimulatorRunner, seconds: float, stop: threading.Event) ->
     print(json.dumps({"samples": samples, "seconds": elapsed}), flush=True)  # noqa: T201
 
 
-def analytics(config: Path | None = ConfigOption, metrics_port: int = MetricsPort) -> None:
+def analytics(
+    config: list[Path] | None = ConfigOption, metrics_port: int = MetricsPort, metrics_address: str = MetricsAddress
+) -> None:
     """Run one analytics consumer (scale out by running more in the same group)."""
     cfg = load_or_exit(config)
     setup_logging(cfg.log_level)
@@ -76,15 +80,15 @@ def analytics(config: Path | None = ConfigOption, metrics_port: int = MetricsPor
     service = AnalyticsService(
         connect(cfg), cfg.topics(), cfg.analytics, SystemClock(), registry, cfg.data_dir / "analytics" / "state"
     )
-    server = SelfMetricsServer(registry, service.health, port=metrics_port).start()
-    log.info("analytics self-metrics on 127.0.0.1:%d", server.port)
+    server = SelfMetricsServer(registry, service.health, host=metrics_address, port=metrics_port).start()
+    log.info("analytics self-metrics on %s:%d", metrics_address, server.port)
     try:
         service.run(stop)
     finally:
         server.stop()
 
 
-def alerting(config: Path | None = ConfigOption) -> None:
+def alerting(config: list[Path] | None = ConfigOption) -> None:
     """Run the alerting service: detections and predictions in, alerts and notifications out, HTTP API."""
     cfg = load_or_exit(config)
     setup_logging(cfg.log_level)

@@ -28,7 +28,7 @@ EXIT_FAILED = 1
 
 
 def up(
-    config: Path | None = ConfigOption,
+    config: list[Path] | None = ConfigOption,
     duration: float = typer.Option(0.0, help="seconds to run, then stop (0: until Ctrl-C)"),
     report: Path | None = typer.Option(None, help="write the run's JSON report here (no live view)"),
     ephemeral: bool = typer.Option(False, help="embedded broker keeps everything in memory"),
