@@ -81,11 +81,6 @@ class AgentConfig(FrozenModel):
     shutdown_timeout: Duration = 10.0  # SIGTERM: how long to try delivering before spilling the rest
     reconnect_backoff_max: Duration = 5.0  # longest wait between two connection attempts to the broker
     create_topics: bool = True  # on connecting, create the telemetry and logs topics if missing
-    # Idempotent producing lets the broker drop a retried batch it already wrote. Off by default: the
-    # embedded Tansu (0.6) records a producer's sequence before the batch itself, so a broker stopped
-    # between the two answers the retried batch as a duplicate and it is lost. Turn it on against
-    # Apache Kafka, Redpanda or MSK; order holds either way (one request in flight).
-    idempotence: bool = False
 
     @property
     def wait(self) -> float:
