@@ -256,7 +256,7 @@ class Recorder:
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition("vigil.logs.v1", 0)}
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 5.0) -> None:
         self.calls.append("close")
 
 

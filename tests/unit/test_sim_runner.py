@@ -21,7 +21,7 @@ FAULTS = [
 
 def make(config: SimConfig) -> tuple[SimulatorRunner, MemoryBus, Topics, FakeClock]:
     bus, topics, clock = MemoryBus(default_partitions=4), Topics(), FakeClock()
-    runner = SimulatorRunner(FleetSimulator(config, clock.now()), bus.producer(), topics, clock)
+    runner = SimulatorRunner(FleetSimulator(config, clock.now()), bus.producer, topics, clock)
     return runner, bus, topics, clock
 
 

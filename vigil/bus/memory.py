@@ -12,12 +12,17 @@ import zlib
 from collections.abc import Iterable, Sequence
 
 from vigil.bus.base import DeliveryCallback, Header, RebalanceCallback, Record, TopicPartition
+from vigil.errors import RetryableError
 
 
 class MemoryBus:
+    """``available = False`` plays a broker that went away: sends, flushes, commits and offset reads
+    raise ``RetryableError`` and polls come back empty, as kafka-python's do."""
+
     def __init__(self, default_partitions: int = 1) -> None:
         self._lock = threading.RLock()
         self._default_partitions = default_partitions
+        self.available = True
         self.topics: dict[str, list[list[Record]]] = {}
         self._committed: dict[str, dict[TopicPartition, int]] = {}
         self._members: dict[str, list[MemoryConsumer]] = {}
@@ -59,7 +64,12 @@ class MemoryBus:
             self.topics[topic] = [[] for _ in range(count or self._default_partitions)]
         return self.topics[topic]
 
+    def check(self, what: str) -> None:
+        if not self.available:
+            raise RetryableError(f"{what}: the broker is away")
+
     def _append(self, topic: str, value: bytes, key: bytes | None, headers: Sequence[Header]) -> None:
+        self.check("send")
         with self._lock:
             parts = self._ensure(topic)
             index = zlib.crc32(key) % len(parts) if key is not None else sum(map(len, parts)) % len(parts)
@@ -99,7 +109,7 @@ class MemoryProducer:
         on_delivery(None)
 
     def flush(self, timeout_s: float | None = None) -> None:
-        pass
+        self._bus.check("flush")
 
     def close(self, timeout_s: float = 0.0) -> None:
         pass
@@ -139,6 +149,8 @@ class MemoryConsumer:
 
     def poll(self, timeout_s: float, max_records: int = 500) -> list[Record]:
         out: list[Record] = []
+        if not self._bus.available:
+            return out
         with self._bus._lock:
             for tp in sorted(self._assigned):
                 part = self._bus.topics[tp.topic][tp.partition]
@@ -151,16 +163,32 @@ class MemoryConsumer:
         return out
 
     def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        self._bus.check("commit")
         with self._bus._lock:
             committed = self._bus._committed.setdefault(self.group, {})
             committed.update(offsets if offsets is not None else self._positions)
+
+    def rewind(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+        self._bus.check("rewind")
+        with self._bus._lock:
+            committed = self._bus._committed.get(self.group, {})
+            found = {tp: committed.get(tp) for tp in tps if tp in self._assigned}
+            for tp, offset in found.items():
+                self._positions[tp] = offset or 0
+            return found
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
 
     def committed(self, tp: TopicPartition) -> int | None:
+        self._bus.check("committed")
         with self._bus._lock:
             return self._bus._committed.get(self.group, {}).get(tp)
 
     def close(self) -> None:
+        self._bus._leave(self)
+
+    def crash(self) -> None:
+        """Leave as a killed process does: evicted by the group, no revoke callback runs."""
+        self._on_revoke = None
         self._bus._leave(self)

@@ -36,6 +36,7 @@ def sim(
     config: Path | None = ConfigOption,
     duration: float = typer.Option(0.0, help="seconds to run (0: until stopped)"),
     fast: float = typer.Option(0.0, help="benchmark mode: publish simulated ticks flat out for this many seconds"),
+    metrics_port: int = MetricsPort,
 ) -> None:
     """Run the fleet simulator in real time, publishing to the configured broker."""
     cfg = load_or_exit(config)
@@ -43,15 +44,19 @@ def sim(
     stop = stop_on_signals()
     bus = connect(cfg)
     clock = SystemClock()
-    producer = bus.producer()
-    runner = SimulatorRunner(FleetSimulator(cfg.sim, clock.now()), producer, cfg.topics(), clock)
+    registry = CollectorRegistry()
+    runner = SimulatorRunner(FleetSimulator(cfg.sim, clock.now()), bus.producer, cfg.topics(), clock, registry)
+    health = lambda: {"ok": True, "ticks": runner.ticks, **runner.outage.health()}  # noqa: E731
+    server = SelfMetricsServer(registry, health, port=metrics_port)
+    log.info("sim self-metrics on 127.0.0.1:%d", server.start().port)
     try:
         if fast > 0:
             _run_fast(runner, fast, stop)
         else:
             runner.run(stop, duration_s=duration or None)
     finally:
-        producer.close()
+        runner.producer.close()
+        server.stop()
 
 
 def _run_fast(runner: SimulatorRunner, seconds: float, stop: threading.Event) -> None:
