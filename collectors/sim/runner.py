@@ -96,7 +96,7 @@ class SimulatorRunner:
                 self.producer.renew()
                 delay = self.outage.failed(exc)
                 self._after_outage = True
-                if not retry or stop.wait(delay):
+                if not retry or not self._wait_until(self.clock.now() + delay, stop):
                     log.warning("simulator stopping with a tick unpublished: %s", exc)
                     return False
             else:
