@@ -112,9 +112,11 @@ class AnalyticsService:
         started = time.perf_counter()
         self._last_poll = self.clock.monotonic()
         found = self._process(records)
-        # An empty poll while the broker is away is not "caught up": idle time must not age the jobs.
-        self._caught_up = not records and self.outage.down_since is None
-        if records:
+        # An empty poll while the broker is away is not "caught up": the time it is away must not age
+        # the jobs, so the idle clock starts again once it answers.
+        connected = self.outage.down_since is None and self.consumer.connected()
+        self._caught_up = not records and connected
+        if records or not connected:
             self._last_record_at = self.clock.monotonic()
         now = self.event_now()
         if now is not None and self.clock.monotonic() - self._last_tick >= self.config.tick_every:

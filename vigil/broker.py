@@ -104,7 +104,8 @@ class EmbeddedBroker:
         env = dict(os.environ)
         storage = "memory://tansu/"
         try:
-            if not self.ephemeral:
+            # After a broker crash, start() brings back Tansu alone on the storage that is still running.
+            if not self.ephemeral and not self._running("localbucket"):
                 (self.dir / "s3" / BUCKET).mkdir(parents=True, exist_ok=True)
                 self._spawn(
                     "localbucket",
@@ -119,6 +120,7 @@ class EmbeddedBroker:
                     env,
                 )
                 wait_for_port(self._ports["s3"], timeout_s, self._procs["localbucket"])
+            if not self.ephemeral:
                 env.update(
                     AWS_ACCESS_KEY_ID="vigil",
                     AWS_SECRET_ACCESS_KEY="vigil",
@@ -162,6 +164,16 @@ class EmbeddedBroker:
         log_file.close()
         self._procs[name] = proc
         (self.dir / f"{name}.pid").write_text(str(proc.pid))
+
+    def _running(self, name: str) -> bool:
+        proc = self._procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def kill(self, name: str = "tansu") -> None:
+        """SIGKILL one of the processes, as a crash would (failure tests); ``start()`` brings it back."""
+        proc = self._procs[name]
+        proc.kill()
+        proc.wait(10)
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self._procs.items()}

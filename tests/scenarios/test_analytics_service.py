@@ -256,6 +256,9 @@ class Recorder:
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition("vigil.logs.v1", 0)}
 
+    def connected(self) -> bool:
+        return True
+
     def close(self, timeout_s: float = 5.0) -> None:
         self.calls.append("close")
 

@@ -71,6 +71,10 @@ class Consumer(Protocol):
 
     def assignment(self) -> set[TopicPartition]: ...
 
+    def connected(self) -> bool:
+        """Whether the broker answered this member lately: a poll that comes back empty means "caught
+        up" only then (while the broker is away, polls come back empty too)."""
+
     def committed(self, tp: TopicPartition) -> int | None:
         """The group's committed next-offset for ``tp``; None when the group never committed one."""
 

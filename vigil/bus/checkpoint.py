@@ -124,6 +124,10 @@ class Checkpoint:
         log.warning("dead-lettering %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, reason, detail)
         self.dead_letters.send(record, reason, detail)
 
+    def committed(self) -> dict[TopicPartition, int]:
+        """The next offsets this member committed (or found committed on its last rewind)."""
+        return dict(self._committed)
+
     def positions(self) -> dict[TopicPartition, int]:
         """The next offset to read of each partition handled since the last assignment or rewind."""
         return dict(self._positions)

@@ -194,6 +194,7 @@ class KafkaBusConsumer:
         self._rebalance_wait_s = 2 * config.session_timeout
         # Calls that wait on the group coordinator block forever by default while the broker is away.
         self._timeout_ms = _ms(config.request_timeout)
+        self._alive_within_s = 3 * config.heartbeat_interval
 
     def poll(self, timeout_s: float, max_records: int = 500) -> list[Record]:
         try:
@@ -228,6 +229,12 @@ class KafkaBusConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def connected(self) -> bool:
+        # kafka-python has no public call for this; the last heartbeat answered is the freshest sign of
+        # life (one a second, on its own thread), and reading it has no side effect.
+        last = self._consumer._coordinator.heartbeat.last_receive
+        return bool(time.monotonic() - last < self._alive_within_s)
 
     def committed(self, tp: TopicPartition) -> int | None:
         try:

@@ -16,8 +16,8 @@ from vigil.errors import RetryableError
 
 
 class MemoryBus:
-    """``available = False`` plays a broker that went away: sends, flushes, commits and offset reads
-    raise ``RetryableError`` and polls come back empty, as kafka-python's do."""
+    """``available = False`` plays a broker that went away, as kafka-python sees it: sends are held by
+    the producer, flushes, commits and offset reads raise ``RetryableError``, polls come back empty."""
 
     def __init__(self, default_partitions: int = 1) -> None:
         self._lock = threading.RLock()
@@ -69,7 +69,6 @@ class MemoryBus:
             raise RetryableError(f"{what}: the broker is away")
 
     def _append(self, topic: str, value: bytes, key: bytes | None, headers: Sequence[Header]) -> None:
-        self.check("send")
         with self._lock:
             parts = self._ensure(topic)
             index = zlib.crc32(key) % len(parts) if key is not None else sum(map(len, parts)) % len(parts)
@@ -100,19 +99,31 @@ class MemoryBus:
 class MemoryProducer:
     def __init__(self, bus: MemoryBus) -> None:
         self._bus = bus
+        self._held: list[tuple[str, bytes, bytes | None, Sequence[Header]]] = []  # sent while the broker was away
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[Header] = ()) -> None:
-        self._bus._append(topic, value, key, headers)
+        self._held.append((topic, value, key, headers))
+        if self._bus.available:
+            self._deliver()
 
     def send_acked(self, topic: str, value: bytes, key: bytes | None, on_delivery: DeliveryCallback) -> None:
+        self._bus.check("send")
         self._bus._append(topic, value, key, ())
         on_delivery(None)
 
     def flush(self, timeout_s: float | None = None) -> None:
         self._bus.check("flush")
+        self._deliver()
+
+    def _deliver(self) -> None:
+        held, self._held = self._held, []
+        for record in held:
+            self._bus._append(*record)
 
     def close(self, timeout_s: float = 0.0) -> None:
-        pass
+        if self._bus.available:
+            self._deliver()
+        self._held = []  # what the broker never got is abandoned, as with a closed Kafka producer
 
 
 class MemoryConsumer:
@@ -179,6 +190,9 @@ class MemoryConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
+
+    def connected(self) -> bool:
+        return self._bus.available
 
     def committed(self, tp: TopicPartition) -> int | None:
         self._bus.check("committed")
