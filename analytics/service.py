@@ -2,7 +2,8 @@
 
 It runs the kernel's commit protocol (``vigil.bus.checkpoint``): every record is handled in
 isolation (one that fails to decode or to score goes to ``<topic>.dlq``), and every
-``snapshot_every``, on revoke and on close (the same numbered steps are in ARCHITECTURE.md):
+``snapshot_every``, on revoke and on close, the protocol's steps 3-5 are, in this order (the same
+numbered steps are in ARCHITECTURE.md "Analytics commit order"):
 
     1. publish the detections produced from the consumed records and flush the producer;
     2. snapshot detector state for the partitions (versioned bytes, atomic file replace), each
