@@ -78,6 +78,7 @@ class Checkpoint:
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, per partition handled
         self._committed: dict[TopicPartition, int] = {}  # what this member last committed
         self._closing = False  # close(commit=False): the revoke on leaving the group commits nothing
+        self._rejected: dict[tuple[str, str], int] = {}  # dead letters per topic and reason, for the log
         self.refused = Counter(
             "vigil_consumer_commits_refused",
             "Offset commits left out because they would move a partition's committed offset backwards",
@@ -113,16 +114,22 @@ class Checkpoint:
             return fn(record)
         except RetryableError:
             raise
-        except Exception as exc:  # the rule: one record's failure never stops the consumer
-            self.reject(record, dead_letter_reason(exc), f"{type(exc).__name__}: {exc}")
-            if not isinstance(exc, InvalidEvent):
-                log.exception("handling %s[%d]@%d failed", record.topic, record.partition, record.offset)
+        except Exception as exc:  # noqa: BLE001 - the rule: one record's failure never stops the consumer
+            reason = dead_letter_reason(exc)
+            trace = exc if reason == "handler_error" else None  # a bug's traceback, not bad data's
+            self.reject(record, reason, f"{type(exc).__name__}: {exc}", trace)
             return None
 
-    def reject(self, record: Record, reason: str, detail: str) -> None:
-        """Send one record to ``<topic>.dlq`` (delivered by the next commit's flush) and count it."""
-        log.warning("dead-lettering %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, reason, detail)
+    def reject(self, record: Record, reason: str, detail: str, trace: BaseException | None = None) -> None:
+        """Send one record to ``<topic>.dlq`` (delivered by the next commit's flush) and count it.
+
+        A burst of bad records must not flood the log: the 1st, 10th, 100th... of a topic and reason
+        are logged (the dead-letter topic keeps every one)."""
         self.dead_letters.send(record, reason, detail)
+        seen = self._rejected[(record.topic, reason)] = self._rejected.get((record.topic, reason), 0) + 1
+        if seen == 10 ** (len(str(seen)) - 1):
+            where = f"{record.topic}[{record.partition}]@{record.offset}"
+            log.warning("dead-lettered %s (%s, %d so far): %s", where, reason, seen, detail, exc_info=trace)
 
     def committed(self) -> dict[TopicPartition, int]:
         """The next offsets this member committed (or found committed on its last rewind)."""
