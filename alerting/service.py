@@ -2,29 +2,34 @@
 once per episode.
 
 One consumer in one group reads the detections and the predictions topics, so both go through the
-same steps and the same offset commit. Each ``step`` commits in this fixed order (a crash between
-any two steps replays, never loses, and never pages twice):
+same steps and the same offset commit: the kernel's commit protocol (``vigil.bus.checkpoint``).
+Each ``step`` runs in this fixed order (a crash between any two steps replays, never loses, and
+never pages twice):
 
 1. decode each record; a record that is not a valid ``Detection`` (detections topic) or
-   ``Prediction`` (predictions topic) goes to ``<topic>.dlq``;
+   ``Prediction`` (predictions topic), or whose handling raises anything, goes to ``<topic>.dlq``
+   with the reason, and the next record is handled;
 2. per detection, and per alert rule a prediction meets (``predictions.py``), ONE SQLite
    transaction: read the alert for its fingerprint, store the new state and enqueue its
    notifications in the outbox — committed before anything else happens;
 3. publish each new or resolved ``Alert`` to the alerts topic and flush the producer (this also
    flushes the dead letters), then mark those alert versions published;
-4. commit the consumer offsets.
+4. commit the consumer offsets (never backwards).
 
 A replay after a crash between 2 and 4 finds the fingerprint already in that state and decides
 ``no_change``: no second outbox row, so no second page. Alert versions stored but not yet
-published (a crash between 2 and 3) are published when the service starts. Notifications leave
-only through the outbox, one worker thread per receiver (see ``outbox.py``); finished records are
-pruned by retention on another thread (``retention.py``).
+published (a crash between 2 and 3) are published by the first step after a start. A failed step (the
+broker away, a producer left unusable) does the same without a restart: the producer is rebuilt,
+the consumer rewinds to its committed offsets and the unpublished alert versions are published
+again. Notifications leave only through the outbox, one worker thread per receiver (see
+``outbox.py``); finished records are pruned by retention on another thread (``retention.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,10 +48,12 @@ from vigil.alerting.reader import AlertReader
 from vigil.alerting.retention import Pruner
 from vigil.alerting.store import AlertStore
 
-from vigil.bus.base import Bus, DeadLetters, Record, TopicPartition
+from vigil.bus.base import Bus, Record, TopicPartition
+from vigil.bus.checkpoint import Checkpoint
+from vigil.bus.retry import Outage, run_with_recovery
 from vigil.clock import Clock
 from vigil.codec import decode, encode
-from vigil.errors import InvalidEvent, RetryableError
+from vigil.errors import InvalidEvent, RetryableError, UnexpectedEvent
 from vigil.events import Alert, Detection, Prediction
 from vigil.topics import Topics
 
@@ -80,13 +87,16 @@ class AlertingService:
         self.db_path = db_path
         self._store = AlertStore(db_path)
         self._metrics = AlertingMetrics(registry)
-        self._producer = bus.producer()
-        self._dead_letters = DeadLetters(self._producer, registry)
         # One consumer for both streams: one group, one offset commit after the SQLite commit.
         self._expected: dict[str, type[Detection] | type[Prediction]] = {topics.detections: Detection}
         if config.predictions.enabled:
             self._expected[topics.predictions] = Prediction
-        self._consumer = bus.consumer(list(self._expected), config.group)
+        self._outage = Outage("alerting", clock, registry)
+        self._changed: list[tuple[Alert, int]] = []  # alert versions of this batch, published in step 3
+        self._unpublished = True  # stored alert versions may await publishing (a crash, a failed step)
+        self._commits = Checkpoint(bus, list(self._expected), config.group, self, registry)
+        self._producer = self._commits.producer
+        self._consumer = self._commits.consumer
         names = config.notifier_names()
         self._send_resolved = {n: c.send_resolved for n, c in zip(names, config.notifiers, strict=True)}
         self.dispatcher = _build_dispatcher(config, db_path, notifiers, clock, self._metrics)
@@ -95,26 +105,23 @@ class AlertingService:
         self._last_step_at: float | None = None
         self._pending = 0
         self.ready = threading.Event()  # set by run() once the API and the dispatcher are up
-        self._publish_unpublished()
         self._refresh_gauges()
 
     # ------------------------------------------------------------------ the loop
 
     def step(self, timeout_s: float = 1.0) -> int:
         """Consume one batch (steps 1-4 of the module docstring); returns the records consumed."""
-        records = self._consumer.poll(timeout_s, self._config.max_poll_records)
+        if self._unpublished:
+            self._publish_unpublished()
+        records = self._commits.poll(timeout_s, self._config.max_poll_records)
         if not records:
             self._last_step_at = self._clock.now()
             return 0
-        changed: list[tuple[Alert, int]] = []
-        for record in records:
-            event = self._decode(record)
-            if isinstance(event, Detection):
-                changed.extend(self._apply_detection(event))
-            elif isinstance(event, Prediction):
-                changed.extend(self._apply_prediction(event))
-        self._publish(changed)
-        self._consumer.commit(_next_offsets(records))
+        self._changed = []
+        self._commits.handle(records, self._handle)
+        for alert, _ in self._changed:
+            self._producer.send(self._topics.alerts, encode(alert), key=alert.fingerprint.encode())
+        self._commits.commit()  # flush, then save() marks the alerts published, then the offsets
         self._refresh_gauges()
         self._last_step_at = self._clock.now()
         if self._pending:
@@ -134,12 +141,7 @@ class AlertingService:
                 app = build_app(reader, self._registry, self.health)
                 self._api = ApiServer(app, self._config.api.host, self._config.api.port).start()
             self.ready.set()
-            while not stop.is_set():
-                try:
-                    self.step()
-                except RetryableError as exc:  # broker away: the batch is uncommitted and will replay
-                    log.warning("alerting step failed, retrying: %s", exc)
-                    stop.wait(1.0)
+            run_with_recovery(stop, self.step, self.rewind, self._outage)
         finally:
             self.dispatcher.stop()
             prune_stop.set()
@@ -150,10 +152,16 @@ class AlertingService:
                 reader.close()
             self.close()
 
+    def rewind(self) -> None:
+        """After a failed step: a new producer, the consumer back at its committed offsets (the replay
+        changes nothing already stored: ``no_change``), and stored alerts published again."""
+        self._commits.rewind()
+        self._changed = []  # stored, not confirmed: published again with the rest by the next step
+        self._unpublished = True
+
     def close(self) -> None:
         """Release the consumer, producer and database (run() calls this on the way out)."""
-        self._consumer.close()
-        self._producer.close()
+        self._commits.close(commit=False)  # every handled batch is committed by its own step
         self.dispatcher.close()
         self.pruner.close()
         self._store.close()
@@ -173,31 +181,50 @@ class AlertingService:
             "last_step_at": self._last_step_at,
             # Partitions this consumer holds: a restarted service is consuming again once it has some.
             "assigned": sorted(f"{tp.topic}-{tp.partition}" for tp in self._consumer.assignment()),
+            **self._outage.health(),
         }
+
+    # ------------------------------------------------------------------ the commit protocol's hooks
+
+    def save(self, tps: set[TopicPartition], offsets: Mapping[TopicPartition, int]) -> None:
+        """After the flush: the alert versions of this batch are on the alerts topic."""
+        if self._changed:
+            self._store.mark_published({a.fingerprint: v for a, v in self._changed})
+            self._changed = []
+
+    def assigned(self, tps: set[TopicPartition]) -> None:
+        """Nothing to load: the alert store is the state, and it is not per partition."""
+
+    def revoked(self, tps: set[TopicPartition]) -> None:
+        """Nothing to forget (see ``assigned``)."""
 
     # ------------------------------------------------------------------ the steps
 
-    def _decode(self, record: Record) -> Detection | Prediction | None:
-        expected = self._expected.get(record.topic, Detection)
+    def _handle(self, record: Record) -> None:
+        """Step 1 and 2 for one record. Whatever it raises (but RetryableError) dead-letters the record."""
         try:
-            event = decode(record.value)
-        except InvalidEvent as exc:
-            self._reject(record, "invalid_event", str(exc))
-            return None
+            event = self._decode(record)
+            if isinstance(event, Detection):
+                self._changed.extend(self._apply_detection(event))
+            else:
+                self._changed.extend(self._apply_prediction(event))
+        except sqlite3.OperationalError as exc:  # the disk or the database, not the record: retry the batch
+            raise RetryableError(f"alert store: {exc}") from exc
+        except Exception as exc:
+            metrics = self._metrics
+            counter = metrics.predictions if record.topic == self._topics.predictions else metrics.detections
+            counter.labels("invalid" if isinstance(exc, InvalidEvent) else "error").inc()
+            raise
+
+    def _decode(self, record: Record) -> Detection | Prediction:
+        expected = self._expected.get(record.topic, Detection)
+        event = decode(record.value)
         if not isinstance(event, Detection | Prediction) or not isinstance(event, expected):
-            self._reject(record, "unexpected_type", f"{type(event).__name__} on {record.topic}")
-            return None
+            raise UnexpectedEvent(f"{type(event).__name__} on {record.topic}")
         problem = prediction_problem(event) if isinstance(event, Prediction) else None
         if problem is not None:  # decoded, but not something a rule can act on (probability 1.7)
-            self._reject(record, "invalid_event", problem)
-            return None
+            raise InvalidEvent(problem)
         return event
-
-    def _reject(self, record: Record, reason: str, detail: str) -> None:
-        log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, detail)
-        self._dead_letters.send(record, reason, detail)
-        counter = self._metrics.predictions if record.topic == self._topics.predictions else self._metrics.detections
-        counter.labels("invalid").inc()
 
     def _apply_detection(self, detection: Detection) -> list[tuple[Alert, int]]:
         candidate = to_alert(detection, self._config.identity_labels, self._clock.now())
@@ -246,19 +273,16 @@ class AlertingService:
                 payload = notification_payload(transition.alert, transition.reason)
                 self._store.enqueue(fp, name, transition.reason, payload, now)
 
-    def _publish(self, changed: list[tuple[Alert, int]]) -> None:
-        """Step 3: every transition goes on the alerts topic in order, keyed by fingerprint."""
-        for alert, _ in changed:
-            self._producer.send(self._topics.alerts, encode(alert), key=alert.fingerprint.encode())
-        self._producer.flush()
-        if changed:
-            self._store.mark_published({a.fingerprint: v for a, v in changed})
-
     def _publish_unpublished(self) -> None:
+        """Alert versions stored but never confirmed on the alerts topic (a crash, a failed step)."""
         leftovers = self._store.unpublished()
         if leftovers:
-            log.info("publishing %d alert states stored before a crash", len(leftovers))
-            self._publish(leftovers)
+            log.info("publishing %d alert states stored before a crash or a failed step", len(leftovers))
+            for alert, _ in leftovers:
+                self._producer.send(self._topics.alerts, encode(alert), key=alert.fingerprint.encode())
+            self._producer.flush()
+            self._store.mark_published({a.fingerprint: v for a, v in leftovers})
+        self._unpublished = False
 
     def _refresh_gauges(self) -> None:
         self._pending = self._store.pending_count()
@@ -279,9 +303,3 @@ def _build_dispatcher(
     chosen = notifiers if notifiers is not None else build_notifiers(config)
     return OutboxDispatcher(db_path, chosen, clock, metrics, backoff, config.dispatch_batch, config.dispatch_interval)
 
-
-def _next_offsets(records: list[Record]) -> dict[TopicPartition, int]:
-    offsets: dict[TopicPartition, int] = {}
-    for record in records:
-        offsets[record.tp] = max(offsets.get(record.tp, 0), record.offset + 1)
-    return offsets

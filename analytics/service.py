@@ -1,16 +1,20 @@
 """The analytics consumer: telemetry, logs and training in; Detections out; state snapshotted.
 
-Commit protocol (the same numbered steps are in ARCHITECTURE.md), run every ``snapshot_every``,
-on revoke and on close:
+It runs the kernel's commit protocol (``vigil.bus.checkpoint``): every record is handled in
+isolation (one that fails to decode or to score goes to ``<topic>.dlq``), and every
+``snapshot_every``, on revoke and on close, the protocol's steps 3-5 are, in this order (the same
+numbered steps are in ARCHITECTURE.md "Analytics commit order"):
 
     1. publish the detections produced from the consumed records and flush the producer;
     2. snapshot detector state for the partitions (versioned bytes, atomic file replace), each
        snapshot carrying the next offset it reflects;
-    3. commit the consumed offsets.
+    3. commit the consumed offsets (never backwards).
 
 A crash between steps replays, never loses: after 1 the detections are out (alerting dedups a
 replay); after 2 the restored state already reflects records up to its offset, and those records
-are skipped when they are delivered again, so nothing is learned twice.
+are skipped when they are delivered again, so nothing is learned twice. A failed step (the broker
+away, a producer left unusable) rewinds to the last checkpoint the same way: the producer is
+rebuilt, the snapshots of step 2 reloaded and the consumer moved back to the committed offsets.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +32,12 @@ from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.engine import Engine
 from vigil.analytics.state import SnapshotStore
 
-from vigil.bus import Bus, DeadLetters, Record, TopicPartition
+from vigil.bus import Bus, Record, TopicPartition
+from vigil.bus.checkpoint import Checkpoint
+from vigil.bus.retry import Outage, run_with_recovery
 from vigil.clock import Clock
 from vigil.codec import decode, encode
-from vigil.errors import InvalidEvent
+from vigil.errors import RetryableError, UnexpectedEvent
 from vigil.events import Detection, LogEvent, Prediction, TelemetryBatch, TrainingStep
 from vigil.topics import Topics
 from vigil.xid import XidCatalog
@@ -84,10 +91,7 @@ class AnalyticsService:
         self.metrics = AnalyticsMetrics(registry)
         self.engine = Engine(config, XidCatalog.load())
         self.store = SnapshotStore(state_dir)
-        self.producer = bus.producer()
-        self.dead_letters = DeadLetters(self.producer, registry)
         self.streams = {topics.telemetry: "telemetry", topics.logs: "logs", topics.training: "training"}
-        self._offsets: dict[TopicPartition, int] = {}  # next offset to read, per partition consumed
         self._skip_below: dict[TopicPartition, int] = {}  # records a restored snapshot already reflects
         self._unverified: set[TopicPartition] = set()  # restored, not yet checked against committed offsets
         self._last_checkpoint = clock.monotonic()
@@ -101,20 +105,26 @@ class AnalyticsService:
         self._watermark: float | None = None
         self._last_record_at = clock.monotonic()
         self._caught_up = False
-        # on_assign may run inside bus.consumer(): everything it touches exists before this line
-        self.consumer = bus.consumer(list(self.streams), config.group, self._on_assign, self._on_revoke)
+        self.outage = Outage("analytics", clock, registry)
+        # on_assign may run inside the consumer's constructor: everything it touches exists before this
+        self.commits = Checkpoint(bus, list(self.streams), config.group, self, registry)
+        self.producer = self.commits.producer
+        self.consumer = self.commits.consumer
 
     # -- the loop
     def step(self, timeout_s: float = 1.0) -> int:
         """One poll: decode, detect, publish; the commit protocol when ``snapshot_every`` elapsed."""
-        records = self.consumer.poll(timeout_s, self.config.max_poll_records)
+        records = self.commits.poll(timeout_s, self.config.max_poll_records)
         if self._unverified:
             self._verify_restored()
         started = time.perf_counter()
         self._last_poll = self.clock.monotonic()
         found = self._process(records)
-        self._caught_up = not records
-        if records:
+        # An empty poll while the broker is away is not "caught up": the time it is away must not age
+        # the jobs, so the idle clock starts again once it answers.
+        connected = self.outage.down_since is None and self.consumer.connected()
+        self._caught_up = not records and connected
+        if records or not connected:
             self._last_record_at = self.clock.monotonic()
         now = self.event_now()
         if now is not None and self.clock.monotonic() - self._last_tick >= self.config.tick_every:
@@ -129,19 +139,25 @@ class AnalyticsService:
         return len(records)
 
     def run(self, stop: threading.Event) -> None:
+        """Step until ``stop``; a failed step (broker away, producer broken) backs off, rewinds to the last
+        checkpoint and carries on."""
         try:
-            while not stop.is_set():
-                self.step(self.config.poll_timeout)
+            run_with_recovery(stop, lambda: self.step(self.config.poll_timeout), self.rewind, self.outage)
         finally:
             self.close()
+
+    def rewind(self) -> None:
+        """Back to the last checkpoint: a new producer, the snapshots reloaded, the committed offsets."""
+        self.commits.rewind()
+        # The wall time the broker was away is not idle time of the jobs: event time resumes from here.
+        self._caught_up = False
+        self._last_record_at = self._last_checkpoint = self.clock.monotonic()
 
     def close(self) -> None:
         if self._closed:
             return
-        self.checkpoint()
         self._closed = True
-        self.consumer.close()
-        self.producer.close()
+        self.commits.close(commit=self.outage.down_since is None)
 
     def health(self) -> dict[str, object]:
         return {
@@ -150,27 +166,24 @@ class AnalyticsService:
             "records": self._processed,
             "series": int(self.engine.slots.size),
             "last_poll_age_s": round(self.clock.monotonic() - self._last_poll, 3),
+            **self.outage.health(),
         }
 
-    # -- commit protocol
+    # -- commit protocol (steps 1-3 above; the kernel's Checkpoint runs them)
     def checkpoint(self, tps: Iterable[TopicPartition] | None = None) -> None:
-        targets = set(self.consumer.assignment() if tps is None else tps)
-        # 1. publish detections (sent as produced) and flush the producer
-        self.producer.flush()
-        # 2. snapshot detector state for the partitions, with the offset each snapshot reflects
-        for tp in sorted(targets):
+        self.commits.commit(tps)
+        self._last_checkpoint = self.clock.monotonic()
+
+    def save(self, tps: set[TopicPartition], offsets: Mapping[TopicPartition, int]) -> None:
+        """Step 2: snapshot detector state for the partitions, with the offset each snapshot reflects."""
+        for tp in sorted(tps):
             stream = self.streams.get(tp.topic)
             if stream is not None:
                 body = self.engine.snapshot(tp, stream)
-                body["offset"] = self._offsets.get(tp, self._skip_below.get(tp, 0))
+                body["offset"] = offsets.get(tp, self._skip_below.get(tp, 0))
                 self.store.save(tp, body)
-        # 3. commit offsets
-        offsets = {tp: self._offsets[tp] for tp in targets if tp in self._offsets}
-        if offsets:
-            self.consumer.commit(offsets)
-        self._last_checkpoint = self.clock.monotonic()
 
-    def _on_assign(self, tps: set[TopicPartition]) -> None:
+    def assigned(self, tps: set[TopicPartition]) -> None:
         for tp in sorted(tps):
             stream = self.streams.get(tp.topic)
             body = self.store.load(tp) if stream else None
@@ -189,26 +202,24 @@ class AnalyticsService:
         partition's end offset, so the log end cannot serve as the check.)
         """
         for tp in sorted(self._unverified):
-            self._unverified.discard(tp)
             stream = self.streams.get(tp.topic)
             offset = self._skip_below.get(tp, 0)
             if stream is None or offset == 0 or self.consumer.committed(tp) is not None:
+                self._unverified.discard(tp)
                 continue
             log.warning(
                 "snapshot of %s-%d (offset %d) has no committed offset: starting cold", tp.topic, tp.partition, offset
             )
             self.metrics.snapshots_discarded.labels(tp.topic).inc()
+            self._unverified.discard(tp)
             self._skip_below.pop(tp, None)
             self.engine.drop(tp, stream)
 
-    def _on_revoke(self, tps: set[TopicPartition]) -> None:
-        if not self._closed and hasattr(self, "consumer"):
-            self.checkpoint(tps)
+    def revoked(self, tps: set[TopicPartition]) -> None:
         for tp in tps:
             stream = self.streams.get(tp.topic)
             if stream:
                 self.engine.drop(tp, stream)
-            self._offsets.pop(tp, None)
             self._skip_below.pop(tp, None)
             self._unverified.discard(tp)
 
@@ -225,46 +236,64 @@ class AnalyticsService:
         return self._watermark
 
     def _process(self, records: list[Record]) -> list[Detection]:
-        telemetry: list[tuple[int, TelemetryBatch]] = []
+        telemetry: list[tuple[Record, TelemetryBatch]] = []
         found: list[Detection] = []
         for record in records:
-            tp = record.tp
-            self._offsets[tp] = record.offset + 1
-            if record.offset < self._skip_below.get(tp, 0):
+            self.commits.track(record)
+            if record.offset < self._skip_below.get(record.tp, 0):
                 continue
-            stream = self.streams.get(record.topic, "")
             self.metrics.records.labels(record.topic).inc()
-            event = self._decode(record, stream)
-            if event is None:
-                continue
+            event = self.commits.guard(record, self._decode)
             if isinstance(event, TelemetryBatch):
-                telemetry.append((self.engine.pid(tp), event))
-                if event.ts.size:
-                    self._advance(float(event.ts.max()))
-            else:
-                now = self._advance(event.ts)
-                found += self.engine.observe_event(stream, event, self.engine.pid(tp), now)
+                telemetry.append((record, event))
+            elif event is not None:
+                found += self.commits.guard(record, partial(self._observe_event, event=event)) or []
         if telemetry:
-            found += self.engine.observe_telemetry(telemetry)
-            dropped = self.engine.take_dropped()
-            for scope, samples in dropped.items():
-                self.metrics.samples_dropped.labels(f"{scope}_series_limit").inc(samples)
-            self.metrics.samples.inc(sum(b.sample_count for _, b in telemetry) - sum(dropped.values()))
-            self.metrics.series.set(self.engine.slots.in_use)
+            found += self._observe_telemetry(telemetry)
         self._processed += len(records)
         return found
 
-    def _decode(self, record: Record, stream: str) -> Any:
-        try:
-            event = decode(record.value)
-        except InvalidEvent as exc:
-            self.dead_letters.send(record, "invalid_event", str(exc))
-            return None
-        expected = EXPECTED.get(stream)
+    def _decode(self, record: Record) -> Any:
+        event = decode(record.value)
+        expected = EXPECTED.get(self.streams.get(record.topic, ""))
         if expected is None or not isinstance(event, expected):
-            self.dead_letters.send(record, "unexpected_type", f"{type(event).__name__} on {record.topic}")
-            return None
+            raise UnexpectedEvent(f"{type(event).__name__} on {record.topic}")
         return event
+
+    def _observe_event(self, record: Record, event: LogEvent | TrainingStep) -> list[Detection]:
+        now = event.ts if self._watermark is None else max(self._watermark, event.ts)
+        found = self.engine.observe_event(self.streams[record.topic], event, self.engine.pid(record.tp), now)
+        self._advance(event.ts)  # only once handled: a record that fails moves no clock
+        return found
+
+    def _observe_telemetry(self, batch: list[tuple[Record, TelemetryBatch]]) -> list[Detection]:
+        """A poll's telemetry in one vectorised pass; if that fails, one record at a time, so only the
+        record at fault is dead-lettered (rounds scored before the failure may then be learnt twice)."""
+        try:
+            found = self.engine.observe_telemetry([(self.engine.pid(r.tp), b) for r, b in batch])
+        except RetryableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - find the record at fault below
+            log.warning("a poll's telemetry failed to score (%s): scoring its records one at a time", exc)
+            found, done = [], []
+            for record, one in batch:
+                result = self.commits.guard(record, partial(self._observe_one, batch=one))
+                if result is not None:
+                    found += result
+                    done.append((record, one))
+            batch = done
+        for _, one in batch:
+            if one.ts.size:
+                self._advance(float(one.ts.max()))
+        dropped = self.engine.take_dropped()  # samples of series past the series limit
+        for scope, samples in dropped.items():
+            self.metrics.samples_dropped.labels(f"{scope}_series_limit").inc(samples)
+        self.metrics.samples.inc(sum(b.sample_count for _, b in batch) - sum(dropped.values()))
+        self.metrics.series.set(self.engine.slots.in_use)
+        return found
+
+    def _observe_one(self, record: Record, batch: TelemetryBatch) -> list[Detection]:
+        return self.engine.observe_telemetry([(self.engine.pid(record.tp), batch)])
 
     def _publish_predictions(self, predictions: list[Prediction]) -> None:
         for p in predictions:

@@ -106,7 +106,8 @@ class EmbeddedBroker:
         env = dict(os.environ)
         storage = "memory://tansu/"
         try:
-            if not self.ephemeral:
+            # After a broker crash, start() brings back Tansu alone on the storage that is still running.
+            if not self.ephemeral and not self._running("localbucket"):
                 private_dir(self.dir / "s3" / BUCKET)
                 self._spawn(
                     "localbucket",
@@ -121,6 +122,7 @@ class EmbeddedBroker:
                     env,
                 )
                 wait_for_port(self._ports["s3"], timeout_s, self._procs["localbucket"])
+            if not self.ephemeral:
                 env.update(
                     AWS_ACCESS_KEY_ID="vigil",
                     AWS_SECRET_ACCESS_KEY="vigil",
@@ -175,12 +177,6 @@ class EmbeddedBroker:
         dead = {name: proc.returncode for name, proc in self._procs.items() if proc.poll() is not None}
         return ", ".join(f"{name} exit {code}" for name, code in dead.items())
 
-    def kill(self, name: str) -> None:
-        """SIGKILL one of its processes (``tansu`` or ``localbucket``), as a crash would: failure tests."""
-        proc = self._procs[name]
-        proc.kill()
-        proc.wait(10)
-
     def restart_dead(self, timeout_s: float = 30.0) -> None:
         """Start again, on the same ports and the same storage, whichever process has died.
 
@@ -193,6 +189,16 @@ class EmbeddedBroker:
                 log.info("embedded broker: %s exited with %s, restarting it", name, proc.returncode)
                 self._spawn(name, *self._argv[name])
                 wait_for_port(self._ports[port], timeout_s, self._procs[name])
+
+    def _running(self, name: str) -> bool:
+        proc = self._procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def kill(self, name: str = "tansu") -> None:
+        """SIGKILL one of the processes, as a crash would (failure tests); ``start()`` brings it back."""
+        proc = self._procs[name]
+        proc.kill()
+        proc.wait(10)
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self._procs.items()}

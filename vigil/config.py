@@ -108,6 +108,13 @@ class KafkaConfig(FrozenModel):
     # so the detectors' per-round vector work covers many series at once instead of one host's backlog.
     max_partition_fetch_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 262_144
     request_timeout: Annotated[PositiveDuration, Field(le=300)] = 30.0
+    # Idempotent producing (the broker drops a retried batch it already wrote). Off by default: the
+    # embedded Tansu 0.6 answers a retried batch with OutOfOrderSequenceNumber, and may record a
+    # producer's sequence before the batch itself, so a batch can be acknowledged and lost. Without
+    # it every producer keeps one request in flight, so a retry is never overtaken (order holds) and
+    # the worst case is a duplicate, which every consumer tolerates. Turn it on against Apache Kafka,
+    # Redpanda or MSK (README "Delivery and the broker").
+    idempotence: bool = False
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
 
     @model_validator(mode="after")

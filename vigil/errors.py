@@ -12,7 +12,16 @@ class ConfigError(VigilError):
 
 
 class InvalidEvent(VigilError):
-    """Bytes on a topic could not be decoded into an event; the record goes to the dead-letter topic."""
+    """Bytes on a topic could not be decoded into an event; the record goes to the dead-letter topic
+    with ``reason`` in its headers."""
+
+    reason = "invalid_event"
+
+
+class UnexpectedEvent(InvalidEvent):
+    """A valid event on a topic that does not carry its type."""
+
+    reason = "unexpected_type"
 
 
 class RetryableError(VigilError):

@@ -86,11 +86,6 @@ class AgentConfig(FrozenModel):
     # The longest wait between two connection attempts to the broker.
     reconnect_backoff_max: Annotated[PositiveDuration, Field(le=300)] = 5.0
     create_topics: bool = True  # on connecting, create the telemetry and logs topics if missing
-    # Idempotent producing lets the broker drop a retried batch it already wrote. Off by default: the
-    # embedded Tansu (0.6) records a producer's sequence before the batch itself, so a broker stopped
-    # between the two answers the retried batch as a duplicate and it is lost. Turn it on against
-    # Apache Kafka, Redpanda or MSK; order holds either way (one request in flight).
-    idempotence: bool = False
 
     @property
     def wait(self) -> float:

@@ -9,7 +9,7 @@ acknowledged prefix; a record that failed, and everything after it, is sent agai
 - order holds: a later chunk is never sent before an earlier one is acknowledged, and within a
   chunk the producer keeps one request in flight per connection (``max_in_flight=1``), so a retried
   request cannot be overtaken by the next one. That holds without idempotence, which is off by
-  default (``AgentConfig.idempotence``): the embedded Tansu commits a producer's sequence before the
+  default (``kafka.idempotence``): the embedded Tansu commits a producer's sequence before the
   batch, and the acceptance test caught a batch lost that way (a broker stopped between the two
   answered the retry as a duplicate). Without it the worst case is a duplicate, never a loss;
 - no duplicates in the normal case: a chunk is sent again only when its records failed. While the

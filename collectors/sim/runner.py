@@ -1,33 +1,59 @@
-"""Publishes the simulator's output to the bus, in real time or flat out for benchmarks."""
+"""Publishes the simulator's output to the bus, in real time or flat out for benchmarks.
+
+A tick counts as published once the producer's flush confirmed it. When a send or flush fails (the
+broker away, or a producer kafka-python left unusable), the producer is thrown away, and the same
+tick is sent again on a new one after a bounded backoff, until the broker takes it. The ticks the
+clock passed meanwhile are then simulated and published in a burst (up to ``MAX_OUTAGE_TICKS``), as
+a fleet's agents drain what they buffered, so a broker restart leaves no hole in the telemetry.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import threading
+from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry
 from vigil.collectors.sim.fleet import FleetSimulator, SimOutput
 
 from vigil.bus import Producer
+from vigil.bus.retry import Outage, RenewableProducer
 from vigil.clock import Clock
 from vigil.codec import encode
+from vigil.errors import RetryableError
 from vigil.topics import Topics
 
 log = logging.getLogger(__name__)
 
-MAX_CATCH_UP_TICKS = 10  # after a longer stall, skip ahead rather than publish a burst of stale ticks
+MAX_CATCH_UP_TICKS = 10  # after a longer stall of this process, skip ahead rather than publish stale ticks
+MAX_OUTAGE_TICKS = 900  # after a broker outage, catch up on this many ticks at most (15 min at 1 s)
+FLUSH_TIMEOUT_S = 10.0  # a tick not confirmed within this is sent again on a new producer
 _POLL_S = 0.1  # how often a wait checks the stop event
 
 
 class SimulatorRunner:
-    """Tick ``k`` is stamped ``sim.start + k * interval``, so timestamps are regular and reproducible."""
+    """Tick ``k`` is stamped ``sim.start + k * interval``, so timestamps are regular and reproducible.
 
-    def __init__(self, sim: FleetSimulator, producer: Producer, topics: Topics, clock: Clock) -> None:
+    ``connect`` builds a producer (``bus.producer``); a new one replaces it after a failure.
+    """
+
+    def __init__(
+        self,
+        sim: FleetSimulator,
+        connect: Callable[[], Producer],
+        topics: Topics,
+        clock: Clock,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        registry = registry if registry is not None else CollectorRegistry()
         self.sim = sim
-        self.producer = producer
+        self.producer = RenewableProducer(connect, registry)
         self.topics = topics
         self.clock = clock
+        self.outage = Outage("sim", clock, registry)
         self.ticks = 0
+        self._after_outage = False
 
     def publish(self, out: SimOutput) -> int:
         """Send every event of ``out``; returns the number of telemetry samples sent."""
@@ -52,8 +78,9 @@ class SimulatorRunner:
         """
         interval = self.sim.config.interval
         until = self.sim.start + duration_s if duration_s is not None else None
-        self._resume_if_late(interval)
         try:
+            if not self._resume_if_late(interval, stop):
+                return
             while not stop.is_set():
                 due = self._slot(self.ticks)
                 if until is not None and due > until + 1e-9:
@@ -61,19 +88,36 @@ class SimulatorRunner:
                 if not self._wait_until(due, stop):
                     break
                 self._skip_if_stalled(interval)
-                self.publish(self._tick())
-                self.producer.flush()
+                if not self._deliver(self._tick(), stop):
+                    break
         finally:
-            self.publish(self.sim.finish(max(self.clock.now(), self._slot(self.ticks - 1))))
-            self.producer.flush()
+            self._deliver(self.sim.finish(max(self.clock.now(), self._slot(self.ticks - 1))), stop, retry=False)
 
-    def _resume_if_late(self, interval: float) -> None:
+    def _deliver(self, out: SimOutput, stop: threading.Event, retry: bool = True) -> bool:
+        """Publish ``out`` and flush, again on a new producer after each failure; False if stopped first."""
+        while True:
+            try:
+                self.publish(out)
+                self.producer.flush(FLUSH_TIMEOUT_S)
+            except RetryableError as exc:
+                self.producer.renew()
+                delay = self.outage.failed(exc)
+                self._after_outage = True
+                if not retry or not self._wait_until(self.clock.now() + delay, stop):
+                    log.warning("simulator stopping with a tick unpublished: %s", exc)
+                    return False
+            else:
+                self.outage.succeeded()
+                return True
+
+    def _resume_if_late(self, interval: float, stop: threading.Event) -> bool:
+        """False if stopped before the resumed state was published."""
         now = self.clock.now()
         if self.ticks == 0 and now - self.sim.start > interval:
             log.info("resuming the simulation %.1fs after its start", now - self.sim.start)
-            self.publish(self.sim.resume(now))
-            self.producer.flush()
             self.ticks = math.ceil((now - self.sim.start) / interval - 1e-9)
+            return self._deliver(self.sim.resume(now), stop)
+        return True
 
     def run_fast(self, n_ticks: int) -> int:
         """``n_ticks`` ticks without sleeping (simulated time runs ahead of the clock); samples sent."""
@@ -101,6 +145,10 @@ class SimulatorRunner:
 
     def _skip_if_stalled(self, interval: float) -> None:
         behind = int((self.clock.now() - self._slot(self.ticks)) / interval)
-        if behind > MAX_CATCH_UP_TICKS:
+        limit = MAX_OUTAGE_TICKS if self._after_outage else MAX_CATCH_UP_TICKS
+        if behind <= 0:
+            self._after_outage = False
+        elif behind > limit:
             log.warning("simulator %d ticks behind the clock: skipping ahead", behind)
             self.ticks += behind
+            self._after_outage = False

@@ -159,7 +159,7 @@ def test_crash_before_offset_commit_replays_predictions_without_a_second_page(h:
     first._consumer.commit = die  # type: ignore[method-assign]
     with pytest.raises(Crash):
         first.step()
-    first._consumer.close()
+    first._consumer.crash()
     second = h.service(CollectorRegistry())
     assert second.step() == 2  # replayed ...
     assert h.metric("vigil_alerting_predictions_total", decision="no_change") == 3  # ... recognised (+ lemon)

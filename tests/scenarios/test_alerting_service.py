@@ -247,7 +247,7 @@ def test_crash_before_offset_commit_resumes_and_does_not_repage(h: Harness) -> N
     first._consumer.commit = die  # type: ignore[method-assign]
     with pytest.raises(Crash):
         first.step()
-    first._consumer.close()  # the broker evicts the dead member when its session times out
+    first._consumer.crash()  # the broker evicts the dead member when its session times out
     second = h.service(CollectorRegistry())
     assert second.step() == 2  # the uncommitted batch is replayed ...
     assert h.metric("vigil_alerting_detections_total", decision="no_change") == 2  # ... and recognised
@@ -267,9 +267,10 @@ def test_crash_before_publish_republishes_on_start(h: Harness) -> None:
     first._producer.send = lambda *a, **k: None  # type: ignore[method-assign]  # lost with the process
     with pytest.raises(Crash):
         first.step()
-    first._consumer.close()
+    first._consumer.crash()
     assert h.alerts_on_topic() == []
     second = h.service(CollectorRegistry())
+    second.step(0)  # publishes what was stored before the crash, before it consumes anything
     assert [a.status for a in h.alerts_on_topic()] == ["firing"]
     second.step()
     assert len(h.alerts_on_topic()) == 1 and len(h.store().outbox()) == 2
@@ -283,7 +284,7 @@ def test_crash_mid_send_resends_same_dedup_key_after_restart(h: Harness) -> None
     with pytest.raises(Crash):
         first.dispatcher.drain_once()  # the webhook got it, but the process died before marking it
     h.hook.crash_after_send = False
-    first._consumer.close()
+    first._consumer.crash()
     second = h.service(CollectorRegistry())
     assert second.step() == 0
     second.dispatcher.drain_once()

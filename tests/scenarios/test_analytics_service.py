@@ -256,7 +256,10 @@ class Recorder:
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition("vigil.logs.v1", 0)}
 
-    def close(self) -> None:
+    def connected(self) -> bool:
+        return True
+
+    def close(self, timeout_s: float = 5.0) -> None:
         self.calls.append("close")
 
 

@@ -59,10 +59,10 @@ def test_poison_detection_and_prediction_are_dead_lettered_and_the_next_detectio
 
     assert [p["alert"]["labels"]["alertname"] for p in pager.sent] == ["gpu_thermal"]
     assert dlq_reasons(bus, topics.detections) == [
-        (b"invalid_event", b"Detection.ts '9999-12-31T23:59:59-14:00' is outside 2000-01-01..2100-01-01")
+        (b"invalid_event", b"InvalidEvent: Detection.ts '9999-12-31T23:59:59-14:00' is outside 2000-01-01..2100-01-01")
     ]
     assert dlq_reasons(bus, topics.predictions) == [
-        (b"invalid_event", b"Prediction.horizon_s: 1000000000000.0 is outside 0..315360000")
+        (b"invalid_event", b"InvalidEvent: Prediction.horizon_s: 1000000000000.0 is outside 0..315360000")
     ]
     for topic in (topics.detections, topics.predictions):
         assert (
@@ -84,7 +84,7 @@ def test_xid_on_gpu_2_to_the_63_is_dead_lettered_and_does_not_page(tmp_path: Pat
     found = [d for d in (decode(r.value) for r in bus.records(topics.detections)) if isinstance(d, Detection)]
     assert [(d.labels["alertname"], d.labels["gpu_index"]) for d in found] == [("GpuXidFatal", "3")]
     assert dlq_reasons(bus, topics.logs) == [
-        (b"invalid_event", b"LogEvent.gpu_index: 9223372036854775808 is outside 0..255")
+        (b"invalid_event", b"InvalidEvent: LogEvent.gpu_index: 9223372036854775808 is outside 0..255")
     ]
     assert (
         registry.get_sample_value("vigil_dead_letter_records_total", {"topic": topics.logs, "reason": "invalid_event"})

@@ -17,7 +17,7 @@ from vigil.topics import Topics
 def test_demo_timeline_through_the_bus() -> None:
     bus, topics, clock = MemoryBus(default_partitions=4), Topics(), FakeClock()
     start = clock.now()
-    SimulatorRunner(FleetSimulator(SimConfig(), start), bus.producer(), topics, clock).run(
+    SimulatorRunner(FleetSimulator(SimConfig(), start), bus.producer, topics, clock).run(
         threading.Event(), duration_s=120
     )
     consumer = bus.consumer([t.name for t in topics.all()], group="scenario")

@@ -25,7 +25,7 @@ from vigil.topics import Topics
 def test_xid79_pages_gpu_missing_for_that_gpu_only_and_resolves_when_it_is_back() -> None:
     bus, topics, clock = MemoryBus(default_partitions=4), Topics(), FakeClock()
     start = clock.now()
-    SimulatorRunner(FleetSimulator(SimConfig(), start), bus.producer(), topics, clock).run(
+    SimulatorRunner(FleetSimulator(SimConfig(), start), bus.producer, topics, clock).run(
         threading.Event(), duration_s=150
     )
     table = SlotTable()

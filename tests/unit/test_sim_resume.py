@@ -34,7 +34,7 @@ class Killed(Exception):
 
 def run_until_killed(bus: MemoryBus, topics: Topics, clock: FakeClock, start: float, kill_at: float) -> None:
     producer = bus.producer()
-    runner = SimulatorRunner(FleetSimulator(CONFIG, start), producer, topics, clock)
+    runner = SimulatorRunner(FleetSimulator(CONFIG, start), lambda: producer, topics, clock)
     real_flush = producer.flush
 
     def flush(timeout_s: float | None = None) -> None:
@@ -61,7 +61,7 @@ def test_a_restarted_simulator_resumes_the_schedule_without_injecting_it_again()
 
     clock.advance(4)  # down for 4 s: the thermal fault's end and the second xid48's start pass meanwhile
     resumed_at = clock.now()
-    runner = SimulatorRunner(FleetSimulator(CONFIG, start), bus.producer(), topics, clock)
+    runner = SimulatorRunner(FleetSimulator(CONFIG, start), bus.producer, topics, clock)
     runner.run(threading.Event(), duration_s=60)
 
     truth = [e for e in events(bus, topics.groundtruth) if isinstance(e, FaultInjection)]
@@ -93,7 +93,7 @@ def test_a_restarted_simulator_resumes_the_schedule_without_injecting_it_again()
 
 def test_a_simulator_started_on_time_does_not_resume() -> None:
     bus, topics, clock = MemoryBus(default_partitions=1), Topics(), FakeClock()
-    runner = SimulatorRunner(FleetSimulator(CONFIG, clock.now()), bus.producer(), topics, clock)
+    runner = SimulatorRunner(FleetSimulator(CONFIG, clock.now()), bus.producer, topics, clock)
     runner.run(threading.Event(), duration_s=10)
     truth = [e for e in events(bus, topics.groundtruth) if isinstance(e, FaultInjection)]
     assert [(f.fault_id, f.end is None) for f in truth] == [("f-0001-xid48", True), ("f-0001-xid48", False)]

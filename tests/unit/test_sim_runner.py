@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from prometheus_client import CollectorRegistry
 from vigil.collectors.sim import FleetSimulator, SimConfig, SimulatorRunner
 
 from vigil.bus.memory import MemoryBus
@@ -21,7 +22,7 @@ FAULTS = [
 
 def make(config: SimConfig) -> tuple[SimulatorRunner, MemoryBus, Topics, FakeClock]:
     bus, topics, clock = MemoryBus(default_partitions=4), Topics(), FakeClock()
-    runner = SimulatorRunner(FleetSimulator(config, clock.now()), bus.producer(), topics, clock)
+    runner = SimulatorRunner(FleetSimulator(config, clock.now()), bus.producer, topics, clock)
     return runner, bus, topics, clock
 
 
@@ -88,3 +89,41 @@ def test_run_fast_publishes_without_sleeping_and_counts_samples() -> None:
     assert stamps == [before + k for k in range(30)]
     steps = len(bus.records(topics.training))
     assert steps % 64 == 0 and 54 <= steps // 64 <= 59  # ~2 steps/s over 29 simulated seconds
+
+
+class FlakyBus(MemoryBus):
+    """A broker away for ``seconds`` of fake time from ``at``."""
+
+    def __init__(self, clock: FakeClock, at: float, seconds: float) -> None:
+        self.clock, self.start, self.end = clock, clock.now() + at, clock.now() + at + seconds
+        self.failures = 0
+        super().__init__(default_partitions=4)
+
+    @property  # type: ignore[override]
+    def available(self) -> bool:
+        return not self.start <= self.clock.now() < self.end
+
+    @available.setter
+    def available(self, value: bool) -> None:
+        return
+
+    def check(self, what: str) -> None:
+        self.failures += not self.available
+        super().check(what)
+
+
+def test_a_broker_outage_delays_ticks_but_loses_none() -> None:
+    topics, clock, registry = Topics(), FakeClock(), CollectorRegistry()
+    bus = FlakyBus(clock, at=5.5, seconds=40)
+    sim = FleetSimulator(SimConfig(nodes=2, gpus_per_node=2, schedule="none"), clock.now())
+    runner = SimulatorRunner(sim, bus.producer, topics, clock, registry)
+    runner.run(threading.Event(), duration_s=60)
+    batches = [b for r in bus.records(topics.telemetry) if isinstance(b := decode(r.value), TelemetryBatch)]
+    stamps = sorted(float(b.ts[0]) for b in batches)
+    assert bus.failures > 0
+    assert registry.get_sample_value("vigil_bus_outages_total") == 1
+    assert (registry.get_sample_value("vigil_producer_renewals_total") or 0) >= 1
+    # Every tick of both hosts arrived once the broker was back: the ones of the outage in a burst.
+    expected = [runner.sim.start + k for k in range(61) for _ in range(2)]
+    assert stamps == expected
+    assert runner.outage.down_since is None

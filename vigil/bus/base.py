@@ -44,7 +44,8 @@ class Producer(Protocol):
     def flush(self, timeout_s: float | None = None) -> None:
         """Block until every queued record is acknowledged; raises RetryableError on failure."""
 
-    def close(self) -> None: ...
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop; records not acknowledged within ``timeout_s`` are abandoned."""
 
 
 DeliveryCallback = Callable[[BaseException | None], None]
@@ -70,8 +71,16 @@ class Consumer(Protocol):
 
     def assignment(self) -> set[TopicPartition]: ...
 
+    def connected(self) -> bool:
+        """Whether the broker answered this member lately: a poll that comes back empty means "caught
+        up" only then (while the broker is away, polls come back empty too)."""
+
     def committed(self, tp: TopicPartition) -> int | None:
         """The group's committed next-offset for ``tp``; None when the group never committed one."""
+
+    def rewind(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """Seek each assigned partition back to the group's committed offset (its beginning when none), so
+        the next polls replay what was not committed; returns the committed offsets found."""
 
     def close(self) -> None: ...
 

@@ -100,6 +100,10 @@ class KafkaBusProducer:
             max_request_size=max(config.batch_bytes, 1_048_576) * 4,
             acks="all",
             retries=2**31 - 1,
+            # kafka-python 3 turns idempotence on unless told otherwise; here it is the config's choice.
+            # Without it, one request in flight keeps a retried batch from being overtaken (order holds).
+            enable_idempotence=config.idempotence,
+            max_in_flight_requests_per_connection=5 if config.idempotence else 1,
             request_timeout_ms=_ms(config.request_timeout),
             # send() blocks at most this long when the buffer is full, then raises: we surface it as
             # RetryableError so the caller can buffer or slow down instead of dying.
@@ -117,6 +121,8 @@ class KafkaBusProducer:
             future = self._producer.send(topic, value=value, key=key, headers=list(headers) or None)
         except KafkaTimeoutError as exc:
             raise RetryableError(f"producer buffer full or broker unreachable: {exc}") from exc
+        except KafkaError as exc:  # e.g. a producer left unusable by an earlier fatal error
+            raise _as_vigil_error(exc) from exc
         future.add_errback(self._remember)
 
     def send_acked(self, topic: str, value: bytes, key: bytes | None, on_delivery: DeliveryCallback) -> None:
@@ -133,8 +139,8 @@ class KafkaBusProducer:
     def flush(self, timeout_s: float | None = None) -> None:
         try:
             self._producer.flush(timeout=timeout_s)
-        except KafkaTimeoutError as exc:
-            raise RetryableError(f"flush timed out: {exc}") from exc
+        except KafkaError as exc:
+            raise RetryableError(f"flush failed: {exc}") from exc
         if self._error is not None:
             error, self._error = self._error, None
             raise RetryableError(f"a record was not delivered: {error}")
@@ -186,15 +192,21 @@ class KafkaBusConsumer:
         self._listener = _Listener(on_assign, on_revoke)
         self._consumer.subscribe(topics, listener=self._listener)
         self._rebalance_wait_s = 2 * config.session_timeout
+        # Calls that wait on the group coordinator block forever by default while the broker is away.
+        self._timeout_ms = _ms(config.request_timeout)
+        self._alive_within_s = 3 * config.heartbeat_interval
 
     def poll(self, timeout_s: float, max_records: int = 500) -> list[Record]:
-        batches = self._consumer.poll(timeout_ms=_ms(timeout_s), max_records=max_records)
-        # kafka-python 3.0.12 throws away a JoinGroup/SyncGroup result that arrives between two polls and
-        # joins again, which restarts the rebalance for every member. So while a join is in flight we
-        # stay inside poll (bounded) until the assignment arrives, and never return in the middle of one.
-        deadline = time.monotonic() + self._rebalance_wait_s
-        while self._listener.rebalancing and not batches and time.monotonic() < deadline:
-            batches = self._consumer.poll(timeout_ms=100, max_records=max_records)
+        try:
+            batches = self._consumer.poll(timeout_ms=_ms(timeout_s), max_records=max_records)
+            # kafka-python 3.0.12 throws away a JoinGroup/SyncGroup result that arrives between two polls
+            # and joins again, which restarts the rebalance for every member. So while a join is in flight
+            # we stay inside poll (bounded) until the assignment arrives, never returning in the middle.
+            deadline = time.monotonic() + self._rebalance_wait_s
+            while self._listener.rebalancing and not batches and time.monotonic() < deadline:
+                batches = self._consumer.poll(timeout_ms=100, max_records=max_records)
+        except KafkaError as exc:  # a rebalance callback failed, or the group state was lost with the broker
+            raise RetryableError(f"poll failed: {exc}") from exc
         out: list[Record] = []
         for records in batches.values():
             out.extend(
@@ -209,7 +221,8 @@ class KafkaBusConsumer:
                 self._consumer.commit()
             else:
                 self._consumer.commit(
-                    {KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+                    {KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()},
+                    timeout_ms=self._timeout_ms,
                 )
         except KafkaError as exc:
             raise RetryableError(f"offset commit failed: {exc}") from exc
@@ -217,12 +230,34 @@ class KafkaBusConsumer:
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
+    def connected(self) -> bool:
+        # kafka-python has no public call for this; the last heartbeat answered is the freshest sign of
+        # life (one a second, on its own thread), and reading it has no side effect.
+        last = self._consumer._coordinator.heartbeat.last_receive
+        return bool(time.monotonic() - last < self._alive_within_s)
+
     def committed(self, tp: TopicPartition) -> int | None:
         try:
-            offset = self._consumer.committed(KafkaTP(tp.topic, tp.partition))
+            offset = self._consumer.committed(KafkaTP(tp.topic, tp.partition), timeout_ms=self._timeout_ms)
         except KafkaError as exc:
             raise RetryableError(f"committed offset of {tp.topic}-{tp.partition}: {exc}") from exc
         return None if offset is None or offset < 0 else int(offset)
+
+    def rewind(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """Seek each partition back to the group's committed offset (its beginning when none)."""
+        positions: dict[TopicPartition, int | None] = {}
+        for tp in sorted(tps):
+            offset = self.committed(tp)
+            ktp = KafkaTP(tp.topic, tp.partition)
+            try:
+                if offset is None:
+                    self._consumer.seek_to_beginning(ktp)
+                else:
+                    self._consumer.seek(ktp, offset)
+            except (KafkaError, ValueError) as exc:  # ValueError: no longer assigned (a rebalance ran)
+                raise RetryableError(f"rewinding {tp.topic}-{tp.partition}: {exc}") from exc
+            positions[tp] = offset
+        return positions
 
     def position(self, tp: TopicPartition) -> int:
         return int(self._consumer.position(KafkaTP(tp.topic, tp.partition)))

@@ -12,12 +12,17 @@ import zlib
 from collections.abc import Iterable, Sequence
 
 from vigil.bus.base import DeliveryCallback, Header, RebalanceCallback, Record, TopicPartition
+from vigil.errors import RetryableError
 
 
 class MemoryBus:
+    """``available = False`` plays a broker that went away, as kafka-python sees it: sends are held by
+    the producer, flushes, commits and offset reads raise ``RetryableError``, polls come back empty."""
+
     def __init__(self, default_partitions: int = 1) -> None:
         self._lock = threading.RLock()
         self._default_partitions = default_partitions
+        self.available = True
         self.topics: dict[str, list[list[Record]]] = {}
         self._committed: dict[str, dict[TopicPartition, int]] = {}
         self._members: dict[str, list[MemoryConsumer]] = {}
@@ -59,6 +64,10 @@ class MemoryBus:
             self.topics[topic] = [[] for _ in range(count or self._default_partitions)]
         return self.topics[topic]
 
+    def check(self, what: str) -> None:
+        if not self.available:
+            raise RetryableError(f"{what}: the broker is away")
+
     def _append(self, topic: str, value: bytes, key: bytes | None, headers: Sequence[Header]) -> None:
         with self._lock:
             parts = self._ensure(topic)
@@ -90,19 +99,31 @@ class MemoryBus:
 class MemoryProducer:
     def __init__(self, bus: MemoryBus) -> None:
         self._bus = bus
+        self._held: list[tuple[str, bytes, bytes | None, Sequence[Header]]] = []  # sent while the broker was away
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[Header] = ()) -> None:
-        self._bus._append(topic, value, key, headers)
+        self._held.append((topic, value, key, headers))
+        if self._bus.available:
+            self._deliver()
 
     def send_acked(self, topic: str, value: bytes, key: bytes | None, on_delivery: DeliveryCallback) -> None:
+        self._bus.check("send")
         self._bus._append(topic, value, key, ())
         on_delivery(None)
 
     def flush(self, timeout_s: float | None = None) -> None:
-        pass
+        self._bus.check("flush")
+        self._deliver()
+
+    def _deliver(self) -> None:
+        held, self._held = self._held, []
+        for record in held:
+            self._bus._append(*record)
 
     def close(self, timeout_s: float = 0.0) -> None:
-        pass
+        if self._bus.available:
+            self._deliver()
+        self._held = []  # what the broker never got is abandoned, as with a closed Kafka producer
 
 
 class MemoryConsumer:
@@ -139,6 +160,8 @@ class MemoryConsumer:
 
     def poll(self, timeout_s: float, max_records: int = 500) -> list[Record]:
         out: list[Record] = []
+        if not self._bus.available:
+            return out
         with self._bus._lock:
             for tp in sorted(self._assigned):
                 part = self._bus.topics[tp.topic][tp.partition]
@@ -151,16 +174,35 @@ class MemoryConsumer:
         return out
 
     def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        self._bus.check("commit")
         with self._bus._lock:
             committed = self._bus._committed.setdefault(self.group, {})
             committed.update(offsets if offsets is not None else self._positions)
 
+    def rewind(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+        self._bus.check("rewind")
+        with self._bus._lock:
+            committed = self._bus._committed.get(self.group, {})
+            found = {tp: committed.get(tp) for tp in tps if tp in self._assigned}
+            for tp, offset in found.items():
+                self._positions[tp] = offset or 0
+            return found
+
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
 
+    def connected(self) -> bool:
+        return self._bus.available
+
     def committed(self, tp: TopicPartition) -> int | None:
+        self._bus.check("committed")
         with self._bus._lock:
             return self._bus._committed.get(self.group, {}).get(tp)
 
     def close(self) -> None:
+        self._bus._leave(self)
+
+    def crash(self) -> None:
+        """Leave as a killed process does: evicted by the group, no revoke callback runs."""
+        self._on_revoke = None
         self._bus._leave(self)

@@ -71,10 +71,9 @@ def load_agent_file(
 def producer_factory(kafka: KafkaConfig, topics: Topics, agent: AgentConfig) -> ProducerFactory:
     """A connect function for the delivery thread: a producer tuned for a node agent."""
     overrides: dict[str, Any] = {
-        # One request in flight: a retried request is never overtaken, so order holds without
-        # idempotence (see AgentConfig.idempotence for why it is off by default).
+        # One request in flight: a retried request is never overtaken, so order holds with or
+        # without idempotence (``kafka.idempotence``, off by default: see KafkaConfig).
         "max_in_flight_requests_per_connection": 1,
-        "enable_idempotence": agent.idempotence,
         # After an outage, reconnect within seconds, not kafka-python's 30 s backoff ceiling.
         "reconnect_backoff_max_ms": max(100, int(agent.reconnect_backoff_max * 1000)),
         # Connecting and waiting for metadata happen on the delivery thread; keep them short so a

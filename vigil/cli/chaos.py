@@ -268,7 +268,7 @@ def run_chaos(
 
 
 def chaos(
-    config: Path | None = ConfigOption,
+    config: list[Path] | None = ConfigOption,
     duration: float = typer.Option(240.0, min=30.0, help="measured seconds: faults counted and kills made within them"),
     settle: float = typer.Option(40.0, min=0.0, help="seconds after --duration for late pages (no kills)"),
     seed: int = typer.Option(0, help="seeds the fault schedule, the kill moments and order, the poison"),

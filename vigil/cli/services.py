@@ -41,6 +41,7 @@ def sim(
     origin: float = typer.Option(
         0.0, help="epoch seconds the fault schedule counts from (0: now); a restart given the first run's resumes it"
     ),
+    metrics_port: int = MetricsPort,
 ) -> None:
     """Run the fleet simulator in real time, publishing to the configured broker."""
     cfg = load_or_exit(config)
@@ -48,15 +49,20 @@ def sim(
     stop = stop_on_signals()
     bus = connect(cfg)
     clock = SystemClock()
-    producer = bus.producer()
-    runner = SimulatorRunner(FleetSimulator(cfg.sim, origin or clock.now()), producer, cfg.topics(), clock)
+    registry = CollectorRegistry()
+    simulator = FleetSimulator(cfg.sim, origin or clock.now())
+    runner = SimulatorRunner(simulator, bus.producer, cfg.topics(), clock, registry)
+    health = lambda: {"ok": True, "ticks": runner.ticks, **runner.outage.health()}  # noqa: E731
+    server = SelfMetricsServer(registry, health, port=metrics_port)
+    log.info("sim self-metrics on 127.0.0.1:%d", server.start().port)
     try:
         if fast > 0:
             _run_fast(runner, fast, stop)
         else:
             runner.run(stop, duration_s=duration or None)
     finally:
-        producer.close()
+        runner.producer.close()
+        server.stop()
 
 
 def _run_fast(runner: SimulatorRunner, seconds: float, stop: threading.Event) -> None:

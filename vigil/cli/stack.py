@@ -32,7 +32,7 @@ from vigil.cli.report import score_run
 from vigil.cli.settings import VigilConfig, dump_config
 from vigil.cli.supervisor import Supervisor, SupervisorEvent
 from vigil.codec import decode
-from vigil.errors import InvalidEvent
+from vigil.errors import InvalidEvent, RetryableError
 from vigil.events import FaultInjection, TelemetryBatch
 from vigil.files import private_dir
 
@@ -208,7 +208,13 @@ class Stack:
         consumer = bus.consumer([topics.telemetry, topics.groundtruth], f"vigil-up-watch-{int(self.started_at)}")
         try:
             while not self._stop.is_set():
-                for record in consumer.poll(0.5):
+                try:
+                    records = consumer.poll(0.5)
+                except RetryableError as exc:  # the broker is away: the view waits for it
+                    log.debug("fleet watcher: %s", exc)
+                    self._stop.wait(1.0)
+                    continue
+                for record in records:
                     self._apply(record.value)
         finally:
             consumer.close()
