@@ -4,36 +4,34 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
+from vigil.alerting.notifiers.config import (  # re-exported: the notifier models live beside their notifiers
+    EmailNotifierConfig,
+    LogNotifierConfig,
+    NotifierConfig,
+    PagerDutyNotifierConfig,
+    SlackNotifierConfig,
+    WebhookNotifierConfig,
+)
 
 from vigil.config import Duration, FrozenModel
 from vigil.events import Severity
 
+__all__ = [
+    "AlertingConfig",
+    "EmailNotifierConfig",
+    "LogNotifierConfig",
+    "NotifierConfig",
+    "PagerDutyNotifierConfig",
+    "PredictionAlertsConfig",
+    "RetryConfig",
+    "SlackNotifierConfig",
+    "WebhookNotifierConfig",
+]
+
 DEFAULT_IDENTITY_LABELS = ("cluster", "host", "gpu_index", "job_id", "rank", "disk_serial")
-
-
-class WebhookNotifierConfig(FrozenModel):
-    """A generic JSON webhook; with ``secret`` the body is signed (``X-Vigil-Signature: sha256=<hex>``)."""
-
-    type: Literal["webhook"] = "webhook"
-    name: str | None = None
-    url: Annotated[str, Field(pattern=r"^https?://[^\s/$.?#][^\s]*$")]
-    secret: str | None = None
-    timeout: Duration = 5.0
-    send_resolved: bool = True
-
-
-class LogNotifierConfig(FrozenModel):
-    """Writes every notification to the ``vigil.alerting.notify`` logger."""
-
-    type: Literal["log"] = "log"
-    name: str | None = None
-    send_resolved: bool = True
-
-
-NotifierConfig = Annotated[WebhookNotifierConfig | LogNotifierConfig, Field(discriminator="type")]
 
 
 def _default_notifiers() -> list[NotifierConfig]:

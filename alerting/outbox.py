@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from vigil.alerting.metrics import AlertingMetrics
-from vigil.alerting.notifiers.base import DeliveryResult, Notifier
+from vigil.alerting.notifiers.base import DeliveryResult, Notifier, deliver
 from vigil.alerting.store import AlertStore, OutboxRow
 
-from vigil.clock import Clock, to_iso
+from vigil.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,8 @@ class OutboxDispatcher:
         notifier = self._notifiers.get(row.notifier)
         if notifier is None:
             return DeliveryResult.permanent(f"notifier {row.notifier!r} is not configured")
-        payload = {**row.payload, "sent_at": to_iso(self._clock.now())}
         try:
-            return notifier.send(payload)
+            return deliver(notifier, row.payload)
         except Exception as exc:  # a buggy plugin must not stop every other notification
             log.exception("notifier %s raised instead of returning a result", row.notifier)
             return DeliveryResult.retryable(f"notifier raised: {exc!r}")
