@@ -71,6 +71,7 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     violations: list[str]
+    status: int = 0  # what the server answered (0: it dropped the connection)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -82,6 +83,7 @@ class Answer:
     body: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    drop: bool = False  # close the connection without answering (a crashed or unreachable receiver)
 
 
 Check = Callable[["Seen"], list[str]]
@@ -110,8 +112,11 @@ class ContractServer:
         with self._lock:
             self.seen.append(seen)
             if seen.violations:
-                return Answer(400, json.dumps({"status": "invalid request", "errors": seen.violations}))
-            return self.script.pop(0) if self.script else self.default
+                answer = Answer(400, json.dumps({"status": "invalid request", "errors": seen.violations}))
+            else:
+                answer = self.script.pop(0) if self.script else self.default
+            seen.status = 0 if answer.drop else answer.status
+            return answer
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         outer = self
@@ -124,6 +129,9 @@ class ContractServer:
                     seen.violations.append(f"path {self.path!r} is not {outer.path!r}")
                 seen.violations.extend(outer.check(seen))
                 answer = outer._answer(seen)
+                if answer.drop:
+                    self.close_connection = True
+                    return
                 if answer.delay_s:
                     threading.Event().wait(answer.delay_s)
                 payload = answer.body.encode()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from vigil.alerting.payload import dedup_key
 
 from vigil.events import Alert
@@ -213,6 +213,6 @@ def deliver(notifier: Notifier, stored: dict[str, Any]) -> DeliveryResult:
     cannot become one by retrying, so it is a permanent failure with the reason, never a crash."""
     try:
         notification = from_legacy_payload(stored) if stored.get("version") == "1" else Notification.from_json(stored)
-    except (ValidationError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # a pydantic ValidationError is a ValueError
         return DeliveryResult.permanent(f"stored notification is invalid: {exc}")
     return notifier.send(notification)

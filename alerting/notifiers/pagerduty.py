@@ -79,7 +79,7 @@ class PagerDutyNotifier:
         return _within_size_limit(event)
 
     def send(self, notification: Notification) -> DeliveryResult:
-        body = json.dumps(self.event(notification), separators=(",", ":"), ensure_ascii=False).encode()
+        body = _encode(self.event(notification))
         return post(self._client, self._url, body, {"Content-Type": "application/json"})
 
     def close(self) -> None:
@@ -124,14 +124,15 @@ def _image(src: str, href: str, alt: str) -> dict[str, str]:
     return image
 
 
-def _size(event: dict[str, Any]) -> int:
-    return len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode())
+def _encode(event: dict[str, Any]) -> bytes:
+    # default=str: custom details are the caller's; an odd value is shown as text, never a crash
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
 def _within_size_limit(event: dict[str, Any]) -> dict[str, Any]:
     """PagerDuty refuses events over 512 KB with a 400 that no retry can fix: shed the custom details
     (the incident page has them all) rather than lose the page."""
-    if _size(event) <= EVENT_BYTES_LIMIT:
+    if len(_encode(event)) <= EVENT_BYTES_LIMIT:
         return event
     payload = dict(event["payload"])
     incident = dict(payload["custom_details"]["incident"])
