@@ -227,3 +227,28 @@ def test_connection_refused_and_timeout_are_retryable(pd: ContractServer) -> Non
     pd.script = [Answer(202, "{}", delay_s=1.0)]
     slow = notifier(pd, timeout=0.2).send(notification())
     assert slow.outcome == "retryable" and "timeout" in slow.reason
+
+
+def test_the_contract_check_itself_catches_violations() -> None:
+    """The server is only as good as its check: known-bad events must be refused."""
+
+    def check(event: dict[str, Any]) -> list[str]:
+        return events_v2(
+            Seen("POST", "/v2/enqueue", {"Content-Type": "application/json"}, json.dumps(event).encode(), [])
+        )
+
+    good = {
+        "routing_key": KEY,
+        "event_action": "trigger",
+        "payload": {"summary": "s", "source": "h", "severity": "info"},
+    }
+    assert check(good) == []
+    assert check({**good, "routing_key": "k" * 31})
+    assert check({**good, "dedup_key": "d" * 256})
+    assert check({**good, "event_action": "escalate"})
+    assert check({**good, "payload": {**good["payload"], "summary": "s" * 1025}})
+    assert check({**good, "payload": {**good["payload"], "severity": "fatal"}})
+    assert check({**good, "payload": {**good["payload"], "timestamp": "yesterday"}})
+    assert check({**good, "links": [{"text": "no href"}]})
+    assert check({**good, "images": [{"src": "http://insecure.example/x.png"}]})
+    assert check({"routing_key": KEY, "event_action": "resolve", "dedup_key": "d", "payload": good["payload"]})

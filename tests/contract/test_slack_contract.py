@@ -16,6 +16,7 @@ scripted 403 ``action_prohibited``, 404 ``no_service``, 410 ``channel_is_archive
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -185,3 +186,24 @@ def test_slack_answers_map_to_outcomes(
 def test_unreachable_slack_is_retryable() -> None:
     result = SlackNotifier(closed_port_url("/services/T/B/X")).send(notification())
     assert result.outcome == "retryable" and "/services/" not in result.reason
+
+
+def test_the_contract_check_itself_catches_violations() -> None:
+    """The server is only as good as its check: known-bad messages must be refused."""
+
+    def check(message: dict[str, Any]) -> list[str]:
+        return incoming_webhook(
+            Seen("POST", "/", {"Content-Type": "application/json"}, json.dumps(message).encode(), [])
+        )
+
+    header = {"type": "header", "text": {"type": "plain_text", "text": "h"}}
+    assert check({"text": "t", "blocks": [header]}) == []
+    assert check({"blocks": [header]})  # no fallback text
+    assert check({"text": "t", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}]})
+    assert check({"text": "t", "blocks": [{"type": "header", "text": {"type": "mrkdwn", "text": "h"}}]})
+    fields = [{"type": "mrkdwn", "text": "f"}] * 11
+    assert check({"text": "t", "blocks": [{"type": "section", "fields": fields}]})
+    button = {"type": "button", "text": {"type": "plain_text", "text": "b"}, "url": "https://x", "action_id": "a"}
+    assert check({"text": "t", "blocks": [{"type": "actions", "elements": [button, button]}]})  # duplicate id
+    assert check({"text": "t", "blocks": [{"type": "fancy"}]})
+    assert check({"text": "t", "blocks": [header] * 51})
