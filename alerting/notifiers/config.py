@@ -1,7 +1,7 @@
 """Config of each notifier: one frozen model per ``type`` in the ``alerting.notifiers`` list.
 
 Secrets (PagerDuty's routing key, the Slack webhook URL, the SMTP password, the webhook HMAC secret)
-are ``SecretStr``, each in one field, so they never appear in a repr, a log line or an error message.
+are :data:`Secret`, each in one field, so they never appear in a repr, a log line or an error message.
 """
 
 from __future__ import annotations
@@ -11,9 +11,14 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, SecretStr, field_validator, model_validator
 
 from vigil.config import Duration, FrozenModel
+
+# Masked in repr, str and errors. A JSON dump carries the value, because that dump is how `vigil up`
+# hands the effective config to its child processes (vigil/cli/stack.py); masking it there would
+# page with "**********" as the routing key.
+Secret = Annotated[SecretStr, PlainSerializer(lambda s: s.get_secret_value(), return_type=str, when_used="json")]
 
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
 HttpUrl = Annotated[str, Field(pattern=_URL.pattern)]
@@ -29,7 +34,7 @@ class WebhookNotifierConfig(_Notifier):
 
     type: Literal["webhook"] = "webhook"
     url: HttpUrl
-    secret: SecretStr | None = None
+    secret: Secret | None = None
     timeout: Duration = 5.0
 
 
@@ -43,7 +48,7 @@ class PagerDutyNotifierConfig(_Notifier):
     """PagerDuty Events API v2; ``url`` is the EU endpoint for EU accounts, or a test server."""
 
     type: Literal["pagerduty"] = "pagerduty"
-    routing_key: SecretStr
+    routing_key: Secret
     url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
     client: str = "Vigil"
     client_url: HttpUrl | None = None  # Vigil's web UI, linked from PagerDuty as the event's client
@@ -62,7 +67,7 @@ class SlackNotifierConfig(_Notifier):
     """A Slack incoming webhook (``https://hooks.slack.com/services/...``)."""
 
     type: Literal["slack"] = "slack"
-    webhook_url: SecretStr
+    webhook_url: Secret
     timeout: Duration = 10.0
 
     @field_validator("webhook_url")
@@ -93,7 +98,7 @@ class EmailNotifierConfig(_Notifier):
     sender: Address  # the From header and envelope sender, e.g. "Vigil <vigil@example.com>"
     to: Annotated[list[Address], Field(min_length=1)]
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     starttls: bool = True
     ca_file: Path | None = None  # trust this CA (a private one) instead of the system's
     verify: bool = True  # false: accept any certificate (a lab relay); the link is encrypted, not authenticated

@@ -17,6 +17,7 @@ from vigil.alerting.config import (
 )
 
 from vigil.cli.app import build_app
+from vigil.cli.settings import dump_config, load_config
 from vigil.config import validate
 from vigil.errors import ConfigError
 
@@ -106,3 +107,33 @@ def test_check_config_names_the_notifier_key(tmp_path: Path) -> None:
     result = CliRunner().invoke(build_app(), ["check-config", "-c", str(path)])
     assert result.exit_code == 2
     assert "alerting.notifiers[1].to[0]: not an email address: 'oncall'" in result.output
+
+
+def test_secrets_survive_the_effective_config_that_vigil_up_hands_its_children(tmp_path: Path) -> None:
+    """`vigil up` writes the config its child processes read with a JSON-mode dump: a masked secret
+    there would page PagerDuty with "**********" as the routing key."""
+    config = load_config(
+        None,
+        {
+            "alerting": {
+                "notifiers": [
+                    {"type": "pagerduty", "routing_key": KEY},
+                    {"type": "slack", "webhook_url": SLACK},
+                    EMAIL | {"username": "u", "password": "smtp-pw"},
+                    {"type": "webhook", "url": "http://127.0.0.1:9/h", "secret": "hmac-secret"},
+                ]
+            }
+        },
+    )
+    path = tmp_path / "run" / "vigil.yaml"
+    dump_config(config, path)
+    child = load_config(path)
+    assert child.alerting == config.alerting
+    pd, slack, email, hook = child.alerting.notifiers
+    assert isinstance(pd, PagerDutyNotifierConfig) and pd.routing_key.get_secret_value() == KEY
+    assert isinstance(slack, SlackNotifierConfig) and slack.webhook_url.get_secret_value() == SLACK
+    assert isinstance(email, EmailNotifierConfig) and email.password is not None
+    assert email.password.get_secret_value() == "smtp-pw"
+    assert isinstance(hook, WebhookNotifierConfig) and hook.secret is not None
+    assert hook.secret.get_secret_value() == "hmac-secret"
+    assert KEY not in repr(child) and KEY not in str(pd)  # still masked wherever it is shown
