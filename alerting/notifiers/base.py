@@ -9,7 +9,7 @@ retry stage decides what happens next.
 
 from __future__ import annotations
 
-import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol
@@ -18,8 +18,6 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from vigil.alerting.payload import dedup_key
 
 from vigil.events import Alert
-
-log = logging.getLogger(__name__)
 
 Outcome = Literal["delivered", "retryable", "permanent"]
 Action = Literal["trigger", "acknowledge", "resolve"]
@@ -67,8 +65,11 @@ class Member(_Frozen):
     starts_at: UtcDatetime
 
 
+_HTTP_URL = re.compile(r"^https?://\S+$")
+
+
 class Link(_Frozen):
-    href: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    href: Annotated[str, Field(pattern=_HTTP_URL.pattern)]
     text: str = ""
 
 
@@ -151,7 +152,7 @@ class Notification(_Frozen):
             domain=domain,
             members=(Member(alertname=name, labels=labels, severity=alert.severity, starts_at=started),),
             custom_details=details,
-            links=(Link(href=runbook, text="Runbook"),) if runbook.startswith(("http://", "https://")) else (),
+            links=(Link(href=runbook, text="Runbook"),) if _HTTP_URL.match(runbook) else (),
             receiver=receiver,
         )
 

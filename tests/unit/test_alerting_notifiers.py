@@ -119,6 +119,8 @@ def test_from_alert_is_a_one_member_incident() -> None:
     resolved = Notification.from_alert(alert("resolved"), "resolved")
     assert resolved.action == "resolve" and resolved.timestamp == datetime(2026, 1, 1, 0, 1, 30, tzinfo=UTC)
     assert resolved.dedup_key == page.dedup_key and resolved.links == ()
+    odd = Notification.from_alert(alert(runbook_url="see wiki page 7", summary=""), "first")
+    assert odd.links == () and odd.summary == "GpuXidFatal on node-07/gpu3"  # never a crash in the service
 
 
 def test_deliver_rebuilds_stored_rows_including_version_1_rows() -> None:
