@@ -2,52 +2,36 @@
 
 from __future__ import annotations
 
-import re
 import string
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+from vigil.alerting.notifiers.config import (  # re-exported: the notifier models live beside their notifiers
+    EmailNotifierConfig,
+    LogNotifierConfig,
+    NotifierConfig,
+    PagerDutyNotifierConfig,
+    SlackNotifierConfig,
+    WebhookNotifierConfig,
+)
 
 from vigil.config import FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
-from vigil.secret import Secret
+
+__all__ = [
+    "AlertingConfig",
+    "EmailNotifierConfig",
+    "LogNotifierConfig",
+    "NotifierConfig",
+    "PagerDutyNotifierConfig",
+    "PredictionAlertsConfig",
+    "RetryConfig",
+    "SlackNotifierConfig",
+    "WebhookNotifierConfig",
+]
 
 DEFAULT_IDENTITY_LABELS = ("cluster", "host", "gpu_index", "job_id", "rank", "disk_serial")
-
-
-_HTTP_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
-
-
-def _http_url(url: Secret) -> Secret:
-    if not _HTTP_URL.match(url.reveal()):
-        raise ValueError("must be an http:// or https:// URL")  # not echoed: a URL may carry a token
-    return url
-
-
-class WebhookNotifierConfig(FrozenModel):
-    """A generic JSON webhook; with ``secret`` the body is signed (``X-Vigil-Signature: sha256=<hex>``).
-
-    ``url`` and ``secret`` are :class:`~vigil.secret.Secret` values (inline, ``{file: PATH}`` or
-    ``{env: NAME}``): a webhook URL often carries its token in the path or the query string."""
-
-    type: Literal["webhook"] = "webhook"
-    name: str | None = None
-    url: Annotated[Secret, AfterValidator(_http_url)]
-    secret: Secret | None = None
-    timeout: Annotated[PositiveDuration, Field(le=300)] = 5.0
-    send_resolved: bool = True
-
-
-class LogNotifierConfig(FrozenModel):
-    """Writes every notification to the ``vigil.alerting.notify`` logger."""
-
-    type: Literal["log"] = "log"
-    name: str | None = None
-    send_resolved: bool = True
-
-
-NotifierConfig = Annotated[WebhookNotifierConfig | LogNotifierConfig, Field(discriminator="type")]
 
 
 def _default_notifiers() -> list[NotifierConfig]:

@@ -28,10 +28,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from vigil.alerting.metrics import AlertingMetrics
-from vigil.alerting.notifiers.base import DeliveryResult, Notifier
+from vigil.alerting.notifiers.base import DeliveryResult, Notifier, deliver
 from vigil.alerting.store import AlertStore, OutboxRow
 
-from vigil.clock import Clock, to_iso
+from vigil.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +162,8 @@ class ReceiverWorker:
         self._store.reschedule(row, now + delay, result.reason)
 
     def _send(self, row: OutboxRow) -> DeliveryResult:
-        payload = {**row.payload, "sent_at": to_iso(self._clock.now())}
         try:
-            return self._notifier.send(payload)
+            return deliver(self._notifier, row.payload)
         except Exception as exc:  # a buggy plugin must not stop this receiver's other notifications
             log.exception("notifier %s raised instead of returning a result", row.notifier)
             return DeliveryResult.retryable(f"notifier raised: {exc!r}")

@@ -40,9 +40,8 @@ from vigil.alerting.api import ApiServer, build_app
 from vigil.alerting.config import AlertingConfig
 from vigil.alerting.intake import Transition, decide, to_alert
 from vigil.alerting.metrics import AlertingMetrics
-from vigil.alerting.notifiers import Notifier, build_notifier_registry
+from vigil.alerting.notifiers import Notification, Notifier, build_notifier_registry
 from vigil.alerting.outbox import Backoff, OutboxDispatcher
-from vigil.alerting.payload import notification_payload
 from vigil.alerting.predictions import prediction_alerts, prediction_problem
 from vigil.alerting.reader import AlertReader
 from vigil.alerting.retention import Pruner
@@ -60,10 +59,10 @@ from vigil.topics import Topics
 log = logging.getLogger(__name__)
 
 
-def build_notifiers(config: AlertingConfig) -> dict[str, Notifier]:
+def build_notifiers(config: AlertingConfig, clock: Clock | None = None) -> dict[str, Notifier]:
     registry = build_notifier_registry()
     return {
-        name: registry.create(cfg.type, config=cfg)
+        name: registry.create(cfg.type, config=cfg, clock=clock)
         for name, cfg in zip(config.notifier_names(), config.notifiers, strict=True)
     }
 
@@ -270,7 +269,7 @@ class AlertingService:
             if transition.alert is None:
                 self._store.log(fp, name, transition.reason, "skipped", now)
             elif transition.reason != "resolved" or send_resolved:
-                payload = notification_payload(transition.alert, transition.reason)
+                payload = Notification.from_alert(transition.alert, transition.reason, receiver=name).to_json()
                 self._store.enqueue(fp, name, transition.reason, payload, now)
 
     def _publish_unpublished(self) -> None:
@@ -300,6 +299,6 @@ def _build_dispatcher(
     retry = config.retry
     rng = random.Random(retry.jitter_seed)
     backoff = Backoff(retry.initial_backoff, retry.max_backoff, retry.max_attempts, rng)
-    chosen = notifiers if notifiers is not None else build_notifiers(config)
+    chosen = notifiers if notifiers is not None else build_notifiers(config, clock)
     return OutboxDispatcher(db_path, chosen, clock, metrics, backoff, config.dispatch_batch, config.dispatch_interval)
 

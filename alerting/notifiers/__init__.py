@@ -1,43 +1,89 @@
-"""Notifiers: where alerts go. The one interface is :class:`Notifier` (``send(payload) -> DeliveryResult``).
+"""Notifiers: where pages go. The one interface is :class:`Notifier` (``send(notification) -> DeliveryResult``).
 
-Notifiers are created by name from config through the registry that :func:`build_notifier_registry`
-returns; building it has no side effects, so tests and the CLI each get their own.
+A :class:`Notification` is one page about one incident; each notifier renders it for its receiver
+(PagerDuty Events API v2, a Slack incoming webhook, email over SMTP, a signed JSON webhook, the log)
+and says whether a failure is worth retrying. Notifiers are created by type from config through the
+registry that :func:`build_notifier_registry` returns; building it has no side effects, so tests and
+the CLI each get their own.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from vigil.alerting.config import LogNotifierConfig, WebhookNotifierConfig
-from vigil.alerting.notifiers.base import DeliveryResult, Notifier, Outcome
+from vigil.alerting.notifiers.base import DeliveryResult, Notification, Notifier, Outcome, deliver
+from vigil.alerting.notifiers.config import (
+    EmailNotifierConfig,
+    LogNotifierConfig,
+    NotifierConfig,
+    PagerDutyNotifierConfig,
+    SlackNotifierConfig,
+    WebhookNotifierConfig,
+)
 from vigil.alerting.notifiers.log import LogNotifier
+from vigil.alerting.notifiers.pagerduty import PagerDutyNotifier
+from vigil.alerting.notifiers.slack import SlackNotifier
+from vigil.alerting.notifiers.smtp import EmailNotifier
 from vigil.alerting.notifiers.webhook import WebhookNotifier
 
+from vigil.clock import Clock
 from vigil.registry import Registry
 
 
-def _webhook(config: WebhookNotifierConfig, **_: Any) -> Notifier:
+def _webhook(config: WebhookNotifierConfig, clock: Clock | None = None, **_: Any) -> Notifier:
     secret = config.secret.reveal() if config.secret is not None else None
-    return WebhookNotifier(config.url.reveal(), secret=secret, timeout=config.timeout)
+    return WebhookNotifier(config.url.reveal(), secret=secret, timeout=config.timeout, clock=clock)
 
 
 def _log(config: LogNotifierConfig, **_: Any) -> Notifier:
     return LogNotifier()
 
 
+def _pagerduty(config: PagerDutyNotifierConfig, **_: Any) -> Notifier:
+    return PagerDutyNotifier(
+        config.routing_key.reveal(),
+        url=config.url,
+        client_name=config.client,
+        client_url=config.client_url,
+        timeout=config.timeout,
+    )
+
+
+def _slack(config: SlackNotifierConfig, **_: Any) -> Notifier:
+    return SlackNotifier(config.webhook_url.reveal(), timeout=config.timeout)
+
+
+def _email(config: EmailNotifierConfig, clock: Clock | None = None, **_: Any) -> Notifier:
+    return EmailNotifier(config, clock=clock)
+
+
 def build_notifier_registry() -> Registry[Notifier]:
-    """A fresh registry named "notifier" with the built-in notifiers; ``create(type, config=model)``."""
+    """A fresh registry named "notifier" with the built-in notifiers; ``create(type, config=model, clock=...)``."""
     registry: Registry[Notifier] = Registry("notifier")
     registry.add("webhook", _webhook)
     registry.add("log", _log)
+    registry.add("pagerduty", _pagerduty)
+    registry.add("slack", _slack)
+    registry.add("email", _email)
     return registry
 
 
 __all__ = [
     "DeliveryResult",
+    "EmailNotifier",
+    "EmailNotifierConfig",
     "LogNotifier",
+    "LogNotifierConfig",
+    "Notification",
     "Notifier",
+    "NotifierConfig",
     "Outcome",
+    "PagerDutyNotifier",
+    "PagerDutyNotifierConfig",
+    "SlackNotifier",
+    "SlackNotifierConfig",
     "WebhookNotifier",
+    "WebhookNotifierConfig",
     "build_notifier_registry",
+    "deliver",
 ]

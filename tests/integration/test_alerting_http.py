@@ -6,8 +6,6 @@ for it; the API test runs the whole service loop on its own thread.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -20,6 +18,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from vigil.alerting.config import AlertingConfig
+from vigil.alerting.notifiers.webhook import verify
 from vigil.alerting.service import AlertingService
 from vigil.alerting.store import AlertStore
 
@@ -121,13 +120,13 @@ def test_webhook_retries_on_503_then_delivers_signed_payload(tmp_path: Path, rec
     assert [r.state for r in AlertStore(svc.db_path).outbox()] == ["delivered"]
     assert len(receiver.requests) == 2
     headers, body = receiver.requests[1]
-    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert headers["X-Vigil-Signature"] == f"sha256={expected}"
+    verify(SECRET, headers["X-Vigil-Timestamp"], body, headers["X-Vigil-Signature"], now=clock.now())
+    assert int(headers["X-Vigil-Timestamp"]) == int(clock.now())  # this attempt's time, not the first's
     first, second = receiver.payloads()
     assert first["dedup_key"] == second["dedup_key"] == headers["X-Vigil-Dedup-Key"]
-    assert second["version"] == "1" and second["reason"] == "first" and second["status"] == "firing"
-    assert second["alert"]["labels"]["alertname"] == "GpuOverheating"
-    assert second["alert"]["recommended_action"] == "drain" and second["alert"]["severity"] == "critical"
+    assert second["version"] == "2" and second["reason"] == "first" and second["action"] == "trigger"
+    assert second["class"] == "GpuOverheating" and second["members"][0]["labels"]["alertname"] == "GpuOverheating"
+    assert second["custom_details"]["recommended_action"] == "drain" and second["severity"] == "critical"
     assert second["sent_at"] > first["sent_at"]
     svc.close()
 

@@ -99,16 +99,16 @@ def test_prediction_on_the_broker_ends_as_an_alert_and_a_webhook(
             assert "nvidia-smi -i 6 -q -d ROW_REMAPPER,ECC,PAGE_RETIREMENT" in alert["recommended_action"]
 
             pages = wait_for(lambda: receiver.payloads())
-            assert [(p["reason"], p["status"]) for p in pages] == [("first", "firing")]
-            assert pages[0]["alert"]["fingerprint"] == alert["fingerprint"]
-            assert pages[0]["alert"]["annotations"]["summary"] == alert["annotations"]["summary"]
+            assert [(p["reason"], p["action"]) for p in pages] == [("first", "trigger")]
+            assert pages[0]["incident_id"] == alert["fingerprint"]
+            assert pages[0]["summary"] == alert["annotations"]["summary"]
 
             producer.send(topics.predictions, encode(gpu_risk(0.12, now + 60)), key=b"gpu:node-4/6")
             producer.flush(10)
             resolved = wait_for(lambda: alerts("resolved"))
             assert [a["fingerprint"] for a in resolved] == [alert["fingerprint"]]
             pages = wait_for(lambda: receiver.payloads()[1:] and receiver.payloads())
-            assert [(p["reason"], p["status"]) for p in pages] == [("first", "firing"), ("resolved", "resolved")]
+            assert [(p["reason"], p["action"]) for p in pages] == [("first", "trigger"), ("resolved", "resolve")]
             metrics = client.get("/metrics").text
     finally:
         stop.set()

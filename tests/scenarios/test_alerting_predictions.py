@@ -41,7 +41,7 @@ class PredictionHarness(Harness):
 
     def outbox(self, notifier: str = "hook") -> list[tuple[str, str, str]]:
         rows = [r for r in self.store().outbox() if r.notifier == notifier]
-        return [(r.payload["alert"]["labels"]["alertname"], r.reason, r.payload["alert"]["severity"]) for r in rows]
+        return [(r.payload["class"], r.reason, r.payload["severity"]) for r in rows]
 
 
 @pytest.fixture
@@ -80,10 +80,10 @@ def test_hysteresis_timeline_pages_once_and_resolves_once(h: PredictionHarness) 
     ]
     svc.dispatcher.drain_once()
     first, resolved = h.hook.sent
-    assert first["alert"]["annotations"]["summary"] == "GPU 3 on node-1: 55% chance of failure within 7 days"
-    assert first["alert"]["annotations"]["top_evidence"] == "remap_pending=2, sbe_rate=1.1"
-    assert first["alert"]["recommended_action"].startswith("drain the node (node-1) at the next job boundary")
-    assert resolved["status"] == "resolved" and resolved["dedup_key"] == first["dedup_key"]
+    assert first.summary == "GPU 3 on node-1: 55% chance of failure within 7 days"
+    assert first.custom_details["top_evidence"] == "remap_pending=2, sbe_rate=1.1"
+    assert first.custom_details["recommended_action"].startswith("drain the node (node-1) at the next job boundary")
+    assert resolved.action == "resolve" and resolved.dedup_key == first.dedup_key
 
 
 def test_filesystem_warning_escalates_to_critical_then_resolves(h: PredictionHarness) -> None:
@@ -104,9 +104,9 @@ def test_filesystem_warning_escalates_to_critical_then_resolves(h: PredictionHar
     assert h.metric("vigil_alerting_predictions_total", decision="escalated") == 1
     svc.dispatcher.drain_once()
     warning, critical, resolved = h.hook.sent
-    assert warning["dedup_key"] == critical["dedup_key"] == resolved["dedup_key"]  # one episode
-    assert critical["alert"]["annotations"]["eta"] == "in about 25 minutes"
-    assert critical["alert"]["labels"]["severity"] == "critical"
+    assert warning.dedup_key == critical.dedup_key == resolved.dedup_key  # one episode
+    assert critical.custom_details["eta"] == "in about 25 minutes"
+    assert critical.severity == critical.members[0].severity == "critical"
     assert [a.severity for a in h.alerts_on_topic()] == ["warning", "critical", "critical"]
 
 
@@ -146,7 +146,7 @@ def test_repeat_offender_pages_once_per_board_across_hosts(h: PredictionHarness)
     svc.step()
     assert h.outbox() == [("GpuRepeatOffender", "first", "warning")]
     svc.dispatcher.drain_once()
-    assert h.hook.sent[0]["alert"]["recommended_action"] == "open an RMA case for serial S-3"
+    assert h.hook.sent[0].custom_details["recommended_action"] == "open an RMA case for serial S-3"
 
 
 def test_crash_before_offset_commit_replays_predictions_without_a_second_page(h: PredictionHarness) -> None:
@@ -164,7 +164,7 @@ def test_crash_before_offset_commit_replays_predictions_without_a_second_page(h:
     assert second.step() == 2  # replayed ...
     assert h.metric("vigil_alerting_predictions_total", decision="no_change") == 3  # ... recognised (+ lemon)
     second.dispatcher.drain_once()
-    assert sorted(p["alert"]["labels"]["alertname"] for p in h.hook.sent) == ["FilesystemFillingUp", "GpuFailureRisk"]
+    assert sorted(n.class_ for n in h.hook.sent) == ["FilesystemFillingUp", "GpuFailureRisk"]
     assert len(h.alerts_on_topic()) == 2
 
 

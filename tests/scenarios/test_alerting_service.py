@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from vigil.alerting.config import AlertingConfig
-from vigil.alerting.notifiers import DeliveryResult
+from vigil.alerting.notifiers import DeliveryResult, Notification
 from vigil.alerting.service import AlertingService
 from vigil.alerting.store import AlertStore
 
@@ -31,11 +30,11 @@ class Crash(BaseException):
 class FakeNotifier:
     def __init__(self, *results: DeliveryResult) -> None:
         self.results = list(results)
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[Notification] = []
         self.crash_after_send = False
 
-    def send(self, payload: dict[str, Any]) -> DeliveryResult:
-        self.sent.append(payload)
+    def send(self, notification: Notification) -> DeliveryResult:
+        self.sent.append(notification)
         if self.crash_after_send:
             raise Crash
         return self.results.pop(0) if self.results else DeliveryResult.delivered()
@@ -150,13 +149,12 @@ def test_dispatch_delivers_in_order_with_dedup_key(h: Harness) -> None:
     svc.step()
     assert h.metric("vigil_outbox_pending") == 3
     svc.dispatcher.drain_once()
-    sent = [(p["reason"], p["status"]) for p in h.hook.sent]
-    assert sent == [("first", "firing"), ("resolved", "resolved")]
-    assert [p["reason"] for p in h.log.sent] == ["first"]  # log has send_resolved: false
+    sent = [(n.reason, n.action) for n in h.hook.sent]
+    assert sent == [("first", "trigger"), ("resolved", "resolve")]
+    assert [n.reason for n in h.log.sent] == ["first"]  # log has send_resolved: false
     first, resolved = h.hook.sent
-    assert first["dedup_key"] == resolved["dedup_key"]
-    assert resolved["alert"]["ends_at"] == "2026-01-01T00:01:00+00:00"
-    assert first["sent_at"] == "2026-01-01T00:00:00+00:00"
+    assert first.dedup_key == resolved.dedup_key and (first.receiver, h.log.sent[0].receiver) == ("hook", "log")
+    assert resolved.timestamp.isoformat() == "2026-01-01T00:01:00+00:00"  # when it ended
     assert {r.state for r in h.store().outbox()} == {"delivered"}
     assert h.metric("vigil_outbox_pending") == 0
     assert h.metric("vigil_notifications_total", notifier="hook", result="delivered") == 2
@@ -210,13 +208,13 @@ def test_retry_with_backoff_then_permanent_failure(h: Harness) -> None:
     assert row.attempts == 1 and row.last_error == "HTTP 503" and row.state == "pending"
     assert T0 + 0.25 <= row.next_attempt_at <= T0 + 0.5  # first backoff: initial 0.5s with equal jitter
     assert T0 + 0.25 <= svc.dispatcher.workers["hook"].held_until <= T0 + 0.5
-    assert [p["reason"] for p in h.log.sent] == ["first", "first"]  # another receiver is not held
+    assert [p.reason for p in h.log.sent] == ["first", "first"]  # another receiver is not held
     svc.dispatcher.drain_once()
     assert len(h.hook.sent) == 1  # not due yet
     h.clock.advance(0.5)
     svc.dispatcher.drain_once()
     # node-2's page, never tried, goes before node-1's retry: a row that keeps failing blocks nobody
-    assert [p["alert"]["labels"]["host"] for p in h.hook.sent] == ["node-1", "node-2", "node-1"]
+    assert [p.source for p in h.hook.sent] == ["node-1", "node-2", "node-1"]
     hook_rows = [r for r in h.store().outbox() if r.notifier == "hook"]
     assert [(r.state, r.attempts) for r in hook_rows] == [("delivered", 2), ("failed", 1)]
     assert hook_rows[1].last_error == "HTTP 400"
@@ -252,7 +250,7 @@ def test_crash_before_offset_commit_resumes_and_does_not_repage(h: Harness) -> N
     assert second.step() == 2  # the uncommitted batch is replayed ...
     assert h.metric("vigil_alerting_detections_total", decision="no_change") == 2  # ... and recognised
     second.dispatcher.drain_once()
-    assert sorted(p["alert"]["labels"]["host"] for p in h.hook.sent) == ["node-1", "node-2"]
+    assert sorted(n.members[0].labels["host"] for n in h.hook.sent) == ["node-1", "node-2"]
     assert len(h.store().outbox()) == 4 and len(h.alerts_on_topic()) == 2
 
 
@@ -288,7 +286,7 @@ def test_crash_mid_send_resends_same_dedup_key_after_restart(h: Harness) -> None
     second = h.service(CollectorRegistry())
     assert second.step() == 0
     second.dispatcher.drain_once()
-    assert [p["dedup_key"] for p in h.hook.sent] == [h.hook.sent[0]["dedup_key"]] * 2
+    assert [n.dedup_key for n in h.hook.sent] == [h.hook.sent[0].dedup_key] * 2
     assert [r.state for r in h.store().outbox()] == ["delivered", "delivered"]
     assert len(h.log.sent) == 1
 

@@ -47,7 +47,7 @@ def test_alerting_dead_letters_a_detection_it_cannot_render_and_pages_the_next(t
     [letter] = dlq(h.bus, h.topics.detections)
     assert letter.value == poison_detection()
     assert dict(letter.headers)["vigil.error.reason"] in {b"handler_error", b"invalid_event"}
-    pages = [(row.notifier, row.reason, row.payload["alert"]["labels"]["host"]) for row in h.store().outbox()]
+    pages = [(row.notifier, row.reason, row.payload["members"][0]["labels"]["host"]) for row in h.store().outbox()]
     assert pages == [("hook", "first", "node-1"), ("log", "first", "node-1")]
     assert {a.labels["host"] for a in h.alerts_on_topic()} == {"node-1"}
     # Committed past both: a restart neither crashes on the poison record again nor pages twice.
@@ -100,7 +100,7 @@ def test_alerting_rewinds_after_a_failed_publish_and_pages_once(tmp_path: Path) 
     assert {a.labels["host"] for a in h.alerts_on_topic()} == {"node-1", "node-2"}
     assert h.metric("vigil_alerting_detections_total", decision="no_change") == 1
     # ... and paged exactly once per notifier.
-    firsts = sorted((row.notifier, row.payload["alert"]["labels"]["host"]) for row in h.store().outbox())
+    firsts = sorted((row.notifier, row.payload["members"][0]["labels"]["host"]) for row in h.store().outbox())
     assert firsts == [("hook", "node-1"), ("hook", "node-2"), ("log", "node-1"), ("log", "node-2")]
 
 

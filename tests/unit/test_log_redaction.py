@@ -13,13 +13,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from vigil.alerting.config import WebhookNotifierConfig
-from vigil.alerting.notifiers import build_notifier_registry
+from vigil.alerting.notifiers import Notification, build_notifier_registry
 
 from vigil.cli.common import setup_logging
 from vigil.cli.receiver import WebhookReceiver
+from vigil.events import Alert
 
 TOKEN = "t0ken-that-must-not-leak"
-PAYLOAD = {"version": "1", "reason": "first", "status": "firing", "dedup_key": "fp:1", "alert": {"labels": {}}}
+PAGE = Notification.from_alert(
+    Alert("fp", "firing", {"alertname": "GpuHot", "host": "node-1"}, {}, 1.8e9, None, "critical"), "first"
+)
 
 
 class EchoNotFound(BaseHTTPRequestHandler):
@@ -59,7 +62,7 @@ def logger_levels() -> Iterator[None]:
 def send(url: str) -> str:
     notifier = build_notifier_registry().create("webhook", config=WebhookNotifierConfig(url=url, timeout=5))
     try:
-        result = notifier.send(PAYLOAD)
+        result = notifier.send(PAGE)
         assert TOKEN not in repr(notifier)
         return f"{result.outcome} {result.reason}"
     finally:

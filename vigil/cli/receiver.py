@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from vigil.cli.report import Notification
 
+_STATUS = {"trigger": "firing", "resolve": "resolved", "acknowledge": "acknowledged"}
+
 
 class WebhookReceiver:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -37,14 +39,16 @@ class WebhookReceiver:
             return list(self.notifications)
 
     def _record(self, body: dict[str, object]) -> None:
-        alert = body.get("alert")
-        if not isinstance(alert, dict):
+        """A webhook notification (version 2): the first member alert's labels say what paged."""
+        members = body.get("members")
+        first = members[0] if isinstance(members, list) and members else None
+        if not isinstance(first, dict):
             return
-        labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
+        labels = first.get("labels") if isinstance(first.get("labels"), dict) else {}
         note = Notification(
             time.time(),
-            str(body.get("status", "")),
-            str(alert.get("fingerprint", "")),
+            _STATUS.get(str(body.get("action", "")), str(body.get("action", ""))),
+            str(body.get("incident_id", "")),
             {str(k): str(v) for k, v in (labels or {}).items()},
             str(body.get("reason", "")),
             str(body.get("dedup_key", "")),
