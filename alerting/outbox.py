@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
 from vigil.alerting.metrics import AlertingMetrics
 from vigil.alerting.notifiers.base import DeliveryResult, Notifier, deliver
 from vigil.alerting.store import AlertStore, OutboxRow
@@ -107,7 +107,7 @@ class ReceiverWorker:
             try:
                 self.drain_once(stop)
                 wait = self._next_wait(interval)
-            except sqlite3.OperationalError as exc:  # locked/busy past the timeout: try again shortly
+            except OperationalError as exc:  # locked/busy past the timeout: try again shortly
                 log.warning("outbox scan for %s failed, retrying: %s", self.name, exc)
                 wait = interval
             self.wake.wait(wait)

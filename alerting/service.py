@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import OperationalError
 from vigil.alerting.api import ApiServer, build_app
 from vigil.alerting.config import AlertingConfig
 from vigil.alerting.intake import Transition, decide, to_alert
@@ -207,7 +207,7 @@ class AlertingService:
                 self._changed.extend(self._apply_detection(event))
             else:
                 self._changed.extend(self._apply_prediction(event))
-        except sqlite3.OperationalError as exc:  # the disk or the database, not the record: retry the batch
+        except OperationalError as exc:  # the disk or the database, not the record: retry the batch
             raise RetryableError(f"alert store: {exc}") from exc
         except Exception as exc:
             metrics = self._metrics

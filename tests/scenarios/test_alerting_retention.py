@@ -47,7 +47,7 @@ def test_prunes_what_is_old_and_finished_and_keeps_everything_pending(tmp_path: 
     svc.dispatcher.drain_once()
     store = h.store()
     fps = {a.labels["host"]: a.fingerprint for a in store.alerts()}
-    pending = [(r.fingerprint, r.reason) for r in store.outbox("pending")]
+    pending = [(r.key, r.reason) for r in store.outbox("pending")]
     assert pending == [(fps["node-3"], "resolved")]
 
     assert svc.pruner.prune_once() == Pruned(0, 0, 0)  # nothing is old yet
@@ -56,7 +56,7 @@ def test_prunes_what_is_old_and_finished_and_keeps_everything_pending(tmp_path: 
 
     assert pruned == Pruned(outbox=9, notification_log=9, alerts=1)  # 5 pages and 4 resolves sent
     assert {a.labels["host"] for a in store.alerts()} == {"node-2", "node-3"}
-    assert [(r.fingerprint, r.reason, r.state) for r in store.outbox()] == [(fps["node-3"], "resolved", "pending")]
+    assert [(r.key, r.reason, r.state) for r in store.outbox()] == [(fps["node-3"], "resolved", "pending")]
     assert store.notification_log() == []
     assert h.metric("vigil_alerting_pruned_total", table="alerts") == 1
     assert h.metric("vigil_alerting_pruned_total", table="outbox") == 9

@@ -169,7 +169,7 @@ def test_replaying_detections_twice_pages_once_per_episode(h: Harness) -> None:
     svc.step()
     rows = h.store().outbox()
     hook = [r for r in rows if r.notifier == "hook"]
-    firsts = [(r.fingerprint, r.payload["dedup_key"]) for r in hook if r.reason == "first"]
+    firsts = [(r.key, r.payload["dedup_key"]) for r in hook if r.reason == "first"]
     assert len(firsts) == 3 and len(set(firsts)) == 3  # node-1 twice (two episodes) and node-2 once
     assert len([r for r in rows if r.reason == "resolved"]) == 2
     assert h.metric("vigil_alerting_detections_total", decision="no_change") == 5

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy.exc import OperationalError
 from prometheus_client import CollectorRegistry
 from vigil.alerting.service import AlertingService
 
@@ -189,7 +190,7 @@ def test_a_failing_alert_store_is_retried_not_blamed_on_the_record(tmp_path: Pat
     apply = svc._apply
 
     def disk_full(*args: object, **kwargs: object) -> object:
-        raise sqlite3.OperationalError("database or disk is full")
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
 
     svc._apply = disk_full  # type: ignore[method-assign]
     h.publish(det(host="node-1"))
