@@ -39,9 +39,10 @@ class Mute:
 
 
 class Muter(Protocol):
-    """Silences, maintenance windows and inhibition rules alike: does anything mute these labels now?"""
+    """Silences, maintenance windows and inhibition rules alike: does anything mute this alert now?
+    (``labels`` is the alert's scope: its labels and what the topology implies.)"""
 
-    def mutes(self, labels: Mapping[str, str], now: float) -> Mute | None: ...
+    def mutes(self, fingerprint: str, labels: Mapping[str, str], now: float) -> Mute | None: ...
 
 
 @dataclass(frozen=True, slots=True)

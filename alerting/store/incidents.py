@@ -141,6 +141,16 @@ class IncidentRows(StoreBase):
             self.add_members([Member(target, r.fingerprint, now, r.role) for r in rows if r.fingerprint not in have])
             return [r.fingerprint for r in rows]
 
+    def memberships(self, fps: Iterable[str]) -> set[tuple[int, str]]:
+        """(incident id, fingerprint) of every incident these alerts ever belonged to."""
+        wanted = sorted(set(fps))
+        out: set[tuple[int, str]] = set()
+        for start in range(0, len(wanted), 500):
+            cols = (incident_members.c.incident_id, incident_members.c.fingerprint)
+            query = select(*cols).where(incident_members.c.fingerprint.in_(wanted[start : start + 500]))
+            out.update((r.incident_id, r.fingerprint) for r in self._read(query))
+        return out
+
     def members(self, incident_id: int) -> list[Member]:
         query = select(incident_members).where(incident_members.c.incident_id == incident_id)
         rows = self._read(query.order_by(incident_members.c.joined_at))

@@ -30,8 +30,10 @@ alerts = Table(
     Column("muted", Text),  # why it is muted now (silence, maintenance, inhibition), or null
     Column("source", Text, nullable=False, server_default="detection"),  # detection|prediction|alertmanager
     Column("generator_url", Text),
+    Column("alertname", Text, nullable=False, server_default=""),  # labels["alertname"], for indexed lookups
 )
 Index("alerts_status", alerts.c.status)
+Index("alerts_firing_name", alerts.c.status, alerts.c.alertname)
 Index("alerts_page", alerts.c.updated_at, alerts.c.fingerprint)
 Index("alerts_status_page", alerts.c.status, alerts.c.updated_at, alerts.c.fingerprint)
 Index("alerts_incident", alerts.c.incident_id)

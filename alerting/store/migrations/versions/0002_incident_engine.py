@@ -5,6 +5,8 @@ Revision ID: 0002
 Revises: 0001
 """
 
+import json
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -35,7 +37,14 @@ def _alerts() -> None:
         batch.add_column(sa.Column("muted", TEXT))
         batch.add_column(sa.Column("source", TEXT, nullable=False, server_default="detection"))
         batch.add_column(sa.Column("generator_url", TEXT))
+        batch.add_column(sa.Column("alertname", TEXT, nullable=False, server_default=""))
     op.create_index("alerts_incident", "alerts", ["incident_id"])
+    op.create_index("alerts_firing_name", "alerts", ["status", "alertname"])
+    bind = op.get_bind()  # alertname is labels["alertname"], kept in a column for indexed lookups
+    rows = bind.execute(sa.text("SELECT fingerprint, labels FROM alerts")).fetchall()
+    names = [{"fp": fp, "name": str(json.loads(labels).get("alertname", ""))} for fp, labels in rows]
+    if names:
+        bind.execute(sa.text("UPDATE alerts SET alertname = :name WHERE fingerprint = :fp"), names)
 
 
 def _rekey(table: str, index: str, columns: list[str]) -> None:

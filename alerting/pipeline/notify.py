@@ -1,0 +1,252 @@
+"""Notify: tell each due notification group's receiver about its incident, and escalate what nobody
+acknowledged. Runs at the end of every batch (a critical incident's first page leaves in the
+transaction that opened it) and on the engine's timer (``group_wait``, ``group_interval``,
+``repeat_interval``, escalation timeouts).
+
+Each notification is one outbox row per integration of the receiver, written in the transaction
+that decided it; the receivers' outbox workers (``outbox.py``) deliver them with one retry stage.
+The notification log records every decision with its reason: ``first``, ``new_alerts_in_group``,
+``repeat_interval_elapsed``, ``resolved``, ``merged``, ``escalated``, or ``no_change`` (skipped).
+Silences and maintenance windows are checked again here, at the moment of telling, so one made
+after an alert fired stops its repeats and escalations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from vigil.alerting.escalation import EscalationPolicy, Rotation
+from vigil.alerting.maintenance import MaintenanceMuter, TimeInterval, in_intervals
+from vigil.alerting.model import ENGINE, GroupState, Incident, TimelineEntry
+from vigil.alerting.notifiers.base import Action
+from vigil.alerting.pages import page
+from vigil.alerting.pipeline.base import Batch, Candidate
+from vigil.alerting.pipeline.group import group_labels
+from vigil.alerting.pipeline.intake import scope_of
+from vigil.alerting.routing import Route
+from vigil.alerting.silences import Silencer
+from vigil.alerting.store import AlertStore, Enqueue, StoredAlert
+from vigil.alerting.topology import Topology
+
+from vigil.events import Alert
+
+
+@dataclass(frozen=True, slots=True)
+class Receivers:
+    integrations: Mapping[str, Sequence[str]]  # receiver -> integration (outbox notifier) names
+    send_resolved: Mapping[str, bool]  # integration -> whether it wants resolves
+
+
+@dataclass(frozen=True, slots=True)
+class Telling:
+    """How notifications are addressed and what escalates."""
+
+    receivers: Receivers
+    policies: Mapping[str, EscalationPolicy]
+    rotations: Mapping[str, Rotation]
+    base_url: str | None = None
+
+
+class Notify:
+    name = "notify"
+
+    def __init__(
+        self,
+        tree: Route,
+        telling: Telling,
+        maintenance: MaintenanceMuter,
+        topology: Topology,
+        intervals: Mapping[str, Sequence[TimeInterval]],
+    ) -> None:
+        self._intervals = intervals
+        self._routes = {r.id: r for r in tree.walk()}
+        self._tree = tree
+        self._telling = telling
+        self._maintenance = maintenance
+        self._topology = topology
+
+    def run(self, batch: Batch) -> list[Candidate]:
+        told = self.flush(batch.store, batch.now)
+        for c in batch.candidates:
+            if c.incident_id in told:
+                c.note(self.name, "notify", told[c.incident_id], incident=c.incident_id)
+            elif c.incident_id is not None:
+                c.note(self.name, "hold", "nothing to tell now (group timer, mute, or already told)")
+        return batch.candidates
+
+    def flush(self, store: AlertStore, now: float) -> dict[int, str]:
+        """Every group whose time has come, then every escalation; returns incident -> reason told."""
+        told: dict[int, str] = {}
+        silencer = Silencer(store.silences(active_at=now))
+        for group in store.due_groups(now):
+            reason = self._flush_group(store, group, now, silencer)
+            if reason is not None:
+                told[group.incident_id] = reason
+        for incident in store.escalations_due(now):
+            if self._escalate(store, incident, now):
+                told[incident.id] = "escalated"
+        return told
+
+    # ------------------------------------------------------------------ groups
+
+    def _flush_group(self, store: AlertStore, group: GroupState, now: float, silencer: Silencer) -> str | None:
+        incident = store.incident(group.incident_id)
+        route = self._routes.get(group.route)
+        if incident is None or route is None:
+            store.drop_groups([group.key])  # its incident or route is gone (a config change)
+            return None
+        if self._route_quiet(route, now):  # its mute_time_intervals hold (or its active ones do not)
+            store.save_groups([replace(group, next_flush_at=now + route.settings.group_interval)])
+            return None
+        members = self._members(store, incident, group)
+        told = set(group.notified_firing)
+        if incident.state in ("resolved", "merged"):
+            if told:
+                reason = "merged" if incident.state == "merged" else "resolved"
+                self._send(store, incident, group, [s.alert for s in members], reason, "resolve", now)
+            store.drop_groups([group.key])
+            return "resolved" if told else None
+        firing = [s for s in members if s.alert.status == "firing" and not self._muted(s, silencer, now)]
+        told_now = self._reason(incident, group, firing, now, route)
+        if told_now is None:
+            still_muted = any(s.alert.status == "firing" for s in members)
+            if not firing and not still_muted:
+                if told:
+                    self._send(store, incident, group, [s.alert for s in members], "resolved", "resolve", now)
+                store.drop_groups([group.key])
+                return "resolved" if told else None
+            store.log_many([(group.dedup_key, group.receiver, "no_change", "skipped", incident.id)], now)
+            if firing:  # told already: look again when a repeat could be due (never in the past)
+                repeat = (group.last_notified_at or now) + route.settings.repeat_interval
+                later = repeat if repeat > now else now + route.settings.repeat_interval
+            else:  # only muted alerts fire: look again in case a silence or window ends
+                later = now + route.settings.group_interval
+            store.save_groups([replace(group, next_flush_at=later)])
+            return None
+        self._send(store, incident, group, [s.alert for s in firing], told_now, "trigger", now)
+        fps = tuple(sorted(s.alert.fingerprint for s in firing))
+        store.save_groups(
+            [
+                replace(
+                    group, last_notified_at=now, notified_firing=fps, next_flush_at=now + route.settings.repeat_interval
+                )
+            ]
+        )
+        if told_now == "first":
+            self._start_escalation(store, incident, route, now)
+        return told_now
+
+    def _route_quiet(self, route: Route, now: float) -> bool:
+        if route.mute_time_intervals and in_intervals(route.mute_time_intervals, self._intervals, now):
+            return True
+        return bool(route.active_time_intervals) and not in_intervals(route.active_time_intervals, self._intervals, now)
+
+    @staticmethod
+    def _reason(
+        incident: Incident, group: GroupState, firing: Sequence[StoredAlert], now: float, route: Route
+    ) -> str | None:
+        if not firing:
+            return None
+        if not group.notified_firing:
+            return "first"
+        if {s.alert.fingerprint for s in firing} - set(group.notified_firing):
+            return "new_alerts_in_group"
+        last = group.last_notified_at or now
+        if incident.state == "open" and now - last >= route.settings.repeat_interval:
+            return "repeat_interval_elapsed"  # an acknowledged incident is not paged again
+        return None
+
+    def _members(self, store: AlertStore, incident: Incident, group: GroupState) -> list[StoredAlert]:
+        """The incident's alerts that this group tells: routed to its route with its group labels."""
+        out = []
+        for stored in store.of_incident(incident.id):
+            if stored.role == "symptom":
+                continue
+            scope = scope_of(stored.alert.labels, stored.source, self._topology)
+            for route in self._tree.match(scope):
+                if route.id == group.route and group_labels(route.settings, scope) == dict(group.group_labels):
+                    out.append(stored)
+                    break
+        return out
+
+    def _muted(self, stored: StoredAlert, silencer: Silencer, now: float) -> bool:
+        if stored.muted is not None and stored.muted.startswith("inhibited"):
+            return True
+        scope = scope_of(stored.alert.labels, stored.source, self._topology)
+        fp = stored.alert.fingerprint
+        return silencer.mutes(fp, scope, now) is not None or self._maintenance.mutes(fp, scope, now) is not None
+
+    def _send(
+        self,
+        store: AlertStore,
+        incident: Incident,
+        group: GroupState,
+        alerts: Sequence[Alert],
+        reason: str,
+        action: Action,
+        now: float,
+    ) -> None:
+        send(store, self._telling, incident, group.receiver, group.dedup_key, alerts, reason, action, now)
+
+    # ------------------------------------------------------------------ escalation
+
+    def _start_escalation(self, store: AlertStore, incident: Incident, route: Route, now: float) -> None:
+        policy = self._telling.policies.get(route.settings.escalation or "")
+        if policy is None or incident.escalation_policy is not None:
+            return
+        values: dict[str, object] = {
+            "escalation_policy": policy.name,
+            "escalation_level": 0,
+            "next_escalation_at": now + policy.levels[0].after,
+        }
+        if policy.assign and not incident.assignee:
+            values["assignee"] = self._telling.rotations[policy.assign].on_call(now)
+        store.update_incident(incident.id, values)
+
+    def _escalate(self, store: AlertStore, incident: Incident, now: float) -> bool:
+        policy = self._telling.policies.get(incident.escalation_policy or "")
+        level_no = incident.escalation_level + 1
+        level = policy.level(level_no) if policy is not None else None
+        if policy is None or level is None:
+            store.update_incident(incident.id, {"next_escalation_at": None})
+            return False
+        alerts = [s.alert for s in store.of_incident(incident.id) if s.alert.status == "firing" and s.role != "symptom"]
+        for receiver in level.receivers:
+            send(store, self._telling, incident, receiver, incident.key, alerts, "escalated", "trigger", now)
+        following = policy.level(level_no + 1)
+        values: dict[str, object] = {
+            "escalation_level": level_no,
+            "next_escalation_at": now + following.after if following is not None else None,
+        }
+        if level.assign:
+            values["assignee"] = self._telling.rotations[level.assign].on_call(now)
+        store.update_incident(incident.id, values)
+        detail = {"level": level_no, "receivers": list(level.receivers), "assignee": values.get("assignee")}
+        store.add_events([TimelineEntry(incident.id, now, "escalated", ENGINE, detail)])
+        return True
+
+
+def send(
+    store: AlertStore,
+    telling: Telling,
+    incident: Incident,
+    receiver: str,
+    dedup_key: str,
+    alerts: Sequence[Alert],
+    reason: str,
+    action: Action,
+    now: float,
+) -> int:
+    """Queue one notification per integration of ``receiver`` (skipping resolves for those that do not
+    want them) and put it on the incident's timeline; returns the rows queued."""
+    items = []
+    for integration in telling.receivers.integrations.get(receiver, ()):
+        if action == "resolve" and not telling.receivers.send_resolved.get(integration, True):
+            continue
+        note = page(incident, alerts, reason, action, dedup_key, integration, now, telling.base_url)
+        items.append(Enqueue(dedup_key, integration, reason, note.to_json(), incident.id))
+    store.enqueue_many(items, now)
+    detail = {"receiver": receiver, "reason": reason, "action": action, "integrations": len(items), "key": dedup_key}
+    store.add_events([TimelineEntry(incident.id, now, "notified", ENGINE, detail)])
+    return len(items)
