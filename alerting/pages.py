@@ -58,6 +58,8 @@ def page(
         "alerts_firing": firing,
         "alerts": len(ordered),
     }
+    if lead is not None:  # the lead alert's own words (evidence, ETA, reason), beside the incident's
+        details.update((k, v) for k, v in lead.annotations.items() if k != "summary" and k not in details)
     if incident.assignee:
         details["assignee"] = incident.assignee
     if lead is not None and lead.recommended_action:

@@ -108,7 +108,7 @@ class Correlate:
                     self.window.add(parent, child, batch.now)
         # In order (an alert's resolve follows its firing), except that a symptom whose cause comes
         # later in the batch waits for its cause's incident.
-        self._last: dict[str, int] = {}  # fingerprint -> the incident this batch put it in
+        self._last = {}  # fingerprint -> the incident this batch put it in
         causes = {c.fingerprint for c in batch.candidates}
         deferred = []
         for c in batch.candidates:

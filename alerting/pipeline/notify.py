@@ -125,7 +125,7 @@ class Notify:
             store.save_groups([replace(group, next_flush_at=later)])
             return None
         self._send(store, incident, group, [s.alert for s in firing], told_now, "trigger", now)
-        fps = tuple(sorted(s.alert.fingerprint for s in firing))
+        fps = tuple(sorted(told_as(s) for s in firing))
         store.save_groups(
             [
                 replace(
@@ -150,8 +150,11 @@ class Notify:
             return None
         if not group.notified_firing:
             return "first"
-        if {s.alert.fingerprint for s in firing} - set(group.notified_firing):
-            return "new_alerts_in_group"
+        new = {told_as(s) for s in firing} - set(group.notified_firing)
+        if new:
+            # Only alerts told before, now more severe (a forecast under an hour): the same episode, escalated.
+            told = {k.partition(":")[0] for k in group.notified_firing}
+            return "escalated" if all(k.partition(":")[0] in told for k in new) else "new_alerts_in_group"
         last = group.last_notified_at or now
         if incident.state == "open" and now - last >= route.settings.repeat_interval:
             return "repeat_interval_elapsed"  # an acknowledged incident is not paged again
@@ -225,6 +228,12 @@ class Notify:
         detail = {"level": level_no, "receivers": list(level.receivers), "assignee": values.get("assignee")}
         store.add_events([TimelineEntry(incident.id, now, "escalated", ENGINE, detail)])
         return True
+
+
+def told_as(stored: StoredAlert) -> str:
+    """How a group remembers a firing alert it told: fingerprint and severity, so a severity raised
+    within the episode is news (``escalated``) and the same state told again is not."""
+    return f"{stored.alert.fingerprint}:{stored.alert.severity}"
 
 
 def send(
