@@ -26,17 +26,24 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vigil.alerting.alertmanager import AmPayload, candidates
+from vigil.alerting.auth import AuthMiddleware, Denied, json_denied
 from vigil.alerting.engine import Engine
 from vigil.alerting.payload import alert_json
 from vigil.alerting.reader import AlertPage, AlertReader, Position
+from vigil.alerting.routes.admin import add_admin_routes
+from vigil.alerting.routes.context import ApiDeps, Intake, Viewer
+from vigil.alerting.routes.incidents import add_incident_routes
+from vigil.alerting.routes.receivers import add_receiver_routes
+from vigil.alerting.routes.silences import add_silence_routes
+from vigil.alerting.ui.pages import Pages
+from vigil.alerting.ui.routes import add_ui_routes
 
-HealthCheck = Callable[[], dict[str, Any]]
 DEFAULT_LIMIT = 50  # a screen of alerts
 MAX_LIMIT = 1000
 BACKLOG = 2048  # uvicorn's own default; the kernel caps it at net.core.somaxconn
@@ -134,22 +141,30 @@ def _position(cursor: str | None) -> Position | None:
         raise RequestValidationError([{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]) from exc
 
 
-def build_app(
-    reader: AlertReader,
-    registry: CollectorRegistry,
-    health: HealthCheck,
-    engine: Engine | None = None,
-    on_ingest: Callable[[], None] | None = None,
-) -> FastAPI:
-    """The API; with an ``engine``, the Alertmanager intake too (``on_ingest`` runs after each batch it
-    commits: the service publishes the changed alerts on its next step)."""
-    app = FastAPI(title="Vigil alerting", version="1")
-    app.add_middleware(AlertPageCache, reader=reader)
-    if engine is not None:
-        app.include_router(intake_router(engine, on_ingest))
+def build_app(deps: ApiDeps) -> FastAPI:
+    """The API and the web UI. Every route declares the role it needs (``auth.Requires``);
+    :class:`~vigil.alerting.auth.AuthMiddleware`, outermost, enforces it before anything else runs,
+    the alerts page cache included, so a cached page costs a caller one token check."""
+    app = FastAPI(
+        title="Vigil alerting",
+        version="1",
+        description="Incidents, alerts, silences, receivers and approvals. Send `Authorization: Bearer <token>`;"
+        " roles: viewer (read), operator (act), admin (config, tokens), intake (Alertmanager's webhook only).",
+    )
+    pages = Pages()
+    app.add_middleware(AlertPageCache, reader=deps.reader)
+    app.add_middleware(AuthMiddleware, book=deps.book, routes=app.router.routes, denied=_denied(pages))
+    reader = deps.reader
+    add_intake_route(app, deps.engine, deps.on_ingest)
+    add_incident_routes(app, deps)
+    add_silence_routes(app, deps)
+    add_receiver_routes(app, deps)
+    add_admin_routes(app, deps)
+    add_ui_routes(app, deps, pages)
 
-    @app.get(ALERTS_PATH)
+    @app.get(ALERTS_PATH, tags=["alerts"])
     def list_alerts(
+        _: Viewer,
         status: Literal["firing", "resolved"] | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
@@ -160,15 +175,17 @@ def build_app(
         page = reader.page(status, limit, _position(cursor))
         return Response(encode_page(page, status, limit), media_type="application/json")
 
-    @app.get(ALERTS_PATH + "/{fingerprint}")
-    def get_alert(fingerprint: str) -> dict[str, Any]:
+    @app.get(ALERTS_PATH + "/{fingerprint}", tags=["alerts"])
+    def get_alert(_: Viewer, fingerprint: str) -> dict[str, Any]:
         alert = reader.get(fingerprint)
         if alert is None:
             raise HTTPException(status_code=404, detail=f"no alert {fingerprint}")
         return alert_json(alert)
 
-    @app.get(ALERTS_PATH + "/{fingerprint}/history")
-    def alert_history(fingerprint: str, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 200) -> dict[str, Any]:
+    @app.get(ALERTS_PATH + "/{fingerprint}/history", tags=["alerts"])
+    def alert_history(
+        _: Viewer, fingerprint: str, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 200
+    ) -> dict[str, Any]:
         """What each pipeline stage decided about this alert, pass by pass (newest ``limit``, oldest first):
         ``{"fingerprint", "passes": [{"at", "status", "incident_id", "stages": [{"stage", "decision",
         "reason", "detail"}]}]}``."""
@@ -177,34 +194,47 @@ def build_app(
             raise HTTPException(status_code=404, detail=f"no alert {fingerprint}")
         return {"fingerprint": fingerprint, "passes": passes}
 
-    @app.get("/healthz")
+    @app.get("/healthz", tags=["service"])
     async def healthz() -> JSONResponse:
-        status = health()
+        """Unauthenticated: probes and ``vigil status`` read it."""
+        status = deps.health()
         return JSONResponse(status, status_code=200 if status.get("ok") else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", tags=["service"])
     async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        """Unauthenticated, for the Prometheus scraper (self-metrics only: counts, no labels of alerts)."""
+        return Response(generate_latest(deps.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
-def intake_router(engine: Engine, on_ingest: Callable[[], None] | None = None) -> APIRouter:
-    """``POST /api/v1/intake/alertmanager``: Alertmanager's webhook (version 4). A router of its own, so
-    the API's authentication wraps it like any other route (``include_router(..., dependencies=...)``)."""
-    router = APIRouter()
+def _denied(pages: Pages) -> Denied:
+    def denied(scope: Scope, status: int, reason: str) -> Response:
+        path = str(scope["path"])
+        return json_denied(scope, status, reason) if path.startswith("/api/") else pages.denied(scope, status, reason)
 
-    @router.post(INTAKE_PATH)
-    def alertmanager(payload: AmPayload) -> dict[str, Any]:
+    return denied
+
+
+def add_intake_route(app: FastAPI, engine: Engine, on_ingest: Callable[[], None] | None = None) -> None:
+    """``POST /api/v1/intake/alertmanager``: Alertmanager's webhook (version 4), for a token with the
+    ``intake`` role (or an operator's). Alertmanager sends one with ``http_config.authorization``
+    (``credentials_file`` holding the token) in its webhook config."""
+
+    @app.post(INTAKE_PATH, tags=["intake"])
+    def alertmanager(who: Intake, payload: AmPayload) -> dict[str, Any]:
         """Answers 200 only once the alerts are committed (Alertmanager retries otherwise); a malformed
-        payload is a 422 naming the field."""
-        batch = engine.ingest(candidates(payload, engine.clock.now()))
+        payload is a 422 naming the field. Each alert's history names the token that posted it."""
+        found = candidates(payload, engine.clock.now())
+        for candidate in found:
+            candidate.note(
+                "intake", "received", f"from Alertmanager, posted with the token of {who.name}", actor=who.name
+            )
+        batch = engine.ingest(found)
         if on_ingest is not None:
             on_ingest()
         incidents = sorted({c.incident_id for c in batch.everything if c.incident_id is not None})
         return {"alerts": len(payload.alerts), "changed": len(batch.changed), "incidents": incidents}
-
-    return router
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -19,6 +19,7 @@ from vigil.alerting.sections import EngineSections
 
 from vigil.config import FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
+from vigil.secret import Secret
 
 __all__ = [
     "AlertingConfig",
@@ -32,6 +33,7 @@ __all__ = [
     "WebhookNotifierConfig",
 ]
 
+MIN_ADMIN_TOKEN = 24  # characters: a guessable admin token would open every write
 DEFAULT_IDENTITY_LABELS = ("cluster", "host", "gpu_index", "job_id", "rank", "disk_serial")
 
 
@@ -69,6 +71,19 @@ class ApiConfig(FrozenModel):
     enabled: bool = True
     # Where people reach this API (behind a proxy, say); notifications link to <public_url>/incidents/<id>.
     public_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    # An admin token known from the start (a Secret: {file: ...} or {env: ...}); without it, `vigil alerting`
+    # makes one in the store and prints it once, unless an admin token is there already.
+    admin_token: Secret | None = None
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, value: Secret | None) -> Secret | None:
+        if value is not None and len(value.reveal()) < MIN_ADMIN_TOKEN:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_TOKEN} characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]

@@ -35,16 +35,19 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import OperationalError
 from vigil.alerting.api import ApiServer, build_app
+from vigil.alerting.approvals import ApprovalsProvider, NoApprovals
+from vigil.alerting.auth import TokenBook
 from vigil.alerting.config import AlertingConfig
 from vigil.alerting.engine import Engine
+from vigil.alerting.incident_reader import IncidentReader
 from vigil.alerting.intake import to_alert
 from vigil.alerting.metrics import AlertingMetrics
 from vigil.alerting.notifiers import Notifier, build_notifier_registry
 from vigil.alerting.outbox import Backoff, OutboxDispatcher
 from vigil.alerting.pipeline.base import Batch, Candidate
 from vigil.alerting.predictions import prediction_alerts, prediction_problem
-from vigil.alerting.reader import AlertReader
 from vigil.alerting.retention import Pruner
+from vigil.alerting.routes.context import ApiDeps
 from vigil.alerting.store import AlertStore, Database
 
 from vigil.bus.base import Bus, Record, TopicPartition
@@ -104,6 +107,8 @@ class AlertingService:
         self.dispatcher = _build_dispatcher(config, self.database, notifiers, clock, self._metrics)
         self.pruner = Pruner(AlertStore(self.database), config.retention, clock, self._metrics)
         self._api: ApiServer | None = None
+        # What the approvals page and API list and decide: remediation plugs its provider in here.
+        self.approvals: ApprovalsProvider = NoApprovals()
         self._last_step_at: float | None = None
         self._pending = 0
         self.ready = threading.Event()  # set by run() once the API and the dispatcher are up
@@ -148,12 +153,23 @@ class AlertingService:
         prune_stop = threading.Event()
         pruning = threading.Thread(target=self.pruner.run, args=(prune_stop,), name="alerting-retention", daemon=True)
         pruning.start()
-        reader: AlertReader | None = None
+        reader: IncidentReader | None = None
+        book: TokenBook | None = None
         try:
             if self._config.api.enabled:
-                reader = AlertReader(self.database)
-                app = build_app(reader, self._registry, self.health, self.engine, self._republish.set)
-                self._api = ApiServer(app, self._config.api.host, self._config.api.port).start()
+                reader = IncidentReader(self.database)
+                book = TokenBook(reader.tokens, AlertStore(self.database), self._config.api.admin_token)
+                deps = ApiDeps(
+                    reader,
+                    self.engine,
+                    book,
+                    self._registry,
+                    self.health,
+                    self.approvals,
+                    self.held,
+                    self._republish.set,
+                )
+                self._api = ApiServer(build_app(deps), self._config.api.host, self._config.api.port).start()
             self.ready.set()
             run_with_recovery(stop, self.step, self.rewind, self._outage)
         finally:
@@ -164,6 +180,8 @@ class AlertingService:
                 self._api.stop()
             if reader is not None:
                 reader.close()
+            if book is not None:
+                book.close()
             self.close()
 
     def rewind(self) -> None:
@@ -184,6 +202,18 @@ class AlertingService:
     def api_port(self) -> int | None:
         """The API's bound port once ``run`` has started it (config port 0 picks a free one)."""
         return self._api.port if self._api is not None else None
+
+    def held(self) -> dict[str, float]:
+        """Receiver -> until when its outbox worker holds it (waiting out a retryable failure)."""
+        return {name: worker.held_until for name, worker in self.dispatcher.workers.items()}
+
+    def bootstrap_admin(self) -> str | None:
+        """With no ``alerting.api.admin_token`` and no active admin token in the store, make one and
+        return it (the caller shows it once); None when an admin can already log in."""
+        if self._config.api.admin_token is not None or self._store.active_admins() > 0:
+            return None
+        token, _ = self._store.create_token("bootstrap-admin", "admin", "vigil alerting", self._clock.now())
+        return token
 
     def health(self) -> dict[str, Any]:
         dispatcher_ok = self.dispatcher.alive()

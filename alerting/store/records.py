@@ -12,7 +12,7 @@ from vigil.alerting.store.base import StoreBase, dumps
 from vigil.alerting.store.schema import approvals, silences
 
 
-def _silence_from_row(row: Any) -> Silence:
+def silence_from_row(row: Any) -> Silence:
     return Silence(
         id=row.id,
         matchers=tuple(Matcher.from_json(m) for m in json.loads(row.matchers)),
@@ -50,14 +50,14 @@ class RecordRows(StoreBase):
 
     def silence(self, silence_id: str) -> Silence | None:
         rows = self._read(select(silences).where(silences.c.id == silence_id))
-        return _silence_from_row(rows[0]) if rows else None
+        return silence_from_row(rows[0]) if rows else None
 
     def silences(self, active_at: float | None = None) -> list[Silence]:
         """Every silence, expired ones included (audit); with ``active_at``, those not yet ended then."""
         query = select(silences).order_by(silences.c.created_at, silences.c.id)
         if active_at is not None:
             query = query.where(silences.c.ends_at > active_at)
-        return [_silence_from_row(r) for r in self._read(query)]
+        return [silence_from_row(r) for r in self._read(query)]
 
     def expire_silence(self, silence_id: str, by: str, now: float) -> bool:
         """End a silence now (it is kept, marked with who ended it); False if none was running."""

@@ -187,6 +187,21 @@ approvals = Table(
 )
 Index("approvals_state", approvals.c.state, approvals.c.requested_at)
 
+# Who may call the API (``alerting/tokens.py``): the token's public prefix and its SHA-256, never the
+# token itself; revoked tokens are kept (revoked_at/by) so the timeline's actors stay explained.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("prefix", Text, primary_key=True),
+    Column("name", Text, nullable=False),  # the actor its writes are recorded under
+    Column("role", Text, nullable=False),  # intake | viewer | operator | admin
+    Column("digest", Text, nullable=False),  # sha256 of the whole token, hex
+    Column("created_at", Float, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("revoked_at", Float),
+    Column("revoked_by", Text),
+)
+
 # Changes whenever a change an API reader can see is committed (alerts, incidents): a cached page is
 # fresh exactly while the version it was built at is current.
 meta = Table(

@@ -32,6 +32,7 @@ from vigil.topics import Topics
 pytestmark = pytest.mark.integration
 T0 = 1_767_225_600.0
 SECRET = "hook-secret"
+ADMIN_TOKEN = "admin-token-for-the-test-0123456789"  # alerting.api.admin_token
 
 
 class Receiver:
@@ -162,7 +163,7 @@ def test_api_serves_stored_alerts_over_http(tmp_path: Path) -> None:
     bus, topics = MemoryBus(), Topics()
     for d in (det(), det(host="node-2"), det("resolved", ts=T0 + 60, host="node-2")):
         bus.producer().send(topics.detections, encode(d), key=d.series.encode())
-    config = validate(AlertingConfig, {"notifiers": [{"type": "log"}]})
+    config = validate(AlertingConfig, {"notifiers": [{"type": "log"}], "api": {"admin_token": ADMIN_TOKEN}})
     svc = AlertingService(bus, topics, config, SystemClock(), CollectorRegistry(), tmp_path / "alerts.db")
     stop = threading.Event()
     runner = threading.Thread(target=svc.run, args=(stop,), daemon=True)
@@ -170,7 +171,8 @@ def test_api_serves_stored_alerts_over_http(tmp_path: Path) -> None:
     try:
         assert svc.ready.wait(10.0) and svc.api_port
         base = f"http://127.0.0.1:{svc.api_port}"
-        with httpx.Client(base_url=base, timeout=5.0) as client:
+        assert httpx.get(f"{base}/api/v1/alerts").status_code == 401
+        with httpx.Client(base_url=base, timeout=5.0, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
             alerts = get_until(client, "/api/v1/alerts?status=resolved", 1)
             assert [a["labels"]["host"] for a in alerts] == ["node-2"]
             assert alerts[0]["ends_at"] == "2026-01-01T00:01:00+00:00"
@@ -181,9 +183,9 @@ def test_api_serves_stored_alerts_over_http(tmp_path: Path) -> None:
             assert one["status"] == "firing" and one["annotations"]["summary"] == "GPU 3 on node-1 runs hot"
             assert client.get("/api/v1/alerts/0000000000000000").status_code == 404
             assert client.get("/api/v1/alerts", params={"status": "bogus"}).status_code == 422
-            health = client.get("/healthz")
+            health = httpx.get(f"{base}/healthz")  # probes and scrapers need no token
             assert health.status_code == 200 and health.json()["ok"] is True
-            assert "vigil_alerts_firing 1.0" in client.get("/metrics").text
+            assert "vigil_alerts_firing 1.0" in httpx.get(f"{base}/metrics").text
     finally:
         stop.set()
         runner.join(10.0)

@@ -27,6 +27,7 @@ from vigil.events import Prediction
 from vigil.topics import Topics
 
 pytestmark = pytest.mark.integration
+ADMIN_TOKEN = "admin-token-for-the-test-0123456789"  # alerting.api.admin_token
 T = TypeVar("T")
 
 
@@ -71,6 +72,7 @@ def test_prediction_on_the_broker_ends_as_an_alert_and_a_webhook(
         AlertingConfig,
         {
             "group": f"alerting-{unique}",
+            "api": {"admin_token": ADMIN_TOKEN},
             "notifiers": [{"type": "webhook", "url": receiver.url, "name": "hook"}],
             # early warnings are not paged by default; this receiver asks for them, without waiting
             "receivers": [{"name": "warnings", "notifiers": ["hook"]}],
@@ -90,7 +92,8 @@ def test_prediction_on_the_broker_ends_as_an_alert_and_a_webhook(
     runner.start()
     try:
         assert svc.ready.wait(10.0) and svc.api_port
-        with httpx.Client(base_url=f"http://127.0.0.1:{svc.api_port}", timeout=5.0) as client:
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{svc.api_port}", timeout=5.0, headers=auth) as client:
 
             def alerts(status: str) -> list[dict[str, Any]]:
                 body: list[dict[str, Any]] = client.get("/api/v1/alerts", params={"status": status}).json()["alerts"]

@@ -14,7 +14,15 @@ from rich.console import Console
 
 from vigil.alerting.service import AlertingService
 from vigil.analytics.service import AnalyticsService
-from vigil.cli.common import ConfigOption, connect, describe, load_or_exit, setup_logging, stop_on_signals
+from vigil.cli.common import (
+    ConfigOption,
+    connect,
+    describe,
+    err_console,
+    load_or_exit,
+    setup_logging,
+    stop_on_signals,
+)
 from vigil.clock import SystemClock
 from vigil.collectors.sim import FleetSimulator, SimulatorRunner
 from vigil.selfmetrics import SelfMetricsServer
@@ -101,6 +109,12 @@ def alerting(config: list[Path] | None = ConfigOption) -> None:
     stop = stop_on_signals()
     db_path = cfg.alerting.db_path or cfg.data_dir / "alerting" / "alerts.db"
     service = AlertingService(connect(cfg), cfg.topics(), cfg.alerting, SystemClock(), CollectorRegistry(), db_path)
+    token = service.bootstrap_admin()
+    if token is not None:
+        err_console.print(
+            f"no admin token yet: made one (shown this once; revoke it with `vigil tokens revoke {token[:12]}`):"
+        )
+        err_console.print(token, highlight=False, soft_wrap=True)
     service.run(stop)
 
 
