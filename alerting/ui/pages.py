@@ -20,15 +20,26 @@ TEMPLATES = Path(__file__).with_name("templates")
 COOKIE_MAX_AGE = 12 * 3600  # a working day: then log in again
 
 
-def when(value: float | None) -> str:
-    """``2026-01-01 00:01:00 UTC``: one time zone for everyone on the incident."""
+def when(value: float | str | None) -> str:
+    """``2026-01-01 00:01:00 UTC`` (from epoch seconds or the API's ISO form): one time zone for everyone
+    on the incident."""
     if value is None:
         return "—"
-    return to_iso(value).replace("T", " ").split(".")[0].replace("+00:00", "") + " UTC"
+    iso = to_iso(value) if isinstance(value, float | int) else value
+    return iso.replace("T", " ").split(".")[0].replace("+00:00", "") + " UTC"
 
 
 def gpu_hours(value: float) -> str:
     return f"{value:,.1f} GPU-h" if value < 100 else f"{value:,.0f} GPU-h"
+
+
+def show(value: object) -> str:
+    """A timeline detail's value for people: lists joined, mappings as ``k=v``."""
+    if isinstance(value, list | tuple):
+        return ", ".join(show(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={show(v)}" for k, v in value.items())
+    return str(value)
 
 
 def local_path(target: str | None, default: str = "/incidents") -> str:
@@ -43,6 +54,7 @@ class Pages:
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
         self.templates.env.filters["when"] = when
         self.templates.env.filters["gpu_hours"] = gpu_hours
+        self.templates.env.filters["show"] = show
 
     def render(
         self,

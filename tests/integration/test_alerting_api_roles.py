@@ -47,7 +47,12 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", "/api/v1/approvals"): ("viewer", "/api/v1/approvals", None, None),
     # API: act
     ("POST", INTAKE_PATH): ("intake", INTAKE_PATH, am_payload(am_alert("GpuXidError", "node-1")), None),
-    ("POST", "/api/v1/incidents/{incident_id}/acknowledge"): ("operator", "/api/v1/incidents/1/acknowledge", None, None),
+    ("POST", "/api/v1/incidents/{incident_id}/acknowledge"): (
+        "operator",
+        "/api/v1/incidents/1/acknowledge",
+        None,
+        None,
+    ),
     ("POST", "/api/v1/incidents/{incident_id}/resolve"): ("operator", "/api/v1/incidents/1/resolve", {}, None),
     ("POST", "/api/v1/incidents/{incident_id}/reopen"): ("operator", "/api/v1/incidents/1/reopen", {}, None),
     ("POST", "/api/v1/incidents/{incident_id}/assign"): (
