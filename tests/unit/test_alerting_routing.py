@@ -176,7 +176,7 @@ def test_a_bad_route_or_receiver_fails_at_start_naming_the_key(change: dict[str,
 def test_the_topology_file_is_checked_naming_the_key(tmp_path: Path) -> None:
     path = tmp_path / "topology.yaml"
     path.write_text("nodes: {n1: {rack: r1}}\nracks: {r2: [n1]}\n")
-    with pytest.raises(ConfigError, match="alerting.topology.file: node n1 is in rack r1 and rack r2"):
+    with pytest.raises(ConfigError, match=r"alerting\.topology\.file: node n1 is in rack r1 and rack r2"):
         load_topology(path)
     path.write_text("nodes: {n1: {rack: r1, gpus: -1}}\n")
     with pytest.raises(ConfigError, match=r"alerting.topology.file.nodes.n1.gpus"):
