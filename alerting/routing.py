@@ -118,11 +118,14 @@ def _build(config: RouteConfig, route_id: str, parent: RouteMatch | None) -> Rou
             return own
         return getattr(parent, name) if parent is not None else ROOT_DEFAULTS.get(name)
 
-    group_by = pick("group_by")
+    if config.group_by is not None:
+        group_by: tuple[str, ...] | None = None if "..." in config.group_by else tuple(config.group_by)
+    else:  # inherited as resolved (None stays "every label")
+        group_by = parent.group_by if parent is not None else tuple(ROOT_DEFAULTS["group_by"])
     settings = RouteMatch(
         route=route_id,
         receiver=str(pick("receiver")),
-        group_by=None if "..." in group_by else tuple(group_by),
+        group_by=group_by,
         group_wait=pick("group_wait"),
         critical_group_wait=pick("critical_group_wait"),
         group_interval=pick("group_interval"),

@@ -90,8 +90,9 @@ class AlertingService:
         self._registry = registry
         self.db_path = db_path
         self.database = open_database(config, db_path)
-        self._store = AlertStore(self.database)
-        self.engine = Engine(config, self._store, clock)
+        self._store = AlertStore(self.database)  # this thread's own: publication marks, gauges
+        # The engine's connection is used under its lock, by this thread and the API's intake alike.
+        self.engine = Engine(config, AlertStore(self.database), clock)
         self._metrics = AlertingMetrics(registry)
         # One consumer for both streams: one group, one offset commit after the store's commit.
         self._expected: dict[str, type[Detection] | type[Prediction]] = {topics.detections: Detection}
@@ -196,6 +197,7 @@ class AlertingService:
         self._commits.close(commit=False)  # every handled batch is committed by its own step
         self.dispatcher.close()
         self.pruner.close()
+        self.engine.store.close()
         self._store.close()
 
     @property

@@ -103,6 +103,8 @@ class IncidentBook:
         moved = self.store.move_members(child.id, parent.id, self.now)
         self.store.set_engine_columns(moved, {"incident_id": parent.id})
         self.store.update_incident(child.id, {"state": "merged", "merged_into": parent.id, "updated_at": self.now})
+        # Its groups are looked at now: a receiver that was told about it is told it is closed (merged).
+        self.store.save_groups([replace(g, next_flush_at=self.now) for g in self.store.groups_of(child.id)])
         self.by_domain.pop(child.domain.key, None)
         self.by_id[child.id] = replace(child, state="merged", merged_into=parent.id)
         self.event(child.id, "merged", {"into": parent.id, "key": parent.key})

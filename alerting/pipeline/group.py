@@ -101,8 +101,10 @@ class Group:
         wanted: dict[str, tuple[Candidate, RouteMatch, dict[str, str], str]] = {}
         members: dict[str, list[Candidate]] = {}
         for c in batch.candidates:
-            if c.incident_id is None or c.state is None or c.mute is not None or c.role == "symptom":
-                continue  # a muted alert or a symptom tells no one on its own
+            if c.incident_id is None or c.state is None or c.role == "symptom":
+                continue  # a symptom tells no one on its own: its cause's group does
+            # A silenced alert stays in its group (muted when the group is told), as in Alertmanager, so
+            # it is told once its silence or maintenance window ends.
             for route in c.routes:
                 labels = group_labels(route, c.scope)
                 key, digest = group_key(c.incident_id, route, labels)
