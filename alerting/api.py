@@ -1,4 +1,6 @@
-"""The alerting HTTP API on loopback: alerts (paginated), health and self-metrics (FastAPI on uvicorn).
+"""The alerting HTTP API and web UI (FastAPI on uvicorn): the app (``build_app``: alerts, the Alertmanager
+intake, health and self-metrics here; incidents, silences, receivers, approvals, config and tokens in
+``routes/``; the pages in ``ui/``), every route behind a token role (``auth.py``), and its server.
 
 uvicorn runs on its own thread with its own event loop; the listening socket is bound before the
 thread starts, so the port (0 = a free one) is known at once and early clients queue in the backlog.
@@ -6,11 +8,12 @@ thread starts, so the port (0 = a free one) is known at once and early clients q
 Why it stays fast under a burst of clients (``vigil bench api``): a page is built once per store
 version (``AlertPageCache``), so a thousand dashboards asking for the same page cost one query, and
 that query runs on the thread pool (plain ``def`` handlers; each thread has its own connection),
-never on the event loop; a hit costs the loop one indexed row read, with no routing, validation or
-thread hop (hopping every request to the pool made the loop wait for the GIL behind 40 threads,
-and FastAPI's routing and validation doubled a request's CPU); the backlog holds a burst of connects instead of
-dropping SYNs (Python's default of 128 made clients wait for TCP's 1 s retransmit); and uvicorn
-uses httptools and uvloop, its C parser and event loop.
+never on the event loop; a hit costs the loop the token check (one SHA-256 and a dict lookup) and one
+indexed row read, with no routing, validation or thread hop (hopping every request to the pool made
+the loop wait for the GIL behind 40 threads, and FastAPI's routing and validation doubled a
+request's CPU); the backlog holds a burst of connects instead of dropping SYNs (Python's default of
+128 made clients wait for TCP's 1 s retransmit); and uvicorn uses httptools and uvloop, its C parser
+and event loop.
 """
 
 from __future__ import annotations
@@ -154,14 +157,18 @@ def build_app(deps: ApiDeps) -> FastAPI:
     pages = Pages()
     app.add_middleware(AlertPageCache, reader=deps.reader)
     app.add_middleware(AuthMiddleware, book=deps.book, routes=app.router.routes, denied=_denied(pages))
-    reader = deps.reader
+    add_alert_routes(app, deps.reader)
+    add_service_routes(app, deps)
     add_intake_route(app, deps.engine, deps.on_ingest)
     add_incident_routes(app, deps)
     add_silence_routes(app, deps)
     add_receiver_routes(app, deps)
     add_admin_routes(app, deps)
     add_ui_routes(app, deps, pages)
+    return app
 
+
+def add_alert_routes(app: FastAPI, reader: AlertReader) -> None:
     @app.get(ALERTS_PATH, tags=["alerts"])
     def list_alerts(
         _: Viewer,
@@ -194,6 +201,8 @@ def build_app(deps: ApiDeps) -> FastAPI:
             raise HTTPException(status_code=404, detail=f"no alert {fingerprint}")
         return {"fingerprint": fingerprint, "passes": passes}
 
+
+def add_service_routes(app: FastAPI, deps: ApiDeps) -> None:
     @app.get("/healthz", tags=["service"])
     async def healthz() -> JSONResponse:
         """Unauthenticated: probes and ``vigil status`` read it."""
@@ -204,8 +213,6 @@ def build_app(deps: ApiDeps) -> FastAPI:
     async def metrics() -> Response:
         """Unauthenticated, for the Prometheus scraper (self-metrics only: counts, no labels of alerts)."""
         return Response(generate_latest(deps.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app
 
 
 def _denied(pages: Pages) -> Denied:

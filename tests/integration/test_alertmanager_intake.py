@@ -91,7 +91,15 @@ def vigil(tmp_path: Path) -> Iterator[AlertingService]:
     runner.join(15.0)
 
 
-def stack_config(tmp: Path, ports: dict[str, int], intake: str) -> tuple[Path, Path]:
+def intake_token(svc: AlertingService) -> str:
+    """A token with the intake role, as ``vigil tokens create --role intake`` makes one."""
+    store = AlertStore(svc.database)
+    token, _ = store.create_token("alertmanager", "intake", "test", time.time())
+    store.close()
+    return token
+
+
+def stack_config(tmp: Path, ports: dict[str, int], intake: str, token: str) -> tuple[Path, Path]:
     rules = tmp / "rules.yml"
     rules.write_text(
         yaml.safe_dump(
@@ -126,6 +134,8 @@ def stack_config(tmp: Path, ports: dict[str, int], intake: str) -> tuple[Path, P
             }
         )
     )
+    secret = tmp / "vigil-intake-token"
+    secret.write_text(token + "\n")
     am = tmp / "alertmanager.yml"
     am.write_text(
         yaml.safe_dump(
@@ -137,7 +147,19 @@ def stack_config(tmp: Path, ports: dict[str, int], intake: str) -> tuple[Path, P
                     "group_interval": "1s",
                     "repeat_interval": "1h",
                 },
-                "receivers": [{"name": "vigil", "webhook_configs": [{"url": intake, "send_resolved": True}]}],
+                "receivers": [
+                    {
+                        "name": "vigil",
+                        "webhook_configs": [
+                            {
+                                "url": intake,
+                                "send_resolved": True,
+                                # the intake role's token, from a file Alertmanager reads (README, Alertmanager intake)
+                                "http_config": {"authorization": {"type": "Bearer", "credentials_file": str(secret)}},
+                            }
+                        ],
+                    }
+                ],
             }
         )
     )
@@ -150,7 +172,7 @@ def test_a_prometheus_rule_opens_and_resolves_an_incident(tmp_path: Path, vigil:
     textfiles.mkdir()
     write_metric(textfiles, 95.0)
     intake = f"http://127.0.0.1:{vigil.api_port}/api/v1/intake/alertmanager"
-    prom_config, am_config = stack_config(tmp_path, ports, intake)
+    prom_config, am_config = stack_config(tmp_path, ports, intake, intake_token(vigil))
     with ExitStack() as stack:
         spawn(
             stack,
@@ -207,15 +229,17 @@ def test_a_prometheus_rule_opens_and_resolves_an_incident(tmp_path: Path, vigil:
 
 def test_a_malformed_alertmanager_payload_is_a_422_naming_the_field(vigil: AlertingService) -> None:
     url = f"http://127.0.0.1:{vigil.api_port}/api/v1/intake/alertmanager"
+    auth = {"Authorization": f"Bearer {intake_token(vigil)}"}
     good = {
         "version": "4",
         "status": "firing",
         "alerts": [{"status": "firing", "labels": {"alertname": "X"}, "startsAt": "2026-01-01T00:00:00Z"}],
     }
-    assert httpx.post(url, json=good, timeout=10).status_code == 200
+    assert httpx.post(url, json=good, timeout=10).status_code == 401  # no token: refused before the body is read
+    assert httpx.post(url, json=good, headers=auth, timeout=10).status_code == 200
     bad = {**good, "alerts": [{"status": "burning", "labels": {"alertname": "X"}, "startsAt": "2026-01-01T00:00:00"}]}
-    response = httpx.post(url, json=bad, timeout=10)
+    response = httpx.post(url, json=bad, headers=auth, timeout=10)
     assert response.status_code == 422
     where = {tuple(e["loc"]) for e in response.json()["detail"]}
     assert ("body", "alerts", 0, "status") in where and ("body", "alerts", 0, "startsAt") in where  # naive time
-    assert httpx.post(url, json={**good, "version": "3"}, timeout=10).status_code == 422
+    assert httpx.post(url, json={**good, "version": "3"}, headers=auth, timeout=10).status_code == 422

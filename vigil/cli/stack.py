@@ -11,6 +11,7 @@ given the first one's start (``--origin``) and resumes the fault schedule instea
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import tempfile
 import threading
@@ -37,6 +38,7 @@ from vigil.collectors.sim.config import SimConfig, host_name
 from vigil.errors import InvalidEvent, RetryableError
 from vigil.events import FaultInjection, TelemetryBatch
 from vigil.files import private_dir, write_private
+from vigil.secret import Secret
 
 log = logging.getLogger(__name__)
 PAGER = "vigil-up-pager"  # the measuring webhook notifier every run adds
@@ -98,6 +100,7 @@ class Stack:
         self.started_at = 0.0
         self.sim_origin = 0.0  # the simulator's schedule counts from here, across its restarts
         self.health_ports: dict[str, int] = {}  # service -> the loopback port of its /healthz
+        self.ui_token: str | None = None  # the admin token made for this run's web UI, if none was configured
         self.config_path = self.run_dir / "vigil.yaml"
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -178,6 +181,9 @@ class Stack:
         if alerting["api"]["enabled"]:
             alerting["api"]["port"] = alerting["api"]["port"] or free_port()
             self.health_ports["alerting"] = alerting["api"]["port"]
+            if alerting["api"]["admin_token"] is None:  # a token for this run's web UI (shown by vigil up)
+                self.ui_token = secrets.token_urlsafe(32)
+                alerting["api"]["admin_token"] = Secret(self.ui_token)
         self.health_ports["analytics"] = free_port()
         data = self.config.model_dump()
         data.update(kafka=kafka.model_dump(), alerting=alerting, data_dir=str(self.state_dir))

@@ -44,6 +44,9 @@ def up(
     stop = stop_on_signals()  # from the moment the start is done (interrupt_on_signals restores it)
     stack = _start(Stack(cfg, ephemeral=ephemeral))
     err_console.print(f"vigil up: broker {stack.effective.kafka.bootstrap_servers[0]}, logs in {cfg.data_dir / 'logs'}")
+    if stack.ui_token is not None:
+        ui = f"http://127.0.0.1:{stack.health_ports['alerting']}/"
+        err_console.print(f"vigil up: web UI and API on {ui}, admin token {stack.ui_token}", highlight=False)
     deadline = time.monotonic() + duration if duration else float("inf")
     try:
         if report is None:
