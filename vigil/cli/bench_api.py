@@ -112,6 +112,27 @@ def _viewer_token(db: Path) -> str:
     return token
 
 
+def _token_check_us(db: Path, token: str, count: int = 20_000) -> float:
+    """CPU microseconds the API spends checking one request's token (header scan, SHA-256, lookup)."""
+    from vigil.alerting.auth import TokenBook, credentials
+    from vigil.alerting.incident_reader import IncidentReader
+    from vigil.alerting.store import Database
+
+    reader = IncidentReader(Database.open(db))
+    book = TokenBook(reader.tokens)
+    headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())]
+    scope = {"type": "http", "headers": headers}
+    book.reload()
+    started = time.process_time()
+    for _ in range(count):
+        found, _ = credentials(scope)
+        if found is None or book.principal(found) is None:
+            raise RuntimeError("the bench's token was refused")
+    spent = time.process_time() - started
+    reader.close()
+    return spent / count * 1e6
+
+
 def _serve(db_path: str, conn: Connection) -> None:
     """The child process: the service's real API (auth, engine, page cache) over the seeded store until
     the parent terminates it."""
@@ -241,6 +262,7 @@ def run_api_bench(alerts: int, requests: int, query: str, client_kind: str, burs
     db = work / "alerts.db"
     seed_store(db, alerts, firing_share=0.1)
     token = _viewer_token(db)
+    check_us = _token_check_us(db, token)
     path = "/api/v1/alerts" + (f"?{query}" if query else "")
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -273,6 +295,7 @@ def run_api_bench(alerts: int, requests: int, query: str, client_kind: str, burs
         ),
         "load_average_1m": round(load, 2),
         "alone_p50_ms": round(alone_s * 1000, 2),
+        "token_check_us": round(check_us, 2),
         "body_bytes": body_bytes,
         **_figures([x for run in warm for x in run.latencies]),
         "first_burst_p99_ms": runs[0].figures["p99_ms"],
