@@ -91,7 +91,8 @@ def set_login(response: Response, token: str, secure: bool) -> None:
 
 
 def _here(scope: Scope) -> str:
-    if scope["method"] != "GET":
+    """Where a refused browser was going: back there after logging in."""
+    if scope["method"] != "GET" or scope["path"] in ("/login", "/logout"):
         return "/incidents"
     query = scope.get("query_string", b"").decode("latin-1")
     return str(scope["path"]) + (f"?{query}" if query else "")

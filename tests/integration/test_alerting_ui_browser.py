@@ -142,7 +142,7 @@ def test_a_viewer_sees_no_action_and_is_refused_when_it_posts_anyway(browser: Br
     context.close()
 
 
-def test_a_wrong_token_stays_on_the_login_page(browser: Browser, api: Api) -> None:
+def test_a_wrong_token_stays_on_the_login_page_a_right_one_opens_the_incidents(browser: Browser, api: Api) -> None:
     page = browser.new_page()
     page.goto(f"{api.url}/login")
     page.get_by_label("API token").fill("vgl_00000000_" + "x" * 43)
@@ -150,4 +150,8 @@ def test_a_wrong_token_stays_on_the_login_page(browser: Browser, api: Api) -> No
         page.get_by_role("button", name="Log in").click()
     assert answer.value.status == 401
     expect(page.get_by_role("alert")).to_have_text("That token is unknown or revoked.")
+    page.get_by_label("API token").fill(api.token("viewer"))
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Incidents")).to_be_visible()  # not back to the login form
+    assert page.url == f"{api.url}/incidents"
     page.close()
