@@ -23,7 +23,7 @@ from vigil.alerting.model import Incident, Silence, TimelineEntry
 from vigil.alerting.notifiers.base import Action
 from vigil.alerting.pipeline.base import Batch, Candidate
 from vigil.alerting.pipeline.build import Pipeline, build_pipeline
-from vigil.alerting.pipeline.notify import send
+from vigil.alerting.pipeline.notify import Outgoing
 from vigil.alerting.priority import RecoveryCatalog
 from vigil.alerting.silences import new_silence
 from vigil.alerting.store import AlertStore
@@ -154,13 +154,15 @@ class Engine:
     def _tell(self, incident: Incident, reason: str, action: Action, now: float) -> None:
         """Tell every receiver that got a trigger about the incident (its timeline says which, on which
         dedup key), so the acknowledge or resolve lands on the same PagerDuty alert."""
-        alerts = [s.alert for s in self.store.of_incident(incident.id) if s.role != "symptom"]
+        alerts = [s for s in self.store.of_incident(incident.id) if s.role != "symptom"]
         heard = {
             (str(e.detail.get("receiver")), str(e.detail.get("key")))
             for e in self.store.timeline(incident.id)
             if e.kind == "notified" and e.detail.get("action") == "trigger" and e.detail.get("key")
         }
+        out = Outgoing()
         for receiver, key in sorted(heard):
-            send(self.store, self.pipeline.telling, incident, receiver, key, alerts, reason, action, now)
+            out.send(self.pipeline.telling, incident, receiver, key, alerts, reason, action, now)
+        out.write(self.store, now)
         if action == "resolve":
             self.store.drop_groups([g.key for g in self.store.groups_of(incident.id)])

@@ -72,16 +72,17 @@ class Inhibitor:
 
     rules: Sequence[InhibitRuleConfig]
     _index: dict[tuple[int, tuple[str, ...]], list[Source]] = field(default_factory=dict)
+    _targets: list[set[str] | None] = field(default_factory=list)  # per rule: the target names, if pinned
+    _names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self._targets = [source_names(rule.target_matchers) for rule in self.rules]
+        sources = [source_names(rule.source_matchers) for rule in self.rules]
+        self._names = None if any(n is None for n in sources) else sorted(set().union(*(n or set() for n in sources)))
 
     def names(self) -> list[str] | None:
         """Alertnames of every possible source (None: any alert can be one)."""
-        out: set[str] = set()
-        for rule in self.rules:
-            names = source_names(rule.source_matchers)
-            if names is None:
-                return None
-            out |= names
-        return sorted(out)
+        return self._names
 
     def load(self, sources: Iterable[Source]) -> None:
         self._index.clear()
@@ -96,8 +97,10 @@ class Inhibitor:
 
     def cause(self, fingerprint: str, scope: Mapping[str, str]) -> tuple[int, Source] | None:
         """The first rule and firing source that inhibit this alert, if any."""
+        name = scope.get("alertname", "")
         for index, rule in enumerate(self.rules):
-            if not matches_all(rule.target_matchers, scope):
+            targets = self._targets[index]
+            if (targets is not None and name not in targets) or not matches_all(rule.target_matchers, scope):
                 continue
             key = (index, tuple(scope.get(label, "") for label in rule.equal))
             for source in self._index.get(key, ()):

@@ -44,16 +44,39 @@ def describe(labels: Mapping[str, str]) -> str:
 
 
 class IncidentBook:
-    def __init__(self, store: AlertStore, now: float, topology: Topology, catalog: RecoveryCatalog) -> None:
+    """Loads only what the batch can touch: the open incidents of the batch's domains, the young ones
+    (a burst may merge them), and any other incident on demand (``get``)."""
+
+    def __init__(
+        self,
+        store: AlertStore,
+        now: float,
+        topology: Topology,
+        catalog: RecoveryCatalog,
+        domains: Iterable[str],
+        window: float,
+    ) -> None:
         self.store = store
         self.now = now
         self._topology = topology
         self._catalog = catalog
         self.by_domain: dict[str, Incident] = {}
         self.by_id: dict[int, Incident] = {}
-        for incident in store.open_incidents():
+        self.young: dict[int, Incident] = {}  # opened in this batch (a burst may merge them)
+        self._window = window
+        for incident in store.open_incidents(domains=domains):
             self._index(incident)
         self.pending: dict[int, Pending] = {}
+
+    def get(self, incident_id: int | None) -> Incident | None:
+        if incident_id is None:
+            return None
+        if incident_id not in self.by_id:
+            found = self.store.incident(incident_id)
+            if found is None:
+                return None
+            self.by_id[incident_id] = found
+        return self.by_id[incident_id]
 
     def _index(self, incident: Incident) -> None:
         self.by_id[incident.id] = incident
@@ -77,6 +100,7 @@ class IncidentBook:
         incident_id = self.store.create_incident(values)
         incident = Incident(incident_id, key, domain, "open", severity, 0.0, title, self.now, self.now, detail=full)
         self._index(incident)
+        self.young[incident_id] = incident
         self.event(incident_id, "opened", {"domain": domain.key, "title": title})
         return incident
 
@@ -106,6 +130,7 @@ class IncidentBook:
         # Its groups are looked at now: a receiver that was told about it is told it is closed (merged).
         self.store.save_groups([replace(g, next_flush_at=self.now) for g in self.store.groups_of(child.id)])
         self.by_domain.pop(child.domain.key, None)
+        self.young.pop(child.id, None)
         self.by_id[child.id] = replace(child, state="merged", merged_into=parent.id)
         self.event(child.id, "merged", {"into": parent.id, "key": parent.key})
         self.event(parent.id, "absorbed", {"incident": child.id, "domain": child.domain.key, "alerts": len(moved)})
@@ -118,14 +143,19 @@ class IncidentBook:
     def young_under(self, domain: Domain, window: float) -> list[Incident]:
         """Open incidents about GPUs or nodes inside ``domain``, opened within ``window``."""
         inside = {domain.id} if domain.kind == "node" else set(self._topology.members.get(domain.key, ()))
+        for incident in self.store.open_incidents(hosts=inside, opened_after=self.now - window):
+            if incident.id not in self.by_id:
+                self._index(incident)
+            self.young.setdefault(incident.id, self.by_id[incident.id])
         out = []
-        for incident in list(self.by_domain.values()):
+        for incident in list(self.young.values()):
             host = incident.domain.id.split("/")[0]
             if (
                 incident.domain.kind in ("gpu", "disk", "node")
                 and incident.domain != domain
                 and host in inside
                 and incident.opened_at >= self.now - window
+                and incident.is_open
             ):
                 out.append(incident)
         return out
@@ -134,6 +164,7 @@ class IncidentBook:
         """Write what the batch did to each incident; returns the incidents touched."""
         members: list[Member] = []
         events: list[TimelineEntry] = []
+        updates: list[tuple[int, dict[str, Any]]] = []
         for incident_id, pending in self.pending.items():
             members += [Member(incident_id, fp, self.now, role) for fp, role, _ in pending.joined]  # type: ignore[arg-type]
             events += pending.events
@@ -148,15 +179,18 @@ class IncidentBook:
                 events.append(
                     TimelineEntry(incident_id, self.now, "alerts_resolved", ENGINE, {"count": len(pending.resolved)})
                 )
-            self._update(incident_id, pending)
+            update = self._update(incident_id, pending)
+            if update is not None:
+                updates.append((incident_id, update))
+        self.store.update_incidents(updates)
         self.store.add_members(_unique(members, self.store))
         self.store.add_events(events)
         return set(self.pending)
 
-    def _update(self, incident_id: int, pending: Pending) -> None:
-        incident = self.by_id.get(incident_id) or self.store.incident(incident_id)
+    def _update(self, incident_id: int, pending: Pending) -> dict[str, Any] | None:
+        incident = self.get(incident_id)
         if incident is None:
-            return
+            return None
         detail = dict(incident.detail)
         nodes = sorted(set(detail.get("nodes", ())) | pending.nodes)
         jobs = sorted(set(detail.get("jobs", ())) | pending.jobs)
@@ -170,8 +204,8 @@ class IncidentBook:
         values = {"detail": detail, "priority": round(gpus * hours, 2), "severity": severity, "updated_at": self.now}
         if len(nodes) > 1 and incident.domain.kind not in ("gpu", "node", "disk"):
             values["title"] = f"{len(nodes)} nodes alerting under {incident.domain.kind} {incident.domain.id}"
-        self.store.update_incident(incident_id, values)
         self.by_id[incident_id] = replace(incident, severity=severity, detail=detail, priority=values["priority"])  # type: ignore[arg-type]
+        return values
 
     def _gpus(self, nodes: Iterable[str], jobs: Iterable[str]) -> tuple[int, list[str]]:
         known = [j for j in jobs if j in self._topology.nodes_of]

@@ -96,9 +96,17 @@ class Correlate:
         self.window = BurstWindow(burst)  # in memory: a restart forgets the last few seconds of it
         self.book: IncidentBook | None = None
         self._last: dict[str, int] = {}
+        self._swept: set[str] = set()
 
     def run(self, batch: Batch) -> list[Candidate]:
-        book = self.book = IncidentBook(batch.store, batch.now, self._topology, self._catalog)
+        for c in batch.candidates:
+            c.domains = domains_of(c.alert.labels, c.scope, self._fallback_by)
+        keys = {d.key for c in batch.candidates for d in c.domains} | {
+            p.key for c in batch.candidates for p, _ in burst_parents(c.scope)
+        }
+        book = self.book = IncidentBook(batch.store, batch.now, self._topology, self._catalog, keys, self._burst.window)
+        batch.incidents = book.by_id
+        self._swept = set()  # burst domains whose young incidents this batch already merged
         fresh = [
             c for c in batch.candidates if c.state is not None and c.state.status == "firing" and c.reason == "first"
         ]
@@ -112,7 +120,6 @@ class Correlate:
         causes = {c.fingerprint for c in batch.candidates}
         deferred = []
         for c in batch.candidates:
-            c.domains = domains_of(c.alert.labels, c.scope, self._fallback_by)
             if c.role == "symptom" and c.mute is not None and c.mute.cause in causes and c.mute.cause not in self._last:
                 deferred.append(c)
                 continue
@@ -123,7 +130,7 @@ class Correlate:
         return batch.candidates
 
     def _assign(self, c: Candidate, book: IncidentBook, batch: Batch) -> None:
-        stored_incident = book.by_id.get(c.stored.incident_id) if c.stored and c.stored.incident_id else None
+        stored_incident = book.get(c.stored.incident_id) if c.stored else None
         if c.state is not None and c.state.status == "resolved":
             c.incident_id = self._last.get(c.fingerprint, c.stored.incident_id if c.stored else None)
             if c.incident_id is not None:
@@ -161,20 +168,22 @@ class Correlate:
         if incident is None:
             title = f"burst under {parent.kind} {parent.id}"
             incident = book.open(parent, c.alert.severity, title, {"burst": True})
-        for young in book.young_under(parent, self._burst.window):
-            book.merge(young, incident)
+        # Only when the burst incident is new: while it is open, alerts inside it join it directly, so
+        # no younger incident can appear under it.
+        if opened and parent.key not in self._swept:
+            self._swept.add(parent.key)
+            for young in book.young_under(parent, self._burst.window):
+                book.merge(young, incident)
         reason = f"burst: {parent.kind} {parent.id} has alerts from many {'GPUs' if parent.kind == 'node' else 'nodes'}"
         self._join(c, incident, book, reason, opened=opened)
 
     def _cause_incident(self, c: Candidate, batch: Batch, book: IncidentBook) -> Incident | None:
         cause = c.mute.cause if c.mute else None
         if cause in self._last:
-            return book.by_id.get(self._last[cause])
+            return book.get(self._last[cause])
         stored = batch.store.stored([cause]).get(cause) if cause else None
-        if stored is not None and stored.incident_id is not None:
-            found = book.by_id.get(stored.incident_id)
-            return found if found is not None and found.is_open else None
-        return None
+        found = book.get(stored.incident_id) if stored is not None else None
+        return found if found is not None and found.is_open else None
 
     def _join(self, c: Candidate, incident: Incident, book: IncidentBook, reason: str, opened: bool = False) -> None:
         c.incident_id = self._last[c.fingerprint] = incident.id

@@ -70,32 +70,34 @@ class Group:
             if c.generator_url is not None:
                 extra["generator_url"] = c.generator_url
             latest[c.fingerprint] = (c.state, extra)
-        versions = batch.store.save_alerts(list(latest.values()))
+        known = {c.fingerprint: c.stored for c in batch.everything if c.stored is not None}
+        versions = batch.store.save_alerts(list(latest.values()), known)
         batch.changed.extend((alert, versions[alert.fingerprint]) for alert, _ in latest.values())
 
     def _resolve_incidents(self, batch: Batch) -> None:
         """An open incident none of whose alerts fires any more is resolved (by the engine)."""
         resolving = {c.incident_id for c in batch.candidates if c.state is not None and c.state.status == "resolved"}
-        for incident_id in sorted(i for i in resolving if i is not None):
-            incident = batch.store.incident(incident_id)
+        resolving.discard(None)
+        if not resolving:
+            return
+        counts = batch.store.firing_counts(i for i in resolving if i is not None)
+        events = []
+        for incident_id in sorted(i for i, n in counts.items() if n == 0):
+            incident = batch.incidents.get(incident_id) or batch.store.incident(incident_id)
             if incident is None or not incident.is_open:
                 continue
-            if any(s.alert.status == "firing" for s in batch.store.of_incident(incident_id)):
-                continue
-            batch.store.update_incident(
-                incident_id,
-                {
-                    "state": "resolved",
-                    "resolved_at": batch.now,
-                    "resolved_by": ENGINE,
-                    "next_escalation_at": None,
-                    "updated_at": batch.now,
-                },
-            )
-            batch.store.add_events(
-                [TimelineEntry(incident_id, batch.now, "resolved", ENGINE, {"why": "every alert resolved"})]
-            )
+            values = {
+                "state": "resolved",
+                "resolved_at": batch.now,
+                "resolved_by": ENGINE,
+                "next_escalation_at": None,
+                "updated_at": batch.now,
+            }
+            batch.store.update_incident(incident_id, values)
+            batch.incidents[incident_id] = replace(incident, state="resolved", resolved_at=batch.now)
+            events.append(TimelineEntry(incident_id, batch.now, "resolved", ENGINE, {"why": "every alert resolved"}))
             batch.touched_incidents.add(incident_id)
+        batch.store.add_events(events)
 
     def _update_groups(self, batch: Batch) -> None:
         wanted: dict[str, tuple[Candidate, RouteMatch, dict[str, str], str]] = {}
@@ -116,7 +118,9 @@ class Group:
             return
         existing = batch.store.groups(wanted)
         ids = {c.incident_id for c, *_ in wanted.values() if c.incident_id is not None}
-        keys = {i.id: i.key for i in (batch.store.incident(iid) for iid in ids) if i is not None}
+        missing = [i for i in ids if i not in batch.incidents]
+        batch.incidents.update(batch.store.incidents_by_id(missing) if missing else {})
+        keys = {i: batch.incidents[i].key for i in ids if i in batch.incidents}
         changed = []
         for key, (c, route, labels, digest) in wanted.items():
             critical = c.alert.severity == "critical" and c.state is not None and c.state.status == "firing"

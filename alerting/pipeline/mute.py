@@ -39,8 +39,11 @@ class Inhibit:
             for s in batch.store.firing(self._inhibitor.names())
             if s.alert.fingerprint not in leaving
         }
+        names = self._inhibitor.names()
         for c in batch.candidates:
-            if c.state is not None and c.state.status == "firing":
+            if c.state is None or c.state.status != "firing":
+                continue
+            if names is None or c.alert.labels.get("alertname") in names:
                 found[c.fingerprint] = Source(c.fingerprint, c.scope, c.stored.incident_id if c.stored else None)
         return list(found.values())
 

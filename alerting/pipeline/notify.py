@@ -14,7 +14,7 @@ after an alert fired stops its repeats and escalations.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from vigil.alerting.escalation import EscalationPolicy, Rotation
 from vigil.alerting.maintenance import MaintenanceMuter, TimeInterval, in_intervals
@@ -28,8 +28,6 @@ from vigil.alerting.routing import Route
 from vigil.alerting.silences import Silencer
 from vigil.alerting.store import AlertStore, Enqueue, StoredAlert
 from vigil.alerting.topology import Topology
-
-from vigil.events import Alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,65 +74,78 @@ class Notify:
         return batch.candidates
 
     def flush(self, store: AlertStore, now: float) -> dict[int, str]:
-        """Every group whose time has come, then every escalation; returns incident -> reason told."""
+        """Every group whose time has come, then every escalation; returns incident -> reason told.
+        Reads in a few queries for all due groups, and writes what they decide in a few more."""
         told: dict[int, str] = {}
+        due = store.due_groups(now)
+        escalations = store.escalations_due(now)
+        if not due and not escalations:
+            return told
+        out = Outgoing()
         silencer = Silencer(store.silences(active_at=now))
-        for group in store.due_groups(now):
-            reason = self._flush_group(store, group, now, silencer)
+        ids = {g.incident_id for g in due} | {i.id for i in escalations}
+        incidents = store.incidents_by_id(ids)
+        alerts = store.of_incidents(ids)
+        for group in due:
+            reason = self._flush_group(out, group, incidents.get(group.incident_id), alerts, now, silencer)
             if reason is not None:
                 told[group.incident_id] = reason
-        for incident in store.escalations_due(now):
-            if self._escalate(store, incident, now):
+        for incident in escalations:
+            if self._escalate(out, incident, alerts.get(incident.id, []), now):
                 told[incident.id] = "escalated"
+        out.write(store, now)
         return told
 
     # ------------------------------------------------------------------ groups
 
-    def _flush_group(self, store: AlertStore, group: GroupState, now: float, silencer: Silencer) -> str | None:
-        incident = store.incident(group.incident_id)
+    def _flush_group(
+        self,
+        out: Outgoing,
+        group: GroupState,
+        incident: Incident | None,
+        alerts: Mapping[int, Sequence[StoredAlert]],
+        now: float,
+        silencer: Silencer,
+    ) -> str | None:
         route = self._routes.get(group.route)
         if incident is None or route is None:
-            store.drop_groups([group.key])  # its incident or route is gone (a config change)
+            out.drops.append(group.key)  # its incident or route is gone (a config change)
             return None
         if self._route_quiet(route, now):  # its mute_time_intervals hold (or its active ones do not)
-            store.save_groups([replace(group, next_flush_at=now + route.settings.group_interval)])
+            out.groups.append(replace(group, next_flush_at=now + route.settings.group_interval))
             return None
-        members = self._members(store, incident, group)
-        told = set(group.notified_firing)
+        members = self._members(alerts.get(incident.id, ()), group)
+        told = bool(group.notified_firing)
         if incident.state in ("resolved", "merged"):
             if told:
                 reason = "merged" if incident.state == "merged" else "resolved"
-                self._send(store, incident, group, [s.alert for s in members], reason, "resolve", now)
-            store.drop_groups([group.key])
+                out.send(self._telling, incident, group.receiver, group.dedup_key, members, reason, "resolve", now)
+            out.drops.append(group.key)
             return "resolved" if told else None
         firing = [s for s in members if s.alert.status == "firing" and not self._muted(s, silencer, now)]
         told_now = self._reason(incident, group, firing, now, route)
         if told_now is None:
-            still_muted = any(s.alert.status == "firing" for s in members)
-            if not firing and not still_muted:
+            if not firing and not any(s.alert.status == "firing" for s in members):
                 if told:
-                    self._send(store, incident, group, [s.alert for s in members], "resolved", "resolve", now)
-                store.drop_groups([group.key])
+                    out.send(
+                        self._telling, incident, group.receiver, group.dedup_key, members, "resolved", "resolve", now
+                    )
+                out.drops.append(group.key)
                 return "resolved" if told else None
-            store.log_many([(group.dedup_key, group.receiver, "no_change", "skipped", incident.id)], now)
+            out.logs.append((group.dedup_key, group.receiver, "no_change", "skipped", incident.id))
             if firing:  # told already: look again when a repeat could be due (never in the past)
                 repeat = (group.last_notified_at or now) + route.settings.repeat_interval
                 later = repeat if repeat > now else now + route.settings.repeat_interval
             else:  # only muted alerts fire: look again in case a silence or window ends
                 later = now + route.settings.group_interval
-            store.save_groups([replace(group, next_flush_at=later)])
+            out.groups.append(replace(group, next_flush_at=later))
             return None
-        self._send(store, incident, group, [s.alert for s in firing], told_now, "trigger", now)
+        out.send(self._telling, incident, group.receiver, group.dedup_key, firing, told_now, "trigger", now)
         fps = tuple(sorted(told_as(s) for s in firing))
-        store.save_groups(
-            [
-                replace(
-                    group, last_notified_at=now, notified_firing=fps, next_flush_at=now + route.settings.repeat_interval
-                )
-            ]
-        )
+        repeat_at = now + route.settings.repeat_interval
+        out.groups.append(replace(group, last_notified_at=now, notified_firing=fps, next_flush_at=repeat_at))
         if told_now == "first":
-            self._start_escalation(store, incident, route, now)
+            self._start_escalation(out, incident, route, now)
         return told_now
 
     def _route_quiet(self, route: Route, now: float) -> bool:
@@ -160,10 +171,10 @@ class Notify:
             return "repeat_interval_elapsed"  # an acknowledged incident is not paged again
         return None
 
-    def _members(self, store: AlertStore, incident: Incident, group: GroupState) -> list[StoredAlert]:
+    def _members(self, alerts: Sequence[StoredAlert], group: GroupState) -> list[StoredAlert]:
         """The incident's alerts that this group tells: routed to its route with its group labels."""
         out = []
-        for stored in store.of_incident(incident.id):
+        for stored in alerts:
             if stored.role == "symptom":
                 continue
             scope = scope_of(stored.alert.labels, stored.source, self._topology)
@@ -180,21 +191,9 @@ class Notify:
         fp = stored.alert.fingerprint
         return silencer.mutes(fp, scope, now) is not None or self._maintenance.mutes(fp, scope, now) is not None
 
-    def _send(
-        self,
-        store: AlertStore,
-        incident: Incident,
-        group: GroupState,
-        alerts: Sequence[Alert],
-        reason: str,
-        action: Action,
-        now: float,
-    ) -> None:
-        send(store, self._telling, incident, group.receiver, group.dedup_key, alerts, reason, action, now)
-
     # ------------------------------------------------------------------ escalation
 
-    def _start_escalation(self, store: AlertStore, incident: Incident, route: Route, now: float) -> None:
+    def _start_escalation(self, out: Outgoing, incident: Incident, route: Route, now: float) -> None:
         policy = self._telling.policies.get(route.settings.escalation or "")
         if policy is None or incident.escalation_policy is not None:
             return
@@ -205,18 +204,18 @@ class Notify:
         }
         if policy.assign and not incident.assignee:
             values["assignee"] = self._telling.rotations[policy.assign].on_call(now)
-        store.update_incident(incident.id, values)
+        out.incidents.append((incident.id, values))
 
-    def _escalate(self, store: AlertStore, incident: Incident, now: float) -> bool:
+    def _escalate(self, out: Outgoing, incident: Incident, alerts: Sequence[StoredAlert], now: float) -> bool:
         policy = self._telling.policies.get(incident.escalation_policy or "")
         level_no = incident.escalation_level + 1
         level = policy.level(level_no) if policy is not None else None
         if policy is None or level is None:
-            store.update_incident(incident.id, {"next_escalation_at": None})
+            out.incidents.append((incident.id, {"next_escalation_at": None}))
             return False
-        alerts = [s.alert for s in store.of_incident(incident.id) if s.alert.status == "firing" and s.role != "symptom"]
+        firing = [s for s in alerts if s.alert.status == "firing" and s.role != "symptom"]
         for receiver in level.receivers:
-            send(store, self._telling, incident, receiver, incident.key, alerts, "escalated", "trigger", now)
+            out.send(self._telling, incident, receiver, incident.key, firing, "escalated", "trigger", now)
         following = policy.level(level_no + 1)
         values: dict[str, object] = {
             "escalation_level": level_no,
@@ -224,9 +223,9 @@ class Notify:
         }
         if level.assign:
             values["assignee"] = self._telling.rotations[level.assign].on_call(now)
-        store.update_incident(incident.id, values)
+        out.incidents.append((incident.id, values))
         detail = {"level": level_no, "receivers": list(level.receivers), "assignee": values.get("assignee")}
-        store.add_events([TimelineEntry(incident.id, now, "escalated", ENGINE, detail)])
+        out.events.append(TimelineEntry(incident.id, now, "escalated", ENGINE, detail))
         return True
 
 
@@ -236,26 +235,47 @@ def told_as(stored: StoredAlert) -> str:
     return f"{stored.alert.fingerprint}:{stored.alert.severity}"
 
 
-def send(
-    store: AlertStore,
-    telling: Telling,
-    incident: Incident,
-    receiver: str,
-    dedup_key: str,
-    alerts: Sequence[Alert],
-    reason: str,
-    action: Action,
-    now: float,
-) -> int:
-    """Queue one notification per integration of ``receiver`` (skipping resolves for those that do not
-    want them) and put it on the incident's timeline; returns the rows queued."""
-    items = []
-    for integration in telling.receivers.integrations.get(receiver, ()):
-        if action == "resolve" and not telling.receivers.send_resolved.get(integration, True):
-            continue
-        note = page(incident, alerts, reason, action, dedup_key, integration, now, telling.base_url)
-        items.append(Enqueue(dedup_key, integration, reason, note.to_json(), incident.id))
-    store.enqueue_many(items, now)
-    detail = {"receiver": receiver, "reason": reason, "action": action, "integrations": len(items), "key": dedup_key}
-    store.add_events([TimelineEntry(incident.id, now, "notified", ENGINE, detail)])
-    return len(items)
+@dataclass
+class Outgoing:
+    """What a flush decided, written in a few statements at its end (``write``)."""
+
+    items: list[Enqueue] = field(default_factory=list)
+    logs: list[tuple[str, str, str, str, int | None]] = field(default_factory=list)
+    events: list[TimelineEntry] = field(default_factory=list)
+    groups: list[GroupState] = field(default_factory=list)
+    drops: list[str] = field(default_factory=list)
+    incidents: list[tuple[int, dict[str, object]]] = field(default_factory=list)
+
+    def send(
+        self,
+        telling: Telling,
+        incident: Incident,
+        receiver: str,
+        dedup_key: str,
+        alerts: Sequence[StoredAlert],
+        reason: str,
+        action: Action,
+        now: float,
+    ) -> None:
+        """One notification per integration of ``receiver`` (a resolve only to those that want it), and a
+        timeline entry saying so."""
+        shown = [s.alert for s in alerts]
+        sent = 0
+        for integration in telling.receivers.integrations.get(receiver, ()):
+            if action == "resolve" and not telling.receivers.send_resolved.get(integration, True):
+                continue
+            note = page(incident, shown, reason, action, dedup_key, integration, now, telling.base_url)
+            self.items.append(Enqueue(dedup_key, integration, reason, note.to_json(), incident.id))
+            sent += 1
+        detail = {"receiver": receiver, "reason": reason, "action": action, "integrations": sent, "key": dedup_key}
+        self.events.append(TimelineEntry(incident.id, now, "notified", ENGINE, detail))
+
+    def write(self, store: AlertStore, now: float) -> None:
+        store.enqueue_many(self.items, now)
+        store.log_many(self.logs, now)
+        store.add_events(self.events)
+        dropped = set(self.drops)
+        store.save_groups([g for g in self.groups if g.key not in dropped])
+        store.drop_groups(sorted(dropped))
+        for incident_id, values in self.incidents:
+            store.update_incident(incident_id, values)

@@ -74,8 +74,11 @@ def matches(fault: FaultInjection, labels: Mapping[str, str], at: float, slack_s
 
 
 def names_entity(fault: FaultInjection, labels: Mapping[str, str]) -> bool:
-    """The alert shares a label with the fault's own entity (not just the job it disturbs)."""
-    return any(k in labels for k in IDENTITY if k in fault.entity)
+    """The alert shares a label with the fault's own entity (not just the job it disturbs). The job
+    names only a job fault: a job-wide alert (a NaN loss) does not name one slow rank of that job."""
+    own = [k for k in IDENTITY if k in fault.entity]
+    specific = [k for k in own if k != "job_id"] or own
+    return any(k in labels for k in specific)
 
 
 def score_run(

@@ -62,6 +62,7 @@ def _incidents() -> None:
         sa.Column("id", INT, primary_key=True, autoincrement=True),
         sa.Column("key", TEXT, nullable=False, unique=True),
         sa.Column("domain", TEXT, nullable=False),
+        sa.Column("host", TEXT),
         sa.Column("state", TEXT, nullable=False),
         sa.Column("severity", TEXT, nullable=False),
         sa.Column("priority", FLOAT, nullable=False, server_default="0"),
@@ -81,6 +82,7 @@ def _incidents() -> None:
     )
     op.create_index("incidents_state", "incidents", ["state", "updated_at", "id"])
     op.create_index("incidents_domain", "incidents", ["domain", "state"])
+    op.create_index("incidents_host", "incidents", ["host", "opened_at"])
     op.create_index("incidents_escalation", "incidents", ["next_escalation_at"])
     op.create_index("incidents_priority", "incidents", ["priority"])
     op.create_table(
