@@ -30,7 +30,7 @@ up: $(STAMP)          ## everything on one machine: embedded broker, simulator, 
 	$(VENV)/bin/vigil up $(ARGS)
 
 test: $(STAMP) $(HELM)  ## the whole suite, integration tests on a real broker and the Helm chart's included
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(ARGS)
+	$(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vigil collectors analytics alerting tests
