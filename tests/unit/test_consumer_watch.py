@@ -97,6 +97,14 @@ def test_a_partition_this_member_never_committed_is_measured_from_the_group_s_of
     clock.advance(10.0)
     watch.polled({})
     assert consumer.asked.count("committed:0") == 1  # asked once per assignment, not every time
+    consumer.assigned = {B}
+    clock.advance(10.0)
+    watch.polled({})
+    consumer.assigned = {A, B}  # back after a rebalance: another member may have committed it meanwhile
+    consumer.group_committed = {A: 450}
+    clock.advance(10.0)
+    watch.polled({})
+    assert consumer.asked.count("committed:0") == 2 and lag(registry, A) == 50
 
 
 def test_revoked_partitions_lose_their_series_and_an_unreachable_broker_changes_nothing() -> None:

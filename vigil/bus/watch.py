@@ -84,6 +84,7 @@ class ConsumerWatch:
         self._last_poll = clock.monotonic()  # the start counts as a poll: joining the group takes a while
         self._measured_at: float | None = None
         self._group_committed: dict[TopicPartition, int | None] = {}  # asked of the broker, per assignment
+        self._held: set[TopicPartition] = set()  # the assignment at the last measurement
         self.lag: dict[TopicPartition, int] = {}
         self.trend = LagTrend(config.lag_checks, config.lag_floor)
 
@@ -99,6 +100,10 @@ class ConsumerWatch:
     def measure(self, committed: Mapping[TopicPartition, int]) -> None:
         """One lag measurement of every assigned partition (a broker that does not answer: skipped)."""
         tps = self._consumer.assignment()
+        # forget what the broker said of partitions not held at the last measurement (a rebalance
+        # may have let another member commit them meanwhile)
+        self._group_committed = {tp: off for tp, off in self._group_committed.items() if tp in self._held}
+        self._held = tps
         try:
             ends = self._consumer.log_end(tps)
             known = {tp: self._committed(tp, committed) for tp in tps}
@@ -111,7 +116,6 @@ class ConsumerWatch:
         for tp, value in lag.items():
             self._lag_gauge.labels(self.group, tp.topic, str(tp.partition)).set(value)
         self.lag = lag
-        self._group_committed = {tp: off for tp, off in self._group_committed.items() if tp in tps}
         self.trend.add(sum(lag.values()))
 
     def _committed(self, tp: TopicPartition, committed: Mapping[TopicPartition, int]) -> int | None:

@@ -12,6 +12,7 @@ often it was restarted (``vigil status`` reads it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -265,7 +266,8 @@ class Stack:
     def stop(self) -> None:
         # Producer first, then the consumers drain, then the broker; each stopped by its own PID.
         self.processes.stop_all(["sim", "analytics", "alerting"])
-        self.services_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # never written (a start that failed early): nothing to remove
+            self.services_path.unlink(missing_ok=True)
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(10)
