@@ -94,6 +94,10 @@ def test_a_partition_this_member_never_committed_is_measured_from_the_group_s_of
     consumer.group_committed = {A: 100}  # B: the group never committed it: no lag series
     watch.polled({})
     assert (lag(registry, A), lag(registry, B)) == (400, None)
+    consumer.ends[B] = 0
+    clock.advance(10.0)
+    watch.polled({})
+    assert lag(registry, B) == 0  # nothing in it: nothing to lag behind
     clock.advance(10.0)
     watch.polled({})
     assert consumer.asked.count("committed:0") == 1  # asked once per assignment, not every time

@@ -15,8 +15,9 @@ watermark, exact when it was sent) and a ListOffsets answer (current). Against K
 exact up to the records produced since. Tansu 0.6 answers ListOffsets with the base offset of the
 partition's last batch + 1, so there the figure can be short by the size of the last batch (minus
 one) when nothing was fetched since that batch arrived; it is never above the true lag, and is
-clamped at 0. A partition without a committed offset (the group never committed one) has no lag
-series, as Kafka's own tools show "-" for it.
+clamped at 0. A partition the group never committed has no lag series while it holds records (it
+is read from its log start, which is not asked), as Kafka's own tools show "-" for it; an empty one
+has lag 0.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ class ConsumerWatch:
         except RetryableError as exc:
             log.debug("consumer lag of %s not measured: %s", self.group, exc)
             return
+        # never committed: unknown (it is read from the log start), unless the log is empty
+        known = {tp: 0 if off is None and ends.get(tp) == 0 else off for tp, off in known.items()}
         lag = {tp: max(0, ends[tp] - off) for tp, off in known.items() if off is not None and tp in ends}
         for tp in set(self.lag) - set(lag):
             self._lag_gauge.remove(self.group, tp.topic, str(tp.partition))
