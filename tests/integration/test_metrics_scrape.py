@@ -11,12 +11,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from vigil.cli.settings import VigilConfig
 from vigil.cli.stack import Stack
@@ -25,6 +26,7 @@ from vigil.metrics_catalog import Family, families
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SERIES_BUDGET = 5000
+Wanted = Callable[[Sample], bool] | None
 FAULTS = [{"kind": "xid48", "at": 3, "duration": 60, "host": "node-02", "gpu_index": 5}]
 HEALTH = {"lag_every": "1s"}  # measure the lag soon after the first commits
 
@@ -50,8 +52,8 @@ def scrape(stack: Stack, service: str) -> str:
     return httpx.get(f"http://127.0.0.1:{stack.health_ports[service]}/metrics", timeout=5).text
 
 
-def wait_for(stack: Stack, service: str, needed: set[str], timeout_s: float = 120.0) -> str:
-    """The service's /metrics once it shows a sample of every family in ``needed``."""
+def wait_for(stack: Stack, service: str, needed: set[str], timeout_s: float = 120.0, also: Wanted = None) -> str:
+    """The service's /metrics once it shows a sample of every family in ``needed`` and one ``also`` accepts."""
     deadline = time.monotonic() + timeout_s
     seen: set[str] = set()
     while time.monotonic() < deadline:
@@ -59,11 +61,18 @@ def wait_for(stack: Stack, service: str, needed: set[str], timeout_s: float = 12
             text = scrape(stack, service)
         except httpx.HTTPError:
             text = ""
-        seen = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
-        if needed <= seen:
+        samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+        seen = {s.name for s in samples}
+        if needed <= seen and (also is None or any(also(s) for s in samples)):
             return text
         time.sleep(1.0)
-    raise AssertionError(f"{service} never showed {sorted(needed - seen)}")
+    raise AssertionError(f"{service} never showed {sorted(needed - seen)} (or what ``also`` waits for)")
+
+
+def xid48_firing(s: Sample) -> bool:
+    """The fault injected on node-02 GPU 5 shows as a firing entity."""
+    wanted = {"alertname": "GpuXidFatal", "host": "node-02", "gpu_index": "5"}
+    return s.name == "vigil_detection_firing" and s.value == 1.0 and wanted.items() <= s.labels.items()
 
 
 def catalog_entry(name: str, kind: str) -> Family:
@@ -110,7 +119,7 @@ ALERTING_NEEDED = {"vigil_alerts_firing", "vigil_outbox_pending", "vigil_consume
 
 
 def test_analytics_metrics_follow_the_catalog_within_the_series_budget(stack: Stack) -> None:
-    text = wait_for(stack, "analytics", ANALYTICS_NEEDED)
+    text = wait_for(stack, "analytics", ANALYTICS_NEEDED, also=xid48_firing)
     series = check_against_catalog(text)
     assert series < SERIES_BUDGET, f"analytics exports {series} series for 8 x 8 GPUs"
     parsed = {f.name: f for f in text_string_to_metric_families(text)}
@@ -137,6 +146,12 @@ def test_alerting_metrics_follow_the_catalog(stack: Stack) -> None:
     assert len(notifiers) == 2  # the configured log notifier and vigil up's measuring webhook
     promtool_lint(text)
     print(f"alerting: {series} series")
+
+
+def test_the_simulator_s_metrics_follow_the_catalog(stack: Stack) -> None:
+    text = wait_for(stack, "sim", {"vigil_bus_up"})
+    assert 0 < check_against_catalog(text) < 50
+    promtool_lint(text)
 
 
 def test_vigil_status_json_shows_every_service_of_the_running_stack(stack: Stack) -> None:
