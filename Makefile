@@ -11,7 +11,14 @@ HELM_SHA256 := c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
 
 .PHONY: up test lint bench
 
-$(STAMP): pyproject.toml setup.py
+# Debian's prometheus package: promtool lints a real /metrics scrape (tests/integration/test_metrics_scrape.py).
+# Order-only: installed when missing, without rebuilding an existing venv.
+PROMTOOL := /usr/bin/promtool
+
+$(PROMTOOL):
+	apt-get update -q && apt-get install -y -q --no-install-recommends prometheus
+
+$(STAMP): pyproject.toml setup.py | $(PROMTOOL)
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev,gpu,deep]'
