@@ -14,7 +14,11 @@ HELM_SHA256 := c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
 $(STAMP): pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev,gpu,deep]'
+	# the distribution was called `vigil` before it was `vigil-aiops`: an older checkout's venv holds both
+	$(VENV)/bin/pip uninstall -q -y vigil 2>/dev/null || true
+	# every extra, and exactly the torch whose CPU wheel lies on this machine (the deep extra is a
+	# range; any other version pulls GBs of CUDA packages)
+	$(VENV)/bin/pip install -q -e '.[dev,all]' 'torch==2.13.0'
 	touch $(STAMP)
 
 $(HELM):
