@@ -18,15 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import typer
 from rich.console import Console
 
 from vigil.broker import EmbeddedBroker, free_port
-from vigil.cli.processes import ProcessGroup
+from vigil.cli.extras import require
 from vigil.cli.settings import VigilConfig, dump_config
-from vigil.cli.stack import Stack
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: programs that print figures")
 SAMPLES = re.compile(r"^vigil_analytics_samples_total (\S+)$", re.M)
@@ -63,6 +61,8 @@ def machine() -> str:
 
 
 def _analytics_samples(port: int) -> float:
+    import httpx
+
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except httpx.HTTPError:
@@ -72,6 +72,8 @@ def _analytics_samples(port: int) -> float:
 
 
 def throughput(seconds: float, work: Path, ticks_per_batch: int, training: bool) -> dict[str, Any]:
+    from vigil.cli.processes import ProcessGroup
+
     with EmbeddedBroker(work, ephemeral=True) as broker:
         cfg = VigilConfig.model_validate(
             {
@@ -126,6 +128,8 @@ def throughput(seconds: float, work: Path, ticks_per_batch: int, training: bool)
 
 
 def latency(seconds: float, work: Path) -> dict[str, Any]:
+    from vigil.cli.stack import Stack
+
     cfg = VigilConfig.model_validate(
         {"data_dir": str(work), "log_level": "warning", "sim": {"faults": LATENCY_SCHEDULE}}
     )
@@ -166,6 +170,7 @@ def pipeline(
     ),
 ) -> None:
     """End-to-end samples/s through broker and one analytics process, and fault-to-page latency."""
+    require("bench pipeline", "server", "embedded")
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         work = Path(tmp)
         result: dict[str, Any] = {"machine": machine()}

@@ -14,10 +14,8 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import psutil
 import typer
 import yaml
 from rich.console import Console
@@ -25,11 +23,14 @@ from rich.console import Console
 from vigil.broker import EmbeddedBroker, free_port
 from vigil.bus.kafka import KafkaBus
 from vigil.cli.bench import bench_app, machine
-from vigil.cli.processes import ProcessGroup
+from vigil.cli.extras import require
 from vigil.codec import decode
 from vigil.config import KafkaConfig
 from vigil.events import TelemetryBatch
 from vigil.topics import Topics
+
+if TYPE_CHECKING:  # httpx and psutil are the agent extra's: imported when the benchmark runs
+    import psutil
 
 TARGET_CPU_PERCENT = 2.0
 TARGET_RSS_MB = 100.0
@@ -37,6 +38,8 @@ _METRIC = re.compile(r"^(vigil_[a-z_]+)(\{[^}]*\})? (\S+)$", re.M)
 
 
 def _metrics(port: int) -> dict[str, float]:
+    import httpx
+
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except httpx.HTTPError:
@@ -45,6 +48,8 @@ def _metrics(port: int) -> dict[str, float]:
 
 
 def _wait_healthy(port: int, timeout_s: float) -> float:
+    import httpx
+
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         try:
@@ -62,6 +67,8 @@ def _peak_rss_mb(pid: int) -> float:
         match = re.search(r"^VmHWM:\s+(\d+) kB", status.read_text(), re.M)
         if match:
             return int(match.group(1)) / 1024
+    import psutil
+
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
@@ -90,6 +97,10 @@ def _read_back(bus: KafkaBus, topic: str, want: int) -> tuple[int, int]:
 def run_agent(
     work: Path, collectors: str, interval: float, seconds: float, options: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
+    import psutil
+
+    from vigil.cli.processes import ProcessGroup
+
     with EmbeddedBroker(work, ephemeral=True) as broker:
         kafka = KafkaConfig(bootstrap_servers=[broker.bootstrap])
         topics = Topics()
@@ -156,6 +167,7 @@ def agent_bench(
     options: str = typer.Option("{}", help='collector options as JSON, e.g. \'{"sim_gpu": {"gpus": 8}}\''),
 ) -> None:
     """The node agent's CPU (% of one core) and peak RSS while it publishes to the embedded broker."""
+    require("bench agent", "agent", "embedded")
     try:
         per_collector = json.loads(options)
     except ValueError as exc:

@@ -32,15 +32,17 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import numpy as np
-import psutil
 import typer
 from rich.console import Console
 
 from vigil.cli.bench import bench_app, machine
+from vigil.cli.extras import require
+
+if TYPE_CHECKING:  # httpx and psutil are the server extra's: imported when the benchmark runs
+    import httpx
 
 TARGET_P99_S = 0.25
 T = TypeVar("T")
@@ -139,6 +141,8 @@ async def _httpx_get(client: httpx.AsyncClient, url: str) -> str:
 async def _burst(port: int, target: str, requests: int, client_kind: str) -> tuple[list[float], dict[str, int], float]:
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
+    import httpx
+
     limits = httpx.Limits(max_connections=requests, max_keepalive_connections=requests)
 
     async def one(client: httpx.AsyncClient) -> None:
@@ -189,6 +193,8 @@ def _figures(latencies: list[float]) -> dict[str, float]:
 
 
 def _bursts(port: int, target: str, requests: int, client_kind: str, server_pid: int, count: int) -> list[Burst]:
+    import psutil
+
     server, client = psutil.Process(server_pid), psutil.Process()
     bursts = []
     for _ in range(count):
@@ -213,6 +219,8 @@ def run_api_bench(alerts: int, requests: int, query: str, client_kind: str, burs
         port = parent.recv() if parent.poll(60) else None
         if port is None or proc.pid is None:
             raise RuntimeError("the API process did not start within 60 s")
+        import httpx
+
         body_bytes = len(httpx.get(f"http://127.0.0.1:{port}{target}", timeout=30.0).content)
         alone_s = _run(_alone(port, target, 20))
         load = os.getloadavg()[0]
@@ -249,6 +257,7 @@ def api_bench(
     bursts: int = typer.Option(3, min=1, help="bursts, one after the other; the first is reported apart"),
 ) -> None:
     """p50/p99/max latency of a burst of concurrent GET /api/v1/alerts against the real API."""
+    require("bench api", "server")
     if client not in ("raw", "httpx"):
         raise typer.BadParameter("raw or httpx", param_hint="--client")
     with tempfile.TemporaryDirectory(prefix="vigil-bench-api-") as tmp:

@@ -11,8 +11,8 @@ import json
 import typer
 from rich.console import Console
 
-from vigil.analytics.models.bench import detector_figures
 from vigil.cli.bench import bench_app, machine
+from vigil.cli.extras import require
 
 
 @bench_app.command("detectors")
@@ -24,6 +24,9 @@ def detectors(
     repeats: int = typer.Option(3, min=1, help="cold runs per model; the median is reported"),
 ) -> None:
     """Each registered model's samples/s on one core (decision layer included) and its state per series."""
+    require("bench detectors", "server")
+    from vigil.analytics.models.bench import detector_figures
+
     result = {"machine": machine(), **detector_figures(series, ticks, chunk, repeats)}
     if json_out:
         print(json.dumps(result, indent=2))  # noqa: T201 - the benchmark's output is its product

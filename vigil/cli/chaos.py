@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from kafka import KafkaConsumer
@@ -35,14 +35,17 @@ from rich.console import Console
 from vigil.bus.kafka import KafkaBus
 from vigil.cli.chaos_score import FaultOutcome, PlannedKill, merge_truth, plan_kills, score_faults, summary
 from vigil.cli.common import ConfigOption, err_console, load_or_exit, stop_on_signals
+from vigil.cli.extras import require
 from vigil.cli.receiver import HangingReceiver
 from vigil.cli.settings import VigilConfig
-from vigil.cli.stack import Stack
 from vigil.codec import decode, encode
 from vigil.config import KafkaConfig
 from vigil.errors import ConfigError, InvalidEvent, RetryableError, VigilError
 from vigil.events import Detection, FaultInjection, LogEvent, Prediction
 from vigil.topics import DLQ_SUFFIX, Topics
+
+if TYPE_CHECKING:  # the stack needs the server and embedded extras: imported when a run starts
+    from vigil.cli.stack import Stack
 
 log = logging.getLogger(__name__)
 KILL_WARMUP_S = 20.0  # no kill before the services have joined their groups and learnt a little
@@ -247,6 +250,8 @@ def run_chaos(
     say: Callable[[str], object] = log.info,
 ) -> dict[str, Any]:
     """One chaos run; returns ``{"summary": the seven keys, ...details}``."""
+    from vigil.cli.stack import Stack
+
     work = data_dir or Path(tempfile.mkdtemp(prefix="vigil-chaos-"))
     hung = HangingReceiver().start()
     stack: Stack | None = None
@@ -278,6 +283,7 @@ def chaos(
     data_dir: Path | None = typer.Option(None, help="keep the run's data and logs here (default: a temporary folder)"),
 ) -> None:
     """Run the durable stack under kills, a hung notifier and poison records; score pages against ground truth."""
+    require("chaos", "server", "embedded")
     cfg = load_or_exit(config)
     if data_dir is not None and data_dir.exists() and any(data_dir.iterdir()):
         # An earlier run's topics and open alerts would be scored as this run's (README, durability).

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console, Group
@@ -20,9 +21,12 @@ from rich.live import Live
 from rich.table import Table
 
 from vigil.cli.common import ConfigOption, err_console, interrupt_on_signals, load_or_exit, stop_on_signals
-from vigil.cli.stack import Stack
+from vigil.cli.extras import require
 from vigil.cli.supervisor import SupervisorEvent
 from vigil.clock import to_iso
+
+if TYPE_CHECKING:  # the stack needs the server and embedded extras: imported when `up` runs
+    from vigil.cli.stack import Stack
 
 EXIT_FAILED = 1
 
@@ -38,6 +42,9 @@ def up(
     Exit status: 0 ok, 1 failure (supervision gave up on a crash loop, or the broker did not
     start), 2 usage or config error.
     """
+    require("up", "server", "embedded")
+    from vigil.cli.stack import Stack
+
     cfg = load_or_exit(config)
     stop = stop_on_signals()  # from the moment the start is done (interrupt_on_signals restores it)
     stack = _start(Stack(cfg, ephemeral=ephemeral))
