@@ -18,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 import yaml
-from rich.console import Console
 
 from vigil.broker import EmbeddedBroker, free_port
 from vigil.bus.kafka import KafkaBus
 from vigil.cli.bench import bench_app, machine
+from vigil.cli.common import JsonOption, show
 from vigil.cli.extras import require
+from vigil.cli.progress import progress
 from vigil.codec import decode
 from vigil.config import KafkaConfig
 from vigil.events import TelemetryBatch
+from vigil.progress import Progress, Silent
 from vigil.topics import Topics
 
 if TYPE_CHECKING:  # httpx and psutil are the agent extra's: imported when the benchmark runs
@@ -95,8 +97,14 @@ def _read_back(bus: KafkaBus, topic: str, want: int) -> tuple[int, int]:
 
 
 def run_agent(
-    work: Path, collectors: str, interval: float, seconds: float, options: dict[str, dict[str, Any]]
+    work: Path,
+    collectors: str,
+    interval: float,
+    seconds: float,
+    options: dict[str, dict[str, Any]],
+    shown: Progress | None = None,
 ) -> dict[str, Any]:
+    shown = shown or Silent()
     import psutil
 
     from vigil.cli.processes import ProcessGroup
@@ -126,7 +134,11 @@ def run_agent(
         try:
             ready_s = _wait_healthy(port, 60)
             cpu0, wall0 = _cpu_s(proc), time.monotonic()
-            time.sleep(seconds)
+            shown.phase(f"the agent runs ({collectors})", seconds)
+            while (left := wall0 + seconds - time.monotonic()) > 0:
+                time.sleep(min(1.0, left))
+                spent = time.monotonic() - wall0
+                shown.advance(min(1.0, left), f"CPU {100 * (_cpu_s(proc) - cpu0) / spent:.2f}% of one core")
             cpu1, wall1 = _cpu_s(proc), time.monotonic()
             peak = _peak_rss_mb(proc.pid)
             rss_end = proc.memory_info().rss / 2**20
@@ -160,7 +172,7 @@ def run_agent(
 
 @bench_app.command("agent")
 def agent_bench(
-    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    json_out: bool = JsonOption,
     seconds: float = typer.Option(60.0, help="how long the agent runs once started"),
     collectors: str = typer.Option("sim_gpu,host", help="collectors to run (name, or name=module for your own)"),
     interval: float = typer.Option(1.0, help="every collector's interval, seconds"),
@@ -174,14 +186,11 @@ def agent_bench(
         raise typer.BadParameter(f"not JSON: {exc}", param_hint="--options") from exc
     if not isinstance(per_collector, dict) or not all(isinstance(v, dict) for v in per_collector.values()):
         raise typer.BadParameter("a JSON object of collector name -> options object", param_hint="--options")
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-agent-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-agent-") as tmp, progress(json_out) as shown:
         result: dict[str, Any] = {"machine": machine()}
-        result.update(run_agent(Path(tmp), collectors, interval, seconds, per_collector))
+        result.update(run_agent(Path(tmp), collectors, interval, seconds, per_collector, shown))
     result["targets"] = {"cpu_percent_of_one_core": TARGET_CPU_PERCENT, "peak_rss_mb": TARGET_RSS_MB}
     result["meets_targets"] = (
         result["cpu_percent_of_one_core"] < TARGET_CPU_PERCENT and result["peak_rss_mb"] < TARGET_RSS_MB
     )
-    if json_out:
-        print(json.dumps(result, indent=2))  # noqa: T201 - the benchmark's output is its product
-    else:
-        Console().print_json(data=result)
+    show(result, json_out)

@@ -30,11 +30,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTP
-from rich.console import Console
 
 from vigil.bus.kafka import KafkaBus
 from vigil.cli.chaos_score import FaultOutcome, PlannedKill, merge_truth, plan_kills, score_faults, summary
-from vigil.cli.common import ConfigOption, err_console, load_or_exit, stop_on_signals
+from vigil.cli.common import ConfigOption, JsonOption, err_console, load_or_exit, show, stop_on_signals
 from vigil.cli.extras import require
 from vigil.cli.receiver import HangingReceiver
 from vigil.cli.settings import VigilConfig
@@ -278,7 +277,7 @@ def chaos(
     settle: float = typer.Option(40.0, min=0.0, help="seconds after --duration for late pages (no kills)"),
     seed: int = typer.Option(0, help="seeds the fault schedule, the kill moments and order, the poison"),
     kills: int = typer.Option(8, min=0, help="SIGKILLs in all, analytics/alerting/sim/broker in turn"),
-    json_out: bool = typer.Option(False, "--json", help="print only the JSON document"),
+    json_out: bool = JsonOption,
     report: Path | None = typer.Option(None, help="write the details here: each fault, kill, page, restart"),
     data_dir: Path | None = typer.Option(None, help="keep the run's data and logs here (default: a temporary folder)"),
 ) -> None:
@@ -302,10 +301,7 @@ def chaos(
     if report is not None:
         report.write_text(json.dumps(result, indent=2))
     doc = result["summary"]
-    if json_out:
-        print(json.dumps(doc))  # noqa: T201 - the document is the command's product
-    else:
-        Console().print_json(data=doc)
+    show(doc, json_out)
     ok = doc["lost"] == 0 and doc["paged_twice"] == 0 and doc["max_recovery_s"] is not None
     raise typer.Exit(0 if ok and result["gave_up"] is None else 1)
 

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from vigil.cli.common import ConfigOption, err_console, interrupt_on_signals, load_or_exit, stop_on_signals
 from vigil.cli.extras import require
+from vigil.cli.progress import progress
 from vigil.cli.supervisor import SupervisorEvent
 from vigil.clock import to_iso
 
@@ -54,8 +55,7 @@ def up(
         if report is None:
             _live(stack, stop, deadline)
         else:
-            while not stop.is_set() and time.monotonic() < deadline and _supervise(stack, _say):
-                stop.wait(0.5)
+            _reporting(stack, stop, deadline, duration)
     finally:
         stack.stop()
     result = stack.report()
@@ -67,6 +67,26 @@ def up(
     if stack.supervisor.gave_up is not None:
         err_console.print(f"[red]vigil up: gave up on {stack.supervisor.gave_up}[/red]; everything was stopped")
         raise typer.Exit(EXIT_FAILED)
+
+
+def _reporting(stack: Stack, stop: threading.Event, deadline: float, duration: float) -> None:
+    """The run without the live view: supervision events on stderr, and on a terminal a progress line
+    (time left, faults paged so far, restarts)."""
+    with progress(as_json=False) as shown:
+        shown.phase("vigil up: the fleet runs, faults are injected and paged", duration or None)
+        last = time.monotonic()
+        while not stop.is_set() and time.monotonic() < deadline and _supervise(stack, _say):
+            stop.wait(0.5)
+            now = time.monotonic()
+            shown.advance(now - last, _figures(stack))
+            last = now
+
+
+def _figures(stack: Stack) -> str:
+    result = stack.report()
+    paged = sum(1 for row in result["faults"] if row["detected"])
+    restarts = sum(stack.supervisor.restarts.values())
+    return f"{stack.view.samples:,} samples, {paged}/{len(result['faults'])} faults paged, {restarts} restarts"
 
 
 def _start(stack: Stack) -> Stack:
