@@ -25,7 +25,6 @@ from vigil.cli.common import (
     EXIT_USAGE,
     ConfigOption,
     JsonOption,
-    cli_overrides,
     describe,
     err_console,
     metrics_address_option,
@@ -125,7 +124,7 @@ def agent(
     """Run the node agent: collectors on their intervals, one batch per tick, buffered while the broker is away."""
     require("agent", "agent")
     try:
-        cfg = load_agent_file(config, collectors, metrics_port, host, metrics_address, cli_overrides())
+        cfg = load_agent_file(config, collectors, metrics_port, host, metrics_address)
         setup_logging(cfg.log_level)
         # The agent logs the broker's state itself, once per change; kafka-python logs every
         # failed reconnect at ERROR.

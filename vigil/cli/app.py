@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 
 import typer
@@ -53,7 +54,9 @@ def root(
 ) -> None:
     """Vigil: monitoring and AIOps for GPU fleets."""
     if log_level is not None:
-        # Commands that load a config apply it again from there (``common.cli_overrides``).
+        # Through the environment, where the config's own override of log_level reads it: the
+        # command's config then holds it, and so do the effective configs of its children.
+        os.environ["VIGIL_LOG_LEVEL"] = log_level.value
         setup_logging(log_level.value)
 
 

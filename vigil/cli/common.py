@@ -30,7 +30,6 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from rich.console import Console, RenderableType
 from rich.table import Table
@@ -128,21 +127,13 @@ def _cell(value: Any) -> str:
 err_console = Console(stderr=True)
 
 
-def cli_overrides() -> dict[str, Any]:
-    """Config keys the root options set (``vigil --log-level debug ...``), over files and environment."""
-    ctx = click.get_current_context(silent=True)
-    level = ctx.find_root().params.get("log_level") if ctx is not None else None
-    return {"log_level": getattr(level, "value", level)} if level else {}
-
-
 def load_or_exit(paths: list[Path] | None, overrides: Mapping[str, Any] | None = None) -> VigilConfig:
     """The config (files, ``VIGIL_*`` environment, then ``overrides`` from the command's options),
     or exit 2 with the key path of what is wrong."""
     from vigil.cli.settings import load_config
-    from vigil.config import merge_mappings
 
     try:
-        return load_config(paths, merge_mappings(cli_overrides(), overrides or {}))
+        return load_config(paths, dict(overrides or {}))
     except ConfigError as exc:
         err_console.print(f"[red]invalid config[/red] {describe(paths)}:\n{exc}")
         raise typer.Exit(EXIT_USAGE) from exc

@@ -16,7 +16,6 @@ from vigil.cli.common import (
     EXIT_USAGE,
     ConfigOption,
     JsonOption,
-    cli_overrides,
     connect,
     describe,
     err_console,
@@ -42,7 +41,7 @@ def check_config(config: list[Path] | None = ConfigOption, as_json: bool = JsonO
     from vigil.errors import ConfigError
 
     try:
-        loaded = load_config(config, cli_overrides())
+        loaded = load_config(config)
     except ConfigError as exc:
         if as_json:
             show({"ok": False, "config": describe(config), "errors": str(exc).splitlines()}, True)
