@@ -59,7 +59,7 @@ JsonOption = typer.Option(
 )
 
 
-def data_option(what: str, default: Path | None = None, **kwargs: Any) -> Any:
+def data_option(what: str, default: Any = None, **kwargs: Any) -> Any:
     """``--data``: what the command reads. ``what`` says what it is and where it is by default."""
     return typer.Option(default, "--data", help=what, **kwargs)
 
