@@ -183,3 +183,29 @@ def test_a_command_whose_extra_is_missing_says_which_to_install(monkeypatch: pyt
     assert result.output.strip() == (
         "vigil analytics needs the server extra (sklearn not installed): pip install 'vigil-aiops[server]'"
     )
+
+
+def test_a_missing_module_of_an_extra_anywhere_in_a_command_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fallback of ``vigil.cli.main`` for an import deep inside a command, past ``require``."""
+    import vigil.cli.app
+    from vigil.cli import main
+
+    def needs_pandas() -> None:
+        """A command whose library imports pandas when it runs."""
+        raise ModuleNotFoundError("No module named 'pandas'", name="pandas")
+
+    def app(only: str | None = None) -> typer.Typer:
+        built = typer.Typer()
+        built.command()(needs_pandas)
+        return built
+
+    monkeypatch.setattr(vigil.cli.app, "build_app", app)
+    monkeypatch.setattr(sys, "argv", ["vigil"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "vigil: pandas is not installed; it comes with the server extra: pip install 'vigil-aiops[server]'"
+    )
