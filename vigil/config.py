@@ -320,6 +320,31 @@ def env_overrides(model: type[BaseModel], environ: Mapping[str, str]) -> dict[st
     return out
 
 
+def validate_layers(
+    model: type[M],
+    paths: Path | Sequence[Path] | None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> M:
+    """:func:`load_layers` validated as ``model``; an error in a key that a variable set says which
+    (``alerting.api.port: Input should be a valid integer ... (from VIGIL_ALERTING__API__PORT)``)."""
+    env = os.environ if environ is None else environ
+    try:
+        return validate(model, load_layers(model, paths, env, overrides))
+    except ConfigError as exc:
+        sources = {".".join(path): name for name in env if (path := _env_path(model, name)) is not None}
+        lines = [_with_source(line, sources) for line in str(exc).splitlines()]
+        raise ConfigError("\n".join(lines)) from exc
+
+
+def _with_source(line: str, sources: Mapping[str, str]) -> str:
+    key = line.split(": ", 1)[0]
+    for path, name in sources.items():
+        if key == path or key.startswith((path + ".", path + "[")):
+            return f"{line} (from {name})"
+    return line
+
+
 def without_env_overrides(model: type[BaseModel], environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` less the variables :func:`env_overrides` reads: for a child process whose config
     file already holds them (applied again they could only contradict it)."""

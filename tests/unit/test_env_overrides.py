@@ -55,7 +55,8 @@ def test_the_environment_wins_over_the_files_and_errors_name_the_key(tmp_path: P
     path.write_text("cluster: from-file\nkafka: {bootstrap_servers: [file:9092], compression: zstd}\n")
     config = load_config(path, environ={"VIGIL_CLUSTER": "from-env"})
     assert config.cluster == "from-env" and config.kafka.compression == "zstd"  # the file's other keys stay
-    with pytest.raises(ConfigError, match=r"alerting\.api\.port: Input should be a valid integer"):
+    named = r"alerting\.api\.port: Input should be a valid integer.*\(from VIGIL_ALERTING__API__PORT\)"
+    with pytest.raises(ConfigError, match=named):
         load_config(path, environ={"VIGIL_ALERTING__API__PORT": "eighty"})
     with pytest.raises(ConfigError, match=r"kafka\.bootstrap_server: unknown key"):
         load_config(path, environ={"VIGIL_KAFKA__BOOTSTRAP_SERVER": "typo:9092"})

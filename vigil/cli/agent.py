@@ -40,7 +40,7 @@ from vigil.codec import encode
 from vigil.collectors.agent import Agent, AgentConfig, OnceResult, ProducerFactory
 from vigil.collectors.agent.factory import create_collectors, select_collectors
 from vigil.collectors.base import CollectorContext
-from vigil.config import CommonConfig, KafkaConfig, load_layers, validate
+from vigil.config import CommonConfig, KafkaConfig, validate_layers
 from vigil.errors import ConfigError
 from vigil.events import TelemetryBatch, TrainingStep
 from vigil.topics import Topics
@@ -76,7 +76,7 @@ def load_agent_file(
     options = {"host": host, "metrics_port": metrics_port, "metrics_address": metrics_address}
     agent_options = {key: value for key, value in options.items() if value is not None}
     layered = {**(overrides or {}), **({"agent": agent_options} if agent_options else {})}
-    loaded = validate(AgentFile, load_layers(AgentFile, paths, environ, layered))
+    loaded = validate_layers(AgentFile, paths, environ, layered)
     if collectors:
         loaded = loaded.model_copy(update={"agent": select_collectors(loaded.agent, collectors)})
     return loaded

@@ -23,7 +23,7 @@ from vigil.analytics.config import AnalyticsConfig
 from vigil.cli.supervisor import SupervisionConfig
 from vigil.collectors.agent.config import AgentConfig
 from vigil.collectors.sim.config import SimConfig
-from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, load_layers, validate
+from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, validate_layers
 from vigil.files import write_private
 from vigil.secret import SECRETS_DIR
 from vigil.topics import Topics
@@ -57,7 +57,7 @@ def load_config(
 ) -> VigilConfig:
     """The config file, or several merged in order (see :func:`vigil.config.load_yaml_files`), then
     the ``VIGIL_*`` environment (``environ``, default the process's), then ``overrides``."""
-    return validate(VigilConfig, load_layers(VigilConfig, paths, environ, overrides))
+    return validate_layers(VigilConfig, paths, environ, overrides)
 
 
 def dump_config(config: VigilConfig, path: Path) -> None:
