@@ -48,7 +48,7 @@ def root(
         "--log-level",
         envvar="VIGIL_LOG_LEVEL",
         case_sensitive=False,
-        help="log level on stderr, over the config's log_level [env VIGIL_LOG_LEVEL]",
+        help="log level on stderr, over the config's log_level (or VIGIL_LOG_LEVEL)",
         show_envvar=False,
     ),
 ) -> None:

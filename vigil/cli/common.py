@@ -49,7 +49,7 @@ ConfigOption = typer.Option(
     "-c",
     envvar="VIGIL_CONFIG",
     help="YAML config file; repeat to merge later files over earlier ones (e.g. a separate secrets file) "
-    "[env VIGIL_CONFIG: paths separated by ':']",
+    "(or VIGIL_CONFIG: paths separated by ':')",
     exists=True,
     dir_okay=False,
     show_envvar=False,
