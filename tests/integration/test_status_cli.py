@@ -49,7 +49,7 @@ def test_an_unhealthy_and_an_unreachable_service_are_named_and_exit_1(lagging: S
     assert first["problems"] == ["lag keeps growing"]
     assert (first["lag"], first["partitions"], first["dead_letters"]) == (12_500, 2, 3)
     assert first["last_poll_age_s"] == 0.4 and first["restarts"] is None
-    assert second["reachable"] is False and second["problems"] == ["not answering: ConnectError"]
+    assert second["reachable"] is False and second["problems"] == ["not answering: [Errno 111] Connection refused"]
 
 
 def test_the_table_names_the_problem(lagging: SelfMetricsServer) -> None:
@@ -69,4 +69,4 @@ def test_a_run_file_of_a_dead_vigil_up_is_not_a_running_stack(tmp_path: Path) ->
     assert code == 2
     (tmp_path / "run" / "services.json").write_text(json.dumps({"pid": os.getpid(), "services": services}))
     code, out = run("-c", str(config), "--json")
-    assert code == 1 and json.loads(out)["services"][0]["problems"] == ["not answering: ConnectError"]
+    assert code == 1 and json.loads(out)["services"][0]["problems"] == ["not answering: [Errno 111] Connection refused"]

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
-from vigil.cli.common import ConfigOption, err_console, load_or_exit
+from vigil.cli.common import ConfigOption, JsonOption, err_console, load_or_exit, print_json
 
 EXIT_UNHEALTHY, EXIT_NOTHING = 1, 2
 TIMEOUT_S = 3.0
@@ -45,14 +46,13 @@ class ServiceStatus:
 def status(
     config: list[Path] | None = ConfigOption,
     url: list[str] | None = typer.Option(None, "--url", help="a service's base URL (repeat; default: the vigil up)"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    as_json: bool = JsonOption,
 ) -> None:
     """Show each service's health, consumer lag, restarts and last poll (exit 1 if one is unhealthy)."""
     found = _targets(config, url or [])
-    with httpx.Client(timeout=TIMEOUT_S) as client:
-        services = [probe(client, target) for target in found]
+    services = [probe(target) for target in found]
     if as_json:
-        typer.echo(json.dumps({"services": [asdict(s) for s in services]}, indent=1))
+        print_json({"services": [asdict(s) for s in services]})
     else:
         Console().print(_table(services))
     if not all(s.ok for s in services):
@@ -84,21 +84,32 @@ def _read_run(path: Path) -> dict[str, Any] | None:
     return run if isinstance(run.get("services"), dict) else None
 
 
-def probe(client: httpx.Client, target: ServiceStatus) -> ServiceStatus:
+def _get(url: str) -> tuple[int, bytes]:
+    """One GET with the status and body; a 503 from /healthz is an answer, not an error. The
+    standard library is enough for two requests, and keeps `vigil status` in the base install."""
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
+def probe(target: ServiceStatus) -> ServiceStatus:
     """Fill ``target`` from its /healthz (200 or 503, JSON) and /metrics; a unit without a URL (the
     embedded broker) is judged by vigil up's supervision state alone."""
     if target.url is None:
         target.ok = target.reachable = target.state == "up"
         return target
     try:
-        response = client.get(target.url + "/healthz")
-        health = response.json()
-        metrics = client.get(target.url + "/metrics").text
-    except (httpx.HTTPError, ValueError) as exc:
-        target.problems = [f"not answering: {type(exc).__name__}"]
+        code, body = _get(target.url + "/healthz")
+        health = json.loads(body)
+        metrics = _get(target.url + "/metrics")[1].decode()
+    except (OSError, ValueError) as exc:  # refused, timed out, reset (URLError is an OSError), not JSON
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        target.problems = [f"not answering: {reason}"]
         return target
-    target.reachable, target.status = True, response.status_code
-    target.ok = response.status_code == 200 and bool(health.get("ok")) and target.state in (None, "up")
+    target.reachable, target.status = True, code
+    target.ok = code == 200 and bool(health.get("ok")) and target.state in (None, "up")
     if target.name.startswith("http"):
         target.name = str(health.get("service") or target.name)
     target.problems = _problems(health, target.state)

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console, Group
@@ -20,9 +21,13 @@ from rich.live import Live
 from rich.table import Table
 
 from vigil.cli.common import ConfigOption, err_console, interrupt_on_signals, load_or_exit, stop_on_signals
-from vigil.cli.stack import Stack
+from vigil.cli.extras import require
+from vigil.cli.progress import progress
 from vigil.cli.supervisor import SupervisorEvent
 from vigil.clock import to_iso
+
+if TYPE_CHECKING:  # the stack needs the server and embedded extras: imported when `up` runs
+    from vigil.cli.stack import Stack
 
 EXIT_FAILED = 1
 
@@ -38,6 +43,9 @@ def up(
     Exit status: 0 ok, 1 failure (supervision gave up on a crash loop, or the broker did not
     start), 2 usage or config error.
     """
+    require("up", "server", "embedded")
+    from vigil.cli.stack import Stack
+
     cfg = load_or_exit(config)
     stop = stop_on_signals()  # from the moment the start is done (interrupt_on_signals restores it)
     stack = _start(Stack(cfg, ephemeral=ephemeral))
@@ -47,8 +55,7 @@ def up(
         if report is None:
             _live(stack, stop, deadline)
         else:
-            while not stop.is_set() and time.monotonic() < deadline and _supervise(stack, _say):
-                stop.wait(0.5)
+            _reporting(stack, stop, deadline, duration)
     finally:
         stack.stop()
     result = stack.report()
@@ -60,6 +67,26 @@ def up(
     if stack.supervisor.gave_up is not None:
         err_console.print(f"[red]vigil up: gave up on {stack.supervisor.gave_up}[/red]; everything was stopped")
         raise typer.Exit(EXIT_FAILED)
+
+
+def _reporting(stack: Stack, stop: threading.Event, deadline: float, duration: float) -> None:
+    """The run without the live view: supervision events on stderr, and on a terminal a progress line
+    (time left, faults paged so far, restarts)."""
+    with progress(as_json=False) as shown:
+        shown.phase("vigil up: the fleet runs, faults are injected and paged", duration or None)
+        last = time.monotonic()
+        while not stop.is_set() and time.monotonic() < deadline and _supervise(stack, _say):
+            stop.wait(0.5)
+            now = time.monotonic()
+            shown.advance(now - last, _figures(stack))
+            last = now
+
+
+def _figures(stack: Stack) -> str:
+    result = stack.report()
+    paged = sum(1 for row in result["faults"] if row["detected"])
+    restarts = sum(stack.supervisor.restarts.values())
+    return f"{stack.view.samples:,} samples, {paged}/{len(result['faults'])} faults paged, {restarts} restarts"
 
 
 def _start(stack: Stack) -> Stack:
