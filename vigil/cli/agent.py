@@ -18,6 +18,7 @@ import typer
 from prometheus_client import CollectorRegistry
 from pydantic import ConfigDict, Field
 
+from vigil.bus.connection import warn_inline_secrets
 from vigil.bus.kafka import KafkaBus, KafkaBusProducer
 from vigil.cli.common import ConfigOption, describe, err_console, setup_logging, stop_on_signals
 from vigil.clock import to_iso
@@ -109,9 +110,6 @@ def agent(
     try:
         cfg = load_agent_file(config, collectors, metrics_port, host)
         setup_logging(cfg.log_level)
-        # The agent logs the broker's state itself, once per change; kafka-python logs every
-        # failed reconnect at ERROR.
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
         context = CollectorContext(host=cfg.agent.host, cluster=cfg.cluster)
         built = create_collectors(cfg.agent, context)
     except ConfigError as exc:
@@ -133,6 +131,7 @@ def agent(
         timer.start()
     if not built:
         log.warning("no collector is enabled: the agent will publish nothing")
+    warn_inline_secrets(cfg.kafka)
     log.info("agent on %s: collectors %s, spill in %s", cfg.agent.host, ", ".join(built), cfg.spill_dir())
     runner.run(producer_factory(cfg.kafka, topics, cfg.agent), stop)
 

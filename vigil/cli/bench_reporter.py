@@ -31,7 +31,8 @@ from vigil.bus import Bus
 from vigil.bus.memory import MemoryBus
 from vigil.cli.bench import bench_app, machine
 from vigil.collectors.training import Reporter, ReporterOptions
-from vigil.collectors.training.reporter import kafka_bus
+from vigil.collectors.training.connection import BOOTSTRAP_VAR
+from vigil.collectors.training.reporter import bus_from_env
 from vigil.topics import Topics
 
 TARGET_US = 50.0
@@ -166,7 +167,7 @@ def backlog_stall(bus: Bus, backlog: int, yield_every: int, seconds: float = 1.5
 
 def _with_broker(work: Path, fn: Callable[[Bus], dict[str, Any]]) -> dict[str, Any]:
     with EmbeddedBroker(work, ephemeral=True) as broker:
-        return fn(kafka_bus([broker.bootstrap]))  # the reporter's own Kafka settings
+        return fn(bus_from_env({BOOTSTRAP_VAR: broker.bootstrap}))  # the reporter's own Kafka settings
 
 
 @bench_app.command("reporter")

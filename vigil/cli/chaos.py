@@ -32,6 +32,7 @@ from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTP
 from rich.console import Console
 
+from vigil.bus.connection import client_settings
 from vigil.bus.kafka import KafkaBus
 from vigil.cli.chaos_score import FaultOutcome, PlannedKill, merge_truth, plan_kills, score_faults, summary
 from vigil.cli.common import ConfigOption, err_console, load_or_exit, stop_on_signals
@@ -104,9 +105,7 @@ def read_back(kafka: KafkaConfig, topics: list[str], idle_s: float = 3.0, limit_
 
     The log end offset cannot say when to stop: Tansu reports the last batch's base offset + 1.
     """
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False, client_id="vigil-chaos"
-    )
+    consumer = KafkaConsumer(**client_settings(kafka), group_id=None, enable_auto_commit=False, client_id="vigil-chaos")
     try:
         parts = [KafkaTP(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(parts)

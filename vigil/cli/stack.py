@@ -24,6 +24,7 @@ import httpx
 import numpy as np
 
 from vigil.broker import EmbeddedBroker, free_port
+from vigil.bus.connection import check_broker
 from vigil.bus.kafka import KafkaBus
 from vigil.catalog import GPU_TEMPERATURE, GPU_UTILIZATION
 from vigil.cli.processes import ProcessGroup, child_pids, reap_children
@@ -125,6 +126,7 @@ class Stack:
         self.receiver.start()
         self.effective = self._effective(kafka)
         dump_config(self.effective, self.config_path)
+        check_broker(self.effective.kafka)  # a configured broker that is not there: one line, at once
         bus = KafkaBus(self.effective.kafka)
         bus.create_topics(self.effective.topic_partitions())
         self._watcher = threading.Thread(target=self._watch, args=(bus,), name="fleet-watcher", daemon=True)
