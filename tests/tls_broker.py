@@ -75,6 +75,22 @@ def make_pki(folder: Path, server_names: tuple[str, ...] = ("127.0.0.1", "localh
     )
 
 
+def spawn_tansu(work: Path, port: int, advertised_port: int) -> subprocess.Popen[bytes]:
+    """Tansu (memory storage) listening on ``port`` and telling clients to connect to ``advertised_port``
+    (the front that stands before it), ready to accept connections."""
+    argv = [str(tansu_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{port}"]
+    argv += ["--advertised-listener-url", f"tcp://127.0.0.1:{advertised_port}", "--storage-engine", "memory://tansu/"]
+    with (work / "tansu.log").open("ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 20, proc)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    return proc
+
+
 class TlsBroker:
     """Tansu (memory storage) on a private loopback port, reachable only through stunnel's TLS port."""
 
@@ -93,11 +109,8 @@ class TlsBroker:
     def start(self) -> TlsBroker:
         self.work.mkdir(parents=True, exist_ok=True)
         try:
-            advertised = f"tcp://127.0.0.1:{self.tls_port}"  # stunnel's port: every connection goes through TLS
-            tansu = [str(tansu_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{self.plain_port}"]
-            tansu += ["--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"]
-            self._spawn(tansu, "tansu.log")
-            wait_for_port(self.plain_port, 20, self._procs[-1])
+            # Advertising stunnel's port sends every connection through TLS.
+            self._procs.append(spawn_tansu(self.work, self.plain_port, self.tls_port))
             config = self.work / "stunnel.conf"
             config.write_text(self._stunnel_config())
             self._spawn([stunnel_binary(), str(config)], "stunnel.log")

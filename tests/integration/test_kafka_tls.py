@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 import yaml
+from vigil.collectors.training.reporter import Reporter, bus_from_env
 
 from tests.tls_broker import Pki, TlsBroker, make_pki
 from vigil.bus.connection import diagnose
 from vigil.bus.kafka import KafkaBus
 from vigil.codec import decode
-from vigil.collectors.training.reporter import Reporter, bus_from_env
 from vigil.config import KafkaConfig
 from vigil.events import TelemetryBatch, TrainingStep
 from vigil.topics import Topics

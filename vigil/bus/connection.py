@@ -8,7 +8,7 @@ them. The TLS context is built here too, not by kafka-python, so that a missing 
 fails at start naming its key, and :func:`diagnose` can use the very same context.
 
 :func:`diagnose` is what a person needs when nothing works: it connects to each bootstrap server
-itself (TCP, the TLS handshake, one ApiVersions request) and answers with one line that names the
+itself (TCP, the TLS handshake, one ApiVersions request, the SASL login) and answers with one line that names the
 config key and what each server said, instead of kafka-python's retry log and a traceback.
 """
 
@@ -23,17 +23,25 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from kafka.net.sasl import get_sasl_mechanism
+from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse
+from kafka.protocol.sasl import (
+    SaslAuthenticateRequest,
+    SaslAuthenticateResponse,
+    SaslHandshakeRequest,
+    SaslHandshakeResponse,
+)
+
 from vigil.config import KafkaConfig, TlsConfig
 from vigil.errors import ConfigError, VigilError
 
 log = logging.getLogger(__name__)
 
-# ApiVersions v0 (api key 18), correlation id 1, client id "vigil-probe": every Kafka broker answers
-# it before authentication, so an answer proves the transport (TCP and TLS) works end to end.
-_CLIENT = b"vigil-probe"
-_API_VERSIONS = struct.pack(">hhih", 18, 0, 1, len(_CLIENT)) + _CLIENT
-_PROBE = struct.pack(">i", len(_API_VERSIONS)) + _API_VERSIONS
 _NAME_MISMATCH = (62, 64)  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+class _Refused(Exception):
+    """The broker answered but refused the login: not a transport problem, and not retried here."""
 
 
 class BrokerUnreachable(VigilError):
@@ -54,11 +62,19 @@ def client_settings(config: KafkaConfig) -> dict[str, Any]:
     }
     if config.tls is not None:
         settings["ssl_context"] = ssl_context(config.tls)
-    if config.sasl is not None:
-        settings["sasl_mechanism"] = config.sasl.mechanism
-        settings["sasl_plain_username"] = config.sasl.username
-        settings["sasl_plain_password"] = config.sasl.password.reveal()
+    settings.update(_sasl_settings(config))
     return settings
+
+
+def _sasl_settings(config: KafkaConfig) -> dict[str, Any]:
+    if config.sasl is None:
+        return {}
+    return {
+        "security_protocol": config.security_protocol,
+        "sasl_mechanism": config.sasl.mechanism,
+        "sasl_plain_username": config.sasl.username,
+        "sasl_plain_password": config.sasl.password.reveal(),
+    }
 
 
 def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
@@ -92,16 +108,17 @@ def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
 
 
 def diagnose(config: KafkaConfig, timeout_s: float = 5.0) -> BrokerProblem | None:
-    """None when some bootstrap server answers a Kafka request (over TLS with ``kafka.tls``); else
-    the problem, in one line naming the key. SASL is not tried here: kafka-python reports it."""
+    """None when some bootstrap server answers a Kafka request (over TLS with ``kafka.tls``) and accepts
+    the login of ``kafka.sasl``; else the problem, in one line naming the key."""
     tls = config.tls
     context = ssl_context(tls) if tls is not None else None
     tried: list[str] = []
     for server in config.bootstrap_servers:
-        host, port = split_server(server)
         try:
-            _ask(host, port, context, timeout_s)
+            _ask(server, config, context, timeout_s)
             return None
+        except _Refused as exc:
+            return BrokerProblem(str(exc), fatal=True)
         except ssl.SSLCertVerificationError as exc:
             return BrokerProblem(_verify_failed(tls, server, exc), fatal=True)
         except ssl.SSLError as exc:
@@ -144,16 +161,69 @@ def quiet_client_logs(level: str) -> None:
     logging.getLogger("kafka").setLevel(logging.WARNING if level == "debug" else logging.CRITICAL)
 
 
-def _ask(host: str, port: int, context: ssl.SSLContext | None, timeout_s: float) -> None:
+def _ask(server: str, config: KafkaConfig, context: ssl.SSLContext | None, timeout_s: float) -> None:
+    """ApiVersions, then (with ``kafka.sasl``) the SASL exchange kafka-python would make; raises
+    ``OSError``/``ssl.SSLError`` for the transport and ``_Refused`` for a login the broker refuses."""
+    host, port = split_server(server)
     with socket.create_connection((host, port), timeout=timeout_s) as raw:
         sock: socket.socket = context.wrap_socket(raw, server_hostname=host) if context is not None else raw
         try:
-            sock.sendall(_PROBE)
-            header = _read(sock, 4)
-            _read(sock, struct.unpack(">i", header)[0])
+            try:
+                _call(sock, ApiVersionsRequest[0](), ApiVersionsResponse, 0, 1)
+            except (ssl.SSLError, ConnectionResetError) as exc:
+                if context is not None:  # the handshake passed: the broker ended the session after it
+                    _after_handshake(config.tls, server, exc)
+                raise
+            if config.sasl is not None:
+                _login(sock, server, host, config)
         finally:
             if sock is not raw:
                 sock.close()
+
+
+def _after_handshake(tls: TlsConfig | None, server: str, exc: OSError) -> None:
+    """With TLS 1.3 the server checks our certificate after the handshake has completed on our side:
+    its refusal arrives as an alert (or, in a race, a bare end of the session) on the first read."""
+    problem = _tls_refused(tls, server, exc) if isinstance(exc, ssl.SSLError) else None
+    if problem is not None:
+        raise _Refused(problem.message)
+    if tls is not None and tls.cert_file is None:
+        raise _Refused(
+            f"kafka.tls.cert_file: {server} requires a client certificate (it ended the TLS session "
+            f"without answering: {_reason(exc)})"
+        )
+
+
+def _login(sock: socket.socket, server: str, host: str, config: KafkaConfig) -> None:
+    sasl = config.sasl
+    if sasl is None:
+        return
+    offered = _call(sock, SaslHandshakeRequest[1](mechanism=sasl.mechanism), SaslHandshakeResponse, 1, 2)
+    if offered.error_code:
+        mechanisms = ", ".join(offered.mechanisms) or "none"
+        raise _Refused(f"kafka.sasl.mechanism: {server} does not offer {sasl.mechanism} (it offers {mechanisms})")
+    # kafka-python's own mechanism code, so the probe sends exactly what the clients will.
+    mechanism = get_sasl_mechanism(sasl.mechanism)(host=host, **_sasl_settings(config))
+    refused = f"kafka.sasl: {server} refused {sasl.username!r} ({sasl.mechanism})"
+    for correlation in range(3, 10):
+        if mechanism.is_done():
+            return
+        request = SaslAuthenticateRequest[1](auth_bytes=mechanism.auth_bytes())
+        answer = _call(sock, request, SaslAuthenticateResponse, 1, correlation)
+        if answer.error_code:
+            raise _Refused(f"{refused}: {answer.error_message or 'authentication failed'}")
+        try:
+            mechanism.receive(answer.auth_bytes)
+        except (ValueError, KeyError) as exc:  # a server-final message without a valid signature
+            raise _Refused(f"{refused}: the broker's answer does not prove it knows the password ({exc})") from exc
+    raise _Refused(f"{refused}: the exchange did not finish")
+
+
+def _call(sock: socket.socket, request: Any, response: Any, version: int, correlation: int) -> Any:
+    request.with_header(correlation_id=correlation, client_id="vigil-probe")
+    sock.sendall(bytes(request.encode(framed=True, header=True)))
+    size = struct.unpack(">i", _read(sock, 4))[0]
+    return response.decode(_read(sock, size), version=version, header=True)
 
 
 def _read(sock: socket.socket, size: int) -> bytes:

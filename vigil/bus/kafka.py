@@ -33,6 +33,7 @@ from vigil.config import KafkaConfig
 from vigil.errors import PermanentError, RetryableError, VigilError
 
 log = logging.getLogger(__name__)
+ADMIN_BOOTSTRAP_S = 10.0
 
 
 def _ms(seconds: float) -> int:
@@ -58,8 +59,16 @@ class KafkaBus:
         return KafkaBusConsumer(self.config, list(topics), group, on_assign, on_revoke)
 
     def admin(self) -> KafkaAdminClient:
+        # Used at start, after ``diagnose`` found a broker: what still fails (a refused login) should
+        # be reported in seconds, not after kafka-python's 30 s of retries.
+        timeout = _ms(min(self.config.request_timeout, ADMIN_BOOTSTRAP_S))
         try:
-            return KafkaAdminClient(**client_settings(self.config), client_id=f"{self.config.client_id}-admin")
+            return KafkaAdminClient(
+                **client_settings(self.config),
+                client_id=f"{self.config.client_id}-admin",
+                request_timeout_ms=_ms(self.config.request_timeout),
+                bootstrap_timeout_ms=timeout,
+            )
         except KafkaError as exc:
             raise RetryableError(unreachable(self.config, exc)) from exc
 
