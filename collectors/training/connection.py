@@ -77,6 +77,9 @@ def _tls(env: Mapping[str, str]) -> dict[str, Any] | None:
 def _sasl(env: Mapping[str, str]) -> dict[str, Any] | None:
     username = env.get(PREFIX + "SASL_USERNAME")
     if not username:
+        given = [PREFIX + n for n in ("SASL_MECHANISM", "SASL_PASSWORD", "SASL_PASSWORD_FILE") if env.get(PREFIX + n)]
+        if given:
+            raise ConfigError(f"training reporter: {', '.join(given)} given without {PREFIX}SASL_USERNAME")
         return None
     sasl: dict[str, Any] = {"username": username, "mechanism": env.get(PREFIX + "SASL_MECHANISM", "SCRAM-SHA-512")}
     password_file = env.get(PREFIX + "SASL_PASSWORD_FILE")

@@ -94,16 +94,16 @@ def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
         password = tls.key_password.reveal() if tls.key_password is not None else None
         try:
             context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None, password)
-        except OSError as exc:
-            missing = tls.key_file if tls.key_file and not tls.key_file.exists() else tls.cert_file
-            key = "key_file" if missing == tls.key_file else "cert_file"
-            raise ConfigError(f"kafka.tls.{key}: {missing}: {_reason(exc)}") from exc
-        except ssl.SSLError as exc:
+        except ssl.SSLError as exc:  # before OSError, of which it is a kind: the files were read
             key = "key_password" if tls.key_password is not None else "cert_file"
             raise ConfigError(
                 f"kafka.tls.{key}: cannot load the client certificate and key ({_reason(exc)}; "
                 "a PEM certificate, its key, and the key's password if it is encrypted)"
             ) from exc
+        except OSError as exc:
+            missing = tls.key_file if tls.key_file and not tls.key_file.exists() else tls.cert_file
+            key = "key_file" if missing == tls.key_file else "cert_file"
+            raise ConfigError(f"kafka.tls.{key}: {missing}: {_reason(exc)}") from exc
     return context
 
 

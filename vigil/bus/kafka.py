@@ -130,12 +130,12 @@ def _as_vigil_error(exc: BaseException) -> RetryableError | PermanentError:
 
 
 class KafkaBusProducer:
-    """``overrides``: extra KafkaProducer settings for one caller (the node agent tunes reconnects)."""
+    """``overrides``: extra KafkaProducer tuning for one caller (the node agent tunes reconnects); the
+    connection itself (servers, TLS, SASL) is always ``client_settings``."""
 
     def __init__(self, config: KafkaConfig, overrides: Mapping[str, Any] | None = None) -> None:
         compression = None if config.compression == "none" else config.compression
-        settings: dict[str, Any] = dict(
-            client_settings(config),
+        tuning: dict[str, Any] = dict(
             client_id=config.client_id,
             compression_type=compression,
             linger_ms=_ms(config.linger),
@@ -152,9 +152,9 @@ class KafkaBusProducer:
             # RetryableError so the caller can buffer or slow down instead of dying.
             max_block_ms=_ms(config.request_timeout),
         )
-        settings.update(overrides or {})
+        tuning.update(overrides or {})
         try:
-            self._producer = KafkaProducer(**settings)
+            self._producer = KafkaProducer(**client_settings(config), **tuning)
         except KafkaError as exc:  # no broker reachable to bootstrap from
             raise RetryableError(unreachable(config, exc)) from exc
         self._error: BaseException | None = None
