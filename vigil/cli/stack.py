@@ -116,11 +116,14 @@ class Stack:
         self.state_dir = self.services_state_dir()
         kafka = self.config.kafka
         if not kafka.bootstrap_servers:
+            embedded = self.config.broker
             self.broker = EmbeddedBroker(
                 self.config.data_dir,
-                self.ephemeral or self.config.broker.storage == "memory",
-                self.config.broker.port,
-                self.config.broker.s3_port,
+                self.ephemeral or embedded.storage == "memory",
+                embedded.port,
+                embedded.s3_port,
+                host=embedded.host,
+                advertised_host=embedded.advertised_host,
             ).start()
             kafka = kafka.model_copy(update={"bootstrap_servers": [self.broker.bootstrap]})
         self.receiver.start()
