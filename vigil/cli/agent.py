@@ -18,7 +18,7 @@ import typer
 from prometheus_client import CollectorRegistry
 from pydantic import ConfigDict, Field
 
-from vigil.bus.connection import warn_inline_secrets
+from vigil.bus.connection import client_settings, warn_inline_secrets
 from vigil.bus.kafka import KafkaBus, KafkaBusProducer
 from vigil.cli.common import ConfigOption, describe, err_console, setup_logging, stop_on_signals
 from vigil.clock import to_iso
@@ -124,6 +124,11 @@ def agent(
     if not cfg.kafka.bootstrap_servers:
         err_console.print("[red]kafka.bootstrap_servers is empty[/red]: point the agent at the cluster's brokers")
         raise typer.Exit(2)
+    try:
+        client_settings(cfg.kafka)  # a TLS file that cannot be used fails now, named, not in the delivery thread
+    except ConfigError as exc:
+        log.error("%s", exc)
+        raise typer.Exit(2) from exc
     stop = stop_on_signals()
     if duration > 0:
         timer = threading.Timer(duration, stop.set)
