@@ -8,8 +8,9 @@ them. The TLS context is built here too, not by kafka-python, so that a missing 
 fails at start naming its key, and :func:`diagnose` can use the very same context.
 
 :func:`diagnose` is what a person needs when nothing works: it connects to each bootstrap server
-itself (TCP, the TLS handshake, one ApiVersions request, the SASL login) and answers with one line that names the
-config key and what each server said, instead of kafka-python's retry log and a traceback.
+itself (TCP, the TLS handshake, one ApiVersions request, the SASL login) and answers with one line
+that names the config key and what each server said, instead of kafka-python's retry log and a
+traceback.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ def _sasl_settings(config: KafkaConfig) -> dict[str, Any]:
     if config.sasl is None:
         return {}
     return {
-        "security_protocol": config.security_protocol,
         "sasl_mechanism": config.sasl.mechanism,
         "sasl_plain_username": config.sasl.username,
         "sasl_plain_password": config.sasl.password.reveal(),
@@ -203,7 +203,8 @@ def _login(sock: socket.socket, server: str, host: str, config: KafkaConfig) -> 
         mechanisms = ", ".join(offered.mechanisms) or "none"
         raise _Refused(f"kafka.sasl.mechanism: {server} does not offer {sasl.mechanism} (it offers {mechanisms})")
     # kafka-python's own mechanism code, so the probe sends exactly what the clients will.
-    mechanism = get_sasl_mechanism(sasl.mechanism)(host=host, **_sasl_settings(config))
+    settings = _sasl_settings(config) | {"security_protocol": config.security_protocol}
+    mechanism = get_sasl_mechanism(sasl.mechanism)(host=host, **settings)
     refused = f"kafka.sasl: {server} refused {sasl.username!r} ({sasl.mechanism})"
     for correlation in range(3, 10):
         if mechanism.is_done():
