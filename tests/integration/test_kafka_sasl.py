@@ -5,12 +5,15 @@ settings, against a SASL front that checks it by the protocol and forwards to a 
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from vigil.collectors.training.reporter import Reporter, bus_from_env
 
 from tests.sasl_proxy import SaslProxy
@@ -149,3 +152,37 @@ def test_the_training_sdk_authenticates_from_environment_variables(
         consumer.close()
     assert sorted(steps) == [0, 1, 2]
     assert any(e.user == "sdk" and e.mechanism == "SCRAM-SHA-256" and e.authenticated for e in proxy.exchanges)
+
+
+def test_the_simulator_authenticates_and_an_inline_password_is_named_not_shown(
+    proxy: SaslProxy, tmp_path: Path, unique: str
+) -> None:
+    kafka = {
+        "bootstrap_servers": [f"127.0.0.1:{proxy.port}"],
+        "sasl": {"mechanism": "SCRAM-SHA-512", "username": "vigil", "password": USERS["vigil"]},
+        "topics": {"prefix": f"sim{unique}"},
+    }
+    path = tmp_path / "vigil.yaml"
+    sim = {"nodes": 1, "gpus_per_node": 2, "schedule": "none"}
+    path.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "kafka": kafka, "sim": sim}))
+    done = subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "sim", "-c", str(path), "--duration", "3"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert output.count("kafka.sasl.password is written in the config file itself") == 1
+    assert USERS["vigil"] not in output
+    cfg = config(proxy, mechanism="SCRAM-SHA-512", username="vigil", password=USERS["vigil"])
+    consumer = KafkaBus(cfg).consumer([Topics(f"sim{unique}").telemetry], f"sim-{unique}")
+    batches = 0
+    deadline = time.monotonic() + 40
+    try:
+        while batches == 0 and time.monotonic() < deadline:
+            batches += len(consumer.poll(0.5))
+    finally:
+        consumer.close()
+    assert batches > 0
