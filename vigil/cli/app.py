@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vigil.cli import agent, bench, chaos, evaluate, services, train, up
+from vigil.cli import agent, bench, chaos, evaluate, services, status, train, up
 
 # Bench subcommands register themselves on bench.bench_app when imported.
 from vigil.cli import bench_agent as _bench_agent  # noqa: F401
@@ -19,6 +19,7 @@ def build_app() -> typer.Typer:
     services.register(app)
     agent.register(app)
     up.register(app)
+    status.register(app)
     chaos.register(app)
     bench.register(app)
     train.register(app)
