@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -46,6 +47,18 @@ def wait_for_text(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s
             break
         time.sleep(0.2)
     raise AssertionError(f"{text!r} not in the output within {timeout_s}s:\n{log.read_text()}")
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
@@ -83,12 +96,14 @@ def test_analytics_waits_then_runs_once_the_broker_comes(tmp_path: Path) -> None
     port = free_port()
     config = write_config(tmp_path / "vigil.yaml", port)
     log = tmp_path / "analytics.log"
-    proc = spawn(["analytics", "-c", str(config), "--metrics-port", str(free_port())], log)
+    metrics_port = free_port()
+    proc = spawn(["analytics", "-c", str(config), "--metrics-port", str(metrics_port)], log)
     try:
         wait_for_text(log, f"no broker answered (127.0.0.1:{port}: connection refused): waiting", proc)
         with EmbeddedBroker(tmp_path / "broker", ephemeral=True, port=port):
             wait_for_text(log, "broker answers after", proc)
-            wait_for_text(log, "analytics self-metrics on", proc)  # past connect(): topics made, consuming
+            # The metrics server starts once connect() has returned (topics made): the service runs.
+            assert wait_for_http(f"http://127.0.0.1:{metrics_port}/metrics", proc)
             assert stop(proc) == 0
     finally:
         if proc.poll() is None:
