@@ -108,6 +108,8 @@ class LogRotator:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return  # the broker's start() again after a crash: one rotator is enough
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="broker-log-rotator", daemon=True)
         self._thread.start()
