@@ -18,7 +18,14 @@ PROMTOOL := /usr/bin/promtool
 $(PROMTOOL):
 	apt-get update -q && apt-get install -y -q --no-install-recommends prometheus
 
-$(STAMP): pyproject.toml setup.py | $(PROMTOOL)
+# Debian's stunnel: the Kafka TLS tests (tests/integration/test_kafka_tls.py) terminate TLS with it in
+# front of the embedded broker, which has no TLS listener of its own. Order-only, like promtool.
+STUNNEL := /usr/bin/stunnel4
+
+$(STUNNEL):
+	apt-get update -q && apt-get install -y -q --no-install-recommends stunnel4
+
+$(STAMP): pyproject.toml setup.py | $(PROMTOOL) $(STUNNEL)
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	# the distribution was called `vigil` before it was `vigil-aiops`: an older checkout's venv holds both

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from vigil.errors import ConfigError
+from vigil.secret import Secret
 from vigil.topics import STREAMS
 
 M = TypeVar("M", bound=BaseModel)
@@ -93,11 +94,42 @@ class TopicsConfig(FrozenModel):
         return self
 
 
+class TlsConfig(FrozenModel):
+    """TLS to the brokers. ``tls: {}`` turns it on with the system's trusted CAs."""
+
+    ca_file: Path | None = None  # PEM CA bundle that signed the brokers' certificates (None: system store)
+    cert_file: Path | None = None  # client certificate (PEM), for brokers that require mutual TLS
+    key_file: Path | None = None  # its private key (PEM); None: in cert_file
+    key_password: Secret | None = None  # for an encrypted key_file
+    # Off only for brokers reached by an address their certificate does not name; the chain is
+    # still verified against ca_file either way.
+    check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> TlsConfig:
+        problems: list[KeyProblem] = []
+        for name in ("key_file", "key_password"):
+            if getattr(self, name) is not None and self.cert_file is None:
+                problems.append(((name,), "needs cert_file (the client certificate it belongs to)", None))
+        raise_key_errors(self, problems)
+        return self
+
+
+class SaslConfig(FrozenModel):
+    """SASL authentication. SCRAM never sends the password; PLAIN does, so use PLAIN only with ``tls``."""
+
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    username: Annotated[str, Field(min_length=1)]
+    password: Secret  # {file: PATH} or {env: NAME}; inline works but is warned about at start
+
+
 class KafkaConfig(FrozenModel):
     """Empty ``bootstrap_servers``: Vigil starts its embedded broker and fills this in."""
 
     bootstrap_servers: list[str] = Field(default_factory=list)
     client_id: str = "vigil"
+    tls: TlsConfig | None = None  # None: plain TCP
+    sasl: SaslConfig | None = None  # None: no authentication
     compression: Literal["lz4", "zstd", "gzip", "snappy", "none"] = "lz4"
     linger: Annotated[Duration, Field(le=60)] = 0.005
     batch_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 1_048_576
@@ -118,6 +150,11 @@ class KafkaConfig(FrozenModel):
     # the worst case is a duplicate, which every consumer tolerates. Turn it on against Apache Kafka,
     # Redpanda or MSK (README "Delivery and the broker").
     idempotence: bool = False
+    # Topics Vigil creates: a production cluster wants 3 replicas (with min.insync.replicas=2 set on
+    # the broker or the topics, producers' acks=all then survives one broker down without loss).
+    replication_factor: Annotated[int, Field(ge=1, le=32)] = 1
+    # False: use topics an operator created; a missing one stops the service at start, named.
+    create_topics: bool = True
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
 
     @model_validator(mode="after")
@@ -127,12 +164,43 @@ class KafkaConfig(FrozenModel):
             raise_key_errors(self, [(("heartbeat_interval",), message, self.heartbeat_interval)])
         return self
 
+    @model_validator(mode="after")
+    def _security_needs_servers(self) -> KafkaConfig:
+        problems: list[KeyProblem] = []
+        for name in ("tls", "sasl"):
+            if getattr(self, name) is not None and not self.bootstrap_servers:
+                message = "needs bootstrap_servers (the embedded broker speaks plain TCP on loopback)"
+                problems.append(((name,), message, None))
+        raise_key_errors(self, problems)
+        return self
+
+    @property
+    def security_protocol(self) -> str:
+        """Kafka's name for the transport: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
+        if self.sasl is None:
+            return "SSL" if self.tls else "PLAINTEXT"
+        return "SASL_SSL" if self.tls else "SASL_PLAINTEXT"
+
+    def inline_secrets(self) -> list[str]:
+        """Key paths of secrets written in the config file itself (warned about at start)."""
+        found = []
+        if self.sasl is not None and self.sasl.password.source == "inline":
+            found.append("kafka.sasl.password")
+        if self.tls is not None and self.tls.key_password is not None and self.tls.key_password.source == "inline":
+            found.append("kafka.tls.key_password")
+        return found
+
 
 class BrokerConfig(FrozenModel):
     """The embedded Tansu broker, used only when ``kafka.bootstrap_servers`` is empty."""
 
     storage: Literal["s3", "memory"] = "s3"
-    port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: a free loopback port
+    # Loopback unless asked: a broker on 0.0.0.0 takes records from anyone who can reach the port
+    # (it has no TLS or authentication). ``advertised_host`` is the name clients are told to use
+    # (default: ``host``, or the machine's name when ``host`` is a wildcard address).
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    advertised_host: Annotated[str, Field(min_length=1)] | None = None
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: a free port
     s3_port: Annotated[int, Field(ge=0, le=65535)] = 0
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ import typer
 from prometheus_client import CollectorRegistry
 from pydantic import ConfigDict, Field
 
+from vigil.bus.connection import client_settings, warn_inline_secrets
 from vigil.bus.kafka import KafkaBus, KafkaBusProducer
 from vigil.cli.common import (
     EXIT_FAILED,
@@ -126,9 +127,6 @@ def agent(
     try:
         cfg = load_agent_file(config, collectors, metrics_port, host, metrics_address)
         setup_logging(cfg.log_level)
-        # The agent logs the broker's state itself, once per change; kafka-python logs every
-        # failed reconnect at ERROR.
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
         context = CollectorContext(host=cfg.agent.host, cluster=cfg.cluster)
         built = create_collectors(cfg.agent, context)
     except ConfigError as exc:
@@ -143,6 +141,11 @@ def agent(
     if not cfg.kafka.bootstrap_servers:
         err_console.print("[red]kafka.bootstrap_servers is empty[/red]: point the agent at the cluster's brokers")
         raise typer.Exit(EXIT_USAGE)
+    try:
+        client_settings(cfg.kafka)  # a TLS file that cannot be used fails now, named, not in the delivery thread
+    except ConfigError as exc:
+        log.error("%s", exc)
+        raise typer.Exit(EXIT_USAGE) from exc
     stop = stop_on_signals()
     if duration > 0:
         timer = threading.Timer(duration, stop.set)
@@ -150,6 +153,7 @@ def agent(
         timer.start()
     if not built:
         log.warning("no collector is enabled: the agent will publish nothing")
+    warn_inline_secrets(cfg.kafka)
     log.info("agent on %s: collectors %s, spill in %s", cfg.agent.host, ", ".join(built), cfg.spill_dir())
     runner.run(producer_factory(cfg.kafka, topics, cfg.agent), stop)
 

@@ -32,7 +32,8 @@ from vigil.cli.common import JsonOption, show
 from vigil.cli.extras import require
 from vigil.cli.progress import progress
 from vigil.collectors.training import Reporter, ReporterOptions
-from vigil.collectors.training.reporter import kafka_bus
+from vigil.collectors.training.connection import BOOTSTRAP_VAR
+from vigil.collectors.training.reporter import bus_from_env
 from vigil.topics import Topics
 
 TARGET_US = 50.0
@@ -167,7 +168,7 @@ def backlog_stall(bus: Bus, backlog: int, yield_every: int, seconds: float = 1.5
 
 def _with_broker(work: Path, fn: Callable[[Bus], dict[str, Any]]) -> dict[str, Any]:
     with EmbeddedBroker(work, ephemeral=True) as broker:
-        return fn(kafka_bus([broker.bootstrap]))  # the reporter's own Kafka settings
+        return fn(bus_from_env({BOOTSTRAP_VAR: broker.bootstrap}))  # the reporter's own Kafka settings
 
 
 @bench_app.command("reporter")

@@ -31,6 +31,7 @@ import typer
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTP
 
+from vigil.bus.connection import client_settings
 from vigil.bus.kafka import KafkaBus
 from vigil.cli.chaos_score import FaultOutcome, PlannedKill, merge_truth, plan_kills, score_faults, summary
 from vigil.cli.common import ConfigOption, JsonOption, err_console, load_or_exit, show, stop_on_signals
@@ -106,9 +107,7 @@ def read_back(kafka: KafkaConfig, topics: list[str], idle_s: float = 3.0, limit_
 
     The log end offset cannot say when to stop: Tansu reports the last batch's base offset + 1.
     """
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False, client_id="vigil-chaos"
-    )
+    consumer = KafkaConsumer(**client_settings(kafka), group_id=None, enable_auto_commit=False, client_id="vigil-chaos")
     try:
         parts = [KafkaTP(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(parts)

@@ -34,8 +34,11 @@ import typer
 from rich.console import Console, RenderableType
 from rich.table import Table
 
+from vigil.bus.connection import check_broker, quiet_client_logs, wait_for_broker, warn_inline_secrets
 from vigil.bus.kafka import KafkaBus
-from vigil.errors import ConfigError
+from vigil.errors import ConfigError, VigilError
+
+log = logging.getLogger("vigil.cli")
 
 if TYPE_CHECKING:  # settings imports every service's config; `vigil agent` must not pay for that
     from vigil.cli.settings import VigilConfig
@@ -148,8 +151,7 @@ def setup_logging(level: str) -> None:
     only changes the level."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(level.upper())
-    # kafka-python is chatty at INFO about every connection it makes.
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    quiet_client_logs(level)
     # httpx logs every request's full URL at INFO, and a webhook URL may carry its token.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -188,12 +190,25 @@ def interrupt_on_signals() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def connect(config: VigilConfig) -> KafkaBus:
-    if not config.kafka.bootstrap_servers:
+def connect(config: VigilConfig, stop: threading.Event | None = None) -> KafkaBus:
+    """The configured broker, with every topic there. A service (given ``stop``) started before its
+    broker waits for it, logging one line when the wait starts and one when it ends; a one-shot
+    command (no ``stop``) fails at once. Failures are one line naming the key: exit 1 (2: config)."""
+    kafka = config.kafka
+    if not kafka.bootstrap_servers:
         err_console.print(
             "[red]kafka.bootstrap_servers is empty[/red]: run `vigil up`, or point the config at a broker"
         )
         raise typer.Exit(2)
-    bus = KafkaBus(config.kafka)
-    bus.create_topics(config.topic_partitions())
+    warn_inline_secrets(kafka)
+    try:
+        if stop is None:
+            check_broker(kafka)
+        elif not wait_for_broker(kafka, stop):
+            raise typer.Exit(0)  # asked to stop while waiting: nothing was started
+        bus = KafkaBus(kafka)
+        bus.create_topics(config.topic_partitions())
+    except VigilError as exc:  # unreachable, refused, topics missing, or a TLS file that cannot be used
+        log.error("%s", exc)
+        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from exc
     return bus

@@ -67,7 +67,7 @@ def sim(
     cfg = load_or_exit(config)
     setup_logging(cfg.log_level)
     stop = stop_on_signals()
-    bus = connect(cfg)
+    bus = connect(cfg, stop)
     clock = SystemClock()
     registry = CollectorRegistry()
     simulator = FleetSimulator(cfg.sim, origin or clock.now())
@@ -109,7 +109,7 @@ def analytics(
     stop = stop_on_signals()
     registry = CollectorRegistry()
     service = AnalyticsService(
-        connect(cfg), cfg.topics(), cfg.analytics, SystemClock(), registry, cfg.data_dir / "analytics" / "state"
+        connect(cfg, stop), cfg.topics(), cfg.analytics, SystemClock(), registry, cfg.data_dir / "analytics" / "state"
     )
     server = SelfMetricsServer(registry, service.health, host=metrics_address, port=metrics_port).start()
     log.info("analytics: /metrics and /healthz on %s", server.url)
@@ -134,7 +134,8 @@ def alerting(
     setup_logging(cfg.log_level)
     stop = stop_on_signals()
     db_path = cfg.alerting.db_path or cfg.data_dir / "alerting" / "alerts.db"
-    service = AlertingService(connect(cfg), cfg.topics(), cfg.alerting, SystemClock(), CollectorRegistry(), db_path)
+    bus = connect(cfg, stop)
+    service = AlertingService(bus, cfg.topics(), cfg.alerting, SystemClock(), CollectorRegistry(), db_path)
     service.run(stop)
 
 

@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 
 from vigil.broker import EmbeddedBroker, free_port
+from vigil.bus.connection import check_broker
 from vigil.bus.kafka import KafkaBus
 from vigil.catalog import GPU_TEMPERATURE, GPU_UTILIZATION
 from vigil.cli.processes import ProcessGroup, child_pids, reap_children
@@ -121,16 +122,20 @@ class Stack:
         self.state_dir = self.services_state_dir()
         kafka = self.config.kafka
         if not kafka.bootstrap_servers:
+            embedded = self.config.broker
             self.broker = EmbeddedBroker(
                 self.config.data_dir,
-                self.ephemeral or self.config.broker.storage == "memory",
-                self.config.broker.port,
-                self.config.broker.s3_port,
+                self.ephemeral or embedded.storage == "memory",
+                embedded.port,
+                embedded.s3_port,
+                host=embedded.host,
+                advertised_host=embedded.advertised_host,
             ).start()
             kafka = kafka.model_copy(update={"bootstrap_servers": [self.broker.bootstrap]})
         self.receiver.start()
         self.effective = self._effective(kafka)
         dump_config(self.effective, self.config_path)
+        check_broker(self.effective.kafka)  # a configured broker that is not there: one line, at once
         bus = KafkaBus(self.effective.kafka)
         bus.create_topics(self.effective.topic_partitions())
         self._watcher = threading.Thread(target=self._watch, args=(bus,), name="fleet-watcher", daemon=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from vigil.cli.common import ConfigOption, err_console, interrupt_on_signals, load_or_exit, stop_on_signals
@@ -99,7 +100,10 @@ def _start(stack: Stack) -> Stack:
         err_console.print("vigil up: interrupted while starting; everything it started is stopped")
         raise typer.Exit(130) from None
     except Exception as exc:  # any start-up failure: reported, and nothing left running
-        err_console.print(f"[red]vigil up could not start[/red]: {type(exc).__name__}: {exc}")
+        # One line however narrow the terminal, and the message's own brackets are not markup.
+        err_console.print(
+            f"[red]vigil up could not start[/red]: {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True
+        )
         raise typer.Exit(EXIT_FAILED) from exc
 
 
