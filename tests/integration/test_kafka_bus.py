@@ -137,3 +137,109 @@ def test_committed_offset_is_none_until_the_group_commits(kafka_bus: KafkaBus, u
     after = consumer.committed(tp)
     consumer.close()
     assert before is None and after == 5
+
+
+@pytest.mark.parametrize("idempotence", [False, True])
+def test_idempotence_is_the_configs_choice_and_order_holds_either_way(
+    kafka_config: KafkaConfig, unique: str, idempotence: bool
+) -> None:
+    config = kafka_config.model_copy(update={"idempotence": idempotence})
+    bus = KafkaBus(config)
+    topic = f"idem-{unique}"
+    bus.create_topics({topic: 1})
+    producer = bus.producer()
+    settings = producer._producer.config
+    assert settings["enable_idempotence"] is idempotence  # kafka-python 3 would default to True
+    # Without idempotence, one request in flight keeps a retried batch from being overtaken.
+    assert settings["max_in_flight_requests_per_connection"] == (5 if idempotence else 1)
+    for i in range(200):
+        producer.send(topic, str(i).encode(), key=b"k")
+    producer.flush(10)
+    producer.close()
+    consumer = bus.consumer([topic], f"g-{unique}")
+    try:
+        assert [int(r.value) for r in drain(consumer, 200)] == list(range(200))
+    finally:
+        consumer.close()
+
+
+def test_rewind_goes_back_to_the_committed_offset(kafka_bus: KafkaBus, unique: str) -> None:
+    topic, group = f"rewind-{unique}", f"g-{unique}"
+    kafka_bus.create_topics({topic: 1})
+    produce(kafka_bus, topic, 10)
+    consumer = kafka_bus.consumer([topic], group)
+    try:
+        assert len(drain(consumer, 10)) == 10
+        tp = TopicPartition(topic, 0)
+        assert consumer.rewind({tp}) == {tp: None}  # nothing committed: back to the beginning
+        assert len(drain(consumer, 10)) == 10
+        consumer.commit({tp: 6})
+        assert consumer.rewind({tp}) == {tp: 6}
+        assert [r.offset for r in drain(consumer, 4)] == [6, 7, 8, 9]
+        deadline = time.monotonic() + 10
+        while not consumer.connected() and time.monotonic() < deadline:  # the first heartbeat: ~1 s in
+            consumer.poll(0.2)
+        assert consumer.connected()
+    finally:
+        consumer.close()
+
+
+def test_a_partition_whose_fetches_return_nothing_gets_a_new_client(kafka_config: KafkaConfig, unique: str) -> None:
+    """The durable Tansu, under load, once kept answering one partition's fetches with nothing while it
+    held records past that offset. That cannot be staged on demand, so the broker's answer is played
+    here: it reports records past our position (its high watermark) that never come. The consumer must
+    commit through its revoke callback, join again with a new client, and read on from there."""
+    bus = KafkaBus(kafka_config)
+    topic, group = f"stuck-{unique}", f"g-{unique}"
+    bus.create_topics({topic: 1})
+    produce(bus, topic, 5)
+    tp = TopicPartition(topic, 0)
+    revoked: list[set[TopicPartition]] = []
+    consumer = KafkaBusConsumer(kafka_config, [topic], group, None, revoked.append, stall_s=1.0)
+    try:
+        assert len(drain(consumer, 5)) == 5
+        consumer.commit({tp: 5})
+        stale = consumer._consumer
+        stale.highwater = lambda ktp: 99  # type: ignore[method-assign]  # "records up to 99", none delivered
+        deadline = time.monotonic() + 20
+        while not consumer.unstuck and time.monotonic() < deadline:
+            assert consumer.poll(0.3) == []
+        assert consumer.unstuck == 1 and consumer._consumer is not stale
+        assert revoked == [{tp}] and consumer.committed(tp) == 5
+        produce(bus, topic, 3, start=5)
+        assert [r.value for r in drain(consumer, 3)] == [b"v5", b"v6", b"v7"]
+    finally:
+        consumer.close()
+
+
+def test_a_member_that_gives_up_partitions_commits_them_without_failing_its_poll(
+    kafka_bus: KafkaBus, unique: str
+) -> None:
+    """kafka-python 3 runs rebalance callbacks on its IO thread, where a blocking commit raises; the revoke
+    commit is sent without waiting there, and the member's next poll goes on normally."""
+    topic, group = f"revoke-{unique}", f"g-{unique}"
+    kafka_bus.create_topics({topic: 2})
+    produce(kafka_bus, topic, 20)
+    handed_back: list[set[TopicPartition]] = []
+
+    def revoke(tps: set[TopicPartition]) -> None:
+        first.commit({tp: position for tp, position in positions.items() if tp in tps})
+        handed_back.append(tps)
+
+    first = kafka_bus.consumer([topic], group, on_revoke=revoke)
+    positions: dict[TopicPartition, int] = {}
+    for record in drain(first, 20):
+        positions[record.tp] = record.offset + 1
+    second = kafka_bus.consumer([topic], group)
+    try:
+        deadline = time.monotonic() + 30
+        while not (handed_back and first.assignment() and second.assignment()) and time.monotonic() < deadline:
+            first.poll(0.2)  # must not raise
+            second.poll(0.2)
+        assert handed_back and len(first.assignment()) == len(second.assignment()) == 1
+        [moved] = second.assignment()
+        # the second member resumes where the first left off: the revoke commit reached the broker
+        assert second.committed(moved) == positions[moved]
+    finally:
+        second.close()
+        first.close()

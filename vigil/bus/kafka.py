@@ -149,6 +149,11 @@ class KafkaBusProducer:
         self._producer.close(timeout=timeout_s)
 
 
+def _log_failed_commit(offsets: Any, response: Any) -> None:
+    if isinstance(response, BaseException):
+        log.warning("offset commit on revoke failed (the next owner replays from the last one): %s", response)
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Forwards rebalance callbacks and tracks whether a join is in flight (from revoke until assign)."""
 
@@ -156,11 +161,16 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self.rebalancing = True  # a new member has not joined yet
+        self.in_callback = False  # kafka-python runs these on its IO thread, where nothing may block on it
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.rebalancing = True
         if self._on_revoke and revoked:
-            self._on_revoke({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+            self.in_callback = True
+            try:
+                self._on_revoke({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+            finally:
+                self.in_callback = False
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.rebalancing = False
@@ -169,6 +179,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaBusConsumer:
+    """``stall_s``: a partition the broker says has records past our position, but whose fetches have
+    returned none for this long, is taken as a stuck fetch and the client is rebuilt (see ``_unstick``)."""
+
     def __init__(
         self,
         config: KafkaConfig,
@@ -176,8 +189,9 @@ class KafkaBusConsumer:
         group: str,
         on_assign: RebalanceCallback | None,
         on_revoke: RebalanceCallback | None,
+        stall_s: float = 60.0,
     ) -> None:
-        self._consumer = KafkaConsumer(
+        self._settings: dict[str, Any] = dict(
             bootstrap_servers=config.bootstrap_servers,
             client_id=config.client_id,
             group_id=group,
@@ -189,8 +203,14 @@ class KafkaBusConsumer:
             max_partition_fetch_bytes=config.max_partition_fetch_bytes,
             request_timeout_ms=max(_ms(config.request_timeout), _ms(config.session_timeout) + 5000),
         )
+        self._topics = topics
+        self._consumer = KafkaConsumer(**self._settings)
         self._listener = _Listener(on_assign, on_revoke)
         self._consumer.subscribe(topics, listener=self._listener)
+        self._stall_s = stall_s
+        self._progress: dict[KafkaTP, tuple[int, float]] = {}  # position, and when it last moved
+        self._checked_at = time.monotonic()
+        self.unstuck = 0
         self._rebalance_wait_s = 2 * config.session_timeout
         # Calls that wait on the group coordinator block forever by default while the broker is away.
         self._timeout_ms = _ms(config.request_timeout)
@@ -207,23 +227,61 @@ class KafkaBusConsumer:
                 batches = self._consumer.poll(timeout_ms=100, max_records=max_records)
         except KafkaError as exc:  # a rebalance callback failed, or the group state was lost with the broker
             raise RetryableError(f"poll failed: {exc}") from exc
+        if time.monotonic() - self._checked_at >= min(10.0, self._stall_s / 2) and self._check_progress():
+            return []  # a new client: these records come again from the committed offsets
         out: list[Record] = []
-        for records in batches.values():
+        now = time.monotonic()
+        for ktp, records in batches.items():
+            self._progress[ktp] = (records[-1].offset + 1, now)
             out.extend(
                 Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ()))
                 for r in records
             )
         return out
 
-    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+    def _check_progress(self) -> bool:
+        """Whether a partition was stuck, and the client was replaced."""
+        now = self._checked_at = time.monotonic()
+        assigned = self._consumer.assignment()
+        stuck = []
+        for ktp, (position, moved_at) in list(self._progress.items()):
+            highwater = self._consumer.highwater(ktp) if ktp in assigned else None
+            if highwater is None or highwater <= position:
+                self._progress[ktp] = (position, now)  # nothing more to read (or not ours): not stuck
+            elif now - moved_at >= self._stall_s:
+                stuck.append(f"{ktp.topic}-{ktp.partition} at {position} (the broker has records to {highwater})")
+        if stuck:
+            self._unstick(stuck)
+        return bool(stuck)
+
+    def _unstick(self, stuck: list[str]) -> None:
+        """Under load, the durable embedded Tansu 0.6 was seen to answer a long-lived client's fetches of
+        one partition with nothing for minutes (to the end of the run) while it held records past that
+        offset, which a new client then read; seeking the old client to its own position did not help.
+        So leave the group (the revoke callback commits first) and join again with a new client."""
+        log.warning("fetches of %s return nothing: reconnecting the consumer", ", ".join(stuck))
+        self.unstuck += 1
         try:
-            if offsets is None:
-                self._consumer.commit()
+            self._consumer.close(autocommit=False)
+        except KafkaError as exc:  # the revoke callback failed: the next owner replays from the last commit
+            log.warning("closing the stuck consumer: %s", exc)
+        self._progress.clear()
+        self._listener.rebalancing = True
+        self._consumer = KafkaConsumer(**self._settings)
+        self._consumer.subscribe(self._topics, listener=self._listener)
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Blocks until the broker confirms; inside a revoke callback (kafka-python's IO thread, which
+        a blocking call would deadlock) the commit is sent without waiting, and a failure only means
+        the next owner replays a little more."""
+        kafka_offsets = None
+        if offsets is not None:
+            kafka_offsets = {KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+        try:
+            if self._listener.in_callback:
+                self._consumer.commit_async(kafka_offsets, callback=_log_failed_commit)
             else:
-                self._consumer.commit(
-                    {KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()},
-                    timeout_ms=self._timeout_ms,
-                )
+                self._consumer.commit(kafka_offsets, timeout_ms=self._timeout_ms)
         except KafkaError as exc:
             raise RetryableError(f"offset commit failed: {exc}") from exc
 
