@@ -184,28 +184,39 @@ def test_rewind_goes_back_to_the_committed_offset(kafka_bus: KafkaBus, unique: s
         consumer.close()
 
 
-def test_a_partition_starved_of_fetches_is_reported_once(
+def test_a_starved_partition_is_named_once_and_fetched_alone_for_a_while(
     kafka_config: KafkaConfig, unique: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The loaded durable Tansu once answered one partition's fetches with nothing while it held records
-    past that offset. That cannot be staged on demand, so the broker's side is played here: it reports
-    records (its high watermark) that never come. The consumer names the partition once per episode."""
+    """The loaded durable Tansu left one partition of a wide fetch without records, run after run, while
+    a client reading it alone got them. That cannot be staged on demand, so the broker's side is played
+    here: partition 0 reports records (its high watermark) that never come. The consumer names it once,
+    fetches it alone for a while (partition 1 paused, its records waiting), then lets partition 1 in."""
     bus = KafkaBus(kafka_config)
     topic, group = f"starved-{unique}", f"g-{unique}"
-    bus.create_topics({topic: 1})
-    produce(bus, topic, 5)
+    bus.create_topics({topic: 2})
+    starved, other = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    produce(bus, topic, 20)
     consumer = KafkaBusConsumer(kafka_config, [topic], group, None, None, stall_s=1.0)
     try:
-        assert len(drain(consumer, 5)) == 5
-        consumer._consumer.highwater = lambda ktp: 99  # type: ignore[method-assign]  # "records to 99"
+        first = drain(consumer, 20)
+        assert {r.tp for r in first} == {starved, other}
+        keys_of_other = sorted({r.key for r in first if r.tp == other and r.key is not None})
+        real = consumer._consumer.highwater
+        consumer._consumer.highwater = lambda ktp: 99 if ktp.partition == 0 else real(ktp)  # type: ignore[method-assign]
         deadline = time.monotonic() + 20
-        while not consumer.starved and time.monotonic() < deadline:
-            consumer.poll(0.3)
+        while not consumer._consumer.paused() and time.monotonic() < deadline:
+            consumer.poll(0.2)
+        assert {(tp.topic, tp.partition) for tp in consumer._consumer.paused()} == {(topic, 1)}
         assert consumer.starved == {f"{topic}-0"}
-        for _ in range(5):
-            consumer.poll(0.3)
-        warnings = [r.getMessage() for r in caplog.records if "starved" in r.getMessage()]
-        assert len(warnings) == 1 and f"{topic}-0 delivered nothing" in warnings[0] and "records to 99" in warnings[0]
+        producer = bus.producer()
+        for key in keys_of_other:  # records for partition 1 wait for the relief to end
+            producer.send(topic, b"later", key=key)
+        producer.flush(10)
+        producer.close()
+        arrived = drain(consumer, len(keys_of_other), timeout_s=20)
+        assert arrived and {r.tp for r in arrived} == {other} and not consumer._consumer.paused()
+        warnings = [r.getMessage() for r in caplog.records if "fetching it alone" in r.getMessage()]
+        assert len(warnings) == 1 and f"{topic}-0 delivered nothing" in warnings[0]
     finally:
         consumer.close()
 

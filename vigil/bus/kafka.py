@@ -180,7 +180,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class KafkaBusConsumer:
     """``stall_s``: a partition the broker says has records past our position, but that delivered none
-    for this long, is reported as starved (a warning per episode, see ``_check_progress``)."""
+    for this long, is starved: it is named in a warning (once per episode) and fetched alone for a
+    while (see ``_check_progress``)."""
 
     def __init__(
         self,
@@ -189,7 +190,7 @@ class KafkaBusConsumer:
         group: str,
         on_assign: RebalanceCallback | None,
         on_revoke: RebalanceCallback | None,
-        stall_s: float = 60.0,
+        stall_s: float = 15.0,
     ) -> None:
         self._settings: dict[str, Any] = dict(
             bootstrap_servers=config.bootstrap_servers,
@@ -211,6 +212,7 @@ class KafkaBusConsumer:
         self._progress: dict[KafkaTP, tuple[int, float]] = {}  # position, and when it last moved
         self._checked_at = time.monotonic()
         self.starved: set[str] = set()  # partitions reported starved, until they deliver again
+        self._relieving: list[KafkaTP] = []  # partitions paused so that the starved ones are fetched alone
         self._rebalance_wait_s = 2 * config.session_timeout
         # Calls that wait on the group coordinator block forever by default while the broker is away.
         self._timeout_ms = _ms(config.request_timeout)
@@ -227,7 +229,7 @@ class KafkaBusConsumer:
                 batches = self._consumer.poll(timeout_ms=100, max_records=max_records)
         except KafkaError as exc:  # a rebalance callback failed, or the group state was lost with the broker
             raise RetryableError(f"poll failed: {exc}") from exc
-        if time.monotonic() - self._checked_at >= min(10.0, self._stall_s / 2):
+        if time.monotonic() - self._checked_at >= min(5.0, self._stall_s / 2):
             self._check_progress()
         out: list[Record] = []
         now = time.monotonic()
@@ -241,25 +243,35 @@ class KafkaBusConsumer:
         return out
 
     def _check_progress(self) -> None:
-        """Warn once per episode about a partition the broker says holds records past our position but
-        that delivered none for ``stall_s``. Tansu answers a fetch within ``fetch_max_wait`` with what it
-        could read by then, partition after partition, so under load the last partitions of a request
-        can get nothing, every time (the ``kafka.fetch_max_wait`` comment has the figures)."""
+        """Find partitions the broker says hold records past our position but that delivered none for
+        ``stall_s``, and fetch them alone until the next check (the others paused; their records wait).
+
+        Tansu answers a fetch with what it could read within ``fetch_max_wait``, partition after
+        partition, so on a loaded machine the same partition of a wide request could get nothing, run
+        after run, while a client reading it alone got its records at once (ARCHITECTURE.md)."""
         now = self._checked_at = time.monotonic()
         assigned = self._consumer.assignment()
+        relieved, self._relieving = self._relieving, []
+        if relieved:  # the others' turn again: a relief that did not help must not starve them instead
+            self._consumer.resume(*[ktp for ktp in relieved if ktp in assigned])
+        starved = []
         for ktp, (position, moved_at) in list(self._progress.items()):
             name = f"{ktp.topic}-{ktp.partition}"
             highwater = self._consumer.highwater(ktp) if ktp in assigned else None
             if highwater is None or highwater <= position:
                 self._progress[ktp] = (position, now)  # nothing more to read (or not ours): not starved
                 self.starved.discard(name)
-            elif now - moved_at >= self._stall_s and name not in self.starved:
-                self.starved.add(name)
-                log.warning(
-                    "%s delivered nothing for %.0f s at offset %d though the broker has records to %d: its "
-                    "fetches are starved (with the embedded broker, raise kafka.fetch_max_wait)",
-                    name, now - moved_at, position, highwater,
-                )
+            elif now - moved_at >= self._stall_s:
+                starved.append(ktp)
+                if name not in self.starved:
+                    self.starved.add(name)
+                    log.warning(
+                        "%s delivered nothing for %.0f s at offset %d though the broker has records to %d: "
+                        "fetching it alone for a while", name, now - moved_at, position, highwater,
+                    )
+        if starved and not relieved:
+            self._relieving = [ktp for ktp in assigned if ktp not in starved]
+            self._consumer.pause(*self._relieving)
 
     def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Blocks until the broker confirms; inside a revoke callback (kafka-python's IO thread, which
