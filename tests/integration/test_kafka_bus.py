@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,20 +190,26 @@ def test_a_starved_partition_is_named_once_and_fetched_alone_for_a_while(
 ) -> None:
     """The loaded durable Tansu left one partition of a wide fetch without records, run after run, while
     a client reading it alone got them. That cannot be staged on demand, so the broker's side is played
-    here: partition 0 reports records (its high watermark) that never come. The consumer names it once,
+    here: partition 0 reports records (its end offset) that never come. The consumer names it once,
     fetches it alone for a while (partition 1 paused, its records waiting), then lets partition 1 in."""
-    bus = KafkaBus(kafka_config)
+    # A partition with no data holds a fetch for fetch_max_wait: keep that well under the stall time.
+    config = kafka_config.model_copy(update={"fetch_max_wait": 0.2})
+    bus = KafkaBus(config)
     topic, group = f"starved-{unique}", f"g-{unique}"
     bus.create_topics({topic: 2})
     starved, other = TopicPartition(topic, 0), TopicPartition(topic, 1)
     produce(bus, topic, 20)
-    consumer = KafkaBusConsumer(kafka_config, [topic], group, None, None, stall_s=1.0)
+    consumer = KafkaBusConsumer(config, [topic], group, None, None, stall_s=2.0)
     try:
         first = drain(consumer, 20)
         assert {r.tp for r in first} == {starved, other}
         keys_of_other = sorted({r.key for r in first if r.tp == other and r.key is not None})
-        real = consumer._consumer.highwater
-        consumer._consumer.highwater = lambda ktp: 99 if ktp.partition == 0 else real(ktp)  # type: ignore[method-assign]
+        real = consumer._consumer.end_offsets
+
+        def ends(tps: list[Any], timeout_ms: int | None = None) -> dict[Any, int]:
+            return {tp: 99 if tp.partition == 0 else off for tp, off in real(tps, timeout_ms).items()}
+
+        consumer._consumer.end_offsets = ends  # type: ignore[method-assign]  # partition 0: "records to 99"
         deadline = time.monotonic() + 20
         while not consumer._consumer.paused() and time.monotonic() < deadline:
             consumer.poll(0.2)

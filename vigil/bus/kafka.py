@@ -243,32 +243,41 @@ class KafkaBusConsumer:
         return out
 
     def _check_progress(self) -> None:
-        """Find partitions the broker says hold records past our position but that delivered none for
-        ``stall_s``, and fetch them alone until the next check (the others paused; their records wait).
+        """Find partitions that delivered nothing for ``stall_s`` though the broker holds records past
+        our position, and fetch them alone until the next check (the others paused; their records wait).
 
         Tansu answers a fetch with what it could read within ``fetch_max_wait``, partition after
-        partition, so on a loaded machine the same partition of a wide request could get nothing, run
-        after run, while a client reading it alone got its records at once (ARCHITECTURE.md)."""
+        partition, so on a loaded machine the same partitions of a wide request could get nothing, run
+        after run, while a client reading one alone got its records at once (ARCHITECTURE.md). The
+        fetch answers' high watermarks go stale for a partition Tansu did not reach, so the end offsets
+        are asked for (one request, for the idle partitions only)."""
         now = self._checked_at = time.monotonic()
         assigned = self._consumer.assignment()
         relieved, self._relieving = self._relieving, []
         if relieved:  # the others' turn again: a relief that did not help must not starve them instead
             self._consumer.resume(*[ktp for ktp in relieved if ktp in assigned])
-        starved = []
-        for ktp, (position, moved_at) in list(self._progress.items()):
+            for ktp in relieved:  # paused by us, not starved: their clock starts again
+                if ktp in self._progress:
+                    self._progress[ktp] = (self._progress[ktp][0], now)
+        idle = {ktp: position for ktp, (position, moved_at) in self._progress.items()
+                if ktp in assigned and now - moved_at >= self._stall_s}
+        try:
+            ends = self._consumer.end_offsets(list(idle), timeout_ms=self._timeout_ms) if idle else {}
+        except KafkaError as exc:  # the broker is away: the service's own calls notice and retry
+            log.debug("end offsets: %s", exc)
+            return
+        starved = [ktp for ktp, position in idle.items() if (ends.get(ktp) or 0) > position]
+        for ktp, position in idle.items():
             name = f"{ktp.topic}-{ktp.partition}"
-            highwater = self._consumer.highwater(ktp) if ktp in assigned else None
-            if highwater is None or highwater <= position:
-                self._progress[ktp] = (position, now)  # nothing more to read (or not ours): not starved
+            if ktp not in starved:
+                self._progress[ktp] = (position, now)  # nothing more to read: not starved
                 self.starved.discard(name)
-            elif now - moved_at >= self._stall_s:
-                starved.append(ktp)
-                if name not in self.starved:
-                    self.starved.add(name)
-                    log.warning(
-                        "%s delivered nothing for %.0f s at offset %d though the broker has records to %d: "
-                        "fetching it alone for a while", name, now - moved_at, position, highwater,
-                    )
+            elif name not in self.starved:
+                self.starved.add(name)
+                log.warning(
+                    "%s delivered nothing for %.0f s at offset %d though the broker has records to %d: "
+                    "fetching it alone for a while", name, now - self._progress[ktp][1], position, ends[ktp],
+                )
         if starved and not relieved:
             self._relieving = [ktp for ktp in assigned if ktp not in starved]
             self._consumer.pause(*self._relieving)
