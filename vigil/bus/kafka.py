@@ -192,6 +192,11 @@ class KafkaBusProducer:
         self._producer.close(timeout=timeout_s)
 
 
+def _log_failed_commit(offsets: Any, response: Any) -> None:
+    if isinstance(response, BaseException):
+        log.warning("offset commit on revoke failed (the next owner replays from the last one): %s", response)
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Forwards rebalance callbacks and tracks whether a join is in flight (from revoke until assign)."""
 
@@ -199,11 +204,16 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self.rebalancing = True  # a new member has not joined yet
+        self.in_callback = False  # kafka-python runs these on its IO thread, where nothing may block on it
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.rebalancing = True
         if self._on_revoke and revoked:
-            self._on_revoke({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+            self.in_callback = True
+            try:
+                self._on_revoke({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+            finally:
+                self.in_callback = False
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.rebalancing = False
@@ -212,6 +222,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaBusConsumer:
+    """``stall_s``: a partition the broker says has records past our position, but that delivered none
+    for this long, is starved: it is named in a warning (once per episode) and fetched alone for a
+    while (see ``_check_progress``)."""
+
     def __init__(
         self,
         config: KafkaConfig,
@@ -219,6 +233,7 @@ class KafkaBusConsumer:
         group: str,
         on_assign: RebalanceCallback | None,
         on_revoke: RebalanceCallback | None,
+        stall_s: float = 15.0,
     ) -> None:
         try:
             self._consumer = self._connect(config, group)
@@ -226,6 +241,11 @@ class KafkaBusConsumer:
             raise RetryableError(unreachable(config, exc)) from exc
         self._listener = _Listener(on_assign, on_revoke)
         self._consumer.subscribe(topics, listener=self._listener)
+        self._stall_s = stall_s
+        self._progress: dict[KafkaTP, tuple[int, float]] = {}  # position, and when it last moved
+        self._checked_at = time.monotonic()
+        self.starved: set[str] = set()  # partitions reported starved, until they deliver again
+        self._relieving: list[KafkaTP] = []  # partitions paused so that the starved ones are fetched alone
         self._rebalance_wait_s = 2 * config.session_timeout
         # Calls that wait on the group coordinator block forever by default while the broker is away.
         self._timeout_ms = _ms(config.request_timeout)
@@ -243,6 +263,7 @@ class KafkaBusConsumer:
             heartbeat_interval_ms=_ms(config.heartbeat_interval),
             max_poll_records=config.max_poll_records,
             max_partition_fetch_bytes=config.max_partition_fetch_bytes,
+            fetch_max_wait_ms=_ms(config.fetch_max_wait),
             request_timeout_ms=max(_ms(config.request_timeout), _ms(config.session_timeout) + 5000),
         )
 
@@ -257,23 +278,71 @@ class KafkaBusConsumer:
                 batches = self._consumer.poll(timeout_ms=100, max_records=max_records)
         except KafkaError as exc:  # a rebalance callback failed, or the group state was lost with the broker
             raise RetryableError(f"poll failed: {exc}") from exc
+        if time.monotonic() - self._checked_at >= min(5.0, self._stall_s / 2):
+            self._check_progress()
         out: list[Record] = []
-        for records in batches.values():
+        now = time.monotonic()
+        for ktp, records in batches.items():
+            self._progress[ktp] = (records[-1].offset + 1, now)
+            self.starved.discard(f"{ktp.topic}-{ktp.partition}")
             out.extend(
                 Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ()))
                 for r in records
             )
         return out
 
-    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+    def _check_progress(self) -> None:
+        """Find partitions that delivered nothing for ``stall_s`` though the broker holds records past
+        our position, and fetch them alone until the next check (the others paused; their records wait).
+
+        Tansu answers a fetch with what it could read within ``fetch_max_wait``, partition after
+        partition, so on a loaded machine the same partitions of a wide request could get nothing, run
+        after run, while a client reading one alone got its records at once (ARCHITECTURE.md). The
+        fetch answers' high watermarks go stale for a partition Tansu did not reach, so the end offsets
+        are asked for (one request, for the idle partitions only)."""
+        now = self._checked_at = time.monotonic()
+        assigned = self._consumer.assignment()
+        relieved, self._relieving = self._relieving, []
+        if relieved:  # the others' turn again: a relief that did not help must not starve them instead
+            self._consumer.resume(*[ktp for ktp in relieved if ktp in assigned])
+            for ktp in relieved:  # paused by us, not starved: their clock starts again
+                if ktp in self._progress:
+                    self._progress[ktp] = (self._progress[ktp][0], now)
+        idle = {ktp: position for ktp, (position, moved_at) in self._progress.items()
+                if ktp in assigned and now - moved_at >= self._stall_s}
         try:
-            if offsets is None:
-                self._consumer.commit()
-            else:
-                self._consumer.commit(
-                    {KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()},
-                    timeout_ms=self._timeout_ms,
+            ends = self._consumer.end_offsets(list(idle), timeout_ms=self._timeout_ms) if idle else {}
+        except KafkaError as exc:  # the broker is away: the service's own calls notice and retry
+            log.debug("end offsets: %s", exc)
+            return
+        starved = [ktp for ktp, position in idle.items() if (ends.get(ktp) or 0) > position]
+        for ktp, position in idle.items():
+            name = f"{ktp.topic}-{ktp.partition}"
+            if ktp not in starved:
+                self._progress[ktp] = (position, now)  # nothing more to read: not starved
+                self.starved.discard(name)
+            elif name not in self.starved:
+                self.starved.add(name)
+                log.warning(
+                    "%s delivered nothing for %.0f s at offset %d though the broker has records to %d: "
+                    "fetching it alone for a while", name, now - self._progress[ktp][1], position, ends[ktp],
                 )
+        if starved and not relieved:
+            self._relieving = [ktp for ktp in assigned if ktp not in starved]
+            self._consumer.pause(*self._relieving)
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Blocks until the broker confirms; inside a revoke callback (kafka-python's IO thread, which
+        a blocking call would deadlock) the commit is sent without waiting, and a failure only means
+        the next owner replays a little more."""
+        kafka_offsets = None
+        if offsets is not None:
+            kafka_offsets = {KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+        try:
+            if self._listener.in_callback:
+                self._consumer.commit_async(kafka_offsets, callback=_log_failed_commit)
+            else:
+                self._consumer.commit(kafka_offsets, timeout_ms=self._timeout_ms)
         except KafkaError as exc:
             raise RetryableError(f"offset commit failed: {exc}") from exc
 
