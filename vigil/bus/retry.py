@@ -10,6 +10,8 @@ offsets, see ``checkpoint.py``) and carry on from there.
 ``Outage`` turns the failures into one episode per outage: a warning when it starts, one info line
 with its length when it ends, bounded exponential backoff in between, and self-metrics
 (``vigil_bus_up``, ``vigil_bus_outages_total``, ``vigil_bus_retries_total``) plus a health entry.
+A service with a second dependency (the Influx sink's store) keeps a second ``Outage`` under its
+own name (``vigil_sink_store_up``, ...), so a store outage never reads as a broker outage.
 """
 
 from __future__ import annotations
@@ -82,9 +84,12 @@ class RenewableProducer:
 
 
 class Outage:
-    """Bounded exponential backoff for one service's broker work, logged once per episode.
+    """Bounded exponential backoff for one service's broker work (or, named otherwise, another
+    dependency's), logged once per episode.
 
     An episode starts with the first failure after a success and ends with the next success.
+    ``name`` names the metrics (``vigil_<name>_up``, ...) and the health keys (``<name>_ok``, ...);
+    ``what`` is the dependency in the log lines.
     """
 
     def __init__(
@@ -94,17 +99,24 @@ class Outage:
         registry: CollectorRegistry,
         initial_s: float = 0.5,
         max_s: float = 15.0,
+        name: str = "bus",
+        what: str = "broker",
     ) -> None:
         self.service = service
         self._clock = clock
         self._initial, self._max = initial_s, max_s
         self._delay = initial_s
+        self._name, self._what = name, what
         self.down_since: float | None = None  # monotonic
         self.last_error = ""
-        self.up = Gauge("vigil_bus_up", "1 while the broker answers, 0 during an outage", registry=registry)
+        self.up = Gauge(f"vigil_{name}_up", f"1 while the {what} answers, 0 during an outage", registry=registry)
         self.up.set(1)
-        self.outages = Counter("vigil_bus_outages", "Broker outages seen (episodes of failed calls)", registry=registry)
-        self.retries = Counter("vigil_bus_retries", "Broker calls that failed and were retried", registry=registry)
+        self.outages = Counter(
+            f"vigil_{name}_outages", f"{what.capitalize()} outages seen (episodes of failed calls)", registry=registry
+        )
+        self.retries = Counter(
+            f"vigil_{name}_retries", f"{what.capitalize()} calls that failed and were retried", registry=registry
+        )
 
     def failed(self, exc: BaseException) -> float:
         """Count the failure; returns how long to wait before the next attempt."""
@@ -115,7 +127,7 @@ class Outage:
             self._delay = self._initial
             self.outages.inc()
             self.up.set(0)
-            log.warning("%s: broker call failed, retrying with backoff until it answers: %s", self.service, exc)
+            log.warning("%s: %s call failed, retrying with backoff until it answers: %s", self.service, self._what, exc)
         else:
             log.debug("%s: still failing: %s", self.service, exc)
         delay, self._delay = self._delay, min(self._delay * 2, self._max)
@@ -127,11 +139,12 @@ class Outage:
         lasted = self._clock.monotonic() - self.down_since
         self.down_since = None
         self.up.set(1)
-        log.info("%s: broker answers again after %.1f s", self.service, lasted)
+        log.info("%s: %s answers again after %.1f s", self.service, self._what, lasted)
 
     def health(self) -> dict[str, Any]:
         down = None if self.down_since is None else round(self._clock.monotonic() - self.down_since, 1)
-        return {"bus_ok": down is None, "bus_down_s": down, "bus_last_error": self.last_error if down else ""}
+        error = self.last_error if down else ""
+        return {f"{self._name}_ok": down is None, f"{self._name}_down_s": down, f"{self._name}_last_error": error}
 
 
 def run_with_recovery(
@@ -139,9 +152,14 @@ def run_with_recovery(
     step: Callable[[], object],
     recover: Callable[[], None],
     outage: Outage,
+    outage_for: Callable[[RetryableError], Outage] | None = None,
 ) -> None:
     """Call ``step`` until ``stop`` is set. After a ``RetryableError`` wait (``outage``'s backoff), then
-    ``recover`` (rebuild, rewind) before the next step; a recovery that fails is retried the same way."""
+    ``recover`` (rebuild, rewind) before the next step; a recovery that fails is retried the same way.
+
+    ``outage_for`` picks the episode a failure belongs to when a service has more than one dependency
+    (the sink's store); such an episode is ended by whoever sees that dependency answer again, since a
+    step that did not call it proves nothing. A step without error ends ``outage``'s."""
     broken = False
     while not stop.is_set():
         try:
@@ -151,6 +169,7 @@ def run_with_recovery(
             step()
         except RetryableError as exc:
             broken = True
-            stop.wait(outage.failed(exc))
+            charged = outage if outage_for is None else outage_for(exc)
+            stop.wait(charged.failed(exc))
         else:
             outage.succeeded()
