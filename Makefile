@@ -11,7 +11,11 @@ HELM_SHA256 := c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
 
 .PHONY: up test lint bench
 
+# The Influx sink's tests and `vigil bench sink` run real stores from Debian, which start nothing on
+# install: VictoriaMetrics (it takes the InfluxDB v2 write API) and InfluxDB 1.x (the v1 API).
 $(STAMP): pyproject.toml setup.py
+	command -v victoria-metrics >/dev/null && command -v influxd >/dev/null || (apt-get update -q \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends victoria-metrics influxdb)
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev,gpu,deep]'
@@ -33,10 +37,10 @@ test: $(STAMP) $(HELM)  ## the whole suite, integration tests on a real broker a
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check vigil collectors analytics alerting tests
+	$(VENV)/bin/ruff check vigil collectors analytics alerting sinks tests
 	# mypy sees the installed layout (services inside vigil/) through a tree of symlinks.
 	rm -rf build/typecheck && mkdir -p build/typecheck && cp -as $(CURDIR)/vigil build/typecheck/vigil
-	for s in collectors analytics alerting; do cp -as $(CURDIR)/$$s build/typecheck/vigil/$$s; done
+	for s in collectors analytics alerting sinks; do cp -as $(CURDIR)/$$s build/typecheck/vigil/$$s; done
 	cd build/typecheck && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p vigil
 
 bench: $(STAMP)

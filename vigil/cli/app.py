@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vigil.cli import agent, bench, chaos, evaluate, services, train, up
+from vigil.cli import agent, bench, chaos, evaluate, services, sink, train, up
 
 # Bench subcommands register themselves on bench.bench_app when imported.
 from vigil.cli import bench_agent as _bench_agent  # noqa: F401
@@ -17,6 +17,7 @@ from vigil.cli import bench_reporter as _bench_reporter  # noqa: F401
 def build_app() -> typer.Typer:
     app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vigil: monitoring and AIOps for GPU fleets")
     services.register(app)
+    sink.register(app)
     agent.register(app)
     up.register(app)
     chaos.register(app)
