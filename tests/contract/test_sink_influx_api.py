@@ -31,10 +31,9 @@ class InfluxV2:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 parts = urlsplit(self.path)
-                outer.requests.append(
-                    {"path": parts.path, "query": parse_qs(parts.query), "headers": dict(self.headers),
-                     "body": self.rfile.read(length)}  # fmt: skip
-                )
+                body = self.rfile.read(length)
+                query = parse_qs(parts.query)
+                outer.requests.append({"path": parts.path, "query": query, "headers": dict(self.headers), "body": body})
                 status, headers, body = outer.script.pop(0) if outer.script else (204, {}, b"")
                 self.send_response(status)
                 for key, value in {"Content-Type": "application/json", **headers}.items():
@@ -90,7 +89,7 @@ def test_429_and_503_are_retried_honouring_retry_after(api: InfluxV2) -> None:
 
 def test_400_is_the_datas_fault_and_names_the_servers_reason(api: InfluxV2) -> None:
     api.script = [(400, {}, error("invalid", "unable to parse 'x': missing fields"))]
-    with pytest.raises(StoreRejected, match="400.*missing fields"):
+    with pytest.raises(StoreRejected, match=r"400.*missing fields"):
         store(api).write(BODY)
     assert len(api.requests) == 1  # never retried: the same bytes would be refused again
 
