@@ -37,8 +37,8 @@ def special_batch(t0: float) -> TelemetryBatch:
 def special_detection(t0: float) -> Detection:
     labels = {"alertname": "Gpu Hot", "gpu,index=": "3", **LABELS}
     summary = 'GPU 3 "hot", see C:\\runbooks\\gpu.md\nsecond line'
-    series = 'GpuHot{gpu_index="3"}'
-    return Detection(t0 + 0.25, "zscore", series, labels, 7.5, "firing", "warning", {"z": 7.5}, t0 - 10, t0 + 0.25, summary)
+    series, reason = 'GpuHot{gpu_index="3"}', {"z": 7.5}
+    return Detection(t0 + 0.25, "zscore", series, labels, 7.5, "firing", "warning", reason, t0 - 10, t0 + 0.25, summary)
 
 
 def body(t0: float) -> bytes:
