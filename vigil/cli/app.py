@@ -12,6 +12,7 @@ from vigil.cli import bench_api as _bench_api  # noqa: F401
 from vigil.cli import bench_detectors as _bench_detectors  # noqa: F401
 from vigil.cli import bench_models as _bench_models  # noqa: F401
 from vigil.cli import bench_reporter as _bench_reporter  # noqa: F401
+from vigil.cli import bench_sink as _bench_sink  # noqa: F401
 
 
 def build_app() -> typer.Typer:

@@ -1,0 +1,202 @@
+"""``vigil bench sink``: samples/s the Influx sink writes into a real VictoriaMetrics, and how long a sample
+takes from its event time to being queryable.
+
+Phase 1 (throughput), shaped like ``vigil bench pipeline``'s so the two figures compare: the embedded
+broker, the simulator publishing flat out for ``--seconds`` (10 ticks per message, telemetry only), and
+one ``vigil sink influx`` process writing to a VictoriaMetrics started here. The figure is telemetry
+samples the store confirmed per wall second while the producer ran, read from the sink's own
+``vigil_sink_points_written_total``; VictoriaMetrics' ``vm_rows_inserted_total`` is reported beside it.
+Phase 2 (lag): the same, with the simulator in real time (the 8 x 8 fleet, one tick a second); this
+process reads VictoriaMetrics' raw export of one series per host every 0.1 s, and each sample's lag
+is the wall time it was first seen minus its event time. The first ``LAG_WARMUP_S`` are left out
+(VictoriaMetrics makes a new series searchable after a few seconds; that time is reported apart).
+Registers itself on ``vigil.cli.bench.bench_app`` when imported (``app.py`` imports it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import typer
+from rich.console import Console
+
+from vigil.broker import EmbeddedBroker, free_port
+from vigil.cli.bench import bench_app, machine
+from vigil.cli.processes import ProcessGroup
+from vigil.cli.settings import VigilConfig, dump_config
+from vigil.cli.victoria import VictoriaMetrics
+
+LAG_WARMUP_S = 10.0
+LAG_SERIES = 'gpu_temperature_celsius{gpu_index="0"}'
+
+
+def metric(port: int, name: str, labels: str = "") -> float:
+    """One sample of a process's /metrics (0 while it does not answer)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return 0.0
+    found = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def written(port: int) -> float:
+    return metric(port, "vigil_sink_points_written_total", '{stream="telemetry"}')
+
+
+class Run:
+    """Broker, VictoriaMetrics' URL, and the sink process, for one phase."""
+
+    def __init__(self, work: Path, vm: VictoriaMetrics, sim: dict[str, Any]) -> None:
+        self.work = work
+        self.broker = EmbeddedBroker(work, ephemeral=True).start()
+        self.config = VigilConfig.model_validate(
+            {
+                "data_dir": str(work),
+                "log_level": "warning",
+                "kafka": {"bootstrap_servers": [self.broker.bootstrap]},
+                "sim": {"schedule": "none", "training": False, **sim},
+                "sink": {"influx": {"url": vm.url, "streams": ["telemetry"]}},
+            }
+        )
+        self.path = work / "bench.yaml"
+        dump_config(self.config, self.path)
+        self.procs = ProcessGroup(work / "logs")
+        self.port = free_port()
+        self.procs.spawn("sink", ["sink", "influx", "--config", str(self.path), "--metrics-port", str(self.port)])
+        self._wait_assigned()
+
+    def _wait_assigned(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).json().get("assigned"):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"the sink did not join its group within {timeout_s:.0f}s (log: {self.work / 'logs'})")
+
+    def close(self) -> None:
+        self.procs.stop_all(["sim", "producer", "sink"])
+        self.broker.stop()
+
+
+def throughput(vm: VictoriaMetrics, seconds: float, work: Path, ticks_per_batch: int) -> dict[str, Any]:
+    run = Run(work, vm, {"ticks_per_batch": ticks_per_batch})
+    rows_before = vm_rows(vm)
+    try:
+        started = time.monotonic()
+        run.procs.spawn("producer", ["sim", "--config", str(run.path), "--fast", str(seconds)])
+        trace: list[tuple[float, float]] = []
+        while run.procs.alive("producer") and time.monotonic() - started < seconds + 60:
+            trace.append((time.monotonic() - started, written(run.port)))
+            time.sleep(1.0)
+        produced = json.loads((work / "logs" / "producer.log").read_text().strip().splitlines()[-1])
+        ended = drained_at = time.monotonic() - started
+        skipped = 0.0
+        while time.monotonic() - started < ended + 180:
+            done = written(run.port)
+            skipped = metric(run.port, "vigil_sink_samples_skipped_total", '{reason="not_finite"}')
+            trace.append((time.monotonic() - started, done))
+            if done + skipped >= produced["samples"]:
+                drained_at = time.monotonic() - started
+                break
+            time.sleep(0.5)
+    finally:
+        run.close()
+    in_run = [(t, s) for t, s in trace if 1.0 <= t <= ended]
+    sustained = (in_run[-1][1] - in_run[0][1]) / (in_run[-1][0] - in_run[0][0]) if len(in_run) > 1 else 0.0
+    total = trace[-1][1]
+    return {
+        "workload": f"{run.config.sim.nodes} hosts x {run.config.sim.gpus_per_node} GPUs, "
+        f"{ticks_per_batch} ticks per TelemetryBatch, telemetry only, one sink process",
+        "samples_produced": produced["samples"],
+        "samples_written": total,
+        "samples_skipped_not_finite": skipped,
+        "vm_rows_inserted": vm_rows(vm) - rows_before,
+        "producer_seconds": round(ended, 1),
+        "drained_after_s": round(drained_at, 1),
+        "samples_per_s": round(sustained),
+        "end_to_end_samples_per_s": round(total / drained_at) if drained_at else 0,
+        "producer_samples_per_s": round(produced["samples"] / produced["seconds"]),
+    }
+
+
+def vm_rows(vm: VictoriaMetrics) -> float:
+    text = httpx.get(f"{vm.url}/metrics", timeout=10).text
+    found = re.search(r'^vm_rows_inserted_total\{type="influx"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def lag(vm: VictoriaMetrics, seconds: float, work: Path) -> dict[str, Any]:
+    run = Run(work, vm, {"ticks_per_batch": 1, "interval": 1.0})
+    seen: dict[str, float] = {}  # host -> newest timestamp (ms) seen
+    lags: list[float] = []
+    try:
+        started = time.time()
+        run.procs.spawn("sim", ["sim", "--config", str(run.path)])
+        first_seen_after = None
+        while time.time() - started < seconds:
+            response = httpx.get(
+                f"{vm.url}/api/v1/export", params={"match[]": LAG_SERIES, "start": f"{started:.3f}"}, timeout=10
+            )
+            now = time.time()
+            for row in (json.loads(line) for line in response.text.splitlines() if line.strip()):
+                host, newest = row["metric"].get("host", "?"), seen.get(row["metric"].get("host", "?"), 0.0)
+                fresh = [ts for ts in row["timestamps"] if ts > newest]
+                if fresh:
+                    first_seen_after = first_seen_after or now - started
+                    seen[host] = max(fresh)
+                    lags += [now - ts / 1000.0 for ts in fresh if ts / 1000.0 >= started + LAG_WARMUP_S]
+            time.sleep(0.1)
+        confirm = metric(run.port, "vigil_sink_lag_seconds_sum") / max(1.0, metric(run.port, "vigil_sink_lag_seconds_count"))
+    finally:
+        run.close()
+    return {
+        "workload": f"{run.config.sim.nodes} hosts x {run.config.sim.gpus_per_node} GPUs in real time (1 tick/s), "
+        f"{run.config.sink.influx.flush_interval:g}s flush interval; series {LAG_SERIES} of each host",
+        "samples": len(lags),
+        "lag_p50_s": round(float(np.percentile(lags, 50)), 3) if lags else None,
+        "lag_p99_s": round(float(np.percentile(lags, 99)), 3) if lags else None,
+        "lag_max_s": round(max(lags), 3) if lags else None,
+        "first_sample_queryable_after_s": round(first_seen_after, 1) if first_seen_after else None,
+        "sink_confirm_lag_mean_s": round(confirm, 3),
+    }
+
+
+@bench_app.command("sink")
+def sink(
+    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    seconds: float = typer.Option(60.0, help="throughput phase length (the producer's)"),
+    lag_seconds: float = typer.Option(40.0, help="lag phase length (0: skip it)"),
+    ticks_per_batch: int = typer.Option(10, help="ticks per telemetry message in the throughput phase"),
+) -> None:
+    """Samples/s the Influx sink writes into a real VictoriaMetrics, and event-time-to-queryable lag."""
+    result: dict[str, Any] = {"machine": machine(), "load_average_1m": round(os.getloadavg()[0], 2)}
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-sink-") as tmp, VictoriaMetrics(Path(tmp) / "vm") as vm:
+        result["store"] = f"VictoriaMetrics {vm_version(vm)} on loopback, InfluxDB v2 write API"
+        result["throughput"] = throughput(vm, seconds, Path(tmp) / "throughput", ticks_per_batch)
+        result["samples_per_s"] = result["throughput"]["samples_per_s"]
+        if lag_seconds > 0:
+            result["lag"] = lag(vm, lag_seconds, Path(tmp) / "lag")
+            result["lag_p50_s"], result["lag_p99_s"] = result["lag"]["lag_p50_s"], result["lag"]["lag_p99_s"]
+    if json_out:
+        print(json.dumps(result, indent=2))  # noqa: T201 - the benchmark's output is its product
+    else:
+        Console().print_json(data=result)
+
+
+def vm_version(vm: VictoriaMetrics) -> str:
+    """From its own /metrics (the Debian build's ``-version`` prints nothing)."""
+    text = httpx.get(f"{vm.url}/metrics", timeout=10).text
+    found = re.search(r'^vm_app_version\{[^}]*version="([^"]*)"', text, re.M)
+    return found.group(1) if found and found.group(1) else "(version not reported)"
