@@ -139,26 +139,21 @@ def vm_rows(vm: VictoriaMetrics) -> float:
 
 def lag(vm: VictoriaMetrics, seconds: float, work: Path) -> dict[str, Any]:
     run = Run(work, vm, {"ticks_per_batch": 1, "interval": 1.0})
-    seen: dict[str, float] = {}  # host -> newest timestamp (ms) seen
+    seen: dict[str, float] = {}  # host -> its newest sample's timestamp (ms) seen in the store
     lags: list[float] = []
+    first_seen_after = None
     try:
         started = time.time()
         run.procs.spawn("sim", ["sim", "--config", str(run.path)])
-        first_seen_after = None
         while time.time() - started < seconds:
-            response = httpx.get(
-                f"{vm.url}/api/v1/export", params={"match[]": LAG_SERIES, "start": f"{started:.3f}"}, timeout=10
-            )
+            fresh = new_samples(vm, started, seen)
             now = time.time()
-            for row in (json.loads(line) for line in response.text.splitlines() if line.strip()):
-                host, newest = row["metric"].get("host", "?"), seen.get(row["metric"].get("host", "?"), 0.0)
-                fresh = [ts for ts in row["timestamps"] if ts > newest]
-                if fresh:
-                    first_seen_after = first_seen_after or now - started
-                    seen[host] = max(fresh)
-                    lags += [now - ts / 1000.0 for ts in fresh if ts / 1000.0 >= started + LAG_WARMUP_S]
+            if fresh and first_seen_after is None:
+                first_seen_after = now - started
+            lags += [now - ts for ts in fresh if ts >= started + LAG_WARMUP_S]
             time.sleep(0.1)
-        confirm = metric(run.port, "vigil_sink_lag_seconds_sum") / max(1.0, metric(run.port, "vigil_sink_lag_seconds_count"))
+        count = max(1.0, metric(run.port, "vigil_sink_lag_seconds_count"))
+        confirm = metric(run.port, "vigil_sink_lag_seconds_sum") / count
     finally:
         run.close()
     return {
@@ -171,6 +166,20 @@ def lag(vm: VictoriaMetrics, seconds: float, work: Path) -> dict[str, Any]:
         "first_sample_queryable_after_s": round(first_seen_after, 1) if first_seen_after else None,
         "sink_confirm_lag_mean_s": round(confirm, 3),
     }
+
+
+def new_samples(vm: VictoriaMetrics, since: float, seen: dict[str, float]) -> list[float]:
+    """Event times (s) of the samples of ``LAG_SERIES`` queryable now that were not before."""
+    params = {"match[]": LAG_SERIES, "start": f"{since:.3f}"}
+    response = httpx.get(f"{vm.url}/api/v1/export", params=params, timeout=10)
+    out: list[float] = []
+    for row in (json.loads(line) for line in response.text.splitlines() if line.strip()):
+        host = row["metric"].get("host", "?")
+        fresh = [ts for ts in row["timestamps"] if ts > seen.get(host, 0.0)]
+        if fresh:
+            seen[host] = max(fresh)
+            out += [ts / 1000.0 for ts in fresh]
+    return out
 
 
 @bench_app.command("sink")
