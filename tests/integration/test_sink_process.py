@@ -28,9 +28,10 @@ from vigil.broker import EmbeddedBroker, free_port
 from vigil.bus.kafka import KafkaBus, KafkaBusProducer
 from vigil.bus.retry import RenewableProducer
 from vigil.cli.victoria import VictoriaMetrics
-from vigil.codec import encode
+from vigil.codec import decode, encode
 from vigil.config import KafkaConfig
 from vigil.errors import RetryableError
+from vigil.events import TelemetryBatch
 from vigil.topics import Topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -165,13 +166,40 @@ def wait_complete(vm: VictoriaMetrics, publisher: Publisher, ticks: int, sink: S
         raise
 
 
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    """The group's committed offsets summed over the topic, read without joining the group."""
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offset of each partition of the topic, read without joining the group."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
-        return sum(consumer.committed(KafkaTP(topic, p)) or 0 for p in range(partitions))
+        return {p: consumer.committed(KafkaTP(topic, p)) or 0 for p in range(partitions)}
     finally:
         consumer.close()
+
+
+def samples_below(bootstrap: str, topic: str, offsets: dict[int, int]) -> set[tuple[str, int]]:
+    """(host, ms timestamp) of every telemetry sample in the records below ``offsets``, read from the broker."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    wanted = [KafkaTP(topic, p) for p, offset in offsets.items() if offset > 0]
+    consumer.assign(wanted)
+    consumer.seek_to_beginning(*wanted)
+    out: set[tuple[str, int]] = set()
+    deadline = time.monotonic() + 60
+    try:
+        while any(consumer.position(tp) < offsets[tp.partition] for tp in wanted) and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for record in records:
+                    if record.offset < offsets[tp.partition]:
+                        batch = decode(record.value)
+                        assert isinstance(batch, TelemetryBatch)
+                        out |= {(batch.host, round(ts * 1000)) for ts in batch.ts.tolist()}
+    finally:
+        consumer.close()
+    return out
+
+
+def in_store(vm: VictoriaMetrics, t0: float) -> set[tuple[str, int]]:
+    """(host, ms timestamp) of the samples of one series per host that the store holds."""
+    rows = export(vm.url, '{__name__="host_load1"}', start=t0 - 1)
+    return {(row["metric"]["host"], ts) for row in rows for ts in row["timestamps"]}
 
 
 def topics_for(bus: KafkaBus, unique: str) -> Topics:
@@ -191,12 +219,15 @@ def test_a_sink_killed_mid_run_and_restarted_leaves_no_gap(
     try:
         sink.start()
         poll(lambda: sink.written() > 20 * SERIES_PER_TICK, 90, "the sink writing")
-        written_records = sink.metric("vigil_sink_records_total", f'{{topic="{topics.telemetry}"}}')
+        consumed = sink.metric("vigil_sink_records_total", f'{{topic="{topics.telemetry}"}}')
         sink.kill()
         group, partitions = f"sink-{unique}", topics["telemetry"].partitions
-        done = committed(broker.bootstrap, group, topics.telemetry, partitions)
-        assert done < written_records, "the kill should land with records written but not yet committed"
-        time.sleep(2)
+        offsets = committed(broker.bootstrap, group, topics.telemetry, partitions)
+        assert sum(offsets.values()) < consumed, "the kill should land with records consumed but not committed"
+        # At the moment of the kill, every sample below the committed offsets was in the store already.
+        below = samples_below(broker.bootstrap, topics.telemetry, offsets)
+        assert below, "nothing was committed before the kill"
+        poll(lambda: below <= in_store(victoria, publisher.t0), 60, "the committed samples in the store")
         sink.start()
         poll(lambda: sink.written() > 0, 90, "the restarted sink writing")
         time.sleep(3)
