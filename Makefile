@@ -11,11 +11,20 @@ HELM_SHA256 := c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
 
 .PHONY: up test lint bench
 
-# The Influx sink's tests and `vigil bench sink` run real stores from Debian, which start nothing on
-# install: VictoriaMetrics (it takes the InfluxDB v2 write API) and InfluxDB 1.x (the v1 API).
-$(STAMP): pyproject.toml setup.py
-	command -v victoria-metrics >/dev/null && command -v influxd >/dev/null || (apt-get update -q \
-	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends victoria-metrics influxdb)
+# Debian's prometheus package: promtool lints a real /metrics scrape (tests/integration/test_metrics_scrape.py).
+# Order-only: installed when missing, without rebuilding an existing venv.
+PROMTOOL := /usr/bin/promtool
+# The Influx sink's tests and `vigil bench sink` run real stores from Debian (neither starts on install):
+# VictoriaMetrics (it takes the InfluxDB v2 write API) and InfluxDB 1.x (the v1 API). Order-only too.
+STORES := /usr/bin/victoria-metrics /usr/bin/influxd
+
+$(PROMTOOL):
+	apt-get update -q && apt-get install -y -q --no-install-recommends prometheus
+
+$(STORES) &:
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends victoria-metrics influxdb
+
+$(STAMP): pyproject.toml setup.py | $(PROMTOOL) $(STORES)
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev,gpu,deep]'
@@ -34,7 +43,7 @@ up: $(STAMP)          ## everything on one machine: embedded broker, simulator, 
 	$(VENV)/bin/vigil up $(ARGS)
 
 test: $(STAMP) $(HELM)  ## the whole suite, integration tests on a real broker and the Helm chart's included
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(ARGS)
+	$(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vigil collectors analytics alerting sinks tests

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from vigil.config import FrozenModel, PositiveDuration, raise_key_errors
+from vigil.config import ConsumerHealthConfig, FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
 from vigil.secret import Secret
 
@@ -262,6 +262,7 @@ class AlertingConfig(FrozenModel):
     dispatch_interval: Annotated[PositiveDuration, Field(le=60)] = 0.5
     dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     predictions: PredictionAlertsConfig = Field(default_factory=PredictionAlertsConfig)
+    health: ConsumerHealthConfig = Field(default_factory=ConsumerHealthConfig)  # when /healthz fails
 
     @model_validator(mode="after")
     def _unique_notifier_names(self) -> AlertingConfig:

@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry
 from vigil.alerting.api import ApiServer, build_app
 from vigil.alerting.config import AlertingConfig
 from vigil.alerting.intake import Transition, decide, to_alert
-from vigil.alerting.metrics import AlertingMetrics
+from vigil.alerting.metrics import AlertingMetrics, StoreGauges
 from vigil.alerting.notifiers import Notifier, build_notifier_registry
 from vigil.alerting.outbox import Backoff, OutboxDispatcher
 from vigil.alerting.payload import notification_payload
@@ -58,6 +58,7 @@ from vigil.events import Alert, Detection, Prediction
 from vigil.topics import Topics
 
 log = logging.getLogger(__name__)
+POLL_TIMEOUT_S = 1.0
 
 
 def build_notifiers(config: AlertingConfig) -> dict[str, Notifier]:
@@ -95,21 +96,24 @@ class AlertingService:
         self._changed: list[tuple[Alert, int]] = []  # alert versions of this batch, published in step 3
         self._unpublished = True  # stored alert versions may await publishing (a crash, a failed step)
         self._commits = Checkpoint(bus, list(self._expected), config.group, self, registry)
+        self._watch = self._commits.watch(clock, config.health, POLL_TIMEOUT_S)
         self._producer = self._commits.producer
         self._consumer = self._commits.consumer
         names = config.notifier_names()
         self._send_resolved = {n: c.send_resolved for n, c in zip(names, config.notifiers, strict=True)}
         self.dispatcher = _build_dispatcher(config, db_path, notifiers, clock, self._metrics)
         self.pruner = Pruner(AlertStore(db_path), config.retention, clock, self._metrics)
+        self._gauges = StoreGauges(db_path, config.notifier_names(), clock)
+        registry.register(self._gauges)
         self._api: ApiServer | None = None
         self._last_step_at: float | None = None
         self._pending = 0
         self.ready = threading.Event()  # set by run() once the API and the dispatcher are up
-        self._refresh_gauges()
+        self._count_pending()
 
     # ------------------------------------------------------------------ the loop
 
-    def step(self, timeout_s: float = 1.0) -> int:
+    def step(self, timeout_s: float = POLL_TIMEOUT_S) -> int:
         """Consume one batch (steps 1-4 of the module docstring); returns the records consumed."""
         if self._unpublished:
             self._publish_unpublished()
@@ -122,7 +126,7 @@ class AlertingService:
         for alert, _ in self._changed:
             self._producer.send(self._topics.alerts, encode(alert), key=alert.fingerprint.encode())
         self._commits.commit()  # flush, then save() marks the alerts published, then the offsets
-        self._refresh_gauges()
+        self._count_pending()
         self._last_step_at = self._clock.now()
         if self._pending:
             self.dispatcher.wake()
@@ -140,6 +144,7 @@ class AlertingService:
                 reader = AlertReader(self.db_path)
                 app = build_app(reader, self._registry, self.health)
                 self._api = ApiServer(app, self._config.api.host, self._config.api.port).start()
+                log.info("alerting API on %s (/api/v1/alerts, /metrics, /healthz)", self._api.url)
             self.ready.set()
             run_with_recovery(stop, self.step, self.rewind, self._outage)
         finally:
@@ -164,6 +169,7 @@ class AlertingService:
         self._commits.close(commit=False)  # every handled batch is committed by its own step
         self.dispatcher.close()
         self.pruner.close()
+        self._gauges.close()
         self._store.close()
 
     @property
@@ -172,10 +178,13 @@ class AlertingService:
         return self._api.port if self._api is not None else None
 
     def health(self) -> dict[str, Any]:
+        """``ok`` false when an outbox worker died, polling stalled or the lag keeps growing."""
         dispatcher_ok = self.dispatcher.alive()
+        consumer = self._watch.health(outage=self._outage.down_since is not None)
         return {
-            "ok": dispatcher_ok,
             "service": "alerting",
+            **consumer,
+            "ok": dispatcher_ok and bool(consumer["ok"]),
             "dispatcher_alive": dispatcher_ok,
             "outbox_pending": self._pending,
             "last_step_at": self._last_step_at,
@@ -284,10 +293,8 @@ class AlertingService:
             self._store.mark_published({a.fingerprint: v for a, v in leftovers})
         self._unpublished = False
 
-    def _refresh_gauges(self) -> None:
+    def _count_pending(self) -> None:
         self._pending = self._store.pending_count()
-        self._metrics.outbox_pending.set(self._pending)
-        self._metrics.firing.set(self._store.count("firing"))
 
 
 def _build_dispatcher(

@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from vigil.config import FrozenModel, KeyProblem, PositiveDuration, raise_key_errors
+from vigil.config import ConsumerHealthConfig, FrozenModel, KeyProblem, PositiveDuration, raise_key_errors
 from vigil.secret import Secret
 
 _HTTP_URL = re.compile(r"^https?://[^\s/$.?#][^\s?#]*$")
@@ -78,6 +78,7 @@ class InfluxConfig(FrozenModel):
     retry: WriteRetryConfig = Field(default_factory=WriteRetryConfig)
     poll_timeout: Annotated[PositiveDuration, Field(le=60)] = 0.5
     max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 500
+    health: ConsumerHealthConfig = Field(default_factory=ConsumerHealthConfig)  # when /healthz fails
 
     @field_validator("url")
     @classmethod

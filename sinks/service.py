@@ -26,57 +26,38 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from vigil.sinks.config import InfluxConfig
 from vigil.sinks.lines import TelemetryLines, detection_line
 from vigil.sinks.store import InfluxStore, StoreRejected, StoreUnavailable
 
 from vigil.bus import Bus, Record, TopicPartition
 from vigil.bus.checkpoint import Checkpoint
-from vigil.bus.retry import Outage, run_with_recovery
+from vigil.bus.retry import Dependency, Outage, run_with_recovery
 from vigil.clock import Clock
 from vigil.codec import decode
 from vigil.errors import RetryableError, UnexpectedEvent
 from vigil.events import Detection, TelemetryBatch
+from vigil.metrics_catalog import counter, histogram
 from vigil.topics import Topics
 
 log = logging.getLogger(__name__)
 
 
+STORE = Dependency(
+    "vigil_sink_store_up", "vigil_sink_store_outages_total", "vigil_sink_store_retries_total", "sink_store", "store"
+)
+
+
 class SinkMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.records = Counter("vigil_sink_records", "Records consumed, by topic", ["topic"], registry=registry)
-        self.points = Counter(
-            "vigil_sink_points_written",
-            "Points (lines) the store confirmed, by stream; a telemetry point is one sample",
-            ["stream"],
-            registry=registry,
-        )
-        self.skipped = Counter(
-            "vigil_sink_samples_skipped",
-            "Telemetry samples line protocol cannot hold (NaN, infinities), by reason",
-            ["reason"],
-            registry=registry,
-        )
-        self.requests = Counter(
-            "vigil_sink_write_requests",
-            "Write requests, by outcome (ok, rejected, failed)",
-            ["outcome"],
-            registry=registry,
-        )
-        self.retries = Counter("vigil_sink_write_retries", "Write attempts retried by the client", registry=registry)
-        self.write_seconds = Histogram(
-            "vigil_sink_write_seconds",
-            "Time for the store to confirm one write request, retries included",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=registry,
-        )
-        self.lag = Histogram(
-            "vigil_sink_lag_seconds",
-            "From a record's broker timestamp to the store's confirmation of its lines",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
-            registry=registry,
-        )
+        self.records = counter(registry, "vigil_sink_records_total")
+        self.points = counter(registry, "vigil_sink_points_written_total")
+        self.skipped = counter(registry, "vigil_sink_samples_skipped_total")
+        self.requests = counter(registry, "vigil_sink_write_requests_total")
+        self.retries = counter(registry, "vigil_sink_write_retries_total")
+        self.write_seconds = histogram(registry, "vigil_sink_write_seconds")
+        self.lag = histogram(registry, "vigil_sink_lag_seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +86,7 @@ class InfluxSink:
         self.lines = TelemetryLines()
         self.streams = {topics.name(stream): stream for stream in config.streams}
         self.outage = Outage("sink", clock, registry)
-        self.store_outage = Outage("sink", clock, registry, initial_s=1.0, max_s=30.0, name="sink_store", what="store")
+        self.store_outage = Outage("sink", clock, registry, initial_s=1.0, max_s=30.0, dependency=STORE)
         self._pending: list[Chunk] = []
         self._pending_lines = 0
         self._flush_due = clock.monotonic() + config.flush_interval
@@ -113,8 +94,10 @@ class InfluxSink:
         self._records = 0
         self._final = False  # closing: one attempt per write, no retries
         self._closed = False
+        self._writing = False  # waiting on the store: not a stalled consumer
         self.commits = Checkpoint(bus, list(self.streams), config.group, self, registry)
         self.consumer = self.commits.consumer
+        self.watch = self.commits.watch(clock, config.health, config.poll_timeout)
 
     # ------------------------------------------------------------------ the loop
 
@@ -168,10 +151,15 @@ class InfluxSink:
             self.store.close()
 
     def health(self) -> dict[str, object]:
+        """``ok`` false once closed, when polling stalled (not while a write waits on the store, nor in an
+        outage) or the lag keeps growing (``vigil.bus.watch``)."""
+        waiting = self._writing or self.outage.down_since is not None or self.store_outage.down_since is not None
+        consumer = self.watch.health(outage=waiting)
         last = None if self._last_write is None else round(self.clock.monotonic() - self._last_write, 3)
         return {
-            "ok": not self._closed,
             "service": "sink-influx",
+            **consumer,
+            "ok": not self._closed and bool(consumer["ok"]),
             "store": self.store.where,
             "assigned": sorted(f"{tp.topic}-{tp.partition}" for tp in self.consumer.assignment()),
             "records": self._records,
@@ -225,17 +213,17 @@ class InfluxSink:
 
     def _write(self, body: bytes) -> None:
         started = time.perf_counter()
+        self._writing = True
         try:
-            if self._final:
-                self.store.write(body, retry=False)
-            else:
-                self.store.write(body)
+            self.store.write(body, retry=not self._final)
         except StoreRejected:
             self.metrics.requests.labels("rejected").inc()
             raise
         except StoreUnavailable:
             self.metrics.requests.labels("failed").inc()
             raise
+        finally:
+            self._writing = False
         self.metrics.requests.labels("ok").inc()
         self.metrics.write_seconds.observe(time.perf_counter() - started)
         self.store_outage.succeeded()

@@ -139,6 +139,16 @@ class BrokerConfig(FrozenModel):
         return self
 
 
+class ConsumerHealthConfig(FrozenModel):
+    """When a consumer's ``/healthz`` answers 503 (``vigil.bus.watch``): its polling stalled, or its lag
+    keeps growing. A broker outage alone is not a failure: restarting would not bring the broker back."""
+
+    stalled_polls: Annotated[int, Field(ge=2, le=10_000)] = 30  # no poll for this many poll timeouts
+    lag_every: PositiveDuration = 10.0  # how often the lag is measured (one offsets request)
+    lag_checks: Annotated[int, Field(ge=0, le=1000)] = 6  # lag grew at each of this many checks in a row (0: off)
+    lag_floor: Annotated[int, Field(ge=0)] = 10_000  # ... and is above this many records
+
+
 class CommonConfig(FrozenModel):
     cluster: Annotated[str, Field(min_length=1)] = "default"
     data_dir: Path = Path(".vigil")

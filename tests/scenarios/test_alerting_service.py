@@ -139,7 +139,8 @@ def test_first_no_change_resolved_and_refire(h: Harness) -> None:
     assert h.metric("vigil_alerting_detections_total", decision="first") == 2
     assert h.metric("vigil_alerting_detections_total", decision="no_change") == 1
     assert h.metric("vigil_alerting_detections_total", decision="resolved") == 1
-    assert h.metric("vigil_alerts_firing") == 1
+    assert h.metric("vigil_alerts_firing", severity="critical") == 1
+    assert h.metric("vigil_alerts_firing", severity="warning") == 0
     skipped = store.notification_log()[0]
     assert (skipped["notifier"], skipped["reason"], skipped["status"]) == ("hook", "no_change", "skipped")
 
@@ -148,7 +149,8 @@ def test_dispatch_delivers_in_order_with_dedup_key(h: Harness) -> None:
     svc = h.service()
     h.publish(det(), det("resolved", ts=T0 + 60))
     svc.step()
-    assert h.metric("vigil_outbox_pending") == 3
+    assert h.metric("vigil_outbox_pending", notifier="hook") == 2
+    assert h.metric("vigil_outbox_pending", notifier="log") == 1
     svc.dispatcher.drain_once()
     sent = [(p["reason"], p["status"]) for p in h.hook.sent]
     assert sent == [("first", "firing"), ("resolved", "resolved")]
@@ -158,7 +160,8 @@ def test_dispatch_delivers_in_order_with_dedup_key(h: Harness) -> None:
     assert resolved["alert"]["ends_at"] == "2026-01-01T00:01:00+00:00"
     assert first["sent_at"] == "2026-01-01T00:00:00+00:00"
     assert {r.state for r in h.store().outbox()} == {"delivered"}
-    assert h.metric("vigil_outbox_pending") == 0
+    assert h.metric("vigil_outbox_pending", notifier="hook") == 0
+    assert h.metric("vigil_outbox_oldest_pending_age_seconds", notifier="hook") == 0
     assert h.metric("vigil_notifications_total", notifier="hook", result="delivered") == 2
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from prometheus_client import CollectorRegistry
+from vigil.sinks.service import STORE
 
 from vigil.bus.retry import Outage, run_with_recovery
 from vigil.clock import FakeClock
@@ -18,7 +19,7 @@ class StoreDown(RetryableError):
 def test_a_second_outage_has_its_own_metrics_and_health_keys() -> None:
     registry, clock = CollectorRegistry(), FakeClock()
     bus = Outage("sink", clock, registry)
-    store = Outage("sink", clock, registry, name="sink_store", what="store")
+    store = Outage("sink", clock, registry, dependency=STORE)
     assert store.failed(StoreDown("refused")) == 0.5 and store.failed(StoreDown("refused")) == 1.0
     clock.advance(3)
     assert store.health() == {"sink_store_ok": False, "sink_store_down_s": 3.0, "sink_store_last_error": "refused"}
@@ -33,7 +34,7 @@ def test_a_second_outage_has_its_own_metrics_and_health_keys() -> None:
 def test_run_with_recovery_charges_each_failure_to_the_outage_it_belongs_to() -> None:
     registry, clock = CollectorRegistry(), FakeClock()
     bus = Outage("sink", clock, registry, initial_s=0.0)
-    store = Outage("sink", clock, registry, initial_s=0.0, name="sink_store", what="store")
+    store = Outage("sink", clock, registry, initial_s=0.0, dependency=STORE)
     stop = threading.Event()
     failures = [StoreDown("store away"), RetryableError("broker away"), StoreDown("store away")]
     recovered: list[int] = []

@@ -259,6 +259,23 @@ class KafkaBusConsumer:
             positions[tp] = offset
         return positions
 
+    def log_end(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The larger of the last fetch's high watermark and a ListOffsets answer: Tansu answers the
+        latter with its last batch's base offset + 1 (short by that batch's size - 1), while the high
+        watermark is exact but only as fresh as the last fetch (``vigil.bus.watch``)."""
+        ktps = [KafkaTP(tp.topic, tp.partition) for tp in tps]
+        if not ktps:
+            return {}
+        try:
+            listed = self._consumer.end_offsets(ktps, timeout_ms=self._timeout_ms)
+        except KafkaError as exc:
+            raise RetryableError(f"end offsets: {exc}") from exc
+        out: dict[TopicPartition, int] = {}
+        for ktp in ktps:
+            fetched = self._consumer.highwater(ktp)
+            out[TopicPartition(ktp.topic, ktp.partition)] = max(int(listed.get(ktp) or 0), int(fetched or 0))
+        return out
+
     def position(self, tp: TopicPartition) -> int:
         return int(self._consumer.position(KafkaTP(tp.topic, tp.partition)))
 

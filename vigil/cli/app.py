@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vigil.cli import agent, bench, chaos, evaluate, services, sink, train, up
+from vigil.cli import agent, bench, chaos, evaluate, services, sink, status, train, up
 
 # Bench subcommands register themselves on bench.bench_app when imported.
 from vigil.cli import bench_agent as _bench_agent  # noqa: F401
@@ -21,6 +21,7 @@ def build_app() -> typer.Typer:
     sink.register(app)
     agent.register(app)
     up.register(app)
+    status.register(app)
     chaos.register(app)
     bench.register(app)
     train.register(app)

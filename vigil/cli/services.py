@@ -54,7 +54,7 @@ def sim(
     runner = SimulatorRunner(simulator, bus.producer, cfg.topics(), clock, registry)
     health = lambda: {"ok": True, "ticks": runner.ticks, **runner.outage.health()}  # noqa: E731
     server = SelfMetricsServer(registry, health, port=metrics_port)
-    log.info("sim self-metrics on 127.0.0.1:%d", server.start().port)
+    log.info("sim: /metrics and /healthz on %s", server.start().url)
     try:
         if fast > 0:
             _run_fast(runner, fast, stop)
@@ -87,7 +87,7 @@ def analytics(
         connect(cfg), cfg.topics(), cfg.analytics, SystemClock(), registry, cfg.data_dir / "analytics" / "state"
     )
     server = SelfMetricsServer(registry, service.health, host=metrics_address, port=metrics_port).start()
-    log.info("analytics self-metrics on %s:%d", metrics_address, server.port)
+    log.info("analytics: /metrics and /healthz on %s", server.url)
     try:
         service.run(stop)
     finally:

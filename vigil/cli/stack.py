@@ -7,11 +7,16 @@ simulator's ground truth) and fixed health ports, so a restarted service answers
 one did. ``supervise()`` restarts whatever died (see ``supervisor.py``); a restarted simulator is
 given the first one's start (``--origin``) and resumes the fault schedule instead of repeating it.
 With ``sink.influx.enabled`` the Influx sink runs beside them, supervised the same way.
+``<data_dir>/run/services.json`` says, while the stack runs, where each service answers and how
+often it was restarted (``vigil status`` reads it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -35,7 +40,7 @@ from vigil.cli.supervisor import Supervisor, SupervisorEvent
 from vigil.codec import decode
 from vigil.errors import InvalidEvent, RetryableError
 from vigil.events import FaultInjection, TelemetryBatch
-from vigil.files import private_dir
+from vigil.files import private_dir, write_private
 
 log = logging.getLogger(__name__)
 SERVICES = ("alerting", "analytics", "sim")
@@ -97,6 +102,7 @@ class Stack:
         self.sim_origin = 0.0  # the simulator's schedule counts from here, across its restarts
         self.health_ports: dict[str, int] = {}  # service -> the loopback port of its /healthz
         self.config_path = self.run_dir / "vigil.yaml"
+        self.services_path = self.run_dir / "services.json"
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -134,6 +140,7 @@ class Stack:
         for name in self.services():
             self.spawn(name)
         self._supervise_all()
+        self._write_services()
         return self
 
     def _supervise_all(self) -> None:
@@ -149,7 +156,23 @@ class Stack:
 
     def supervise(self) -> list[SupervisorEvent]:
         """Restart what died (call it every loop turn); ``supervisor.gave_up`` names a crash loop."""
-        return self.supervisor.check()
+        events = self.supervisor.check()
+        if events:
+            self._write_services()
+        return events
+
+    def _write_services(self) -> None:
+        """Where each unit answers, its state and restarts, for ``vigil status`` (written on change)."""
+        units = {
+            name: {
+                "url": f"http://127.0.0.1:{self.health_ports[name]}" if name in self.health_ports else None,
+                "state": status.state,
+                "restarts": status.restarts,
+            }
+            for name, status in self.supervisor.status().items()
+        }
+        body = {"pid": os.getpid(), "started_at": self.started_at, "services": units}
+        write_private(self.services_path, json.dumps(body, indent=1), durable=False)
 
     def services_state_dir(self) -> Path:
         """Where the services keep state: ``data_dir``, or with ``--ephemeral`` a fresh folder in it.
@@ -171,6 +194,7 @@ class Stack:
             alerting["api"]["port"] = alerting["api"]["port"] or free_port()
             self.health_ports["alerting"] = alerting["api"]["port"]
         self.health_ports["analytics"] = free_port()
+        self.health_ports["sim"] = free_port()
         if self.config.sink.influx.enabled:
             self.health_ports["sink"] = free_port()
         data = self.config.model_dump()
@@ -182,7 +206,7 @@ class Stack:
         args = [*command, "--config", str(self.config_path)]
         if name == "sim":
             args += ["--origin", repr(self.sim_origin)]
-        elif name in ("analytics", "sink"):
+        if name in ("sim", "analytics", "sink"):
             args += ["--metrics-port", str(self.health_ports[name])]
         self.processes.spawn(name, args)
 
@@ -251,6 +275,8 @@ class Stack:
         # Producer first, then the consumers drain (the sink last: it writes the last detections too),
         # then the broker; each stopped by its own PID.
         self.processes.stop_all(["sim", "analytics", "alerting", "sink"])
+        with contextlib.suppress(OSError):  # never written (a start that failed early): nothing to remove
+            self.services_path.unlink(missing_ok=True)
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(10)
