@@ -12,6 +12,7 @@ COPY vigil/ vigil/
 COPY collectors/ collectors/
 COPY analytics/ analytics/
 COPY alerting/ alerting/
+COPY sinks/ sinks/
 # A wheel, not the source tree: the runtime image gets the installed package only.
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 

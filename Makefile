@@ -14,6 +14,9 @@ HELM_SHA256 := c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
 # Debian's prometheus package: promtool lints a real /metrics scrape (tests/integration/test_metrics_scrape.py).
 # Order-only: installed when missing, without rebuilding an existing venv.
 PROMTOOL := /usr/bin/promtool
+# The Influx sink's tests and `vigil bench sink` run real stores from Debian (neither starts on install):
+# VictoriaMetrics (it takes the InfluxDB v2 write API) and InfluxDB 1.x (the v1 API). Order-only too.
+STORES := /usr/bin/victoria-metrics /usr/bin/influxd
 
 $(PROMTOOL):
 	apt-get update -q && apt-get install -y -q --no-install-recommends prometheus
@@ -25,7 +28,10 @@ STUNNEL := /usr/bin/stunnel4
 $(STUNNEL):
 	apt-get update -q && apt-get install -y -q --no-install-recommends stunnel4
 
-$(STAMP): pyproject.toml setup.py | $(PROMTOOL) $(STUNNEL)
+$(STORES) &:
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends victoria-metrics influxdb
+
+$(STAMP): pyproject.toml setup.py | $(PROMTOOL) $(STUNNEL) $(STORES)
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	# the distribution was called `vigil` before it was `vigil-aiops`: an older checkout's venv holds both
@@ -59,10 +65,10 @@ test: $(STAMP) $(HELM) $(WHEELHOUSE)/.complete  ## the whole suite, integration 
 	$(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check vigil collectors analytics alerting tests
+	$(VENV)/bin/ruff check vigil collectors analytics alerting sinks tests
 	# mypy sees the installed layout (services inside vigil/) through a tree of symlinks.
 	rm -rf build/typecheck && mkdir -p build/typecheck && cp -as $(CURDIR)/vigil build/typecheck/vigil
-	for s in collectors analytics alerting; do cp -as $(CURDIR)/$$s build/typecheck/vigil/$$s; done
+	for s in collectors analytics alerting sinks; do cp -as $(CURDIR)/$$s build/typecheck/vigil/$$s; done
 	cd build/typecheck && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p vigil
 
 bench: $(STAMP)

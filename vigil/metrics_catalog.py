@@ -34,6 +34,10 @@ Kind = Literal["counter", "gauge", "histogram"]
 _POLL_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _COLLECT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _DELAY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+# A store write: milliseconds when healthy, up to the retries' minute when not; a sink's lag: its flush
+# interval (1 s) when keeping up, minutes behind a backlog.
+_WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_SINK_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 ENTITY = ("detector", "alertname", "cluster", "host", "gpu_index", "job_id", "rank")
 GPU = ("cluster", "host", "gpu_index")
@@ -150,6 +154,44 @@ FAMILIES: tuple[Family, ...] = (
         "Records deleted by retention, by table: outbox, notification_log, alerts",
         ("table",),
     ),
+    # --- the Influx sink (vigil.sinks)
+    Family("vigil_sink_records_total", "counter", "Records the sink consumed, by topic", ("topic",)),
+    Family(
+        "vigil_sink_points_written_total",
+        "counter",
+        "Points (lines) the store confirmed, by stream; a telemetry point is one sample",
+        ("stream",),
+    ),
+    Family(
+        "vigil_sink_samples_skipped_total",
+        "counter",
+        "Telemetry samples line protocol cannot hold (NaN, infinities), by reason",
+        ("reason",),
+    ),
+    Family(
+        "vigil_sink_write_requests_total",
+        "counter",
+        "Write requests to the store, by outcome: ok, rejected (the data), failed (the store)",
+        ("outcome",),
+    ),
+    Family("vigil_sink_write_retries_total", "counter", "Write attempts the client retried (connection, 429, 5xx)"),
+    Family(
+        "vigil_sink_write_seconds",
+        "histogram",
+        "Time for the store to confirm one write request, retries included",
+        (),
+        _WRITE_BUCKETS,
+    ),
+    Family(
+        "vigil_sink_lag_seconds",
+        "histogram",
+        "From a record's broker timestamp to the store's confirmation of its lines",
+        (),
+        _SINK_LAG_BUCKETS,
+    ),
+    Family("vigil_sink_store_up", "gauge", "1 while the store confirms writes, 0 during an outage"),
+    Family("vigil_sink_store_outages_total", "counter", "Store outages seen (episodes of writes not confirmed)"),
+    Family("vigil_sink_store_retries_total", "counter", "Writes the store did not confirm, retried after a backoff"),
     # --- the node agent
     Family(
         "vigil_collector_errors_total", "counter", "Collector errors, by collector and error", ("collector", "error")

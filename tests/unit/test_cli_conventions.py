@@ -37,6 +37,7 @@ RUN_ELSEWHERE = {
     "bench agent": "tests/integration/test_agent_bench.py",
     "bench api": "tests/integration/test_bench_api.py",
     "bench reporter": "tests/integration/test_training_sdk.py",
+    "bench sink": "tests/integration/test_bench_sink.py",
     "chaos": "tests/integration/test_chaos.py",
     "status": "tests/integration/test_status_cli.py",
     "train disk": "tests/unit/test_disk_predictor.py",

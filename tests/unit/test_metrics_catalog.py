@@ -15,7 +15,7 @@ from vigil import catalog
 from vigil.metrics_catalog import FAMILIES, counter, families, gauge, gauge_family, histogram, telemetry_families
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("vigil", "collectors", "analytics", "alerting")
+SOURCES = ("vigil", "collectors", "analytics", "alerting", "sinks")
 CATALOG = ROOT / "vigil" / "metrics_catalog.py"
 # Everything in prometheus-client that makes a metric or a metric family.
 MAKERS = {

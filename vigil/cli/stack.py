@@ -1,4 +1,4 @@
-"""Everything on one machine: embedded broker, the three services as processes, a pager to measure.
+"""Everything on one machine: embedded broker, the services as processes, a pager to measure.
 
 ``Stack`` is what ``vigil up`` and ``vigil chaos`` run and what end-to-end tests drive. The
 effective config every child reads is written to ``<data_dir>/run/vigil.yaml`` with the broker
@@ -6,6 +6,7 @@ address filled in, a webhook to our own receiver added (so the run can time each
 simulator's ground truth) and fixed health ports, so a restarted service answers where the last
 one did. ``supervise()`` restarts whatever died (see ``supervisor.py``); a restarted simulator is
 given the first one's start (``--origin``) and resumes the fault schedule instead of repeating it.
+With ``sink.influx.enabled`` the Influx sink runs beside them, supervised the same way.
 ``<data_dir>/run/services.json`` says, while the stack runs, where each service answers and how
 often it was restarted (``vigil status`` reads it).
 """
@@ -141,7 +142,7 @@ class Stack:
         self._watcher = threading.Thread(target=self._watch, args=(bus,), name="fleet-watcher", daemon=True)
         self._watcher.start()
         self.sim_origin = time.time()
-        for name in SERVICES:
+        for name in self.services():
             self.spawn(name)
         self._supervise_all()
         self._write_services()
@@ -150,9 +151,13 @@ class Stack:
     def _supervise_all(self) -> None:
         if self.broker is not None:
             self.supervisor.watch("broker", self.broker.alive, self.broker.restart_dead, self.broker.describe_exit)
-        for name in SERVICES:
+        for name in self.services():
             alive, describe = partial(self.processes.alive, name), partial(self.processes.describe_exit, name)
             self.supervisor.watch(name, alive, partial(self.spawn, name), describe)
+
+    def services(self) -> tuple[str, ...]:
+        """The child processes this stack runs: the three services, and the Influx sink when enabled."""
+        return SERVICES + (("sink",) if self.config.sink.influx.enabled else ())
 
     def supervise(self) -> list[SupervisorEvent]:
         """Restart what died (call it every loop turn); ``supervisor.gave_up`` names a crash loop."""
@@ -195,15 +200,18 @@ class Stack:
             self.health_ports["alerting"] = alerting["api"]["port"]
         self.health_ports["analytics"] = free_port()
         self.health_ports["sim"] = free_port()
+        if self.config.sink.influx.enabled:
+            self.health_ports["sink"] = free_port()
         data = self.config.model_dump()
         data.update(kafka=kafka.model_dump(), alerting=alerting, data_dir=str(self.state_dir))
         return VigilConfig.model_validate(data)
 
     def spawn(self, name: str) -> None:
-        args = [name, "--config", str(self.config_path)]
+        command = ["sink", "influx"] if name == "sink" else [name]
+        args = [*command, "--config", str(self.config_path)]
         if name == "sim":
             args += ["--origin", repr(self.sim_origin)]
-        if name in ("sim", "analytics"):
+        if name in ("sim", "analytics", "sink"):
             args += ["--metrics-port", str(self.health_ports[name])]
         self.processes.spawn(name, args)
 
@@ -269,8 +277,9 @@ class Stack:
         return result
 
     def stop(self) -> None:
-        # Producer first, then the consumers drain, then the broker; each stopped by its own PID.
-        self.processes.stop_all(["sim", "analytics", "alerting"])
+        # Producer first, then the consumers drain (the sink last: it writes the last detections too),
+        # then the broker; each stopped by its own PID.
+        self.processes.stop_all(["sim", "analytics", "alerting", "sink"])
         with contextlib.suppress(OSError):  # never written (a start that failed early): nothing to remove
             self.services_path.unlink(missing_ok=True)
         self._stop.set()
