@@ -30,7 +30,7 @@ COPY --from=build /wheels /wheels
 # above; its dependencies resolve within pyproject.toml's ranges.
 # hadolint ignore=DL3013
 RUN WHEEL="$(ls /wheels/vigil_aiops-*.whl)" \
-    && pip install --no-cache-dir "${WHEEL}[agent,server,gpu]" \
+    && pip install --no-cache-dir "${WHEEL}[agent,server,sink,gpu]" \
     && rm -rf /wheels
 # A fixed numeric UID, so Kubernetes' runAsNonRoot can verify it (the chart runs as 10001 too).
 RUN groupadd --system --gid 10001 vigil \
