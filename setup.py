@@ -1,7 +1,12 @@
 """Maps the service folders into the vigil namespace; everything else lives in pyproject.toml."""
 from setuptools import find_packages, setup
 
-SERVICES = {"vigil.collectors": "collectors", "vigil.analytics": "analytics", "vigil.alerting": "alerting"}
+SERVICES = {
+    "vigil.collectors": "collectors",
+    "vigil.analytics": "analytics",
+    "vigil.alerting": "alerting",
+    "vigil.sinks": "sinks",
+}
 
 packages = find_packages(include=["vigil", "vigil.*"])
 package_dir = {"vigil": "vigil"}

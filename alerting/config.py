@@ -17,7 +17,7 @@ from vigil.alerting.notifiers.config import (  # re-exported: the notifier model
 )
 from vigil.alerting.sections import EngineSections
 
-from vigil.config import FrozenModel, PositiveDuration, raise_key_errors
+from vigil.config import ConsumerHealthConfig, FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
 from vigil.secret import Secret
 
@@ -259,6 +259,7 @@ class AlertingConfig(EngineSections):
     dispatch_interval: Annotated[PositiveDuration, Field(le=60)] = 0.5
     dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     predictions: PredictionAlertsConfig = Field(default_factory=PredictionAlertsConfig)
+    health: ConsumerHealthConfig = Field(default_factory=ConsumerHealthConfig)  # when /healthz fails
 
     def resolve_db_path(self, data_dir: Path) -> Path:
         return self.db_path if self.db_path is not None else data_dir / "alerting" / "alerts.db"

@@ -8,6 +8,7 @@ sample. Series are named by canonical keys, ``metric{label="value",...}`` with s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -29,16 +30,22 @@ def series_key(metric: str, labels: Mapping[str, str] | None = None) -> str:
     return f"{metric}{{{inner}}}"
 
 
+# One ``name="value"`` (or ``name=value``) pair: a quoted value may hold commas, ``=``, braces and spaces.
+_LABEL = re.compile(r'\s*([^,="]*[^,="\s])\s*=\s*(?:"([^"]*)"|([^,]*))')
+
+
 def parse_series_key(key: str) -> tuple[str, dict[str, str]]:
-    """Inverse of :func:`series_key` (label values never contain ``"`` or ``,`` in Vigil)."""
+    """Inverse of :func:`series_key`. A quoted label value may hold commas, ``=``, braces and spaces
+    (a scraped label, or a sink's escaping test); none holds ``"``, which :func:`series_key` does not
+    escape (Vigil's collectors replace it)."""
     if "{" not in key:
         return key, {}
     metric, _, rest = key.partition("{")
+    inner = rest[:-1] if rest.endswith("}") else rest
     labels: dict[str, str] = {}
-    for part in rest.rstrip("}").split(","):
-        if part:
-            name, _, value = part.partition("=")
-            labels[name] = value.strip('"')
+    for match in _LABEL.finditer(inner):
+        quoted, bare = match.group(2), match.group(3)
+        labels[match.group(1)] = quoted if quoted is not None else bare.strip().strip('"')
     return metric, labels
 
 

@@ -9,7 +9,8 @@ the CLI each get their own.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from vigil.alerting.notifiers.base import DeliveryResult, Notification, Notifier, Outcome, deliver
 from vigil.alerting.notifiers.config import (
@@ -20,52 +21,33 @@ from vigil.alerting.notifiers.config import (
     SlackNotifierConfig,
     WebhookNotifierConfig,
 )
-from vigil.alerting.notifiers.log import LogNotifier
-from vigil.alerting.notifiers.pagerduty import PagerDutyNotifier
-from vigil.alerting.notifiers.slack import SlackNotifier
-from vigil.alerting.notifiers.smtp import EmailNotifier
-from vigil.alerting.notifiers.webhook import WebhookNotifier
 
-from vigil.clock import Clock
-from vigil.registry import Registry
+if TYPE_CHECKING:
+    from vigil.alerting.notifiers.log import LogNotifier
+    from vigil.alerting.notifiers.pagerduty import PagerDutyNotifier
+    from vigil.alerting.notifiers.registry import build_notifier_registry
+    from vigil.alerting.notifiers.slack import SlackNotifier
+    from vigil.alerting.notifiers.smtp import EmailNotifier
+    from vigil.alerting.notifiers.webhook import WebhookNotifier
 
-
-def _webhook(config: WebhookNotifierConfig, clock: Clock | None = None, **_: Any) -> Notifier:
-    secret = config.secret.reveal() if config.secret is not None else None
-    return WebhookNotifier(config.url.reveal(), secret=secret, timeout=config.timeout, clock=clock)
-
-
-def _log(config: LogNotifierConfig, **_: Any) -> Notifier:
-    return LogNotifier()
-
-
-def _pagerduty(config: PagerDutyNotifierConfig, **_: Any) -> Notifier:
-    return PagerDutyNotifier(
-        config.routing_key.reveal(),
-        url=config.url,
-        client_name=config.client,
-        client_url=config.client_url,
-        timeout=config.timeout,
-    )
+# The notifiers themselves (httpx, smtplib) are imported on first use: the alerting config imports
+# this package for the notifier config models, and reading a config (`vigil check-config`, building
+# the command tree on a node agent's install) needs none of the server extra.
+_LAZY = {
+    "LogNotifier": "log",
+    "PagerDutyNotifier": "pagerduty",
+    "SlackNotifier": "slack",
+    "EmailNotifier": "smtp",
+    "WebhookNotifier": "webhook",
+    "build_notifier_registry": "registry",
+}
 
 
-def _slack(config: SlackNotifierConfig, **_: Any) -> Notifier:
-    return SlackNotifier(config.webhook_url.reveal(), timeout=config.timeout)
-
-
-def _email(config: EmailNotifierConfig, clock: Clock | None = None, **_: Any) -> Notifier:
-    return EmailNotifier(config, clock=clock)
-
-
-def build_notifier_registry() -> Registry[Notifier]:
-    """A fresh registry named "notifier" with the built-in notifiers; ``create(type, config=model, clock=...)``."""
-    registry: Registry[Notifier] = Registry("notifier")
-    registry.add("webhook", _webhook)
-    registry.add("log", _log)
-    registry.add("pagerduty", _pagerduty)
-    registry.add("slack", _slack)
-    registry.add("email", _email)
-    return registry
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 __all__ = [

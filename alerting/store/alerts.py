@@ -190,6 +190,11 @@ class AlertRows(StoreBase):
     def count(self, status: str) -> int:
         return int(self._scalar(select(func.count()).select_from(alerts).where(alerts.c.status == status)) or 0)
 
+    def firing_by_severity(self) -> dict[str, int]:
+        """Severity -> alerts firing now (``vigil_alerts_firing``)."""
+        stmt = select(alerts.c.severity, func.count()).where(alerts.c.status == "firing").group_by(alerts.c.severity)
+        return {str(severity): int(n) for severity, n in self._read(stmt)}
+
     def unpublished(self) -> list[tuple[Alert, int]]:
         rows = self._read(
             select(*ALERT_COLUMNS, alerts.c.version)

@@ -114,6 +114,15 @@ class OutboxRows(StoreBase):
     def pending_count(self) -> int:
         return int(self._scalar(select(func.count()).select_from(outbox).where(outbox.c.state == "pending")) or 0)
 
+    def pending_by_notifier(self) -> dict[str, tuple[int, float]]:
+        """Notifier -> (rows pending, created_at of its oldest pending row)."""
+        stmt = (
+            select(outbox.c.notifier, func.count(), func.min(outbox.c.created_at))
+            .where(outbox.c.state == "pending")
+            .group_by(outbox.c.notifier)
+        )
+        return {str(name): (int(n), float(oldest)) for name, n, oldest in self._read(stmt)}
+
     def finish(self, row: OutboxRow, state: str, error: str | None, now: float) -> None:
         """Mark a row delivered or failed and record it in the notification log, atomically."""
         with self.transaction():

@@ -21,6 +21,7 @@ CI_VALUES = {
     "default": None,
     "postgres": CHART / "ci" / "postgres-values.yaml",
     "monitoring": CHART / "ci" / "monitoring-values.yaml",
+    "sink": CHART / "ci" / "sink-values.yaml",
 }
 RELEASE = "r"
 

@@ -83,6 +83,9 @@ def test_what_each_values_file_renders() -> None:
         "PodMonitor": 1,
         "NetworkPolicy": 3,
     }
+    # sink: its Deployment and Service, and it joins the ServiceMonitors and the NetworkPolicies
+    sink = {**workloads, "Deployment": 2, "Service": 4, "Secret": 1, "ServiceMonitor": 3, "NetworkPolicy": 4}
+    assert kinds(render("sink")) == sink
 
 
 @pytest.mark.parametrize(
@@ -101,7 +104,10 @@ def test_what_each_values_file_renders() -> None:
         ("default", ["agent.dataDir.type=local"], "agent.dataDir.type must be one of the following"),
         ("default", ["agent.port=70000"], "agent.port: Must be less than or equal to 65535"),
         ("default", ["analytic.replicas=2"], "Additional property analytic is not allowed"),  # a typo
-        ("default", ["sink.influx.enabled=true"], "the Influx sink (`vigil sink influx`) is not in this chart yet"),
+        ("default", ["sink.influx.enabled=true"], "sink.influx.enabled: set config.sink.influx.url"),
+        ("sink", ["sink.influx.replicas=9"], "sink.influx.replicas (9) exceeds config.kafka.topics.partitions"),
+        ("sink", ["sink.influx.port=0"], "sink.influx.port: Must be greater than or equal to 1"),
+        ("sink", ["sink.influx.enable=true"], "Additional property enable is not allowed"),
         ("default", ["alerting.store.type=postgres"], "give alerting.store.url in secrets.config"),
         (
             "default",

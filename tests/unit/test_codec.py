@@ -129,3 +129,9 @@ def test_series_keys_are_canonical_and_parse_back() -> None:
     assert key == 'gpu_power_watts{gpu_index="2",gpu_uuid="GPU-1"}'
     assert parse_series_key(key) == ("gpu_power_watts", {"gpu_index": "2", "gpu_uuid": "GPU-1"})
     assert parse_series_key("host_load1") == ("host_load1", {})
+
+
+def test_quoted_label_values_keep_commas_equals_braces_and_spaces() -> None:
+    labels = {"device": "megaraid,0", "expr": "a=b", "odd": "}{", "model": "H100 SXM", "empty": ""}
+    assert parse_series_key(series_key("disk read", labels)) == ("disk read", labels)
+    assert parse_series_key('m{a=1, b = "x"}') == ("m", {"a": "1", "b": "x"})  # unquoted and spaced, as before

@@ -28,10 +28,12 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata
 
 from vigil.bus.base import DeliveryCallback, Header, RebalanceCallback, Record, TopicPartition
+from vigil.bus.connection import client_settings, diagnose
 from vigil.config import KafkaConfig
-from vigil.errors import PermanentError, RetryableError
+from vigil.errors import PermanentError, RetryableError, VigilError
 
 log = logging.getLogger(__name__)
+ADMIN_BOOTSTRAP_S = 10.0
 
 
 def _ms(seconds: float) -> int:
@@ -56,23 +58,64 @@ class KafkaBus:
     ) -> KafkaBusConsumer:
         return KafkaBusConsumer(self.config, list(topics), group, on_assign, on_revoke)
 
+    def admin(self) -> KafkaAdminClient:
+        # Used at start, after ``diagnose`` found a broker: what still fails (a refused login) should
+        # be reported in seconds, not after kafka-python's 30 s of retries.
+        timeout = _ms(min(self.config.request_timeout, ADMIN_BOOTSTRAP_S))
+        try:
+            return KafkaAdminClient(
+                **client_settings(self.config),
+                client_id=f"{self.config.client_id}-admin",
+                request_timeout_ms=_ms(self.config.request_timeout),
+                bootstrap_timeout_ms=timeout,
+            )
+        except KafkaError as exc:
+            raise RetryableError(unreachable(self.config, exc)) from exc
+
     def create_topics(self, partitions: dict[str, int]) -> None:
-        admin = KafkaAdminClient(
-            bootstrap_servers=self.config.bootstrap_servers, client_id=f"{self.config.client_id}-admin"
-        )
+        """Make sure every topic exists: create what is missing (``replication_factor`` replicas) or,
+        with ``kafka.create_topics: false``, raise ``MissingTopics`` naming each one that is not there."""
+        admin = self.admin()
         try:
             existing = set(admin.list_topics())
-            new = [NewTopic(name, count, 1) for name, count in partitions.items() if name not in existing]
+            missing = sorted(name for name in partitions if name not in existing)
+            if missing and not self.config.create_topics:
+                raise MissingTopics(
+                    f"kafka.create_topics is false and {len(missing)} topic(s) do not exist on "
+                    f"{','.join(self.config.bootstrap_servers)}: {', '.join(missing)} (create them, "
+                    "or set kafka.create_topics: true)"
+                )
+            replicas = self.config.replication_factor
+            new = [NewTopic(name, partitions[name], replicas) for name in missing]
             if new:
                 try:
                     admin.create_topics(new)
                 except TopicAlreadyExistsError:
                     log.debug("topics created concurrently by another client")
+                except KafkaError as exc:  # e.g. more replicas than brokers, or no right to create topics
+                    raise VigilError(
+                        f"kafka.replication_factor/create_topics: creating {len(new)} topic(s) with "
+                        f"{replicas} replica(s) failed: {exc}"
+                    ) from exc
         finally:
             admin.close()
 
     def close(self) -> None:
         pass
+
+
+class MissingTopics(VigilError):
+    """``kafka.create_topics`` is false and topics Vigil needs do not exist."""
+
+
+def unreachable(config: KafkaConfig, exc: BaseException) -> str:
+    """One line for a client that could not bootstrap: what the brokers answered, not the library's error."""
+    problem = diagnose(config, timeout_s=2.0)
+    if problem is not None:
+        return problem.message
+    # A broker answers, so the library failed after the transport: authentication, most often.
+    hint = f" (kafka.sasl: {config.sasl.mechanism} as {config.sasl.username!r}?)" if config.sasl else ""
+    return f"kafka.bootstrap_servers: a broker answers but the client could not start: {exc}{hint}"
 
 
 # Errors about the record itself: sending it again can never work. Anything else (authorization,
@@ -87,12 +130,12 @@ def _as_vigil_error(exc: BaseException) -> RetryableError | PermanentError:
 
 
 class KafkaBusProducer:
-    """``overrides``: extra KafkaProducer settings for one caller (the node agent tunes reconnects)."""
+    """``overrides``: extra KafkaProducer tuning for one caller (the node agent tunes reconnects); the
+    connection itself (servers, TLS, SASL) is always ``client_settings``."""
 
     def __init__(self, config: KafkaConfig, overrides: Mapping[str, Any] | None = None) -> None:
         compression = None if config.compression == "none" else config.compression
-        settings: dict[str, Any] = dict(
-            bootstrap_servers=config.bootstrap_servers,
+        tuning: dict[str, Any] = dict(
             client_id=config.client_id,
             compression_type=compression,
             linger_ms=_ms(config.linger),
@@ -109,11 +152,11 @@ class KafkaBusProducer:
             # RetryableError so the caller can buffer or slow down instead of dying.
             max_block_ms=_ms(config.request_timeout),
         )
-        settings.update(overrides or {})
+        tuning.update(overrides or {})
         try:
-            self._producer = KafkaProducer(**settings)
+            self._producer = KafkaProducer(**client_settings(config), **tuning)
         except KafkaError as exc:  # no broker reachable to bootstrap from
-            raise RetryableError(f"cannot connect to {config.bootstrap_servers}: {exc}") from exc
+            raise RetryableError(unreachable(config, exc)) from exc
         self._error: BaseException | None = None
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[Header] = ()) -> None:
@@ -149,6 +192,11 @@ class KafkaBusProducer:
         self._producer.close(timeout=timeout_s)
 
 
+def _log_failed_commit(offsets: Any, response: Any) -> None:
+    if isinstance(response, BaseException):
+        log.warning("offset commit on revoke failed (the next owner replays from the last one): %s", response)
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Forwards rebalance callbacks and tracks whether a join is in flight (from revoke until assign)."""
 
@@ -156,11 +204,16 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self.rebalancing = True  # a new member has not joined yet
+        self.in_callback = False  # kafka-python runs these on its IO thread, where nothing may block on it
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.rebalancing = True
         if self._on_revoke and revoked:
-            self._on_revoke({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+            self.in_callback = True
+            try:
+                self._on_revoke({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+            finally:
+                self.in_callback = False
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.rebalancing = False
@@ -169,6 +222,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaBusConsumer:
+    """``stall_s``: a partition the broker says has records past our position, but that delivered none
+    for this long, is starved: it is named in a warning (once per episode) and fetched alone for a
+    while (see ``_check_progress``)."""
+
     def __init__(
         self,
         config: KafkaConfig,
@@ -176,9 +233,28 @@ class KafkaBusConsumer:
         group: str,
         on_assign: RebalanceCallback | None,
         on_revoke: RebalanceCallback | None,
+        stall_s: float = 15.0,
     ) -> None:
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=config.bootstrap_servers,
+        try:
+            self._consumer = self._connect(config, group)
+        except KafkaError as exc:  # no broker reachable to bootstrap from
+            raise RetryableError(unreachable(config, exc)) from exc
+        self._listener = _Listener(on_assign, on_revoke)
+        self._consumer.subscribe(topics, listener=self._listener)
+        self._stall_s = stall_s
+        self._progress: dict[KafkaTP, tuple[int, float]] = {}  # position, and when it last moved
+        self._checked_at = time.monotonic()
+        self.starved: set[str] = set()  # partitions reported starved, until they deliver again
+        self._relieving: list[KafkaTP] = []  # partitions paused so that the starved ones are fetched alone
+        self._rebalance_wait_s = 2 * config.session_timeout
+        # Calls that wait on the group coordinator block forever by default while the broker is away.
+        self._timeout_ms = _ms(config.request_timeout)
+        self._alive_within_s = 3 * config.heartbeat_interval
+
+    @staticmethod
+    def _connect(config: KafkaConfig, group: str) -> KafkaConsumer:
+        return KafkaConsumer(
+            **client_settings(config),
             client_id=config.client_id,
             group_id=group,
             enable_auto_commit=False,
@@ -187,14 +263,9 @@ class KafkaBusConsumer:
             heartbeat_interval_ms=_ms(config.heartbeat_interval),
             max_poll_records=config.max_poll_records,
             max_partition_fetch_bytes=config.max_partition_fetch_bytes,
+            fetch_max_wait_ms=_ms(config.fetch_max_wait),
             request_timeout_ms=max(_ms(config.request_timeout), _ms(config.session_timeout) + 5000),
         )
-        self._listener = _Listener(on_assign, on_revoke)
-        self._consumer.subscribe(topics, listener=self._listener)
-        self._rebalance_wait_s = 2 * config.session_timeout
-        # Calls that wait on the group coordinator block forever by default while the broker is away.
-        self._timeout_ms = _ms(config.request_timeout)
-        self._alive_within_s = 3 * config.heartbeat_interval
 
     def poll(self, timeout_s: float, max_records: int = 500) -> list[Record]:
         try:
@@ -207,23 +278,71 @@ class KafkaBusConsumer:
                 batches = self._consumer.poll(timeout_ms=100, max_records=max_records)
         except KafkaError as exc:  # a rebalance callback failed, or the group state was lost with the broker
             raise RetryableError(f"poll failed: {exc}") from exc
+        if time.monotonic() - self._checked_at >= min(5.0, self._stall_s / 2):
+            self._check_progress()
         out: list[Record] = []
-        for records in batches.values():
+        now = time.monotonic()
+        for ktp, records in batches.items():
+            self._progress[ktp] = (records[-1].offset + 1, now)
+            self.starved.discard(f"{ktp.topic}-{ktp.partition}")
             out.extend(
                 Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ()))
                 for r in records
             )
         return out
 
-    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+    def _check_progress(self) -> None:
+        """Find partitions that delivered nothing for ``stall_s`` though the broker holds records past
+        our position, and fetch them alone until the next check (the others paused; their records wait).
+
+        Tansu answers a fetch with what it could read within ``fetch_max_wait``, partition after
+        partition, so on a loaded machine the same partitions of a wide request could get nothing, run
+        after run, while a client reading one alone got its records at once (ARCHITECTURE.md). The
+        fetch answers' high watermarks go stale for a partition Tansu did not reach, so the end offsets
+        are asked for (one request, for the idle partitions only)."""
+        now = self._checked_at = time.monotonic()
+        assigned = self._consumer.assignment()
+        relieved, self._relieving = self._relieving, []
+        if relieved:  # the others' turn again: a relief that did not help must not starve them instead
+            self._consumer.resume(*[ktp for ktp in relieved if ktp in assigned])
+            for ktp in relieved:  # paused by us, not starved: their clock starts again
+                if ktp in self._progress:
+                    self._progress[ktp] = (self._progress[ktp][0], now)
+        idle = {ktp: position for ktp, (position, moved_at) in self._progress.items()
+                if ktp in assigned and now - moved_at >= self._stall_s}
         try:
-            if offsets is None:
-                self._consumer.commit()
-            else:
-                self._consumer.commit(
-                    {KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()},
-                    timeout_ms=self._timeout_ms,
+            ends = self._consumer.end_offsets(list(idle), timeout_ms=self._timeout_ms) if idle else {}
+        except KafkaError as exc:  # the broker is away: the service's own calls notice and retry
+            log.debug("end offsets: %s", exc)
+            return
+        starved = [ktp for ktp, position in idle.items() if (ends.get(ktp) or 0) > position]
+        for ktp, position in idle.items():
+            name = f"{ktp.topic}-{ktp.partition}"
+            if ktp not in starved:
+                self._progress[ktp] = (position, now)  # nothing more to read: not starved
+                self.starved.discard(name)
+            elif name not in self.starved:
+                self.starved.add(name)
+                log.warning(
+                    "%s delivered nothing for %.0f s at offset %d though the broker has records to %d: "
+                    "fetching it alone for a while", name, now - self._progress[ktp][1], position, ends[ktp],
                 )
+        if starved and not relieved:
+            self._relieving = [ktp for ktp in assigned if ktp not in starved]
+            self._consumer.pause(*self._relieving)
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Blocks until the broker confirms; inside a revoke callback (kafka-python's IO thread, which
+        a blocking call would deadlock) the commit is sent without waiting, and a failure only means
+        the next owner replays a little more."""
+        kafka_offsets = None
+        if offsets is not None:
+            kafka_offsets = {KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+        try:
+            if self._listener.in_callback:
+                self._consumer.commit_async(kafka_offsets, callback=_log_failed_commit)
+            else:
+                self._consumer.commit(kafka_offsets, timeout_ms=self._timeout_ms)
         except KafkaError as exc:
             raise RetryableError(f"offset commit failed: {exc}") from exc
 
@@ -258,6 +377,23 @@ class KafkaBusConsumer:
                 raise RetryableError(f"rewinding {tp.topic}-{tp.partition}: {exc}") from exc
             positions[tp] = offset
         return positions
+
+    def log_end(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The larger of the last fetch's high watermark and a ListOffsets answer: Tansu answers the
+        latter with its last batch's base offset + 1 (short by that batch's size - 1), while the high
+        watermark is exact but only as fresh as the last fetch (``vigil.bus.watch``)."""
+        ktps = [KafkaTP(tp.topic, tp.partition) for tp in tps]
+        if not ktps:
+            return {}
+        try:
+            listed = self._consumer.end_offsets(ktps, timeout_ms=self._timeout_ms)
+        except KafkaError as exc:
+            raise RetryableError(f"end offsets: {exc}") from exc
+        out: dict[TopicPartition, int] = {}
+        for ktp in ktps:
+            fetched = self._consumer.highwater(ktp)
+            out[TopicPartition(ktp.topic, ktp.partition)] = max(int(listed.get(ktp) or 0), int(fetched or 0))
+        return out
 
     def position(self, tp: TopicPartition) -> int:
         return int(self._consumer.position(KafkaTP(tp.topic, tp.partition)))

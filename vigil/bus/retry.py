@@ -10,6 +10,8 @@ offsets, see ``checkpoint.py``) and carry on from there.
 ``Outage`` turns the failures into one episode per outage: a warning when it starts, one info line
 with its length when it ends, bounded exponential backoff in between, and self-metrics
 (``vigil_bus_up``, ``vigil_bus_outages_total``, ``vigil_bus_retries_total``) plus a health entry.
+A service with a second dependency (the Influx sink's store) keeps a second ``Outage`` about it
+(a ``Dependency``: ``vigil_sink_store_up``, ...), so a store outage never reads as a broker outage.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from vigil.bus.base import Header, Producer
 from vigil.clock import Clock
 from vigil.errors import RetryableError
+from vigil.metrics_catalog import counter, gauge
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +44,7 @@ class RenewableProducer:
         self._factory = factory
         self._producer: Producer | None = None
         self.failed = False
-        self.renewals = Counter(
-            "vigil_producer_renewals", "Producers thrown away after a failure and built again", registry=registry
-        )
+        self.renewals = counter(registry, "vigil_producer_renewals_total")
 
     def _current(self) -> Producer:
         if self._producer is None:
@@ -81,8 +83,24 @@ class RenewableProducer:
             producer.close(timeout_s)
 
 
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """What an ``Outage`` is about: its metrics (entries of ``vigil.metrics_catalog``), the prefix of its
+    health keys (``<health>_ok``, ``<health>_down_s``, ``<health>_last_error``) and its name in the log."""
+
+    up: str
+    outages: str
+    retries: str
+    health: str
+    what: str
+
+
+BROKER = Dependency("vigil_bus_up", "vigil_bus_outages_total", "vigil_bus_retries_total", "bus", "broker")
+
+
 class Outage:
-    """Bounded exponential backoff for one service's broker work, logged once per episode.
+    """Bounded exponential backoff for one service's work on a dependency (the broker unless told
+    otherwise), logged once per episode.
 
     An episode starts with the first failure after a success and ends with the next success.
     """
@@ -94,17 +112,19 @@ class Outage:
         registry: CollectorRegistry,
         initial_s: float = 0.5,
         max_s: float = 15.0,
+        dependency: Dependency = BROKER,
     ) -> None:
         self.service = service
         self._clock = clock
         self._initial, self._max = initial_s, max_s
         self._delay = initial_s
+        self._on = dependency
         self.down_since: float | None = None  # monotonic
         self.last_error = ""
-        self.up = Gauge("vigil_bus_up", "1 while the broker answers, 0 during an outage", registry=registry)
+        self.up = gauge(registry, dependency.up)
         self.up.set(1)
-        self.outages = Counter("vigil_bus_outages", "Broker outages seen (episodes of failed calls)", registry=registry)
-        self.retries = Counter("vigil_bus_retries", "Broker calls that failed and were retried", registry=registry)
+        self.outages = counter(registry, dependency.outages)
+        self.retries = counter(registry, dependency.retries)
 
     def failed(self, exc: BaseException) -> float:
         """Count the failure; returns how long to wait before the next attempt."""
@@ -115,7 +135,8 @@ class Outage:
             self._delay = self._initial
             self.outages.inc()
             self.up.set(0)
-            log.warning("%s: broker call failed, retrying with backoff until it answers: %s", self.service, exc)
+            what = self._on.what
+            log.warning("%s: %s call failed, retrying with backoff until it answers: %s", self.service, what, exc)
         else:
             log.debug("%s: still failing: %s", self.service, exc)
         delay, self._delay = self._delay, min(self._delay * 2, self._max)
@@ -127,11 +148,12 @@ class Outage:
         lasted = self._clock.monotonic() - self.down_since
         self.down_since = None
         self.up.set(1)
-        log.info("%s: broker answers again after %.1f s", self.service, lasted)
+        log.info("%s: %s answers again after %.1f s", self.service, self._on.what, lasted)
 
     def health(self) -> dict[str, Any]:
         down = None if self.down_since is None else round(self._clock.monotonic() - self.down_since, 1)
-        return {"bus_ok": down is None, "bus_down_s": down, "bus_last_error": self.last_error if down else ""}
+        key, error = self._on.health, self.last_error if down else ""
+        return {f"{key}_ok": down is None, f"{key}_down_s": down, f"{key}_last_error": error}
 
 
 def run_with_recovery(
@@ -139,9 +161,14 @@ def run_with_recovery(
     step: Callable[[], object],
     recover: Callable[[], None],
     outage: Outage,
+    outage_for: Callable[[RetryableError], Outage] | None = None,
 ) -> None:
     """Call ``step`` until ``stop`` is set. After a ``RetryableError`` wait (``outage``'s backoff), then
-    ``recover`` (rebuild, rewind) before the next step; a recovery that fails is retried the same way."""
+    ``recover`` (rebuild, rewind) before the next step; a recovery that fails is retried the same way.
+
+    ``outage_for`` picks the episode a failure belongs to when a service has more than one dependency
+    (the sink's store); such an episode is ended by whoever sees that dependency answer again, since a
+    step that did not call it proves nothing. A step without error ends ``outage``'s."""
     broken = False
     while not stop.is_set():
         try:
@@ -151,6 +178,7 @@ def run_with_recovery(
             step()
         except RetryableError as exc:
             broken = True
-            stop.wait(outage.failed(exc))
+            charged = outage if outage_for is None else outage_for(exc)
+            stop.wait(charged.failed(exc))
         else:
             outage.succeeded()

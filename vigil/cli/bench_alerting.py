@@ -18,7 +18,6 @@ bus, so the broker's own cost is left out) on a SQLite store in a temporary fold
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import threading
@@ -29,9 +28,9 @@ from typing import Any
 import typer
 import yaml
 from prometheus_client import CollectorRegistry
-from rich.console import Console
-
 from vigil.cli.bench import bench_app, machine
+from vigil.cli.common import JsonOption, show
+from vigil.cli.extras import require
 from vigil.clock import SystemClock
 from vigil.codec import encode
 from vigil.config import validate
@@ -94,8 +93,16 @@ def _service(work: Path, config: dict[str, Any], pager: Pager | None) -> Any:
     return svc, bus
 
 
+def _identity(*extra: str) -> dict[str, Any]:
+    """The default identity labels and ``extra``: every queued detection is then an alert of its own
+    (without it, detections that differ only in ``extra`` would be one alert's repeats)."""
+    from vigil.alerting.config import DEFAULT_IDENTITY_LABELS
+
+    return {"identity_labels": [*DEFAULT_IDENTITY_LABELS, *extra]}
+
+
 def throughput(alerts: int, nodes: int, work: Path) -> dict[str, Any]:
-    svc, bus = _service(work, {}, Pager())
+    svc, bus = _service(work, _identity("round"), Pager())
     producer, topic, now = bus.producer(), svc._topics.detections, time.time()
     for i in range(alerts):
         gpu, name = i % (nodes * 8), NAMES[(i // (nodes * 8)) % len(NAMES)]
@@ -121,7 +128,7 @@ def storm(alerts: int, nodes: int, work: Path) -> dict[str, Any]:
     topology = work / "topology.yaml"
     topology.write_text(yaml.safe_dump({"switches": {"sw-07": hosts}, "gpus_per_node": 8}))
     pager = Pager()
-    config = {"topology": {"file": str(topology)}, "dispatch_interval": "0.05s"}
+    config = {"topology": {"file": str(topology)}, "dispatch_interval": "0.05s", **_identity("port")}
     svc, bus = _service(work, config, pager)
     producer, topic, now = bus.producer(), svc._topics.detections, time.time()
     queued_at = time.monotonic()
@@ -157,13 +164,14 @@ def storm(alerts: int, nodes: int, work: Path) -> dict[str, Any]:
 
 @bench_app.command("alerting")
 def alerting_bench(
-    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    json_out: bool = JsonOption,
     alerts: int = typer.Option(20_000, min=1, help="alerts for the throughput part"),
     nodes: int = typer.Option(512, min=1, help="nodes (x 8 GPUs) the throughput alerts are spread over"),
     storm_alerts: int = typer.Option(10_000, "--storm", min=1, help="alerts in the switch-failure storm"),
     storm_nodes: int = typer.Option(150, min=1, help="nodes under the failed switch"),
 ) -> None:
     """Alerts per second through intake -> store -> route -> outbox, and a switch failure's storm."""
+    require("bench alerting", "server")
     with tempfile.TemporaryDirectory(prefix="vigil-bench-alerting-") as tmp:
         (Path(tmp) / "t").mkdir()
         (Path(tmp) / "s").mkdir()
@@ -178,7 +186,4 @@ def alerting_bench(
         "machine": machine(),
         "load_average": [round(x, 2) for x in os.getloadavg()],  # other work on the machine meanwhile
     }
-    if json_out:
-        print(json.dumps(result, indent=2))  # noqa: T201 - the benchmark's output is its product
-    else:
-        Console().print_json(data=result)
+    show(result, json_out)

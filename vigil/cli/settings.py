@@ -6,13 +6,14 @@ data_dir: .vigil
 kafka: {bootstrap_servers: []}   # empty: start the embedded broker
 broker: {storage: s3}
 sim: {...}  analytics: {...}  alerting: {...}
+sink: {influx: {...}}   # `vigil sink influx`; `vigil up` starts it when sink.influx.enabled
 supervision: {...}      # how `vigil up` restarts what dies
 ```
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from vigil.analytics.config import AnalyticsConfig
 from vigil.cli.supervisor import SupervisionConfig
 from vigil.collectors.agent.config import AgentConfig
 from vigil.collectors.sim.config import SimConfig
-from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, load_yaml_files, validate
+from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, validate_layers
 from vigil.files import write_private
 from vigil.secret import SECRETS_DIR
+from vigil.sinks.config import SinkConfig
 from vigil.topics import Topics
 
 
@@ -36,6 +38,7 @@ class VigilConfig(CommonConfig):
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    sink: SinkConfig = Field(default_factory=SinkConfig)
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
 
     def topics(self) -> Topics:
@@ -50,12 +53,14 @@ class VigilConfig(CommonConfig):
         return out
 
 
-def load_config(paths: Path | Sequence[Path] | None, overrides: dict[str, Any] | None = None) -> VigilConfig:
-    """The config file, or several merged in order (see :func:`vigil.config.load_yaml_files`)."""
-    data = load_yaml_files(paths)
-    for key, value in (overrides or {}).items():
-        data[key] = value
-    return validate(VigilConfig, data)
+def load_config(
+    paths: Path | Sequence[Path] | None,
+    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> VigilConfig:
+    """The config file, or several merged in order (see :func:`vigil.config.load_yaml_files`), then
+    the ``VIGIL_*`` environment (``environ``, default the process's), then ``overrides``."""
+    return validate_layers(VigilConfig, paths, environ, overrides)
 
 
 def dump_config(config: VigilConfig, path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Everything on one machine: embedded broker, the three services as processes, a pager to measure.
+"""Everything on one machine: embedded broker, the services as processes, a pager to measure.
 
 ``Stack`` is what ``vigil up`` and ``vigil chaos`` run and what end-to-end tests drive. The
 effective config every child reads is written to ``<data_dir>/run/vigil.yaml`` with the broker
@@ -6,11 +6,17 @@ address filled in, a webhook to our own receiver added (so the run can time each
 simulator's ground truth) and fixed health ports, so a restarted service answers where the last
 one did. ``supervise()`` restarts whatever died (see ``supervisor.py``); a restarted simulator is
 given the first one's start (``--origin``) and resumes the fault schedule instead of repeating it.
+With ``sink.influx.enabled`` the Influx sink runs beside them, supervised the same way.
+``<data_dir>/run/services.json`` says, while the stack runs, where each service answers and how
+often it was restarted (``vigil status`` reads it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import secrets
 import shutil
 import tempfile
@@ -26,6 +32,7 @@ import numpy as np
 import yaml
 
 from vigil.broker import EmbeddedBroker, free_port
+from vigil.bus.connection import check_broker
 from vigil.bus.kafka import KafkaBus
 from vigil.catalog import GPU_TEMPERATURE, GPU_UTILIZATION
 from vigil.cli.processes import ProcessGroup, child_pids, reap_children
@@ -102,6 +109,7 @@ class Stack:
         self.health_ports: dict[str, int] = {}  # service -> the loopback port of its /healthz
         self.ui_token: str | None = None  # the admin token made for this run's web UI, if none was configured
         self.config_path = self.run_dir / "vigil.yaml"
+        self.services_path = self.run_dir / "services.json"
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -121,36 +129,61 @@ class Stack:
         self.state_dir = self.services_state_dir()
         kafka = self.config.kafka
         if not kafka.bootstrap_servers:
+            embedded = self.config.broker
             self.broker = EmbeddedBroker(
                 self.config.data_dir,
-                self.ephemeral or self.config.broker.storage == "memory",
-                self.config.broker.port,
-                self.config.broker.s3_port,
+                self.ephemeral or embedded.storage == "memory",
+                embedded.port,
+                embedded.s3_port,
+                host=embedded.host,
+                advertised_host=embedded.advertised_host,
             ).start()
             kafka = kafka.model_copy(update={"bootstrap_servers": [self.broker.bootstrap]})
         self.receiver.start()
         self.effective = self._effective(kafka)
         dump_config(self.effective, self.config_path)
+        check_broker(self.effective.kafka)  # a configured broker that is not there: one line, at once
         bus = KafkaBus(self.effective.kafka)
         bus.create_topics(self.effective.topic_partitions())
         self._watcher = threading.Thread(target=self._watch, args=(bus,), name="fleet-watcher", daemon=True)
         self._watcher.start()
         self.sim_origin = time.time()
-        for name in SERVICES:
+        for name in self.services():
             self.spawn(name)
         self._supervise_all()
+        self._write_services()
         return self
 
     def _supervise_all(self) -> None:
         if self.broker is not None:
             self.supervisor.watch("broker", self.broker.alive, self.broker.restart_dead, self.broker.describe_exit)
-        for name in SERVICES:
+        for name in self.services():
             alive, describe = partial(self.processes.alive, name), partial(self.processes.describe_exit, name)
             self.supervisor.watch(name, alive, partial(self.spawn, name), describe)
 
+    def services(self) -> tuple[str, ...]:
+        """The child processes this stack runs: the three services, and the Influx sink when enabled."""
+        return SERVICES + (("sink",) if self.config.sink.influx.enabled else ())
+
     def supervise(self) -> list[SupervisorEvent]:
         """Restart what died (call it every loop turn); ``supervisor.gave_up`` names a crash loop."""
-        return self.supervisor.check()
+        events = self.supervisor.check()
+        if events:
+            self._write_services()
+        return events
+
+    def _write_services(self) -> None:
+        """Where each unit answers, its state and restarts, for ``vigil status`` (written on change)."""
+        units = {
+            name: {
+                "url": f"http://127.0.0.1:{self.health_ports[name]}" if name in self.health_ports else None,
+                "state": status.state,
+                "restarts": status.restarts,
+            }
+            for name, status in self.supervisor.status().items()
+        }
+        body = {"pid": os.getpid(), "started_at": self.started_at, "services": units}
+        write_private(self.services_path, json.dumps(body, indent=1), durable=False)
 
     def services_state_dir(self) -> Path:
         """Where the services keep state: ``data_dir``, or with ``--ephemeral`` a fresh folder in it.
@@ -185,16 +218,20 @@ class Stack:
                 self.ui_token = secrets.token_urlsafe(32)
                 alerting["api"]["admin_token"] = Secret(self.ui_token)
         self.health_ports["analytics"] = free_port()
+        self.health_ports["sim"] = free_port()
+        if self.config.sink.influx.enabled:
+            self.health_ports["sink"] = free_port()
         data = self.config.model_dump()
         data.update(kafka=kafka.model_dump(), alerting=alerting, data_dir=str(self.state_dir))
         return VigilConfig.model_validate(data)
 
     def spawn(self, name: str) -> None:
-        args = [name, "--config", str(self.config_path)]
+        command = ["sink", "influx"] if name == "sink" else [name]
+        args = [*command, "--config", str(self.config_path)]
         if name == "sim":
             args += ["--origin", repr(self.sim_origin)]
-        elif name == "analytics":
-            args += ["--metrics-port", str(self.health_ports["analytics"])]
+        if name in ("sim", "analytics", "sink"):
+            args += ["--metrics-port", str(self.health_ports[name])]
         self.processes.spawn(name, args)
 
     def restart(self, name: str) -> None:
@@ -259,8 +296,11 @@ class Stack:
         return result
 
     def stop(self) -> None:
-        # Producer first, then the consumers drain, then the broker; each stopped by its own PID.
-        self.processes.stop_all(["sim", "analytics", "alerting"])
+        # Producer first, then the consumers drain (the sink last: it writes the last detections too),
+        # then the broker; each stopped by its own PID.
+        self.processes.stop_all(["sim", "analytics", "alerting", "sink"])
+        with contextlib.suppress(OSError):  # never written (a start that failed early): nothing to remove
+            self.services_path.unlink(missing_ok=True)
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(10)

@@ -6,7 +6,6 @@ a revoked one within seconds (``TokenBook``)."""
 from __future__ import annotations
 
 import getpass
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -15,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vigil.cli.common import ConfigOption, err_console, load_or_exit
+from vigil.cli.common import ConfigOption, JsonOption, err_console, load_or_exit, show
+from vigil.cli.extras import require
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy: only when a command runs
     from vigil.alerting.store import AlertStore
@@ -27,6 +27,7 @@ tokens_app = typer.Typer(
 
 
 def _store(config: list[Path] | None) -> AlertStore:
+    require("tokens", "server")
     from vigil.alerting.service import open_database
     from vigil.alerting.store import AlertStore
 
@@ -62,7 +63,7 @@ def create(
 
 @tokens_app.command("list")
 def list_tokens(
-    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    json_out: bool = JsonOption,
     config: list[Path] | None = ConfigOption,
 ) -> None:
     """Every token (revoked ones too) by prefix; never a token or its hash."""
@@ -72,7 +73,7 @@ def list_tokens(
     finally:
         store.close()
     if json_out:
-        print(json.dumps({"tokens": rows}, indent=2))  # noqa: T201
+        show({"tokens": rows}, True)
         return
     table = Table("prefix", "name", "role", "created by", "revoked by")
     for row in rows:
@@ -87,6 +88,7 @@ def revoke(
     prefix: str = typer.Argument(..., help="the token's prefix (vgl_xxxxxxxx), as `vigil tokens list` shows it"),
     config: list[Path] | None = ConfigOption,
 ) -> None:
+    """Revoke a token by its prefix; a running service refuses it within seconds."""
     store = _store(config)
     try:
         done = store.revoke_token(prefix, _actor(), time.time())

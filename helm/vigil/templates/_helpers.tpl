@@ -90,6 +90,12 @@ must match the mounts, ports and probes below, so a value cannot move them out f
 {{- end -}}
 {{- end -}}
 
+{{/* Whether a component runs: include "vigil.enabled" (list . "sink") is "true" or "false". */}}
+{{- define "vigil.enabled" -}}
+{{- $values := (index . 0).Values -}}
+{{- if eq (index . 1) "sink" -}}{{ $values.sink.influx.enabled }}{{- else -}}{{ (index $values (index . 1)).enabled }}{{- end -}}
+{{- end -}}
+
 {{/* Checks that need two values at once (values.schema.json checks each value on its own). */}}
 {{- define "vigil.validate" -}}
 {{- $partitions := include "vigil.telemetryPartitions" . | int -}}
@@ -101,7 +107,12 @@ must match the mounts, ports and probes below, so a value cannot move them out f
 {{- fail "analytics.replicas > 1 share one state volume (any replica may be given any partition): set analytics.state.persistence.accessModes to [ReadWriteMany]" -}}
 {{- end -}}
 {{- if .Values.sink.influx.enabled -}}
-{{- fail "sink.influx: the Influx sink (`vigil sink influx`) is not in this chart yet" -}}
+{{- if not (dig "sink" "influx" "url" "" .Values.config) -}}
+{{- fail "sink.influx.enabled: set config.sink.influx.url, the InfluxDB or VictoriaMetrics the sink writes to (its token goes in secrets.config.sink.influx.token)" -}}
+{{- end -}}
+{{- if gt (int .Values.sink.influx.replicas) $partitions -}}
+{{- fail (printf "sink.influx.replicas (%d) exceeds config.kafka.topics.partitions.telemetry (%d): the extra sinks would sit idle" (int .Values.sink.influx.replicas) $partitions) -}}
+{{- end -}}
 {{- end -}}
 {{- if and (eq .Values.alerting.store.type "postgres") (not .Values.secrets.existingSecret) (not (dig "alerting" "store" "url" "" .Values.secrets.config)) -}}
 {{- fail "alerting.store.type postgres: give alerting.store.url in secrets.config, or a secrets.existingSecret holding it" -}}
