@@ -28,6 +28,7 @@ from typing import Any
 import typer
 import yaml
 from prometheus_client import CollectorRegistry
+
 from vigil.cli.bench import bench_app, machine
 from vigil.cli.common import JsonOption, show
 from vigil.cli.extras import require

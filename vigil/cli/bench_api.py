@@ -307,8 +307,7 @@ def run_api_bench(
         "workload": (
             f"{bursts} bursts of {requests} concurrent GET {path} with a viewer token, each on its own connection "
             f"({client_kind} client), against a store of {alerts} alerts (10% firing) and their notification log; "
-            "figures over "
-            + ("the bursts after the first" if len(runs) > 1 else "the one burst")
+            "figures over " + ("the bursts after the first" if len(runs) > 1 else "the one burst")
         ),
         "load_average_1m": round(load, 2),
         "alone_p50_ms": round(alone_s * 1000, 2),
