@@ -172,7 +172,7 @@ class TruthfulnessConfig(FrozenModel):
 
 
 class PredictConfig(FrozenModel):
-    """The failure predictors and forecasts (``vigil.analytics.predict``), run once per ``every``."""
+    """The failure predictors and forecasts (``vigil.analytics.models.predict``), run once per ``every``."""
 
     enabled: bool = True
     every: PositiveDuration = 60.0  # event time between two passes over the slot table
@@ -183,7 +183,7 @@ class PredictConfig(FrozenModel):
 
 
 class SeriesLimitConfig(FrozenModel):
-    """How many series analytics keeps per host and per partition (``vigil.analytics.limits``).
+    """How many series analytics keeps per host and per partition (``vigil.analytics.stages.limits``).
 
     An 8-GPU node's NVML and host collectors send ~330 series (``vigil agent --once --collectors
     sim_gpu,host``); SMART, InfiniBand and dcgm-exporter add a few hundred more. 4,096 leaves room
@@ -218,7 +218,7 @@ class AnalyticsConfig(FrozenModel):
 
     @model_validator(mode="after")
     def _known_detectors(self) -> AnalyticsConfig:
-        from vigil.analytics.detectors import build_registry  # the registry imports this module
+        from vigil.analytics.stages import build_registry  # the registry imports this module
 
         known = build_registry()
         problems = [

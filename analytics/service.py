@@ -29,8 +29,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from vigil.analytics.config import AnalyticsConfig
-from vigil.analytics.engine import Engine
-from vigil.analytics.state import SnapshotStore
+from vigil.analytics.stages.engine import Engine
+from vigil.analytics.stages.state import SnapshotStore
 
 from vigil.bus import Bus, Record, TopicPartition
 from vigil.bus.checkpoint import Checkpoint

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from vigil.analytics.predict.disk import (
+from vigil.analytics.models.predict.disk import (
     ATTRIBUTES,
     GbmModel,
     RulePrior,

@@ -2,7 +2,7 @@
 
 A bank model keeps one entry per series in each of its columns and updates a batch of series (a
 *round*: each series at most once) with a few array operations, so thousands of series cost no
-Python object per sample. The live service's :class:`vigil.analytics.slots.SlotTable` is one
+Python object per sample. The live service's :class:`vigil.analytics.stages.slots.SlotTable` is one
 store (its columns grow with the fleet and are snapshotted per partition); :class:`ArrayStore` is
 the plain one for a single stream's features, tests and benchmarks.
 """

@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 
 from vigil.analytics.config import TruthfulnessConfig
-from vigil.analytics.detectors.truthfulness import TruthfulnessDetector
-from vigil.analytics.slots import SlotTable, build_frame
+from vigil.analytics.stages.slots import SlotTable, build_frame
+from vigil.analytics.stages.truthfulness import TruthfulnessDetector
 from vigil.collectors.sim import FleetSimulator, SimConfig, SimulatorRunner
 
 from vigil.bus.memory import MemoryBus

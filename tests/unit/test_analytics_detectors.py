@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from vigil.analytics.config import AnalyticsConfig, ZScoreConfig
-from vigil.analytics.engine import Engine
+from vigil.analytics.stages.engine import Engine
 
 from vigil.bus import TopicPartition
 from vigil.events import Detection, TelemetryBatch, series_key

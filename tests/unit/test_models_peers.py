@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vigil.analytics.models.peers import (
-    PeerDetector,
-    RankPeerDetector,
-    SiblingIndex,
-    frame_sibling_deviation,
-    group_median,
-    peer_deviation,
-)
-from vigil.analytics.slots import SlotTable, build_frame
+from vigil.analytics.models.peers import PeerDetector, RankPeerDetector, group_median, peer_deviation
+from vigil.analytics.stages.siblings import SiblingIndex, frame_sibling_deviation
+from vigil.analytics.stages.slots import SlotTable, build_frame
 from vigil.collectors.sim import FleetSimulator, SimConfig
 
 from vigil.catalog import GPU_TEMPERATURE

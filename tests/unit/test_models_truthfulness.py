@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 from vigil.analytics.config import TruthfulnessConfig
-from vigil.analytics.detectors.base import TelemetryDetector
-from vigil.analytics.detectors.truthfulness import TruthfulnessDetector
 from vigil.analytics.models import truthfulness as tf
-from vigil.analytics.slots import SlotTable, build_frame
+from vigil.analytics.stages.base import TelemetryDetector
+from vigil.analytics.stages.slots import SlotTable, build_frame
+from vigil.analytics.stages.truthfulness import TruthfulnessDetector
 
 from vigil.catalog import GPU_POWER, GPU_TEMPERATURE, GPU_UTILIZATION, HOST_LOAD1
 from vigil.events import Detection, TelemetryBatch, series_key

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from vigil.analytics.config import AnalyticsConfig
-from vigil.analytics.engine import Engine
+from vigil.analytics.stages.engine import Engine
 
 from vigil.bus import TopicPartition
 from vigil.catalog import GPU_POWER, GPU_SM_CLOCK, GPU_TEMPERATURE, GPU_UTILIZATION

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from vigil.analytics.config import AnalyticsConfig
-from vigil.analytics.engine import Engine
-from vigil.analytics.limits import Refusal, SeriesBudget
-from vigil.analytics.slots import SlotTable, build_frame
+from vigil.analytics.stages.engine import Engine
+from vigil.analytics.stages.limits import Refusal, SeriesBudget
+from vigil.analytics.stages.slots import SlotTable, build_frame
 
 from vigil.bus import TopicPartition
 from vigil.events import TelemetryBatch

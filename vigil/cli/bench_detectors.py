@@ -1,7 +1,7 @@
 """``vigil bench detectors``: samples/s per core and state bytes per series of the detector library.
 
 Registers itself on ``vigil.cli.bench.bench_app`` when imported (``app.py`` imports it). The
-workload and the method are described in ``vigil.analytics.models.bench``.
+workload and the method are described in ``vigil.analytics.eval.detectors``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import typer
 from rich.console import Console
 
-from vigil.analytics.models.bench import detector_figures
+from vigil.analytics.eval.detectors import detector_figures
 from vigil.cli.bench import bench_app, machine
 
 

@@ -88,9 +88,9 @@ def throughput(rows: int) -> list[tuple[str, str, float, float, float]]:
 def frame_throughput(seconds: int) -> list[tuple[str, str, float]]:
     """Samples/s of the live truthfulness detector and of sibling deviation on simulator frames."""
     from vigil.analytics.config import TruthfulnessConfig
-    from vigil.analytics.detectors.truthfulness import TruthfulnessDetector
-    from vigil.analytics.models.peers import SiblingIndex, frame_sibling_deviation
-    from vigil.analytics.slots import SlotTable, build_frame
+    from vigil.analytics.stages.siblings import SiblingIndex, frame_sibling_deviation
+    from vigil.analytics.stages.slots import SlotTable, build_frame
+    from vigil.analytics.stages.truthfulness import TruthfulnessDetector
     from vigil.collectors.sim import FleetSimulator, SimConfig
 
     start = 1_767_225_600.0

@@ -18,7 +18,7 @@ def disk(
     seed: int = typer.Option(0),
 ) -> None:
     """Train the calibrated gradient-boosting disk-failure model; analytics loads it by path."""
-    from vigil.analytics.predict.disk import GbmModel, disk_features, label_within, read_smart_csv
+    from vigil.analytics.models.predict.disk import GbmModel, disk_features, label_within, read_smart_csv
 
     paths = sorted(data.rglob("*.csv")) if data.is_dir() else [data]
     try:

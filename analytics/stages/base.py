@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from vigil.analytics.slots import Frame
+from vigil.analytics.stages.slots import Frame
 
 from vigil.events import Decision, Detection, Severity, series_key
 

@@ -27,11 +27,11 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits  # comes with scikit-learn
 from vigil.analytics.config import AnalyticsConfig
-from vigil.analytics.engine import Engine
 from vigil.analytics.models import registry
 from vigil.analytics.models.base import Detector
 from vigil.analytics.models.columns import ArrayStore
 from vigil.analytics.models.decide import DecideBank, DecideConfig, Decider
+from vigil.analytics.stages.engine import Engine
 
 from vigil import catalog
 from vigil.events import TelemetryBatch, series_key

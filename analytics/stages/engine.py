@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from vigil.analytics.config import AnalyticsConfig
-from vigil.analytics.detectors import AnyDetector, EventDetector, TelemetryDetector, build_registry
-from vigil.analytics.limits import SeriesBudget, SeriesLimitAlerts
-from vigil.analytics.predict.stage import PredictorStage
-from vigil.analytics.slots import IntArray, SlotTable, build_frame
+from vigil.analytics.stages import AnyDetector, EventDetector, TelemetryDetector, build_registry
+from vigil.analytics.stages.limits import SeriesBudget, SeriesLimitAlerts
+from vigil.analytics.stages.predict import PredictorStage
+from vigil.analytics.stages.slots import IntArray, SlotTable, build_frame
 
 from vigil.bus import TopicPartition
 from vigil.events import Detection, LogEvent, Prediction, TelemetryBatch

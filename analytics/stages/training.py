@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 from vigil.analytics.config import HangConfig, TrainingConfig, ZScoreConfig
-from vigil.analytics.detectors.base import detection
+from vigil.analytics.models.decide import PostRule
 from vigil.analytics.models.peers import peer_deviation
-from vigil.analytics.robust import Hysteresis, RobustStat
+from vigil.analytics.models.robust import RobustStat
+from vigil.analytics.stages.base import detection
 
 from vigil.events import Decision, Detection, Severity, TrainingStep
 
@@ -33,7 +34,7 @@ class RankState:
     host: str
     gpu_index: int | None
     stat: RobustStat
-    post: Hysteresis
+    post: PostRule
 
 
 @dataclass(slots=True)
@@ -42,7 +43,7 @@ class JobState:
     cluster: str
     last_seen: float  # event time (the service's event clock) of the latest step record
     loss: RobustStat
-    spike: Hysteresis
+    spike: PostRule
     step_times: deque[float] = field(default_factory=lambda: deque(maxlen=32))
     report_gaps: deque[float] = field(default_factory=lambda: deque(maxlen=32))  # s between new steps
     newest_step: int = -1
@@ -64,7 +65,7 @@ class TrainingDetector:
         self.jobs: dict[str, JobState] = {}
 
     def _new_job(self, partition: int, cluster: str, now: float) -> JobState:
-        return JobState(partition, cluster, now, RobustStat(), Hysteresis())
+        return JobState(partition, cluster, now, RobustStat(), PostRule())
 
     def observe_event(self, event: Any, partition: int, now: float) -> list[Detection]:
         if not isinstance(event, TrainingStep):
@@ -166,7 +167,7 @@ class TrainingDetector:
     def _straggler(self, ev: TrainingStep, job: JobState) -> list[Detection]:
         rank = job.ranks.get(ev.rank)
         if rank is None:
-            rank = job.ranks[ev.rank] = RankState(ev.host, ev.gpu_index, RobustStat(), Hysteresis())
+            rank = job.ranks[ev.rank] = RankState(ev.host, ev.gpu_index, RobustStat(), PostRule())
         rank.host, rank.gpu_index = ev.host, ev.gpu_index
         if ev.compute_time_s is not None and math.isfinite(ev.compute_time_s):
             job.pending.setdefault(ev.step, {})[ev.rank] = ev.compute_time_s
@@ -340,7 +341,7 @@ def _dump(job: JobState) -> dict[str, Any]:
 
 def _load(partition: int, raw: Mapping[str, Any]) -> JobState:
     job = JobState(
-        partition, raw["cluster"], float(raw["last_seen"]), RobustStat.load(raw["loss"]), Hysteresis.load(raw["spike"])
+        partition, raw["cluster"], float(raw["last_seen"]), RobustStat.load(raw["loss"]), PostRule.load(raw["spike"])
     )
     job.step_times.extend(float(v) for v in raw["step_times"])
     job.report_gaps.extend(float(v) for v in raw.get("report_gaps", ()))  # absent before the cadence
@@ -348,5 +349,5 @@ def _load(partition: int, raw: Mapping[str, Any]) -> JobState:
     job.newest_step, job.loss_step = int(raw["newest_step"]), int(raw["loss_step"])
     job.nonfinite, job.finite_steps, job.hung = bool(raw["nonfinite"]), int(raw["finite_steps"]), bool(raw["hung"])
     for r, host, gpu, stat, post in raw["ranks"]:
-        job.ranks[int(r)] = RankState(host, gpu, RobustStat.load(stat), Hysteresis.load(post))
+        job.ranks[int(r)] = RankState(host, gpu, RobustStat.load(stat), PostRule.load(post))
     return job

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from vigil.analytics.config import AnalyticsConfig
-from vigil.analytics.detectors.base import AnyDetector, EventDetector, TelemetryDetector
-from vigil.analytics.detectors.peers import PeersDetector
-from vigil.analytics.detectors.threshold import ThresholdDetector
-from vigil.analytics.detectors.training import TrainingDetector
-from vigil.analytics.detectors.truthfulness import TruthfulnessDetector
-from vigil.analytics.detectors.xid import XidDetector
-from vigil.analytics.detectors.zscore import ZScoreDetector
-from vigil.analytics.slots import SlotTable
+from vigil.analytics.stages.base import AnyDetector, EventDetector, TelemetryDetector
+from vigil.analytics.stages.peers import PeersDetector
+from vigil.analytics.stages.slots import SlotTable
+from vigil.analytics.stages.threshold import ThresholdDetector
+from vigil.analytics.stages.training import TrainingDetector
+from vigil.analytics.stages.truthfulness import TruthfulnessDetector
+from vigil.analytics.stages.xid import XidDetector
+from vigil.analytics.stages.zscore import ZScoreDetector
 
 from vigil.registry import Registry
 from vigil.xid import XidCatalog

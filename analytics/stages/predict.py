@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from vigil.analytics.predict.disk import ATTRIBUTES, COUNTERS, FEATURES, GbmModel, RulePrior
-from vigil.analytics.predict.forecast import time_to_threshold
-from vigil.analytics.predict.gpu import GpuReading, GpuRisk
-from vigil.analytics.slots import SlotTable
+from vigil.analytics.models.predict.disk import ATTRIBUTES, COUNTERS, FEATURES, GbmModel, RulePrior
+from vigil.analytics.models.predict.forecast import time_to_threshold
+from vigil.analytics.models.predict.gpu import GpuReading, GpuRisk
+from vigil.analytics.stages.slots import SlotTable
 
 from vigil import catalog as c
 from vigil.events import LogEvent, Prediction, parse_series_key

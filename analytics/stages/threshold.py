@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 from vigil.analytics.config import ThresholdRule
-from vigil.analytics.detectors.base import detection
-from vigil.analytics.slots import Frame, IntArray, SlotTable
+from vigil.analytics.stages.base import detection
+from vigil.analytics.stages.slots import Frame, IntArray, SlotTable
 
 from vigil.events import Decision, Detection
 

@@ -6,9 +6,9 @@ arrays. Within a poll one series usually appears several times (consecutive tick
 ordered into *rounds* by their occurrence rank within the slot: each round touches every slot at
 most once, so a round's update is one vectorised step and rounds run in stream order.
 
-Slots are allocated within a :class:`~vigil.analytics.limits.SeriesBudget` (series per host and per
+Slots are allocated within a :class:`~vigil.analytics.stages.limits.SeriesBudget` (series per host and per
 partition): a batch's new series beyond it get no slot, are cut from the batch and reported as a
-:class:`~vigil.analytics.limits.Refusal`. The check runs once per distinct series set, so a known
+:class:`~vigil.analytics.stages.limits.Refusal`. The check runs once per distinct series set, so a known
 host's batch still costs one dict lookup.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from vigil.analytics.limits import Refusal, Scope, SeriesBudget
+from vigil.analytics.stages.limits import Refusal, Scope, SeriesBudget
 
 from vigil.catalog import is_counter
 from vigil.events import TelemetryBatch, parse_series_key

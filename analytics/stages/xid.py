@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.analytics.config import XidConfig
-from vigil.analytics.detectors.base import detection
+from vigil.analytics.stages.base import detection
 
 from vigil.events import Detection, LogEvent
 from vigil.xid import XidCatalog, XidEntry
