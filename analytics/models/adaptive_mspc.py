@@ -330,5 +330,3 @@ def _ew_merge(current: FloatArray, rows: FloatArray, seen: BoolArray, count: Flo
     result: FloatArray = np.where(k > 0, merged, current)
     return result
 
-
-MODELS: dict[str, type[Detector]] = {AdaptiveMSPC.name: AdaptiveMSPC}

@@ -50,6 +50,10 @@ class ChangePointDetector(Detector):
         self.rel_floor, self.abs_floor = rel_floor, abs_floor
         self.s = np.zeros((len(FIELDS), len(self.features)))  # rows: FIELDS
 
+    @classmethod
+    def test_options(cls) -> dict[str, Any]:
+        return {"warmup": 5}
+
     def _grow(self, n_features: int) -> None:
         self.s = np.pad(self.s, ((0, 0), (0, n_features - self.s.shape[1])))
 
@@ -117,5 +121,3 @@ class ChangePointDetector(Detector):
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.s = unpack(state["s"])
 
-
-MODELS = {ChangePointDetector.name: ChangePointDetector}

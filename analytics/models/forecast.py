@@ -232,5 +232,3 @@ class _Forecast:
         out: FloatArray = np.clip((centred[lags:] - past @ self.coef) / self.error, -cap, cap)
         return out
 
-
-MODELS = {VARResidual.name: VARResidual}

@@ -224,5 +224,3 @@ class _Subspace:
         centred = np.where(np.isfinite(u), u - self.mean, 0.0)  # a missing value sits at the mean
         return self.principal.score(centred)
 
-
-MODELS: dict[str, type[Detector]] = {MSPCDetector.name: MSPCDetector}

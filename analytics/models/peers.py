@@ -165,5 +165,3 @@ class RankPeerDetector(PeerDetector):
     def __init__(self, features: Sequence[str] = (), *, persist: int = 3, rel_floor: float = 0.05, **kw: Any) -> None:
         super().__init__(features, persist=persist, rel_floor=rel_floor, **kw)
 
-
-MODELS: dict[str, type[Detector]] = {PeerDetector.name: PeerDetector, RankPeerDetector.name: RankPeerDetector}

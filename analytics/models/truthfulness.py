@@ -110,6 +110,10 @@ class FrozenDetector(Detector):
         self.prev, self.rate = np.full(d, np.nan), np.zeros(d)
         self.run, self.seen = np.zeros(d, dtype=np.int64), np.zeros(d, dtype=np.int64)
 
+    @classmethod
+    def test_options(cls) -> dict[str, Any]:
+        return {"warmup": 5}
+
     def _grow(self, n_features: int) -> None:
         extra = n_features - len(self.prev)
         self.prev = np.concatenate([self.prev, np.full(extra, np.nan)])
@@ -148,5 +152,3 @@ class FrozenDetector(Detector):
         self.run = np.asarray(state["run"], dtype=np.int64)
         self.seen = np.asarray(state["seen"], dtype=np.int64)
 
-
-MODELS: dict[str, type[Detector]] = {FrozenDetector.name: FrozenDetector}

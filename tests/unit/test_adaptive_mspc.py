@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from vigil.analytics.models.adaptive_mspc import MODELS, AdaptiveMSPC
+from vigil.analytics.models import registry
+from vigil.analytics.models.adaptive_mspc import AdaptiveMSPC
 
 FEATURES = ["cpu", "load", "net", "disk", "temp", "errors"]
 ACCEPT = 100
@@ -26,7 +27,7 @@ def model(gate: float = 4.0) -> AdaptiveMSPC:
 
 
 def test_registry_names_the_model() -> None:
-    assert {"adaptive_mspc": AdaptiveMSPC} == MODELS
+    assert registry.model_class("adaptive_mspc") is AdaptiveMSPC
 
 
 def test_scores_nothing_before_warm_up_then_about_one() -> None:
