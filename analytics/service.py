@@ -43,6 +43,7 @@ from vigil.topics import Topics
 from vigil.xid import XidCatalog
 
 log = logging.getLogger(__name__)
+FLUSH_TIMEOUT_S = 30.0  # the commit protocol's own wait for the broker's acknowledgements
 EXPECTED: dict[str, type[Any]] = {"telemetry": TelemetryBatch, "logs": LogEvent, "training": TrainingStep}
 
 
@@ -157,7 +158,10 @@ class AnalyticsService:
         if self._closed:
             return
         self._closed = True
-        self.commits.close(commit=self.outage.down_since is None)
+        try:
+            self.commits.close(commit=self.outage.down_since is None)
+        finally:
+            self.engine.close()
 
     def health(self) -> dict[str, object]:
         return {
@@ -175,7 +179,14 @@ class AnalyticsService:
         self._last_checkpoint = self.clock.monotonic()
 
     def save(self, tps: set[TopicPartition], offsets: Mapping[TopicPartition, int]) -> None:
-        """Step 2: snapshot detector state for the partitions, with the offset each snapshot reflects."""
+        """Step 2: snapshot stage state for the partitions, with the offset each snapshot reflects.
+
+        Work a stage still had under way (a model scoring in its worker thread) is finished first, and
+        what it decided is published and flushed before any snapshot: step 1 holds for it too."""
+        settled = self.engine.settle()
+        if settled:
+            self._publish(settled)
+            self.producer.flush(FLUSH_TIMEOUT_S)
         for tp in sorted(tps):
             stream = self.streams.get(tp.topic)
             if stream is not None:

@@ -26,7 +26,7 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits  # comes with scikit-learn
-from vigil.analytics.config import AnalyticsConfig
+from vigil.analytics.config import AnalyticsConfig, StageConfig
 from vigil.analytics.models import registry
 from vigil.analytics.models.base import Detector
 from vigil.analytics.models.columns import ArrayStore
@@ -131,7 +131,7 @@ def run_live_stage(stage: str, Y: FloatArray, chunk: int, series_per_host: int) 
     """One of the service's telemetry stages itself (slot lookup, round ordering, per-GPU alerts)."""
     keys = host_keys(series_per_host)
     hosts = Y.shape[1] // len(keys)
-    engine = Engine(AnalyticsConfig(detectors=[stage]))
+    engine = Engine(AnalyticsConfig(stages=[StageConfig(stage=stage)]))
     found = 0
     started = time.perf_counter()
     for lo in range(0, len(Y), chunk):

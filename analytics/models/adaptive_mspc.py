@@ -175,6 +175,14 @@ class AdaptiveMSPC(Detector):
         X = self._rows(X)
         return self._score(X, self.scale())
 
+    def explain_many(self, X: FloatArray) -> FloatArray:
+        """How far each feature of each row is from its learnt mean, in its scale (capped at ``Z_CAP``): the
+        metric that moved most is named in an alert's reason. Zero before the model is warm."""
+        X = self._rows(X)
+        if self.n < self.warmup:
+            return np.zeros(X.shape)
+        return np.abs(self._normalised(X, self.scale(), Z_CAP))
+
     def _score(self, X: FloatArray, scale: FloatArray) -> FloatArray:
         if self.n < self.warmup or len(X) == 0 or self.fitted is None:
             return np.zeros(len(X))

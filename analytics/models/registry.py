@@ -11,11 +11,12 @@ detectors`` and the live ``model`` stage pick it up. Config form: ``{"name": "ro
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from vigil.analytics.models.base import Detector
 
 from vigil.config import FrozenModel, validate
@@ -82,6 +83,31 @@ def model_class(name: str, key: str = "model.name") -> type[Detector]:
     if name not in MODELS:
         raise _unknown(name, key)
     return load_class(MODELS[name])
+
+
+Loc = tuple[str | int, ...]
+
+
+def option_problems(name: str, options: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """What is wrong with ``options`` for the model ``name``: (key path within the options, message)
+    pairs, empty when a model can be made from them. For config checks that name every bad key."""
+    cls = model_class(name)
+    if cls.Options is not None:
+        try:
+            cls.Options.model_validate(dict(options))
+        except ValidationError as exc:
+            return [(tuple(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
+    else:
+        params = inspect.signature(cls).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            unknown = sorted(set(options) - set(params) - {"features"})
+            if unknown:
+                return [((key,), "unknown key") for key in unknown]
+    try:
+        build_registry().create(name, options=dict(options), features=[], key="options")
+    except ConfigError as exc:
+        return [((), str(exc).removeprefix("options: ").removeprefix("options."))]
+    return []
 
 
 def create(

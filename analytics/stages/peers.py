@@ -42,7 +42,7 @@ MODEL = "peer_gpu"  # the library model whose deviation this stage runs (named i
 ACTION = "compare the GPU with its node siblings: fan and airflow for heat, throttle reasons for clocks, power cabling"
 
 
-class PeersDetector:
+class PeersStage:
     name = "peers"
 
     def __init__(self, config: PeersConfig, slots: SlotTable) -> None:

@@ -16,7 +16,7 @@ from vigil.analytics.stages.slots import Frame, IntArray, SlotTable
 from vigil.events import Decision, Detection
 
 
-class ThresholdDetector:
+class ThresholdStage:
     name = "threshold"
 
     def __init__(self, rules: list[ThresholdRule], slots: SlotTable) -> None:

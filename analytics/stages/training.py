@@ -56,7 +56,7 @@ class JobState:
     pending: dict[int, dict[int, float]] = field(default_factory=dict)  # step -> rank -> compute s
 
 
-class TrainingDetector:
+class TrainingStage:
     name = "training"
     stream = "training"
 

@@ -72,7 +72,7 @@ class Flags:
     zero: BoolArray
 
 
-class TruthfulnessDetector:
+class TruthfulnessStage:
     name = "truthfulness"
 
     def __init__(self, config: TruthfulnessConfig, slots: SlotTable) -> None:

@@ -36,7 +36,7 @@ class XidState:
     last_seen: float  # event time of the latest XID, for the quiet period
 
 
-class XidDetector:
+class XidStage:
     name = "xid"
     stream = "logs"
 

@@ -25,7 +25,7 @@ from vigil.events import Decision, Detection
 MODEL = "robust_z"  # the library model this stage runs (named in every reason)
 
 
-class ZScoreDetector:
+class ZScoreStage:
     name = "zscore"
 
     def __init__(self, config: ZScoreConfig, slots: SlotTable) -> None:

@@ -24,7 +24,7 @@ Bend = Callable[[float, np.ndarray], None]  # (seconds since start, (GPUS, METRI
 
 
 def engine(**overrides: Any) -> Engine:
-    return Engine(AnalyticsConfig.model_validate({"detectors": ["peers"], **overrides}))
+    return Engine(AnalyticsConfig.model_validate({"stages": ["peers"], **overrides}))
 
 
 def node(seconds: int, bend: Bend | None = None, seed: int = 0, host: str = "h1") -> list[TelemetryBatch]:

@@ -89,13 +89,13 @@ def frame_throughput(seconds: int) -> list[tuple[str, str, float]]:
     from vigil.analytics.config import TruthfulnessConfig
     from vigil.analytics.stages.siblings import SiblingIndex, frame_sibling_deviation
     from vigil.analytics.stages.slots import SlotTable, build_frame
-    from vigil.analytics.stages.truthfulness import TruthfulnessDetector
+    from vigil.analytics.stages.truthfulness import TruthfulnessStage
     from vigil.collectors.sim import FleetSimulator, SimConfig
 
     start = 1_767_225_600.0
     sim = FleetSimulator(SimConfig(nodes=32, ticks_per_batch=10, schedule="none", training=False), start)
     table = SlotTable()
-    det = TruthfulnessDetector(TruthfulnessConfig(), table)
+    det = TruthfulnessStage(TruthfulnessConfig(), table)
     index = SiblingIndex(table)
     frames = []
     for k in range(seconds):
