@@ -230,9 +230,13 @@ class AdaptiveMSPC(Detector):
         in_window = cum_flags[lead + 1 : lead + len(X) + 1] - cum_flags[: len(X)]
         accepted = in_window >= self.accept_after
         self.suspect = flags[len(flags) - lead :]
+        before = self.n
         self._learn(X, ~suspect & ~accepted, accepted, warm, scale)
         self.seen += len(X)
-        if self.fitted is None or self.seen // REFIT_EVERY > (self.seen - len(X)) // REFIT_EVERY:
+        # The subspace is re-derived every REFIT_EVERY rows, and when the model turns warm: the first
+        # scores must not use a covariance from the first chunk (with a short warm-up, a few rows).
+        warming = before < self.warmup <= self.n
+        if self.fitted is None or warming or self.seen // REFIT_EVERY > (self.seen - len(X)) // REFIT_EVERY:
             self.fitted, self._principal = self.cov.copy(), None
 
     def _learn(self, X: FloatArray, normal: BoolArray, accepted: BoolArray, warm: bool, scale: FloatArray) -> None:
