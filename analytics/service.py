@@ -38,19 +38,25 @@ from vigil.bus.retry import Outage, run_with_recovery
 from vigil.clock import Clock
 from vigil.codec import decode, encode
 from vigil.errors import RetryableError, UnexpectedEvent
-from vigil.events import Detection, LogEvent, Prediction, TelemetryBatch, TrainingStep
+from vigil.events import Detection, LogEvent, Prediction, TelemetryBatch, TrainingStep, TrainingStepBatch
 from vigil.topics import Topics
 from vigil.xid import XidCatalog
 
 log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 30.0  # the commit protocol's own wait for the broker's acknowledgements
-EXPECTED: dict[str, type[Any]] = {"telemetry": TelemetryBatch, "logs": LogEvent, "training": TrainingStep}
+# The training topic carries step batches; single steps from older producers are read too.
+EXPECTED: dict[str, tuple[type[Any], ...]] = {
+    "telemetry": (TelemetryBatch,),
+    "logs": (LogEvent,),
+    "training": (TrainingStepBatch, TrainingStep),
+}
 
 
 class AnalyticsMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.records = Counter("vigil_analytics_records", "Records consumed, by topic", ["topic"], registry=registry)
         self.samples = Counter("vigil_analytics_samples", "Telemetry samples scored", registry=registry)
+        self.steps = Counter("vigil_analytics_training_steps", "Training steps (rank-steps) judged", registry=registry)
         self.samples_dropped = Counter(
             "vigil_analytics_samples_dropped",
             "Telemetry samples dropped because their series was over a series limit, by limit",
@@ -271,10 +277,15 @@ class AnalyticsService:
             raise UnexpectedEvent(f"{type(event).__name__} on {record.topic}")
         return event
 
-    def _observe_event(self, record: Record, event: LogEvent | TrainingStep) -> list[Detection]:
-        now = event.ts if self._watermark is None else max(self._watermark, event.ts)
+    def _observe_event(self, record: Record, event: LogEvent | TrainingStep | TrainingStepBatch) -> list[Detection]:
+        ts = float(event.ts.max()) if isinstance(event, TrainingStepBatch) else event.ts
+        now = ts if self._watermark is None else max(self._watermark, ts)
         found = self.engine.observe_event(self.streams[record.topic], event, self.engine.pid(record.tp), now)
-        self._advance(event.ts)  # only once handled: a record that fails moves no clock
+        self._advance(ts)  # only once handled: a record that fails moves no clock
+        if isinstance(event, TrainingStepBatch):
+            self.metrics.steps.inc(event.rows)
+        elif isinstance(event, TrainingStep):
+            self.metrics.steps.inc()
         return found
 
     def _observe_telemetry(self, batch: list[tuple[Record, TelemetryBatch]]) -> list[Detection]:

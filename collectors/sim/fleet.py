@@ -20,7 +20,7 @@ from vigil.collectors.sim.state import FleetState, GpuIdentity
 from vigil.collectors.sim.training import TrainingJob
 
 from vigil import catalog as c
-from vigil.events import FaultInjection, FloatArray, LogEvent, TelemetryBatch, TrainingStep, series_key
+from vigil.events import FaultInjection, FloatArray, LogEvent, TelemetryBatch, TrainingStepBatch, series_key
 
 GPU_METRICS = (
     c.GPU_UTILIZATION,
@@ -51,7 +51,7 @@ _EPS = 1e-6  # float slack when comparing tick times with scheduled times
 class SimOutput:
     telemetry: list[TelemetryBatch] = field(default_factory=list)
     logs: list[LogEvent] = field(default_factory=list)
-    training: list[TrainingStep] = field(default_factory=list)
+    training: list[TrainingStepBatch] = field(default_factory=list)  # one per tick with steps
     faults: list[FaultInjection] = field(default_factory=list)
 
 
