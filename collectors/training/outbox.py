@@ -3,11 +3,12 @@
 A message holds one wake-up's steps (a ``TrainingStepBatch``); the outbox counts steps, not messages,
 against its capacity. A step leaves the outbox only when ``flush()`` returned without error, so a
 broker that is away, slow or restarting loses nothing that fits in the buffer. On any failure the
-producer is thrown away and a new one is built on the next attempt, and every unconfirmed step is sent again: the old producer may
-have delivered some of them before failing, so delivery is at-least-once (a step may arrive twice, in
-order within each attempt), which is what every Vigil consumer expects. Building the producer here,
-lazily, matters too: kafka-python contacts the broker in its constructor, which must never happen
-on the training thread nor make the reporter fail to start while the broker is down.
+producer is thrown away and a new one is built on the next attempt, and every unconfirmed step is
+sent again: the old producer may have delivered some of them before failing, so delivery is
+at-least-once (a step may arrive twice, in order within each attempt), which is what every Vigil
+consumer expects. Building the producer here, lazily, matters too: kafka-python contacts the broker
+in its constructor, which must never happen on the training thread nor make the reporter fail to
+start while the broker is down.
 """
 
 from __future__ import annotations
