@@ -57,6 +57,19 @@ def peer_deviation(
     return np.where((count >= min_peers) & np.isfinite(z), z, 0.0), med
 
 
+def peer_deviation_rows(
+    X: FloatArray, *, rel_floor: float = 0.02, abs_floor: float = 1e-3, min_peers: int = 3
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`peer_deviation` when every group is one row of ``X`` (finite values; one step's ranks, one
+    host's GPUs): the same figures from two sorts along the rows instead of a sort of every group.
+    Returns the deviations (shape of ``X``) and each row's median."""
+    med = np.median(X, axis=1)
+    mad = np.median(np.abs(X - med[:, None]), axis=1)
+    scale = np.maximum(mad * MAD_TO_SIGMA, np.maximum(rel_floor * np.abs(med), abs_floor))
+    z = (X - med[:, None]) / scale[:, None]
+    return (z if X.shape[1] >= min_peers else np.zeros_like(X)), med
+
+
 # -- the models
 
 

@@ -17,6 +17,7 @@ from vigil.analytics.models.decide import DecideBank, DecideConfig
 from vigil.analytics.models.robust import RobustBank, RobustConfig
 
 MAX_RANKS = 65_536  # ranks per job with a straggler state; a larger world's further ranks are not compared
+LUT_RANKS = 1 << 20  # ranks below this are looked up in an array; a rank number beyond it, in a dict
 
 
 class RankTable:
@@ -26,42 +27,72 @@ class RankTable:
         self.post = DecideBank(post, self.store, prefix="post_")
         self.slot: dict[int, int] = {}
         self.rank: list[int] = []
-        self.host: list[str] = []
-        self.gpu: list[int] = []  # -1: unknown
+        self.hosts: list[str] = []  # the job's host names; host_of indexes them
+        self._host_ids: dict[str, int] = {}
+        self.host_of = np.zeros(0, dtype=np.intp)  # per slot
+        self.gpu = np.zeros(0, dtype=np.int64)  # per slot, -1: unknown
+        self._lut = np.full(0, -1, dtype=np.intp)  # rank -> slot for ranks below LUT_RANKS (the usual world)
 
     def columns(self) -> list[str]:
         return self.own.columns() + self.post.columns()
 
-    def slots(self, ranks: IntArray, hosts: Sequence[str], gpus: IntArray) -> IntArray:
-        """The slot of each rank (-1 past MAX_RANKS), new ranks added; a rank's host and GPU follow its rows."""
-        unique, first, inverse = np.unique(ranks, return_index=True, return_inverse=True)
-        lut = np.empty(unique.size, dtype=np.intp)
-        for i, (rank, at) in enumerate(zip(unique.tolist(), first.tolist(), strict=True)):
-            slot = self.slot.get(rank)
-            if slot is None and len(self.rank) < MAX_RANKS:
-                slot = self.slot[rank] = len(self.rank)
-                self.rank.append(rank)
-                self.host.append("")
-                self.gpu.append(-1)
-                if len(self.rank) > self.store.capacity:
-                    self.store.ensure(max(16, 2 * len(self.rank)))
-            if slot is not None:
-                self.host[slot], self.gpu[slot] = hosts[at], int(gpus[at])
-            lut[i] = -1 if slot is None else slot
-        return lut[inverse]
+    def host(self, slot: int) -> str:
+        return self.hosts[int(self.host_of[slot])]
+
+    def slots(self, ranks: IntArray, hosts: Sequence[str], host_index: IntArray, gpus: IntArray) -> IntArray:
+        """The slot of each rank (-1 past MAX_RANKS), new ranks added; a rank's host and GPU follow its rows.
+
+        Row ``i`` runs on ``hosts[host_index[i]]``. Known ranks below ``LUT_RANKS`` cost one array lookup."""
+        known = ranks < self._lut.size
+        slots = np.full(ranks.size, -1, dtype=np.intp)
+        slots[known] = self._lut[ranks[known]]
+        new = slots < 0
+        if new.any():
+            for i in np.flatnonzero(new).tolist():
+                slots[i] = self._add(int(ranks[i]))
+        ok = slots >= 0
+        names = np.array([self._host_id(h) for h in hosts], dtype=np.intp)[host_index]
+        self.host_of[slots[ok]] = names[ok]
+        self.gpu[slots[ok]] = gpus[ok]
+        return slots
+
+    def _host_id(self, name: str) -> int:
+        found = self._host_ids.get(name)
+        if found is None:
+            found = self._host_ids[name] = len(self.hosts)
+            self.hosts.append(name)
+        return found
+
+    def _add(self, rank: int) -> int:
+        slot = self.slot.get(rank)
+        if slot is not None or len(self.rank) >= MAX_RANKS:
+            return -1 if slot is None else slot
+        slot = self.slot[rank] = len(self.rank)
+        self.rank.append(rank)
+        if len(self.rank) > self.store.capacity:
+            size = max(16, 2 * len(self.rank))
+            self.store.ensure(size)
+            self.host_of = np.concatenate([self.host_of, np.zeros(size - self.host_of.size, dtype=np.intp)])
+            self.gpu = np.concatenate([self.gpu, np.full(size - self.gpu.size, -1, dtype=np.int64)])
+        if rank < LUT_RANKS:
+            if rank >= self._lut.size:
+                self._lut = np.concatenate([self._lut, np.full(max(rank + 1, 2 * self._lut.size) - self._lut.size, -1,
+                                                               dtype=np.intp)])
+            self._lut[rank] = slot
+        return slot
 
     def dump(self) -> dict[str, Any]:
         n = len(self.rank)
         return {
             "rank": list(self.rank),
-            "host": list(self.host),
-            "gpu": list(self.gpu),
+            "host": [self.host(slot) for slot in range(n)],
+            "gpu": self.gpu[:n].tolist(),
             "cols": {c: np.ascontiguousarray(self.store.col(c)[:n]).tobytes() for c in self.columns()},
         }
 
     def load(self, raw: Mapping[str, Any]) -> None:
         for rank, host, gpu in zip(raw["rank"], raw["host"], raw["gpu"], strict=True):
-            self.slots(np.array([int(rank)]), [str(host)], np.array([int(gpu)]))
+            self.slots(np.array([int(rank)]), [str(host)], np.zeros(1, dtype=np.intp), np.array([int(gpu)]))
         n = len(self.rank)
         for name, data in raw["cols"].items():
             if self.store.has(name):
@@ -72,7 +103,8 @@ class RankTable:
     def load_scalars(self, rows: Sequence[Sequence[Any]]) -> None:
         """Ranks as snapshots before the column form wrote them: ``[rank, host, gpu, RobustStat, PostRule]``."""
         for rank, host, gpu, stat, post in rows:
-            slot = int(self.slots(np.array([int(rank)]), [str(host)], np.array([-1 if gpu is None else int(gpu)]))[0])
+            gpus = np.array([-1 if gpu is None else int(gpu)])
+            slot = int(self.slots(np.array([int(rank)]), [str(host)], np.zeros(1, dtype=np.intp), gpus)[0])
             if slot < 0:
                 continue
             for key, value in zip(("n", "mean", "mad", "run", "shift"), stat, strict=False):

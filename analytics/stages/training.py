@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from vigil.analytics.config import HangConfig, TrainingConfig, ZScoreConfig
 from vigil.analytics.models.decide import DecideConfig, PostRule
-from vigil.analytics.models.peers import peer_deviation
+from vigil.analytics.models.peers import peer_deviation, peer_deviation_rows
 from vigil.analytics.models.robust import RobustConfig, RobustStat
 from vigil.analytics.stages.base import detection
 from vigil.analytics.stages.ranks import RankTable
@@ -151,8 +151,7 @@ class TrainingStage:
 
     def _rows(self, batch: TrainingStepBatch, job: JobState) -> Rows:
         order = np.lexsort((batch.rank, batch.step))
-        hosts = [batch.hosts[i] for i in batch.host_index[order].tolist()]
-        slot = job.ranks.slots(batch.rank[order], hosts, batch.gpu_index[order])
+        slot = job.ranks.slots(batch.rank[order], batch.hosts, batch.host_index[order], batch.gpu_index[order])
         step = batch.step[order]
         starts = np.flatnonzero(np.concatenate(([True], step[1:] != step[:-1])))
         return Rows(batch.ts[order], step, batch.rank[order], batch.loss[order], batch.compute_time_s[order],
@@ -228,9 +227,7 @@ class TrainingStage:
         if not step.size:
             return []
         starts = np.flatnonzero(np.concatenate(([True], step[1:] != step[:-1])))
-        peer, medians = peer_deviation(
-            step, compute, rel_floor=self.zs.rel_floor * 5, abs_floor=self.zs.abs_floor, min_peers=3
-        )
+        peer, medians = self._peers(step, compute, starts)
         out: list[Detection] = []
         for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), step.size], strict=True):
             if hi - lo < 3:
@@ -247,10 +244,19 @@ class TrainingStage:
                                           float(compute[k]), float(medians[k]), int(step[k]), now))
         return out
 
+    def _peers(self, step: IntArray, compute: FloatArray, starts: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Each rank against the other ranks of its step: as a matrix when every step has the same ranks."""
+        rel, floor = self.zs.rel_floor * 5, self.zs.abs_floor
+        sizes = np.diff(np.append(starts, step.size))
+        if sizes.size and (sizes == sizes[0]).all():
+            z, med = peer_deviation_rows(compute.reshape(sizes.size, int(sizes[0])), rel_floor=rel, abs_floor=floor)
+            return z.ravel(), np.repeat(med, int(sizes[0]))
+        return peer_deviation(step, compute, rel_floor=rel, abs_floor=floor)
+
     def _straggle(self, batch: TrainingStepBatch, job: JobState, slot: int, change: Decision, peer_z: float,
                   own_z: float, value: float, med: float, step: int, ts: float) -> Detection:
         ranks = job.ranks
-        rank, host, gpu = ranks.rank[slot], ranks.host[slot], ranks.gpu[slot]
+        rank, host, gpu = ranks.rank[slot], ranks.host(slot), int(ranks.gpu[slot])
         labels = {"alertname": "TrainingStraggler", "cluster": job.cluster, "job_id": batch.job_id,
                   "rank": str(rank), "host": host}
         if gpu >= 0:

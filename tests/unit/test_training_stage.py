@@ -120,6 +120,6 @@ def test_a_snapshot_from_before_the_column_form_restores_its_ranks() -> None:
     det = stage()
     det.restore(0, old)
     ranks = det.jobs["job-c"].ranks
-    assert ranks.rank == list(range(RANKS)) and ranks.host[9] == "node-01" and ranks.gpu[9] == 1
+    assert ranks.rank == list(range(RANKS)) and ranks.host(9) == "node-01" and ranks.gpu[9] == 1
     assert ranks.store.col("own_n")[9] == 40 and ranks.store.col("own_mean")[9] == pytest.approx(0.4)
     assert bool(ranks.store.col("post_active")[9]) and not ranks.store.col("post_active")[8]
