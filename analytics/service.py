@@ -70,6 +70,12 @@ class AnalyticsMetrics:
         self.predictions = Counter(
             "vigil_analytics_predictions", "Predictions published", ["predictor"], registry=registry
         )
+        self.snapshots_restored = Counter(
+            "vigil_analytics_snapshots_restored",
+            "Partitions whose stage state was restored from a snapshot when assigned (a warm start)",
+            ["topic"],
+            registry=registry,
+        )
         self.snapshots_discarded = Counter(
             "vigil_analytics_snapshots_discarded",
             "Restored snapshots discarded because the group never committed past them (another log)",
@@ -206,6 +212,7 @@ class AnalyticsService:
             body = self.store.load(tp) if stream else None
             if stream and body is not None:
                 self.engine.restore(tp, stream, body)
+                self.metrics.snapshots_restored.labels(tp.topic).inc()
                 self._skip_below[tp] = int(body.get("offset", 0))
                 self._unverified.add(tp)
                 log.info("restored %s-%d warm (offset %s)", tp.topic, tp.partition, body.get("offset"))

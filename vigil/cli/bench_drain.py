@@ -32,6 +32,7 @@ import httpx
 
 from vigil.broker import EmbeddedBroker, free_port
 from vigil.bus.kafka import KafkaBus
+from vigil.cli.chaos import read_back
 from vigil.cli.processes import ProcessGroup
 from vigil.cli.receiver import WebhookReceiver
 from vigil.cli.report import Notification, names_entity
@@ -42,6 +43,7 @@ from vigil.collectors.sim import FleetSimulator, SimulatorRunner
 from vigil.events import FaultInjection
 
 COUNTER = re.compile(r"^(vigil_analytics_samples_total|vigil_analytics_training_steps_total) (\S+)$", re.M)
+RESTORED = re.compile(r"^vigil_analytics_snapshots_restored_total\{[^}]*\} (\S+)$", re.M)
 QUIET_S = 5.0  # counters unchanged this long (and the backlog covered): drained
 KILL_AT = 0.4  # share of the produced telemetry scored when the first process is killed
 FAULT_EVERY_S = 1800.0  # simulated seconds between planned faults
@@ -63,6 +65,8 @@ class Consumer:
     port: int
     trace: list[tuple[float, float, float]] = field(default_factory=list)  # (t, samples, steps)
     killed_at: float | None = None
+    restored: int = 0  # partitions it started warm from a snapshot
+    restored_at_kill: int | None = None  # ... when the first process was killed (survivors only)
 
     def read(self, t: float) -> None:
         try:
@@ -70,6 +74,7 @@ class Consumer:
         except httpx.HTTPError:
             return
         found = dict(COUNTER.findall(text))
+        self.restored = round(sum(float(v) for v in RESTORED.findall(text)))
         self.trace.append((t, float(found.get("vigil_analytics_samples_total", 0)),
                            float(found.get("vigil_analytics_training_steps_total", 0))))
 
@@ -99,6 +104,8 @@ class Consumer:
             "samples_per_s": round(self.samples / active) if active > 0 else 0,
             "steps_per_s": round(self.steps / active) if active > 0 else 0,
             "killed_at_s": None if self.killed_at is None else round(self.killed_at, 1),
+            "partitions_restored": self.restored,
+            "restored_after_kill": None if self.restored_at_kill is None else self.restored - self.restored_at_kill,
         }
 
 
@@ -133,6 +140,8 @@ def drain(procs: ProcessGroup, consumers: list[Consumer], produced: float, kill:
         if kill and consumers[0].killed_at is None and total >= KILL_AT * produced:
             procs.kill(consumers[0].name)
             consumers[0].killed_at = t
+            for survivor in consumers[1:]:
+                survivor.restored_at_kill = survivor.restored
         if total >= produced and t - last_change >= QUIET_S:
             break
         time.sleep(0.5)
@@ -155,18 +164,11 @@ def pages(receiver: WebhookReceiver, quiet_s: float = 10.0, limit_s: float = 120
 
 def truth(cfg: VigilConfig) -> list[FaultInjection]:
     """Faults that ran their whole planned length (the last may be cut short by the end of production)."""
-    consumer = KafkaBus(cfg.kafka).consumer([cfg.topics().groundtruth], f"bench-truth-{time.monotonic_ns()}")
     events: dict[str, FaultInjection] = {}
-    quiet = time.monotonic()
-    while time.monotonic() - quiet < 3.0:
-        records = consumer.poll(0.5)
-        if records:
-            quiet = time.monotonic()
-        for record in records:
-            event = decode(record.value)
-            if isinstance(event, FaultInjection) and event.end is not None:
-                events[event.fault_id] = event
-    consumer.close()
+    for raw in read_back(cfg.kafka, [cfg.topics().groundtruth]):
+        event = decode(raw)
+        if isinstance(event, FaultInjection) and event.end is not None:
+            events[event.fault_id] = event
     return [f for f in events.values() if f.end is not None and f.end - f.start >= FAULT_S - 1e-6]
 
 
