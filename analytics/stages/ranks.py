@@ -1,4 +1,5 @@
-"""A training job's ranks as columns: each rank's usual compute time and its straggler decision.
+"""A training job's ranks as columns (each rank's usual compute time and its straggler decision), and
+the compute times of its recent steps waiting to be compared.
 
 The straggler check compares every rank of a step at once, so its per-rank state lives in the
 library's column form: a :class:`RobustBank` (each rank's own compute-time baseline) and a
@@ -9,9 +10,11 @@ is one vector update whatever the world size. Ranks are given dense slots in ord
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
+from vigil.analytics.models.base import FloatArray
 from vigil.analytics.models.columns import ArrayStore, IntArray
 from vigil.analytics.models.decide import DecideBank, DecideConfig
 from vigil.analytics.models.robust import RobustBank, RobustConfig
@@ -111,3 +114,33 @@ class RankTable:
                 self.store.col(f"own_{key}")[slot] = value
             for key, value in zip(("hist", "active", "below", "quiet"), post, strict=False):
                 self.store.col(f"post_{key}")[slot] = value
+
+
+@dataclass(slots=True)
+class Pending:
+    """Compute times of recent steps, kept until ``step_lag`` newer steps make their ranks complete."""
+
+    step: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    slot: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    compute: FloatArray = field(default_factory=lambda: np.zeros(0))
+    ts: FloatArray = field(default_factory=lambda: np.zeros(0))
+
+    NAMES: ClassVar[tuple[str, ...]] = ("step", "slot", "compute", "ts")
+
+    def add(self, step: IntArray, slot: IntArray, compute: FloatArray, ts: FloatArray) -> None:
+        self.step = np.concatenate([self.step, step])
+        self.slot = np.concatenate([self.slot, slot])
+        self.compute = np.concatenate([self.compute, compute])
+        self.ts = np.concatenate([self.ts, ts])
+
+    def take(self, up_to: int) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+        """Rows of steps up to ``up_to``, by step, one per (step, rank): the last reported wins."""
+        ready = self.step <= up_to
+        step, slot, compute, ts = self.step[ready], self.slot[ready], self.compute[ready], self.ts[ready]
+        keep = ~ready
+        self.step, self.slot, self.compute = self.step[keep], self.slot[keep], self.compute[keep]
+        self.ts = self.ts[keep]
+        key = step * (1 << 20) + slot  # slots are < 2^16 (MAX_RANKS)
+        _, last = np.unique(key[::-1], return_index=True)  # sorted by (step, slot); the last of duplicates
+        pick = len(key) - 1 - last
+        return step[pick], slot[pick], compute[pick], ts[pick]

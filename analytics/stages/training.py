@@ -20,7 +20,7 @@ import statistics
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,42 +29,12 @@ from vigil.analytics.models.decide import DecideConfig, PostRule
 from vigil.analytics.models.peers import peer_deviation, peer_deviation_rows
 from vigil.analytics.models.robust import RobustConfig, RobustStat
 from vigil.analytics.stages.base import detection
-from vigil.analytics.stages.ranks import RankTable
+from vigil.analytics.stages.ranks import Pending, RankTable
 
 from vigil.events import Decision, Detection, Severity, TrainingStep, TrainingStepBatch
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-@dataclass(slots=True)
-class Pending:
-    """Compute times of recent steps, kept until ``step_lag`` newer steps make their ranks complete."""
-
-    step: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    slot: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    compute: FloatArray = field(default_factory=lambda: np.zeros(0))
-    ts: FloatArray = field(default_factory=lambda: np.zeros(0))
-
-    NAMES: ClassVar[tuple[str, ...]] = ("step", "slot", "compute", "ts")
-
-    def add(self, step: IntArray, slot: IntArray, compute: FloatArray, ts: FloatArray) -> None:
-        self.step = np.concatenate([self.step, step])
-        self.slot = np.concatenate([self.slot, slot])
-        self.compute = np.concatenate([self.compute, compute])
-        self.ts = np.concatenate([self.ts, ts])
-
-    def take(self, up_to: int) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
-        """Rows of steps up to ``up_to``, by step, one per (step, rank): the last reported wins."""
-        ready = self.step <= up_to
-        step, slot, compute, ts = self.step[ready], self.slot[ready], self.compute[ready], self.ts[ready]
-        keep = ~ready
-        self.step, self.slot, self.compute = self.step[keep], self.slot[keep], self.compute[keep]
-        self.ts = self.ts[keep]
-        key = step * (1 << 20) + slot  # slots are < 2^16 (MAX_RANKS)
-        _, last = np.unique(key[::-1], return_index=True)  # sorted by (step, slot); the last of duplicates
-        pick = len(key) - 1 - last
-        return step[pick], slot[pick], compute[pick], ts[pick]
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from vigil.collectors.training import identity
 from vigil.collectors.training.outbox import Outbox, ReporterMetrics, yield_gil
-from vigil.collectors.training.values import Held, hold, read, read_optional
+from vigil.collectors.training.values import Held, duration, hold, nan_if_none, read, read_optional
 
 from vigil.bus import Bus
 from vigil.codec import encode
@@ -47,7 +47,6 @@ IDEMPOTENCE_VAR = "VIGIL_KAFKA_IDEMPOTENCE"  # "true" against Apache Kafka, Redp
 PREFIX_VAR = "VIGIL_TOPIC_PREFIX"
 LINGER_S = 1.0  # longer than any sensible interval_s: the publisher's flush, not the linger, sends
 BATCH_STEPS = 4096  # steps per TrainingStepBatch message at most
-MAX_DURATION_S = 7 * 86400.0  # what the codec accepts for a step or compute time
 _perf = time.perf_counter
 _wall = time.time
 
@@ -363,11 +362,11 @@ class Reporter:
         """One step's values, tensors read; a duration no step can take (decode would refuse the whole
         batch) becomes NaN, "not measured"."""
         ts, step, loss, step_time, tokens, samples, grad, lr, compute = item
-        times = [_duration(step_time), _duration(compute)]
+        times = [duration(step_time), duration(compute)]
         if any(math.isnan(t) for t, given in zip(times, (step_time, compute), strict=True) if given is not None):
             self._log_once("duration", "training reporter: a step or compute time outside 0..7 days is sent as NaN")
-        return (ts, float(step), read(loss), times[0], _nan(tokens), _nan(samples), _nan(read_optional(grad)),
-                _nan(read_optional(lr)), times[1])
+        optional = [nan_if_none(v) for v in (tokens, samples, read_optional(grad), read_optional(lr))]
+        return (ts, float(step), read(loss), times[0], *optional, times[1])
 
     def _add(self, rows: list[tuple[float, ...]]) -> None:
         if not self._settled:
@@ -398,11 +397,3 @@ class Reporter:
             self._logged.add(kind)
             log.warning(message)
 
-
-def _nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _duration(value: float | None) -> float:
-    seconds = _nan(value)
-    return seconds if 0.0 <= seconds <= MAX_DURATION_S else math.nan
