@@ -134,6 +134,7 @@ class ModelStage:
         self._pool: ThreadPoolExecutor | None = None
         self._job: Future[list[Scored]] | None = None
         self._done: list[Scored] = []  # scored, not decided yet
+        self.failed_jobs = 0
 
     # -- the TelemetryStage interface
     def columns(self) -> list[str]:
@@ -151,8 +152,7 @@ class ModelStage:
             self._done += score(self._take_pending())
             return self._decide()
         if self._job is not None and (self._job.done() or self._backlog() > MAX_PENDING_ROWS):
-            self._done += self._job.result()  # waits only under backpressure
-            self._job = None
+            self._collect()  # waits only under backpressure
         if self._job is None:
             jobs = self._take_pending()
             if jobs:
@@ -237,8 +237,19 @@ class ModelStage:
 
     def _wait(self) -> None:
         if self._job is not None:
-            self._done += self._job.result()
-            self._job = None
+            self._collect()
+
+    def _collect(self) -> None:
+        """The job's scores (waiting for them). A job that raised (a model's bug) loses its rows, logged
+        and counted: it must not fail every later poll, which has nothing to do with those records."""
+        job, self._job = self._job, None
+        if job is None:
+            return
+        try:
+            self._done += job.result()
+        except Exception as exc:
+            self.failed_jobs += 1
+            log.exception("stage %s: a scoring job failed (%s); its rows are lost", self.name, exc)
 
     # -- decisions
     def _decide(self) -> list[Detection]:

@@ -192,3 +192,23 @@ def test_a_revoked_partition_takes_its_units_and_a_new_assignment_starts_them_ag
     assert all(u is None for u in stage.units)
     run(engine, ticks(5, 8))
     assert sum(u is not None for u in stage.units) == 4 and len(stage.units) == 4  # unit ids are reused
+
+
+def test_a_model_that_raises_in_the_worker_loses_that_job_and_the_stage_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    score = stage_module.score
+    calls = {"n": 0}
+
+    def flaky(jobs: list[tuple[Unit, Any, Any]]) -> list[Scored]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise FloatingPointError("a model's bug")
+        return score(jobs)
+
+    monkeypatch.setattr(stage_module, "score", flaky)
+    engine = Engine(config())
+    run(engine, ticks(0, 40))  # no exception reaches the engine's caller
+    stage = stage_of(engine)
+    assert stage.failed_jobs == 1 and calls["n"] > 2  # later jobs ran
+    engine.close()
