@@ -26,7 +26,8 @@ def test_two_processes_drain_the_backlog_and_the_kill_loses_and_doubles_no_page(
     assert second["restored_after_kill"] > 0  # it took the dead one's partitions warm, from their snapshots
     # Everything produced was scored; what the killed process had scored since its last checkpoint
     # was scored again by the survivor, never less.
-    assert doc["samples_scored"] >= doc["samples_produced"] > 0 and doc["steps_scored"] > 0
+    assert doc["samples_scored"] >= doc["samples_produced"] > 0
+    assert doc["steps_scored"] >= doc["steps_produced"] > 0  # every rank of every step, in batches
     assert doc["samples_per_s"] > 0 and doc["steps_per_s"] > 0
     pages = doc["fault_pages"]
     assert pages["faults"] >= 2 and pages["lost"] == 0 and pages["paged_twice"] == 0, pages

@@ -113,6 +113,7 @@ def produce(cfg: VigilConfig, seconds: float) -> dict[str, Any]:
     """The simulator flat out for ``seconds``, in this process."""
     bus = KafkaBus(cfg.kafka)
     runner = SimulatorRunner(FleetSimulator(cfg.sim, SystemClock().now()), bus.producer, cfg.topics(), SystemClock())
+    first_step = runner.sim.job.step
     started, samples, ticks = time.monotonic(), 0, 0
     while time.monotonic() - started < seconds:
         samples += runner.run_fast(50)
@@ -121,28 +122,32 @@ def produce(cfg: VigilConfig, seconds: float) -> dict[str, Any]:
     runner.producer.flush()
     runner.producer.close()
     elapsed = time.monotonic() - started
-    return {"samples": samples, "ticks": ticks, "seconds": round(elapsed, 1), "samples_per_s": round(samples / elapsed)}
+    world = cfg.sim.nodes * cfg.sim.gpus_per_node
+    steps = (runner.sim.job.step - first_step) * world if cfg.sim.training else 0  # every rank of every step
+    return {"samples": samples, "steps": steps, "ticks": ticks, "seconds": round(elapsed, 1),
+            "samples_per_s": round(samples / elapsed)}
 
 
-def drain(procs: ProcessGroup, consumers: list[Consumer], produced: float, kill: bool) -> float:
-    """Poll the consumers until the backlog is scored; returns the drain's wall time (the first process
-    starting to score to the last one stopping)."""
+def drain(procs: ProcessGroup, consumers: list[Consumer], produced: dict[str, Any], kill: bool) -> float:
+    """Poll the consumers until the backlog (telemetry and steps) is scored; returns the drain's wall time
+    (the first process starting to score to the last one stopping)."""
     started = time.monotonic()
-    last_total, last_change = -1.0, 0.0
+    last_total, last_change = (-1.0, -1.0), 0.0
     while time.monotonic() - started < 900:
         t = time.monotonic() - started
         for c in consumers:
             if c.killed_at is None:
                 c.read(t)
-        total = sum(c.samples for c in consumers)
+        total = (sum(c.samples for c in consumers), sum(c.steps for c in consumers))
         if total != last_total:
             last_total, last_change = total, t
-        if kill and consumers[0].killed_at is None and total >= KILL_AT * produced:
+        if kill and consumers[0].killed_at is None and total[0] >= KILL_AT * produced["samples"]:
             procs.kill(consumers[0].name)
             consumers[0].killed_at = t
             for survivor in consumers[1:]:
                 survivor.restored_at_kill = survivor.restored
-        if total >= produced and t - last_change >= QUIET_S:
+        done = total[0] >= produced["samples"] and total[1] >= produced["steps"]
+        if done and t - last_change >= QUIET_S:
             break
         time.sleep(0.5)
     spans = [span for c in consumers if (span := c.span()) is not None]
@@ -206,7 +211,7 @@ def throughput(work: Path, seconds: float, ticks_per_batch: int, training: bool,
             procs.spawn("alerting", ["alerting", "--config", str(path)])
             for c in consumers:
                 procs.spawn(c.name, ["analytics", "--config", str(path), "--metrics-port", str(c.port)])
-            wall = drain(procs, consumers, produced["samples"], kill=analytics >= 2)
+            wall = drain(procs, consumers, produced, kill=analytics >= 2)
             scored = score(truth(cfg), pages(receiver))
         finally:
             procs.stop_all([c.name for c in consumers])
@@ -225,6 +230,7 @@ def _document(cfg: VigilConfig, produced: dict[str, Any], consumers: list[Consum
             f"a backlog of {produced['ticks']} ticks drained by {len(consumers)} analytics process(es)"
         ),
         "samples_produced": produced["samples"],
+        "steps_produced": produced["steps"],
         "producer_seconds": produced["seconds"],
         "producer_samples_per_s": produced["samples_per_s"],
         "samples_scored": round(sum(c.samples for c in consumers)),
