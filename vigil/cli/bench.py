@@ -118,8 +118,7 @@ def pipeline(
         work = Path(tmp)
         result: dict[str, Any] = {"machine": machine()}
         phase = work / "throughput"
-        shown.phase("throughput: the simulator publishes flat out, then analytics drains the backlog", None)
-        result["throughput"] = bench_drain.throughput(phase, seconds, ticks_per_batch, training, analytics)
+        result["throughput"] = bench_drain.throughput(phase, seconds, ticks_per_batch, training, analytics, shown)
         result["samples_per_s"] = result["throughput"]["samples_per_s"]
         if latency_seconds > 0:
             lat = latency(latency_seconds, work / "latency", shown)

@@ -41,6 +41,7 @@ from vigil.clock import SystemClock
 from vigil.codec import decode
 from vigil.collectors.sim import FleetSimulator, SimulatorRunner
 from vigil.events import FaultInjection
+from vigil.progress import Progress
 
 COUNTER = re.compile(r"^(vigil_analytics_samples_total|vigil_analytics_training_steps_total) (\S+)$", re.M)
 RESTORED = re.compile(r"^vigil_analytics_snapshots_restored_total\{[^}]*\} (\S+)$", re.M)
@@ -143,7 +144,9 @@ def produce(cfg: VigilConfig, seconds: float) -> dict[str, Any]:
     }
 
 
-def drain(procs: ProcessGroup, consumers: list[Consumer], produced: dict[str, Any], kill: bool) -> float:
+def drain(
+    procs: ProcessGroup, consumers: list[Consumer], produced: dict[str, Any], kill: bool, shown: Progress
+) -> float:
     """Poll the consumers until the backlog (telemetry and steps) is scored; returns the drain's wall time
     (the first process starting to score to the last one stopping)."""
     started = time.monotonic()
@@ -154,6 +157,7 @@ def drain(procs: ProcessGroup, consumers: list[Consumer], produced: dict[str, An
             if c.killed_at is None:
                 c.read(t)
         total = (sum(c.samples for c in consumers), sum(c.steps for c in consumers))
+        shown.advance(total[0] - max(last_total[0], 0.0), f"{total[0]:,.0f} of {produced['samples']:,} samples scored")
         if total != last_total:
             last_total, last_change = total, t
         if kill and consumers[0].killed_at is None and total[0] >= KILL_AT * produced["samples"]:
@@ -215,7 +219,9 @@ def score(faults: list[FaultInjection], notes: list[Notification]) -> dict[str, 
     }
 
 
-def throughput(work: Path, seconds: float, ticks_per_batch: int, training: bool, analytics: int) -> dict[str, Any]:
+def throughput(
+    work: Path, seconds: float, ticks_per_batch: int, training: bool, analytics: int, shown: Progress
+) -> dict[str, Any]:
     with EmbeddedBroker(work, ephemeral=True) as broker:
         receiver = WebhookReceiver().start()
         cfg = VigilConfig.model_validate(
@@ -230,14 +236,16 @@ def throughput(work: Path, seconds: float, ticks_per_batch: int, training: bool,
         path = work / "bench.yaml"
         dump_config(cfg, path)
         KafkaBus(cfg.kafka).create_topics(cfg.topic_partitions())
+        shown.phase(f"throughput: the simulator publishes flat out for {seconds:.0f} s", None)
         produced = produce(cfg, seconds)
+        shown.phase(f"throughput: {analytics} analytics process(es) drain the backlog", produced["samples"])
         procs = ProcessGroup(work / "logs")
         consumers = [Consumer(f"analytics-{i}", free_port()) for i in range(analytics)]
         try:
             procs.spawn("alerting", ["alerting", "--config", str(path)])
             for c in consumers:
                 procs.spawn(c.name, ["analytics", "--config", str(path), "--metrics-port", str(c.port)])
-            wall = drain(procs, consumers, produced, kill=analytics >= 2)
+            wall = drain(procs, consumers, produced, kill=analytics >= 2, shown=shown)
             scored = score(truth(cfg), pages(receiver))
         finally:
             procs.stop_all([c.name for c in consumers])
