@@ -233,7 +233,10 @@ class KafkaBusConsumer:
         group: str,
         on_assign: RebalanceCallback | None,
         on_revoke: RebalanceCallback | None,
-        stall_s: float = 15.0,
+        # 6 s: a durable `vigil up` on a loaded machine starved its training partition again and again
+        # for 15-23 s at 15 s, long enough to look like a job hang (a false TrainingHang, a hang paged 45 s
+        # late); a check is one end-offsets request for idle partitions only.
+        stall_s: float = 6.0,
     ) -> None:
         try:
             self._consumer = self._connect(config, group)
