@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_serializer, model_validator
+from vigil.analytics.models import registry
 from vigil.analytics.models.decide import DecideConfig
 from vigil.analytics.models.robust import RobustConfig
 
@@ -21,8 +24,12 @@ from vigil.catalog import (
 from vigil.config import ConsumerHealthConfig, Duration, FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
 
+log = logging.getLogger(__name__)
 Positive = Annotated[float, Field(gt=0)]
 Count = Annotated[int, Field(ge=1)]
+# The stages named by a word; ``{stage: model, ...}`` runs any registered model (StageConfig).
+BUILTIN_STAGES = ("zscore", "peers", "threshold", "xid", "training", "truthfulness")
+DEFAULT_STAGES = list(BUILTIN_STAGES)
 
 
 class ZScoreConfig(RobustConfig, DecideConfig):
@@ -172,7 +179,7 @@ class TruthfulnessConfig(FrozenModel):
 
 
 class PredictConfig(FrozenModel):
-    """The failure predictors and forecasts (``vigil.analytics.predict``), run once per ``every``."""
+    """The failure predictors and forecasts (``vigil.analytics.models.predict``), run once per ``every``."""
 
     enabled: bool = True
     every: PositiveDuration = 60.0  # event time between two passes over the slot table
@@ -183,7 +190,7 @@ class PredictConfig(FrozenModel):
 
 
 class SeriesLimitConfig(FrozenModel):
-    """How many series analytics keeps per host and per partition (``vigil.analytics.limits``).
+    """How many series analytics keeps per host and per partition (``vigil.analytics.stages.limits``).
 
     An 8-GPU node's NVML and host collectors send ~330 series (``vigil agent --once --collectors
     sim_gpu,host``); SMART, InfiniBand and dcgm-exporter add a few hundred more. 4,096 leaves room
@@ -196,11 +203,92 @@ class SeriesLimitConfig(FrozenModel):
     clear_after: PositiveDuration = 600.0  # SeriesLimitExceeded resolves after this long with nothing refused
 
 
+class StageConfig(FrozenModel):
+    """One entry of ``analytics.stages``: a built-in stage by name (``zscore``), or any registered model
+    run live per host or per GPU over a group of metrics::
+
+        {stage: model, name: host_mspc, model: adaptive_mspc, per: host,
+         metrics: [gpu_temperature_celsius, gpu_power_watts], options: {half_life: 600}}
+
+    A model stage's score goes through the decision layer (``decide``: calibration, threshold,
+    min-hits, hysteresis, cool-down); without ``decide``, scores with no unit of their own are
+    calibrated ``running`` (robust z against the entity's own recent scores) at 6 sigmas. Its alerts
+    are ``alertname`` (default: the name in CamelCase + ``Anomaly``) per host or GPU.
+    """
+
+    stage: str
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")] | None = None
+    model: str | None = None
+    per: Literal["host", "gpu"] = "host"
+    metrics: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+    decide: DecideConfig | None = None
+    alertname: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")] | None = None
+    severity: Severity = "warning"
+    max_features: Annotated[int, Field(ge=1, le=4096)] = 256  # series per host or GPU the model sees
+    background: bool = True  # score in a worker thread (refits off the consumer's thread); False: inline
+
+    @model_validator(mode="before")
+    @classmethod
+    def _word(cls, data: Any) -> Any:
+        return {"stage": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _known(self) -> StageConfig:
+        if self.stage in BUILTIN_STAGES:
+            extra = sorted(k for k in self.model_fields_set if k not in ("stage", "name"))
+            if self.name not in (None, self.stage):
+                extra.insert(0, "name")
+            raise_key_errors(self, [((k,), f"only for stage: model (this is {self.stage})", None) for k in extra])
+            return self
+        if self.stage != "model":
+            hint = (
+                f"; {self.stage!r} is a model: {{stage: model, model: {self.stage}, ...}}"
+                if self.stage in (registry.names())
+                else ""
+            )
+            known = ", ".join([*BUILTIN_STAGES, "model"])
+            raise_key_errors(self, [(("stage",), f"unknown stage {self.stage!r} (known: {known}){hint}", self.stage)])
+        raise_key_errors(self, self._model_problems())
+        return self
+
+    def _model_problems(self) -> list[tuple[tuple[str | int, ...], str, Any]]:
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        for key in ("name", "model"):
+            if getattr(self, key) is None:
+                problems.append(((key,), "required for stage: model", None))
+        if not self.metrics:
+            problems.append((("metrics",), "name at least one metric", self.metrics))
+        if self.model is not None and self.model not in registry.names():
+            known = ", ".join(registry.names())
+            problems.append((("model",), f"unknown model {self.model!r} (known: {known})", self.model))
+        elif self.model is not None:
+            for loc, message in registry.option_problems(self.model, self.options):
+                problems.append((("options", *loc), message, None))
+        return problems
+
+    @model_serializer(mode="wrap")
+    def _as_word(self, handler: Any) -> Any:
+        return self.stage if self.stage in BUILTIN_STAGES else handler(self)
+
+    @property
+    def key(self) -> str:
+        """The stage's name: its word, or a model stage's ``name``."""
+        return self.name or self.stage
+
+    def decision(self) -> DecideConfig:
+        if self.decide is not None:
+            return self.decide
+        calibrated = self.model is not None and registry.model_class(self.model).calibrated
+        return DecideConfig(calibration="none" if calibrated else "running")
+
+    def alert(self) -> str:
+        return self.alertname or "".join(part.capitalize() for part in self.key.split("_")) + "Anomaly"
+
+
 class AnalyticsConfig(FrozenModel):
     group: Annotated[str, Field(min_length=1)] = "vigil-analytics"
-    detectors: list[str] = Field(
-        default_factory=lambda: ["zscore", "peers", "threshold", "xid", "training", "truthfulness"]
-    )
+    stages: list[StageConfig] = Field(default_factory=lambda: [StageConfig(stage=s) for s in DEFAULT_STAGES])
     zscore: ZScoreConfig = Field(default_factory=ZScoreConfig)
     peers: PeersConfig = Field(default_factory=PeersConfig)
     rules: list[ThresholdRule] = Field(default_factory=default_rules)
@@ -217,15 +305,29 @@ class AnalyticsConfig(FrozenModel):
     max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 500
     health: ConsumerHealthConfig = Field(default_factory=ConsumerHealthConfig)  # when /healthz fails
 
-    @model_validator(mode="after")
-    def _known_detectors(self) -> AnalyticsConfig:
-        from vigil.analytics.detectors import build_registry  # the registry imports this module
+    @model_validator(mode="before")
+    @classmethod
+    def _detectors_alias(cls, data: Any) -> Any:
+        """``detectors`` is the key's name before 0.x: accepted, with a warning, as ``stages``."""
+        if isinstance(data, dict) and "detectors" in data:
+            if "stages" in data:
+                raise ValueError("give stages only (detectors is its deprecated name)")
+            message = "analytics.detectors is deprecated: call it analytics.stages"
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            log.warning(message)
+            data = {("stages" if k == "detectors" else k): v for k, v in data.items()}
+        return data
 
-        known = build_registry()
-        problems = [
-            (("detectors", i), f"unknown detector (known: {', '.join(known.names())})", name)
-            for i, name in enumerate(self.detectors)
-            if name not in known
-        ]
+    @model_validator(mode="after")
+    def _unique_stages(self) -> AnalyticsConfig:
+        seen: set[str] = set()
+        problems = []
+        for i, stage in enumerate(self.stages):
+            if stage.key in seen:
+                problems.append((("stages", i, "name"), f"a second stage called {stage.key!r}", stage.key))
+            seen.add(stage.key)
         raise_key_errors(self, problems)
         return self
+
+    def stage_names(self) -> list[str]:
+        return [s.key for s in self.stages]

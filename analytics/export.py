@@ -29,10 +29,10 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from vigil.analytics.slots import Entity, SlotTable
+from vigil.analytics.stages.slots import Entity, SlotTable
 
 from vigil.catalog import TRAINING_COMPUTE_SECONDS, TRAINING_LOSS, TRAINING_STEP_SECONDS, TRAINING_TOKENS_PER_SECOND
-from vigil.events import Detection, TrainingStep
+from vigil.events import Detection, TrainingStep, TrainingStepBatch
 from vigil.metrics_catalog import RANK, Family, counter_family, gauge_family, telemetry_families
 
 REFRESH_S = 2.0
@@ -123,11 +123,27 @@ class FleetExport(Collector):
             values[TRAINING_COMPUTE_SECONDS] = step.compute_time_s
         if step.tokens_per_s is not None:
             values[TRAINING_TOKENS_PER_SECOND] = step.tokens_per_s
-        key = (step.cluster, step.job_id, str(step.rank))
+        self._keep((step.cluster, step.job_id, str(step.rank)), step.step, RankState(step.ts, values))
+
+    def step_batch(self, batch: TrainingStepBatch) -> None:
+        """Each rank's newest step of the batch: one Python object per rank, not per row."""
+        if batch.rows == 0:
+            return
+        order = np.lexsort((batch.step, batch.rank))  # by rank, then step: a rank's newest row is its last
+        ranks = batch.rank[order]
+        newest = order[np.r_[ranks[1:] != ranks[:-1], True]]
+        optional = ((TRAINING_COMPUTE_SECONDS, batch.compute_time_s), (TRAINING_TOKENS_PER_SECOND, batch.tokens_per_s))
+        for i in newest.tolist():
+            values = {TRAINING_STEP_SECONDS: float(batch.step_time_s[i]), TRAINING_LOSS: float(batch.loss[i])}
+            values.update({name: float(col[i]) for name, col in optional if np.isfinite(col[i])})
+            key = (batch.cluster, batch.job_id, str(int(batch.rank[i])))
+            self._keep(key, int(batch.step[i]), RankState(float(batch.ts[i]), values))
+
+    def _keep(self, key: tuple[str, str, str], step: int, state: RankState) -> None:
         with self._lock:
-            if step.step >= self._steps.get(key, -1):  # a replayed older step does not move it back
-                self._steps[key] = step.step
-                self._ranks[key] = RankState(step.ts, values)
+            if step >= self._steps.get(key, -1):  # a replayed older step does not move it back
+                self._steps[key] = step
+                self._ranks[key] = state
 
     def forget(self, now: float) -> None:
         """Drop resolved entities and silent jobs (``now``: event time)."""

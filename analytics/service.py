@@ -29,9 +29,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from vigil.analytics.config import AnalyticsConfig
-from vigil.analytics.engine import Engine
 from vigil.analytics.export import REFRESH_S, FleetExport
-from vigil.analytics.state import SnapshotStore
+from vigil.analytics.stages.engine import Engine
+from vigil.analytics.stages.state import SnapshotStore
 
 from vigil.bus import Bus, Record, TopicPartition
 from vigil.bus.checkpoint import Checkpoint
@@ -39,23 +39,31 @@ from vigil.bus.retry import Outage, run_with_recovery
 from vigil.clock import Clock
 from vigil.codec import decode, encode
 from vigil.errors import RetryableError, UnexpectedEvent
-from vigil.events import Detection, LogEvent, Prediction, TelemetryBatch, TrainingStep
+from vigil.events import Detection, LogEvent, Prediction, TelemetryBatch, TrainingStep, TrainingStepBatch
 from vigil.metrics_catalog import counter, gauge, histogram
 from vigil.topics import Topics
 from vigil.xid import XidCatalog
 
 log = logging.getLogger(__name__)
-EXPECTED: dict[str, type[Any]] = {"telemetry": TelemetryBatch, "logs": LogEvent, "training": TrainingStep}
+FLUSH_TIMEOUT_S = 30.0  # the commit protocol's own wait for the broker's acknowledgements
+# The training topic carries step batches; single steps from older producers are read too.
+EXPECTED: dict[str, tuple[type[Any], ...]] = {
+    "telemetry": (TelemetryBatch,),
+    "logs": (LogEvent,),
+    "training": (TrainingStepBatch, TrainingStep),
+}
 
 
 class AnalyticsMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.records = counter(registry, "vigil_analytics_records_total")
         self.samples = counter(registry, "vigil_analytics_samples_total")
+        self.steps = counter(registry, "vigil_analytics_training_steps_total")
         self.samples_dropped = counter(registry, "vigil_analytics_samples_dropped_total")
         self.series = gauge(registry, "vigil_analytics_series")
         self.detections = counter(registry, "vigil_analytics_detections_total")
         self.predictions = counter(registry, "vigil_analytics_predictions_total")
+        self.snapshots_restored = counter(registry, "vigil_analytics_snapshots_restored_total")
         self.snapshots_discarded = counter(registry, "vigil_analytics_snapshots_discarded_total")
         self.poll_seconds = histogram(registry, "vigil_analytics_poll_seconds")
         self.snapshot_age = gauge(registry, "vigil_analytics_snapshot_age_seconds")
@@ -149,7 +157,10 @@ class AnalyticsService:
         if self._closed:
             return
         self._closed = True
-        self.commits.close(commit=self.outage.down_since is None)
+        try:
+            self.commits.close(commit=self.outage.down_since is None)
+        finally:
+            self.engine.close()
 
     def health(self) -> dict[str, object]:
         """``ok`` false once closed, when polling stalled or the lag keeps growing (``vigil.bus.watch``)."""
@@ -170,7 +181,14 @@ class AnalyticsService:
         self._last_checkpoint = self.clock.monotonic()
 
     def save(self, tps: set[TopicPartition], offsets: Mapping[TopicPartition, int]) -> None:
-        """Step 2: snapshot detector state for the partitions, with the offset each snapshot reflects."""
+        """Step 2: snapshot stage state for the partitions, with the offset each snapshot reflects.
+
+        Work a stage still had under way (a model scoring in its worker thread) is finished first, and
+        what it decided is published and flushed before any snapshot: step 1 holds for it too."""
+        settled = self.engine.settle()
+        if settled:
+            self._publish(settled)
+            self.producer.flush(FLUSH_TIMEOUT_S)
         for tp in sorted(tps):
             stream = self.streams.get(tp.topic)
             if stream is not None:
@@ -185,6 +203,7 @@ class AnalyticsService:
             body = self.store.load(tp) if stream else None
             if stream and body is not None:
                 self.engine.restore(tp, stream, body)
+                self.metrics.snapshots_restored.labels(tp.topic).inc()
                 self._skip_below[tp] = int(body.get("offset", 0))
                 self._unverified.add(tp)
                 log.info("restored %s-%d warm (offset %s)", tp.topic, tp.partition, body.get("offset"))
@@ -256,11 +275,16 @@ class AnalyticsService:
             raise UnexpectedEvent(f"{type(event).__name__} on {record.topic}")
         return event
 
-    def _observe_event(self, record: Record, event: LogEvent | TrainingStep) -> list[Detection]:
-        now = event.ts if self._watermark is None else max(self._watermark, event.ts)
+    def _observe_event(self, record: Record, event: LogEvent | TrainingStep | TrainingStepBatch) -> list[Detection]:
+        ts = float(event.ts.max()) if isinstance(event, TrainingStepBatch) else event.ts
+        now = ts if self._watermark is None else max(self._watermark, ts)
         found = self.engine.observe_event(self.streams[record.topic], event, self.engine.pid(record.tp), now)
-        self._advance(event.ts)  # only once handled: a record that fails moves no clock
-        if isinstance(event, TrainingStep):
+        self._advance(ts)  # only once handled: a record that fails moves no clock
+        if isinstance(event, TrainingStepBatch):
+            self.metrics.steps.inc(event.rows)
+            self.export.step_batch(event)
+        elif isinstance(event, TrainingStep):
+            self.metrics.steps.inc()
             self.export.step(event)
         return found
 

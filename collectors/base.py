@@ -10,8 +10,8 @@ and the ``vigil_collector_errors_total{collector,error}`` counter.
   metric names of :mod:`vigil.catalog` (base units, ``_total`` for counters). The tick's time is
   the runner's; a collector does not stamp samples.
 - ``LogEvent``: a discrete event (an XID line, an NVML XID event, a changed dcgm XID field).
-- ``TrainingStep``: a training job's step read from outside the job (``training_scrape``); the
-  runner publishes it to the training topic keyed by job id.
+- ``TrainingStepBatch`` (or a single ``TrainingStep``): a training job's steps read from outside the
+  job (``training_scrape``); the runner publishes it to the training topic keyed by job id.
 - ``Problem``: something it could not read (one GPU, one field, one sensor). It goes on yielding what
   it can. The runner counts each Problem as ``vigil_collector_errors_total{collector, error}`` and
   logs each distinct (collector, error, detail) once. An exception escaping ``collect()`` is caught
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from vigil.events import LogEvent, TrainingStep
+from vigil.events import LogEvent, TrainingStep, TrainingStepBatch
 
 Sample = tuple[str, float]
 
@@ -47,7 +47,7 @@ class CollectorContext:
     cluster: str = "default"
 
 
-Item = Sample | LogEvent | TrainingStep | Problem
+Item = Sample | LogEvent | TrainingStep | TrainingStepBatch | Problem
 
 
 @runtime_checkable

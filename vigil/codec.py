@@ -30,9 +30,10 @@ import numpy as np
 
 from vigil.clock import from_iso, to_iso
 from vigil.errors import InvalidEvent
-from vigil.events import EVENT_TYPES, Event, StepState, TelemetryBatch
+from vigil.events import EVENT_TYPES, Event, StepState, TelemetryBatch, TrainingStepBatch
 
-BINARY_TYPES = frozenset({"TelemetryBatch", "LogEvent", "TrainingStep"})
+BINARY_TYPES = frozenset({"TelemetryBatch", "LogEvent", "TrainingStep", "TrainingStepBatch"})
+COLUMNAR = frozenset({"TelemetryBatch", "TrainingStepBatch"})
 TIME_FIELDS = frozenset({"ts", "window_start", "window_end", "starts_at", "ends_at", "updated_at", "start", "end"})
 _MIN_TS = 946_684_800.0  # 2000-01-01: anything earlier is a unit mistake, not a real reading
 _MAX_TS = 4_102_444_800.0  # 2100-01-01
@@ -59,6 +60,8 @@ def encode(event: Event) -> bytes:
     name = type(event).__name__
     if isinstance(event, TelemetryBatch):
         return _encode_telemetry(event)
+    if isinstance(event, TrainingStepBatch):
+        return _encode_steps(event)
     if name in BINARY_TYPES:
         return _encode_flat(event, name)
     body = _to_plain(event)
@@ -85,6 +88,8 @@ def decode(data: bytes) -> Event:
     _check_version(name, body.pop("v", None))
     if name == "TelemetryBatch":
         return _decode_telemetry(body)
+    if name == "TrainingStepBatch":
+        return _decode_steps(body)
     if name not in BINARY_TYPES:
         raise InvalidEvent(f"type {name!r} is not sent in binary form")
     for key in TIME_FIELDS & body.keys():
@@ -140,6 +145,76 @@ def _decode_telemetry(body: dict[str, Any]) -> TelemetryBatch:
 @lru_cache(maxsize=4096)
 def _counter_columns(series: tuple[str, ...]) -> np.ndarray:
     return np.array([i for i, s in enumerate(series) if s.partition("{")[0].endswith("_total")], dtype=np.intp)
+
+
+# ----------------------------------------------------------------------------- training steps
+
+# Wire dtype of each integer column (decoded to int64); every float column is little-endian float64.
+_STEP_INTS = {"rank": "<i4", "step": "<i8", "host_index": "<i4", "gpu_index": "<i2"}
+MAX_STEP_ROWS = 1_000_000  # rows in one TrainingStepBatch: a flush of 10^6 rank-steps is far beyond any trainer's
+
+
+def _encode_steps(batch: TrainingStepBatch) -> bytes:
+    body: dict[str, Any] = {
+        "t": "TrainingStepBatch",
+        "v": TrainingStepBatch.SCHEMA_VERSION,
+        "job_id": batch.job_id,
+        "cluster": batch.cluster,
+        "hosts": list(batch.hosts),
+        "ts": np.round(np.asarray(batch.ts, dtype=np.float64) * 1e9).astype("<i8").tobytes(),
+    }
+    for name, dtype in _STEP_INTS.items():
+        body[name] = np.ascontiguousarray(getattr(batch, name), dtype=dtype).tobytes()
+    for name in TrainingStepBatch.FLOATS:
+        body[name] = np.ascontiguousarray(getattr(batch, name), dtype="<f8").tobytes()
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return packed
+
+
+def _column(body: dict[str, Any], name: str, dtype: str, rows: int) -> np.ndarray:
+    raw = body.pop(name, None)
+    if not isinstance(raw, bytes):
+        raise InvalidEvent(f"TrainingStepBatch.{name} is missing or not bytes")
+    if len(raw) != rows * np.dtype(dtype).itemsize:
+        raise InvalidEvent(f"TrainingStepBatch.{name} has {len(raw)} bytes for {rows} rows of {dtype}")
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def _decode_steps(body: dict[str, Any]) -> TrainingStepBatch:
+    job, cluster, hosts = body.pop("job_id", None), body.pop("cluster", None), body.pop("hosts", None)
+    if not isinstance(job, str) or not job or not isinstance(cluster, str):
+        raise InvalidEvent("TrainingStepBatch.job_id/cluster must be strings (job_id non-empty)")
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise InvalidEvent("TrainingStepBatch.hosts must be a non-empty list of non-empty strings")
+    raw_ts = body.get("ts")
+    rows = len(raw_ts) // 8 if isinstance(raw_ts, bytes) else 0
+    if not 1 <= rows <= MAX_STEP_ROWS:
+        raise InvalidEvent(f"TrainingStepBatch has {rows} rows (1..{MAX_STEP_ROWS})")
+    ts = _column(body, "ts", "<i8", rows).astype(np.float64) / 1e9
+    if ts.min() < _MIN_TS or ts.max() > _MAX_TS:
+        raise InvalidEvent("TrainingStepBatch.ts outside 2000..2100: not epoch nanoseconds")
+    cols: dict[str, Any] = {n: _column(body, n, d, rows).astype(np.int64) for n, d in _STEP_INTS.items()}
+    cols |= {n: _column(body, n, "<f8", rows).astype(np.float64) for n in TrainingStepBatch.FLOATS}
+    if body:
+        raise InvalidEvent(f"TrainingStepBatch has unknown fields {sorted(body)}")
+    _check_step_ranges(cols, len(hosts))
+    return TrainingStepBatch(job_id=job, cluster=cluster, hosts=tuple(hosts), ts=ts, **cols)
+
+
+def _check_step_ranges(cols: dict[str, Any], hosts: int) -> None:
+    """The same limits as a single TrainingStep's (``LIMITS``), for every row at once."""
+    bounds = {
+        **{n: LIMITS[n] for n in ("rank", "step", "step_time_s", "compute_time_s")},
+        "host_index": (0, hosts - 1),
+        "gpu_index": (-1, LIMITS["gpu_index"][1]),
+    }
+    for name, (low, high) in bounds.items():
+        values = cols[name]
+        bad = ~((values >= low) & (values <= high))
+        if name in _MAY_BE_NAN:
+            bad &= ~np.isnan(values)
+        if bad.any():
+            raise InvalidEvent(f"TrainingStepBatch.{name}: {values[bad][0].item()!r} is outside {low}..{high}")
 
 
 # ----------------------------------------------------------------------------- generic events
@@ -212,7 +287,7 @@ def _in_limits(where: str, name: str, value: float) -> None:
 # let encode skip dataclasses.fields() per event (a training job sends one per rank per step).
 _FLAT_FIELDS: dict[str, tuple[tuple[str, bool], ...]] = {
     name: tuple((f.name, f.name in TIME_FIELDS) for f in dataclasses.fields(EVENT_TYPES[name]))
-    for name in BINARY_TYPES - {"TelemetryBatch"}
+    for name in BINARY_TYPES - COLUMNAR
 }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 Decision = Literal["firing", "resolved"]
 Severity = Literal["critical", "warning", "info"]
@@ -99,6 +100,107 @@ class TrainingStep:
     learning_rate: float | None = None
     cluster: str = "default"
     samples_per_s: float | None = None  # throughput for jobs without tokens (images, audio clips)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TrainingStepBatch:
+    """One job's steps in columns (like ``TelemetryBatch``): row ``i`` is rank ``rank[i]``'s step ``step[i]``.
+
+    A trainer's (or a scrape's, or the simulator's) steps of one wake-up travel as one message, so the
+    training topic costs one record per job per flush instead of one per rank and step. Hosts are a
+    small table (``hosts``) indexed by ``host_index``; ``gpu_index`` is -1 where unknown, and the
+    optional measures are NaN where not reported (``TrainingStep``'s None).
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    job_id: str
+    cluster: str
+    hosts: tuple[str, ...]
+    ts: FloatArray
+    rank: IntArray
+    step: IntArray
+    host_index: IntArray
+    gpu_index: IntArray
+    loss: FloatArray
+    step_time_s: FloatArray
+    compute_time_s: FloatArray
+    tokens_per_s: FloatArray
+    samples_per_s: FloatArray
+    grad_norm: FloatArray
+    learning_rate: FloatArray
+
+    INTS: ClassVar[tuple[str, ...]] = ("rank", "step", "host_index", "gpu_index")
+    FLOATS: ClassVar[tuple[str, ...]] = (
+        "loss",
+        "step_time_s",
+        "compute_time_s",
+        "tokens_per_s",
+        "samples_per_s",
+        "grad_norm",
+        "learning_rate",
+    )
+
+    @property
+    def rows(self) -> int:
+        return int(self.ts.size)
+
+    def steps(self) -> list[TrainingStep]:
+        """The rows as single ``TrainingStep`` events (for readers of one step at a time, and tests)."""
+
+        def opt(values: FloatArray, i: int) -> float | None:
+            value = float(values[i])
+            return None if value != value else value
+
+        return [
+            TrainingStep(
+                ts=float(self.ts[i]),
+                job_id=self.job_id,
+                rank=int(self.rank[i]),
+                host=self.hosts[int(self.host_index[i])],
+                step=int(self.step[i]),
+                loss=float(self.loss[i]),
+                step_time_s=float(self.step_time_s[i]),
+                gpu_index=None if self.gpu_index[i] < 0 else int(self.gpu_index[i]),
+                compute_time_s=opt(self.compute_time_s, i),
+                tokens_per_s=opt(self.tokens_per_s, i),
+                grad_norm=opt(self.grad_norm, i),
+                learning_rate=opt(self.learning_rate, i),
+                cluster=self.cluster,
+                samples_per_s=opt(self.samples_per_s, i),
+            )
+            for i in range(self.rows)
+        ]
+
+    @classmethod
+    def concat(cls, batches: list[TrainingStepBatch]) -> TrainingStepBatch:
+        """Batches of one job (and one host table) as one, rows in order."""
+        first = batches[0]
+        if len(batches) == 1:
+            return first
+        columns = {n: np.concatenate([getattr(b, n) for b in batches]) for n in ("ts", *cls.INTS, *cls.FLOATS)}
+        return cls(job_id=first.job_id, cluster=first.cluster, hosts=first.hosts, **columns)
+
+    @classmethod
+    def from_steps(cls, steps: list[TrainingStep]) -> TrainingStepBatch:
+        """The steps of one job (``steps[0]``'s job and cluster) as one batch, in the order given."""
+        hosts: dict[str, int] = {}
+        host_index = [hosts.setdefault(s.host, len(hosts)) for s in steps]
+
+        def floats(name: str) -> FloatArray:
+            values = [getattr(s, name) for s in steps]
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+        return cls(
+            job_id=steps[0].job_id,
+            cluster=steps[0].cluster,
+            hosts=tuple(hosts),
+            ts=np.array([s.ts for s in steps], dtype=np.float64),
+            rank=np.array([s.rank for s in steps], dtype=np.int64),
+            step=np.array([s.step for s in steps], dtype=np.int64),
+            host_index=np.array(host_index, dtype=np.int64),
+            gpu_index=np.array([-1 if s.gpu_index is None else s.gpu_index for s in steps], dtype=np.int64),
+            **{name: floats(name) for name in cls.FLOATS},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +298,7 @@ Event = (
     TelemetryBatch
     | LogEvent
     | TrainingStep
+    | TrainingStepBatch
     | Detection
     | Prediction
     | Alert
@@ -210,6 +313,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         TelemetryBatch,
         LogEvent,
         TrainingStep,
+        TrainingStepBatch,
         Detection,
         Prediction,
         Alert,

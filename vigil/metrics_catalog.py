@@ -87,6 +87,7 @@ FAMILIES: tuple[Family, ...] = (
     # --- analytics
     Family("vigil_analytics_records_total", "counter", "Records consumed, by topic", ("topic",)),
     Family("vigil_analytics_samples_total", "counter", "Telemetry samples scored"),
+    Family("vigil_analytics_training_steps_total", "counter", "Training steps (rank-steps) judged"),
     Family(
         "vigil_analytics_samples_dropped_total",
         "counter",
@@ -96,6 +97,12 @@ FAMILIES: tuple[Family, ...] = (
     Family("vigil_analytics_series", "gauge", "Series with state in this process"),
     Family("vigil_analytics_detections_total", "counter", "Detections published", ("detector", "decision")),
     Family("vigil_analytics_predictions_total", "counter", "Predictions published", ("predictor",)),
+    Family(
+        "vigil_analytics_snapshots_restored_total",
+        "counter",
+        "Partitions whose stage state was restored from a snapshot when assigned (a warm start)",
+        ("topic",),
+    ),
     Family(
         "vigil_analytics_snapshots_discarded_total",
         "counter",

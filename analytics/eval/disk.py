@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from vigil.analytics.predict.disk import (
+from vigil.analytics.models.predict.disk import (
     ATTRIBUTES,
     GbmModel,
     RulePrior,
@@ -44,8 +44,9 @@ def is_alibaba_tickets(data: Path) -> bool:
     return path is not None and path.name.startswith("ssd_failure_tag")
 
 
-def _drive_flags(frame: pd.DataFrame, flags: npt.NDArray[np.bool_], fail_day: pd.Series, horizon: int, lead: int
-                 ) -> tuple[pd.Series, pd.Series]:
+def _drive_flags(
+    frame: pd.DataFrame, flags: npt.NDArray[np.bool_], fail_day: pd.Series, horizon: int, lead: int
+) -> tuple[pd.Series, pd.Series]:
     """Per drive: flagged inside [fail - horizon, fail - lead] (failing drives), flagged ever (healthy)."""
     days_before = (frame["serial_number"].map(fail_day) - frame["date"]).dt.days
     in_window = flags & (days_before >= lead).to_numpy() & (days_before <= horizon).to_numpy()
@@ -60,8 +61,12 @@ def _score(frame: pd.DataFrame, flags: npt.NDArray[np.bool_], horizon: int, lead
     failing = caught.index.isin(fail_day.index)
     recall = float(caught[failing].mean()) if failing.any() else float("nan")
     fpr = float(ever[~failing].mean()) if (~failing).any() else float("nan")
-    return {"recall": round(recall, 4), "fpr": round(fpr, 4), "failing_drives": int(failing.sum()),
-            "healthy_drives": int((~failing).sum())}
+    return {
+        "recall": round(recall, 4),
+        "fpr": round(fpr, 4),
+        "failing_drives": int(failing.sum()),
+        "healthy_drives": int((~failing).sum()),
+    }
 
 
 def _threshold_for_fpr(frame: pd.DataFrame, proba: npt.NDArray[np.float64], target_fpr: float) -> float:
@@ -105,8 +110,10 @@ def evaluate_backblaze(data: Path, horizon: int, lead: int, target_fpr: float, s
         "lead_days": lead,
         "target_fpr": target_fpr,
         "gbm": {"threshold": gbm_thr, **_score(test_frame, gbm.predict_proba(test_feat) >= gbm_thr, horizon, lead)},
-        "rule_prior": {"threshold": prior_thr,
-                       **_score(test_frame, prior.predict_proba(test_feat) >= prior_thr, horizon, lead)},
+        "rule_prior": {
+            "threshold": prior_thr,
+            **_score(test_frame, prior.predict_proba(test_feat) >= prior_thr, horizon, lead),
+        },
         "baseline_smart_5_197_198": _score(test_frame, baseline_rule(test_feat), horizon, lead),
     }
 
@@ -150,8 +157,9 @@ def evaluate_alibaba(data: Path, horizon: int) -> dict[str, Any]:
     }
 
 
-def evaluate(data: Path, horizon: int = 30, lead: int = 1, target_fpr: float = 0.01, seed: int = 0,
-             plots: Path | None = None) -> dict[str, Any]:
+def evaluate(
+    data: Path, horizon: int = 30, lead: int = 1, target_fpr: float = 0.01, seed: int = 0, plots: Path | None = None
+) -> dict[str, Any]:
     started = time.perf_counter()
     if is_alibaba_tickets(data):
         out = evaluate_alibaba(data, horizon)

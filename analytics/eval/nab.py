@@ -29,12 +29,12 @@ from vigil.analytics.eval.nab_scoring import (
     sweep,
 )
 from vigil.analytics.models.base import Detector
-from vigil.analytics.models.context_likelihood import MODELS as CONTEXT_MODELS
+from vigil.analytics.models.context_likelihood import ContextLikelihood
 
 from vigil.progress import Progress, Silent
 
 # Detectors taking a ``warmup`` option (records learnt before scoring), by name.
-DETECTORS: dict[str, Callable[..., Detector]] = {**CONTEXT_MODELS}
+DETECTORS: dict[str, Callable[..., Detector]] = {ContextLikelihood.name: ContextLikelihood}
 DEFAULT_DETECTOR = "context_likelihood"
 PROFILE_KEYS = {"standard": "standard", "reward_low_FP_rate": "low_fp", "reward_low_FN_rate": "low_fn"}
 

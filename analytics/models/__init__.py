@@ -2,5 +2,5 @@
 
 ``base.Detector`` is the API every model implements; ``decide`` turns scores into decisions with a
 reason; the registry creates models by name from config. The analytics service's stage adapters in
-``vigil.analytics.detectors`` run these models over the live stream.
+``vigil.analytics.stages`` run these models over the live stream.
 """

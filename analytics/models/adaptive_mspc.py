@@ -175,6 +175,14 @@ class AdaptiveMSPC(Detector):
         X = self._rows(X)
         return self._score(X, self.scale())
 
+    def explain_many(self, X: FloatArray) -> FloatArray:
+        """How far each feature of each row is from its learnt mean, in its scale (capped at ``Z_CAP``): the
+        metric that moved most is named in an alert's reason. Zero before the model is warm."""
+        X = self._rows(X)
+        if self.n < self.warmup:
+            return np.zeros(X.shape)
+        return np.abs(self._normalised(X, self.scale(), Z_CAP))
+
     def _score(self, X: FloatArray, scale: FloatArray) -> FloatArray:
         if self.n < self.warmup or len(X) == 0 or self.fitted is None:
             return np.zeros(len(X))
@@ -222,9 +230,13 @@ class AdaptiveMSPC(Detector):
         in_window = cum_flags[lead + 1 : lead + len(X) + 1] - cum_flags[: len(X)]
         accepted = in_window >= self.accept_after
         self.suspect = flags[len(flags) - lead :]
+        before = self.n
         self._learn(X, ~suspect & ~accepted, accepted, warm, scale)
         self.seen += len(X)
-        if self.fitted is None or self.seen // REFIT_EVERY > (self.seen - len(X)) // REFIT_EVERY:
+        # The subspace is re-derived every REFIT_EVERY rows, and when the model turns warm: the first
+        # scores must not use a covariance from the first chunk (with a short warm-up, a few rows).
+        warming = before < self.warmup <= self.n
+        if self.fitted is None or warming or self.seen // REFIT_EVERY > (self.seen - len(X)) // REFIT_EVERY:
             self.fitted, self._principal = self.cov.copy(), None
 
     def _learn(self, X: FloatArray, normal: BoolArray, accepted: BoolArray, warm: bool, scale: FloatArray) -> None:
@@ -329,6 +341,3 @@ def _ew_merge(current: FloatArray, rows: FloatArray, seen: BoolArray, count: Flo
     merged = np.where(np.isnan(current), batch, current + weight * (batch - current))
     result: FloatArray = np.where(k > 0, merged, current)
     return result
-
-
-MODELS: dict[str, type[Detector]] = {AdaptiveMSPC.name: AdaptiveMSPC}

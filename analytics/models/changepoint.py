@@ -3,7 +3,7 @@
 A training job's throughput is flat for hours and then drops when a node degrades, a link
 renegotiates or the data loader starves; a z-score on single steps misses a 10 % drop buried in
 step-to-step noise, a CUSUM accumulates it. Each feature is standardised against a slow EWMA
-level and EW mean absolute deviation (the formulas of ``detectors/zscore.py``), the standardised
+level and EW mean absolute deviation (the formulas of ``models/robust.py``), the standardised
 value is clipped at ``clip`` sigmas (one stalled step cannot trip it on its own: Huber's CUSUM), and
 ``S+ = max(0, S+ + z - k)``, ``S- = max(0, S- - z - k)`` accumulate drift beyond ``k`` sigmas. The
 score is the largest of ``S+``/``S-`` over the features, in sigmas (page at ``h`` ~ 8). ``k = 1``
@@ -49,6 +49,10 @@ class ChangePointDetector(Detector):
         self.k, self.clip, self.alpha, self.warmup = k, clip, alpha, warmup
         self.rel_floor, self.abs_floor = rel_floor, abs_floor
         self.s = np.zeros((len(FIELDS), len(self.features)))  # rows: FIELDS
+
+    @classmethod
+    def test_options(cls) -> dict[str, Any]:
+        return {"warmup": 5}
 
     def _grow(self, n_features: int) -> None:
         self.s = np.pad(self.s, ((0, 0), (0, n_features - self.s.shape[1])))
@@ -116,6 +120,3 @@ class ChangePointDetector(Detector):
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.s = unpack(state["s"])
-
-
-MODELS = {ChangePointDetector.name: ChangePointDetector}

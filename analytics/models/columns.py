@@ -2,9 +2,9 @@
 
 A bank model keeps one entry per series in each of its columns and updates a batch of series (a
 *round*: each series at most once) with a few array operations, so thousands of series cost no
-Python object per sample. The live service's :class:`vigil.analytics.slots.SlotTable` is one
-store (its columns grow with the fleet and are snapshotted per partition); :class:`ArrayStore` is
-the plain one for a single stream's features, tests and benchmarks.
+Python object per sample. :class:`ArrayStore` is the one implementation: the live service's slot
+table keeps its per-series columns in one (they grow with the fleet and are snapshotted per
+partition), and so do a single stream's features, tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -52,6 +52,14 @@ class ArrayStore:
             grown[: self.capacity] = self.cols[name]
             self.cols[name] = grown
         self.capacity = capacity
+
+    def has(self, name: str) -> bool:
+        return name in self._spec
+
+    def reset(self, index: npt.NDArray[np.intp]) -> None:
+        """Put the entries at ``index`` back to every column's fill value (a series slot given up)."""
+        for name, (_, fill) in self._spec.items():
+            self.cols[name][index] = fill
 
     def nbytes_per_series(self, names: list[str] | None = None) -> int:
         """Bytes one series occupies in the given columns (all by default)."""

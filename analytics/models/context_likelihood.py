@@ -228,6 +228,10 @@ class ContextLikelihood(Detector):
     name = "context_likelihood"
     version = 1
 
+    @classmethod
+    def test_options(cls) -> dict[str, Any]:
+        return {"warmup": 100, "long": 400, "refractory": 10}
+
     def __init__(self, features: Sequence[str] = (), **options: Any) -> None:
         super().__init__(features)
         self.config = validate(ContextLikelihoodConfig, options, prefix=f"detector.{self.name}")
@@ -269,6 +273,3 @@ class ContextLikelihood(Detector):
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.config = validate(ContextLikelihoodConfig, state["config"], prefix=f"detector.{self.name}")
         self.streams = [_Stream.load(self.config, s) for s in state["streams"]]
-
-
-MODELS: dict[str, type[Detector]] = {ContextLikelihood.name: ContextLikelihood}

@@ -231,6 +231,3 @@ class _Forecast:
         past = np.hstack([centred[lags - 1 - j : lags - 1 - j + n] for j in range(lags)])  # x_{t-1}, ..., x_{t-lags}
         out: FloatArray = np.clip((centred[lags:] - past @ self.coef) / self.error, -cap, cap)
         return out
-
-
-MODELS = {VARResidual.name: VARResidual}

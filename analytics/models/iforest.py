@@ -35,6 +35,10 @@ class IsolationForestDetector(WindowModel):
             raise ValueError("trees must be >= 1 and max_samples >= 2")
         self.trees, self.max_samples = trees, max_samples
 
+    @classmethod
+    def test_options(cls) -> dict[str, Any]:
+        return {"window": 64, "refit_every": 64, "min_fit": 16, "trees": 10}
+
     def _fit_model(self, Z: FloatArray) -> Any:
         forest = IsolationForest(
             n_estimators=self.trees, max_samples=min(self.max_samples, len(Z)), random_state=self.seed, n_jobs=1
@@ -43,6 +47,3 @@ class IsolationForestDetector(WindowModel):
 
     def _score_model(self, model: Any, Z: FloatArray) -> FloatArray:
         return np.asarray(-model.score_samples(Z), dtype=np.float64)
-
-
-MODELS = {IsolationForestDetector.name: IsolationForestDetector}

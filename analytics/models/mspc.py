@@ -223,6 +223,3 @@ class _Subspace:
         u = (X - self.offset) / self.scale
         centred = np.where(np.isfinite(u), u - self.mean, 0.0)  # a missing value sits at the mean
         return self.principal.score(centred)
-
-
-MODELS: dict[str, type[Detector]] = {MSPCDetector.name: MSPCDetector}

@@ -42,6 +42,10 @@ class PCADetector(WindowModel):
             raise ValueError(f"variance must be in (0, 1], got {variance}")
         self.variance = variance
 
+    @classmethod
+    def test_options(cls) -> dict[str, Any]:
+        return {"window": 64, "refit_every": 32, "min_fit": 16}
+
     def _fit_model(self, Z: FloatArray) -> Any:
         mean = Z.mean(axis=0)
         _, s, vt = np.linalg.svd(Z - mean, full_matrices=False)
@@ -63,6 +67,3 @@ class PCADetector(WindowModel):
             return super()._load_model(raw, rows, at)
         center, scale = self.unpack_scaling(raw)
         return WindowFit(center, scale, Subspace(unpack(raw["mean"]), unpack(raw["components"])), len(rows), at)
-
-
-MODELS = {PCADetector.name: PCADetector}

@@ -7,7 +7,7 @@ x |median|, ``abs_floor``) so a flat group (eight GPUs at the same clock) does n
 step into a page. Groups with fewer than ``min_peers`` finite members give 0.
 
 :func:`peer_deviation` is vectorised over any number of groups (one sort), so it serves the
-telemetry frame (:func:`frame_sibling_deviation`) as well as the per-host models below, whose
+live stages (``vigil.analytics.stages.siblings``) as well as the per-host models below, whose
 score is the largest deviation that *persisted* ``persist`` rows in the same direction and whose
 ``explain`` names the member.
 """
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 from vigil.analytics.models.base import Detector, FloatArray
+from vigil.analytics.models.columns import IntArray
 from vigil.analytics.models.ring import as_rows, pack, unpack
-from vigil.analytics.slots import Frame, IntArray, SlotTable
 
 MAD_TO_SIGMA = 1.4826
 
@@ -57,54 +57,17 @@ def peer_deviation(
     return np.where((count >= min_peers) & np.isfinite(z), z, 0.0), med
 
 
-# -- on the analytics telemetry frame
-
-
-class SiblingIndex:
-    """Group ids of slots for sibling comparison: one group per (host, metric) over the host's GPUs.
-
-    Entities only ever get appended to the slot table, so the per-entity arrays are extended, not
-    rebuilt, when new ones appeared since the last call.
-    """
-
-    def __init__(self, table: SlotTable) -> None:
-        self.table = table
-        self._hosts: dict[tuple[str, str], int] = {}  # (cluster, host) -> host id, in order of appearance
-        self.host_of = np.zeros(0, dtype=np.intp)
-        self.is_gpu = np.zeros(0, dtype=bool)
-
-    def refresh(self) -> None:
-        new = self.table.entities[len(self.host_of) :]
-        if new:
-            ids = [self._hosts.setdefault((e.cluster, e.host), len(self._hosts)) for e in new]
-            self.host_of = np.concatenate([self.host_of, np.array(ids, dtype=np.intp)])
-            self.is_gpu = np.concatenate([self.is_gpu, np.array([bool(e.gpu_index) for e in new], dtype=bool)])
-
-    def host_key(self, host_id: int) -> tuple[str, str]:
-        return list(self._hosts)[host_id]
-
-    def groups(self, slots: IntArray) -> IntArray:
-        """Group id per slot (-1 for host series)."""
-        self.refresh()
-        ents = self.table.col("entity")[slots]
-        gid = self.host_of[ents] * max(len(self.table.metrics), 1) + self.table.col("metric")[slots]
-        return np.where(self.is_gpu[ents], gid, -1)
-
-
-def frame_sibling_deviation(
-    index: SiblingIndex, frame: Frame, lo: int, hi: int, *, counters: bool = False, **kw: Any
-) -> tuple[IntArray, FloatArray, FloatArray]:
-    """(slots, deviation, sibling median) for round ``lo:hi`` of a frame: each GPU gauge against the
-    same metric on the other GPUs of its host at that tick. Counters are left out unless asked for
-    (then compared on their rate): rare-event counters (ECC) sit at rate 0 on every sibling, so one
-    healthy correctable error would be an unbounded deviation; threshold rules judge those."""
-    slots = frame.slots[lo:hi]
-    is_counter = index.table.col("counter")[slots]
-    values = np.where(is_counter, frame.rates[lo:hi] if counters else np.nan, frame.values[lo:hi])
-    group = index.groups(slots)
-    values = np.where(group >= 0, values, np.nan)
-    z, med = peer_deviation(group, values, **kw)
-    return slots, z, med
+def peer_deviation_rows(
+    X: FloatArray, *, rel_floor: float = 0.02, abs_floor: float = 1e-3, min_peers: int = 3
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`peer_deviation` when every group is one row of ``X`` (finite values; one step's ranks, one
+    host's GPUs): the same figures from two sorts along the rows instead of a sort of every group.
+    Returns the deviations (shape of ``X``) and each row's median."""
+    med = np.median(X, axis=1)
+    mad = np.median(np.abs(X - med[:, None]), axis=1)
+    scale = np.maximum(mad * MAD_TO_SIGMA, np.maximum(rel_floor * np.abs(med), abs_floor))
+    z = (X - med[:, None]) / scale[:, None]
+    return (z if X.shape[1] >= min_peers else np.zeros_like(X)), med
 
 
 # -- the models
@@ -214,6 +177,3 @@ class RankPeerDetector(PeerDetector):
 
     def __init__(self, features: Sequence[str] = (), *, persist: int = 3, rel_floor: float = 0.05, **kw: Any) -> None:
         super().__init__(features, persist=persist, rel_floor=rel_floor, **kw)
-
-
-MODELS: dict[str, type[Detector]] = {PeerDetector.name: PeerDetector, RankPeerDetector.name: RankPeerDetector}

@@ -108,6 +108,10 @@ class SeasonalDetector(Detector):
         self.fit: SeasonalFit | None = None
         self.level = np.zeros(0)
 
+    @classmethod
+    def test_options(cls) -> dict[str, Any]:
+        return {"period": 12, "buffer": 96, "refit_every": 32, "min_fit": 24}
+
     def _grow(self, n_features: int) -> None:
         self.ring.grow(n_features)
 
@@ -250,6 +254,3 @@ class SeasonalDetector(Detector):
             periods = np.asarray(raw["periods"], dtype=np.int64)
             profiles, level, scale = unpack(raw["profiles"]), unpack(raw["level"]), unpack(raw["scale"])
             self.fit = SeasonalFit(periods, profiles, level, scale, int(raw["at"]))
-
-
-MODELS = {SeasonalDetector.name: SeasonalDetector}

@@ -2,7 +2,7 @@
 
 Each function takes one array element per series (a slot of the analytics slot table, or a column
 of a host's rows) and returns new state arrays, so the live detector
-(``vigil.analytics.detectors.truthfulness``) runs them once per round of a poll.
+(``vigil.analytics.stages.truthfulness``) runs them once per round of a poll.
 
 - stale: no sample for ``k`` x the series' own expected interval (an EWMA of its gaps);
 - frozen: the same value ``run`` times in a row on a series that normally changes. The change
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 from vigil.analytics.models.base import Detector, FloatArray
+from vigil.analytics.models.columns import IntArray
 from vigil.analytics.models.peers import group_median
 from vigil.analytics.models.ring import as_rows, pack, unpack
-from vigil.analytics.slots import IntArray
 
 MAX_RATE = 1.0 - 1e-3  # a series that always changed still needs a few equal samples to be called frozen
 
@@ -110,6 +110,10 @@ class FrozenDetector(Detector):
         self.prev, self.rate = np.full(d, np.nan), np.zeros(d)
         self.run, self.seen = np.zeros(d, dtype=np.int64), np.zeros(d, dtype=np.int64)
 
+    @classmethod
+    def test_options(cls) -> dict[str, Any]:
+        return {"warmup": 5}
+
     def _grow(self, n_features: int) -> None:
         extra = n_features - len(self.prev)
         self.prev = np.concatenate([self.prev, np.full(extra, np.nan)])
@@ -147,6 +151,3 @@ class FrozenDetector(Detector):
         self.prev, self.rate = unpack(state["prev"]), unpack(state["rate"])
         self.run = np.asarray(state["run"], dtype=np.int64)
         self.seen = np.asarray(state["seen"], dtype=np.int64)
-
-
-MODELS: dict[str, type[Detector]] = {FrozenDetector.name: FrozenDetector}

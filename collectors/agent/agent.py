@@ -37,7 +37,7 @@ from vigil.collectors.base import Collector
 
 from vigil.clock import Clock, SystemClock
 from vigil.codec import encode
-from vigil.events import LogEvent, TelemetryBatch, TrainingStep
+from vigil.events import LogEvent, TelemetryBatch, TrainingStep, TrainingStepBatch
 from vigil.selfmetrics import SelfMetricsServer
 from vigil.topics import Topics
 
@@ -52,7 +52,7 @@ class OnceResult:
     """What one tick would publish (``vigil agent --once``)."""
 
     batch: TelemetryBatch | None
-    logs: list[LogEvent | TrainingStep] = field(default_factory=list)
+    logs: list[LogEvent | TrainingStep | TrainingStepBatch] = field(default_factory=list)
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (collector, error, detail)
 
 
@@ -217,8 +217,8 @@ class Agent:
         if batch is not None and self.buffer is not None:
             self.buffer.append("telemetry", self._key, encode(batch), batch.sample_count)
 
-    def _publish_log(self, collector: str, event: LogEvent | TrainingStep) -> None:
-        """A discrete event: a LogEvent to ``logs`` keyed by host, a TrainingStep (the scrape
+    def _publish_log(self, collector: str, event: LogEvent | TrainingStep | TrainingStepBatch) -> None:
+        """A discrete event: a LogEvent to ``logs`` keyed by host, training steps (the scrape
         collector's) to ``training`` keyed by job, as the training SDK publishes them."""
         try:
             value = encode(event)
@@ -226,7 +226,7 @@ class Agent:
             self.metrics.collector_error(collector, "bad_log_event", str(exc))
             return
         if self.buffer is not None:
-            if isinstance(event, TrainingStep):
+            if isinstance(event, TrainingStep | TrainingStepBatch):
                 self.buffer.append("training", event.job_id.encode(), value)
             else:
                 self.buffer.append("logs", event.host.encode(), value)
@@ -235,7 +235,7 @@ class Agent:
     def once(self) -> OnceResult:
         """Run every collector once, now, and return what would be published (nothing is sent)."""
         tick = self.clock.now()
-        logs: list[LogEvent | TrainingStep] = []
+        logs: list[LogEvent | TrainingStep | TrainingStepBatch] = []
         errors: list[tuple[str, str, str]] = []
         for worker in self.workers.values():
             worker.start()

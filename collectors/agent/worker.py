@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from vigil.collectors.base import Collector, Problem
 
-from vigil.events import FloatArray, LogEvent, TrainingStep
+from vigil.events import FloatArray, LogEvent, TrainingStep, TrainingStepBatch
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class CollectResult:
     tick: float  # the tick the run was started for: its samples are stamped with it
     series: tuple[str, ...] = ()
     values: FloatArray = field(default_factory=lambda: _EMPTY)
-    logs: list[LogEvent | TrainingStep] = field(default_factory=list)  # discrete events, by arrival
+    logs: list[LogEvent | TrainingStep | TrainingStepBatch] = field(default_factory=list)  # discrete events, by arrival
     problems: list[Problem] = field(default_factory=list)
     exception: Exception | None = None
     seconds: float = 0.0
@@ -72,7 +72,7 @@ def run_collector(name: str, collector: Collector, tick: float, cache: SeriesCac
             if type(item) is tuple and len(item) == 2:
                 keys.append(item[0])
                 values.append(item[1])
-            elif isinstance(item, LogEvent | TrainingStep):
+            elif isinstance(item, LogEvent | TrainingStep | TrainingStepBatch):
                 result.logs.append(item)
             elif isinstance(item, Problem):
                 result.problems.append(item)

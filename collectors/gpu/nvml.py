@@ -43,7 +43,7 @@ from vigil import catalog as c
 from vigil.clock import Clock, SystemClock
 from vigil.config import Duration, FrozenModel, validate
 from vigil.errors import ConfigError
-from vigil.events import LogEvent, TrainingStep
+from vigil.events import LogEvent, TrainingStep, TrainingStepBatch
 
 T = TypeVar("T")
 
@@ -294,6 +294,8 @@ def format_item(item: Item) -> str:
         return f"EVENT {item.kind} {item.code} gpu={item.gpu_index} uuid={item.gpu_uuid} pci={item.gpu_pci}"
     if isinstance(item, TrainingStep):  # not from NVML; the Item union allows it
         return f"STEP {item.job_id} {item.step}"
+    if isinstance(item, TrainingStepBatch):
+        return f"STEPS {item.job_id} {item.rows}"
     key, value = item
     return f"{key} {value:.6g}"
 

@@ -20,7 +20,7 @@ from vigil.collectors.sim.state import FleetState, GpuIdentity
 from vigil.collectors.sim.training import TrainingJob
 
 from vigil import catalog as c
-from vigil.events import FaultInjection, FloatArray, LogEvent, TelemetryBatch, TrainingStep, series_key
+from vigil.events import FaultInjection, FloatArray, LogEvent, TelemetryBatch, TrainingStepBatch, series_key
 
 GPU_METRICS = (
     c.GPU_UTILIZATION,
@@ -51,7 +51,7 @@ _EPS = 1e-6  # float slack when comparing tick times with scheduled times
 class SimOutput:
     telemetry: list[TelemetryBatch] = field(default_factory=list)
     logs: list[LogEvent] = field(default_factory=list)
-    training: list[TrainingStep] = field(default_factory=list)
+    training: list[TrainingStepBatch] = field(default_factory=list)  # one per telemetry flush with steps
     faults: list[FaultInjection] = field(default_factory=list)
 
 
@@ -79,6 +79,7 @@ class FleetSimulator:
         self._seq = 0
         self._last: float | None = None
         self._pending: list[tuple[float, FloatArray]] = []  # ticks not yet in a batch
+        self._pending_steps: list[TrainingStepBatch] = []  # their job's steps: batched with them
         self._pending_mask: bytes = b""
         self._columns: dict[tuple[int, bytes], tuple[tuple[str, ...], npt.NDArray[np.intp]]] = {}
         self._all_series = _full_series(config.gpus_per_node)
@@ -93,7 +94,7 @@ class FleetSimulator:
         out = SimOutput()
         # The job ran since the last tick under that tick's effects; faults change things from now on.
         if self.config.training:
-            out.training.extend(self.job.advance(self.state, self.hosts, now))
+            self._pending_steps.extend(self.job.advance(self.state, self.hosts, now))
         self._end_due(now, out)
         self._start_due(now, out)
         self.state.effects.reset()
@@ -239,6 +240,11 @@ class FleetSimulator:
             self._flush(out)
 
     def _flush(self, out: SimOutput) -> None:
+        """The pending ticks as one TelemetryBatch per host, and their steps as one TrainingStepBatch
+        (as an agent and the training SDK batch: one message per host, one per job, per flush)."""
+        if self._pending_steps:
+            out.training.append(TrainingStepBatch.concat(self._pending_steps))
+            self._pending_steps = []
         if not self._pending:
             return
         ts = np.array([t for t, _ in self._pending], dtype=np.float64)

@@ -64,8 +64,8 @@ class SimulatorRunner:
             samples += batch.sample_count
         for line in out.logs:
             send(self.topics.logs, encode(line), key=line.host.encode())
-        for step in out.training:
-            send(self.topics.training, encode(step), key=step.job_id.encode())
+        for steps in out.training:
+            send(self.topics.training, encode(steps), key=steps.job_id.encode())
         for fault in out.faults:
             send(self.topics.groundtruth, encode(fault), key=fault.fault_id.encode())
         return samples

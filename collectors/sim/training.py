@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from vigil.collectors.sim.state import FleetState
 
-from vigil.events import FloatArray, TrainingStep
+from vigil.events import FloatArray, TrainingStepBatch
 
 ALLREDUCE_FRACTION = 0.15  # share of a healthy step spent in the gradient all-reduce
 TOKENS_PER_RANK_STEP = 16_384  # micro-batch 4 x sequence 4096
@@ -41,21 +41,22 @@ class TrainingJob:
         self.cursor = start  # when the step in progress began
         self._pending: _PendingStep | None = None
 
-    def advance(self, state: FleetState, hosts: list[str], now: float) -> list[TrainingStep]:
-        """The steps every rank completed up to ``now``, under the effects of the interval ending now."""
+    def advance(self, state: FleetState, hosts: list[str], now: float) -> list[TrainingStepBatch]:
+        """The steps every rank completed up to ``now``, under the effects of the interval ending now, as
+        one batch (none when no step ended)."""
         if state.effects.job_hung:
             # Time spent hung is lost: the step in progress restarts once the job is back.
             self.cursor = now
             self._pending = None
             return []
-        out: list[TrainingStep] = []
+        out: list[TrainingStepBatch] = []
         while True:
             if self._pending is None:
                 self._pending = self._draw(state)
             end = self.cursor + self._pending.step_time
             if end > now + 1e-9:
-                return out
-            out.extend(self._emit(state, hosts, end, self._pending))
+                return [TrainingStepBatch.concat(out)] if out else []
+            out.append(self._emit(state, hosts, end, self._pending))
             self.cursor = end
             self.step += 1
             self._pending = None
@@ -77,31 +78,30 @@ class TrainingJob:
         allreduce = self.allreduce * (1.0 + 0.03 * abs(float(self.rng.standard_normal())))
         return _PendingStep(compute, float(compute.max()) + allreduce)
 
-    def _emit(self, state: FleetState, hosts: list[str], ts: float, pending: _PendingStep) -> list[TrainingStep]:
+    def _emit(self, state: FleetState, hosts: list[str], ts: float, pending: _PendingStep) -> TrainingStepBatch:
+        """One step of every rank, in columns: rank r runs on host r // gpus, GPU r % gpus."""
         world = pending.compute.size
         loss, grad_norm = self._loss(world, state.effects.loss_mode)
         lr = MIN_LR + 0.5 * (PEAK_LR - MIN_LR) * (1.0 + math.cos(math.pi * min(1.0, self.step / DECAY_STEPS)))
-        tokens = TOKENS_PER_RANK_STEP / pending.step_time
-        compute = pending.compute.reshape(-1).tolist()
-        gpus = state.gpus
-        return [
-            TrainingStep(
-                ts=ts,
-                job_id=self.job_id,
-                rank=rank,
-                host=hosts[rank // gpus],
-                step=self.step,
-                loss=loss[rank],
-                step_time_s=pending.step_time,
-                gpu_index=rank % gpus,
-                compute_time_s=compute[rank],
-                tokens_per_s=tokens,
-                grad_norm=grad_norm,
-                learning_rate=lr,
-                cluster=self.cluster,
-            )
-            for rank in range(world)
-        ]
+        ranks = np.arange(world, dtype=np.int64)
+        same = np.ones(world)
+        return TrainingStepBatch(
+            job_id=self.job_id,
+            cluster=self.cluster,
+            hosts=tuple(hosts),
+            ts=same * ts,
+            rank=ranks,
+            step=np.full(world, self.step, dtype=np.int64),
+            host_index=ranks // state.gpus,
+            gpu_index=ranks % state.gpus,
+            loss=np.asarray(loss, dtype=np.float64),
+            step_time_s=same * pending.step_time,
+            compute_time_s=pending.compute.reshape(-1).astype(np.float64),
+            tokens_per_s=same * (TOKENS_PER_RANK_STEP / pending.step_time),
+            samples_per_s=same * np.nan,
+            grad_norm=same * grad_norm,
+            learning_rate=same * lr,
+        )
 
     def _loss(self, world: int, mode: str) -> tuple[list[float], float]:
         shared = 2.0 + 1.2 * math.exp(-self.step / 15_000) + 0.02 * float(self.rng.standard_normal())

@@ -1,12 +1,14 @@
-"""The publisher thread's buffer: encoded steps kept until a producer flush confirms them.
+"""The publisher thread's buffer: encoded step batches kept until a producer flush confirms them.
 
-A step leaves the outbox only when ``flush()`` returned without error, so a broker that is away, slow
-or restarting loses nothing that fits in the buffer. On any failure the producer is thrown away and a
-new one is built on the next attempt, and every unconfirmed step is sent again: the old producer may
-have delivered some of them before failing, so delivery is at-least-once (a step may arrive twice, in
-order within each attempt), which is what every Vigil consumer expects. Building the producer here,
-lazily, matters too: kafka-python contacts the broker in its constructor, which must never happen
-on the training thread nor make the reporter fail to start while the broker is down.
+A message holds one wake-up's steps (a ``TrainingStepBatch``); the outbox counts steps, not messages,
+against its capacity. A step leaves the outbox only when ``flush()`` returned without error, so a
+broker that is away, slow or restarting loses nothing that fits in the buffer. On any failure the
+producer is thrown away and a new one is built on the next attempt, and every unconfirmed step is
+sent again: the old producer may have delivered some of them before failing, so delivery is
+at-least-once (a step may arrive twice, in order within each attempt), which is what every Vigil
+consumer expects. Building the producer here, lazily, matters too: kafka-python contacts the broker
+in its constructor, which must never happen on the training thread nor make the reporter fail to
+start while the broker is down.
 """
 
 from __future__ import annotations
@@ -51,15 +53,25 @@ class Outbox:
         self.capacity = capacity
         self._metrics = metrics
         self._producer: Producer | None = None
-        self.pending: list[bytes] = []
+        self.pending: list[tuple[bytes, int]] = []  # (message, steps in it)
+        self.steps = 0  # steps in ``pending``
         self._sent = 0  # how many of ``pending`` the current producer has been given
         self.confirmed = 0  # steps confirmed since the start
 
     def room(self) -> int:
-        return self.capacity - len(self.pending)
+        """Steps that still fit."""
+        return self.capacity - self.steps
 
-    def add(self, value: bytes) -> None:
-        self.pending.append(value)
+    def add(self, value: bytes, steps: int = 1) -> None:
+        self.pending.append((value, steps))
+        self.steps += steps
+
+    def clear(self) -> int:
+        """Give up every pending step; returns how many."""
+        dropped, self.steps = self.steps, 0
+        self.pending.clear()
+        self._sent = 0
+        return dropped
 
     def publish(self, flush_timeout_s: float) -> int:
         """Send what the producer has not been given yet, flush, and forget what is confirmed.
@@ -72,15 +84,13 @@ class Outbox:
         if self._producer is None:
             self._producer = self._bus.producer()
         send, topic, key = self._producer.send, self._topic, self._key
-        for value in self.pending[self._sent :]:
+        for value, _ in self.pending[self._sent :]:
             send(topic, value, key=key)
             self._sent += 1
             if self._yield_every and self._sent % self._yield_every == 0:
                 yield_gil()
         self._producer.flush(flush_timeout_s)
-        confirmed = len(self.pending)
-        self.pending.clear()
-        self._sent = 0
+        confirmed = self.clear()
         self.confirmed += confirmed
         self._metrics.published.inc(confirmed)
         return confirmed

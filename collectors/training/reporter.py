@@ -4,9 +4,9 @@ The training thread's cost is what ``report()`` does: read two clocks, take the 
 :mod:`.values` for tensors), and append one tuple to a bounded ``collections.deque``, or count a
 drop when it is full. No lock, no event to set, no allocation beyond the tuple: ``deque.append``
 and ``len`` are atomic under the GIL, and only the training thread appends. The publisher, a daemon
-thread, wakes every ``interval_s``, turns the queued tuples into ``TrainingStep`` events, and
-publishes them with one flush per wake-up, so the producer sends a wake-up's steps as one batch
-(one request) instead of one request per step.
+thread, wakes every ``interval_s``, turns the queued tuples into one ``TrainingStepBatch`` (numpy
+columns, one message for up to 4,096 steps), and publishes it with one flush per wake-up, so a
+wake-up's steps cost one record and one request, not one per step.
 
 If the broker is away, the steps wait: first in the queue, then in the outbox (each bounded by
 ``capacity``), and the publisher retries with exponential back-off; the training loop never sees an
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import operator
 import os
 import threading
@@ -27,23 +28,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 from vigil.collectors.training import identity
 from vigil.collectors.training.connection import kafka_config_from_env
 from vigil.collectors.training.outbox import Outbox, ReporterMetrics, yield_gil
-from vigil.collectors.training.values import Held, hold, read, read_optional
+from vigil.collectors.training.values import Held, duration, hold, nan_if_none, read, read_optional
 
 from vigil.bus import Bus
 from vigil.codec import encode
 from vigil.config import KafkaConfig
 from vigil.errors import ConfigError
-from vigil.events import TrainingStep
+from vigil.events import TrainingStepBatch
 from vigil.topics import Topics
 
 log = logging.getLogger(__name__)
 
 PREFIX_VAR = "VIGIL_TOPIC_PREFIX"
 LINGER_S = 1.0  # longer than any sensible interval_s: the publisher's flush, not the linger, sends
+BATCH_STEPS = 4096  # steps per TrainingStepBatch message at most
 _perf = time.perf_counter
 _wall = time.time
 
@@ -87,7 +90,7 @@ def bus_from_env(env: Mapping[str, str] | None = None) -> Bus:
 
 
 class Reporter:
-    """Publishes one ``TrainingStep`` per ``report()`` to the training topic, keyed by job id.
+    """Publishes every ``report()``ed step to the training topic, keyed by job id, batched per wake-up.
 
     ``bus`` defaults to Kafka at ``VIGIL_KAFKA_BOOTSTRAP_SERVERS``; ``job_id`` to ``VIGIL_JOB_ID``,
     ``SLURM_JOB_ID`` or ``TORCHELASTIC_RUN_ID``. Rank, world size, host and GPU are detected (see
@@ -243,7 +246,7 @@ class Reporter:
     @property
     def buffered(self) -> int:
         """Steps queued or waiting in the outbox."""
-        return len(self._queue) + len(self._outbox.pending)
+        return len(self._queue) + self._outbox.steps
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until every step reported so far is published (or dropped); False on timeout."""
@@ -315,53 +318,71 @@ class Reporter:
         left = self.buffered
         if left:
             self._queue.clear()
-            self._outbox.pending.clear()
+            self._outbox.clear()
             self._lost += left
             self.metrics.dropped.labels("undelivered").inc(left)
             log.warning("training reporter: %d steps could not be delivered before close", left)
         self.metrics.buffered.set(0)
 
     def _take(self) -> None:
-        queue, room, add, every = self._queue, self._outbox.room(), self._outbox.add, self.options.yield_every
-        taken = 0
+        """Queued steps into the outbox as step batches (one message per ``BATCH_STEPS`` steps at most)."""
+        queue, every = self._queue, self.options.yield_every
+        room, rows, taken = self._outbox.room(), [], 0
         while queue and room > 0:
             item = queue.popleft()
             taken += 1
             if every and taken % every == 0:
                 yield_gil()
             try:
-                add(encode(self._event(item)))
+                rows.append(self._row(item))
                 room -= 1
             except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
                 # A tensor that cannot be read any more (a CUDA error: often the very fault to monitor).
                 self._lost += 1
                 self.metrics.dropped.labels("invalid").inc()
                 self._log_once("invalid", f"training reporter: a step could not be read and is dropped: {exc}")
+            if len(rows) == BATCH_STEPS:
+                self._add(rows)
+                rows = []
+        if rows:
+            self._add(rows)
 
-    def _event(self, item: Item) -> TrainingStep:
+    def _row(self, item: Item) -> tuple[float, ...]:
+        """One step's values, tensors read; a duration no step can take (decode would refuse the whole
+        batch) becomes NaN, "not measured"."""
+        ts, step, loss, step_time, tokens, samples, grad, lr, compute = item
+        times = [duration(step_time), duration(compute)]
+        if any(math.isnan(t) for t, given in zip(times, (step_time, compute), strict=True) if given is not None):
+            self._log_once("duration", "training reporter: a step or compute time outside 0..7 days is sent as NaN")
+        optional = [nan_if_none(v) for v in (tokens, samples, read_optional(grad), read_optional(lr))]
+        return (ts, float(step), read(loss), times[0], *optional, times[1])
+
+    def _add(self, rows: list[tuple[float, ...]]) -> None:
         if not self._settled:
             self.identity = identity.detect(*self._detect_args[:2], gpu=self._detect_args[2])
             self._settled = True
-        ident = self.identity
-        ts, step, loss, step_time, tokens, samples, grad, lr, compute = item
-        return TrainingStep(
-            ts=ts,
+        ident, cols, n = self.identity, np.array(rows, dtype=np.float64), len(rows)
+        batch = TrainingStepBatch(
             job_id=ident.job_id,
-            rank=ident.rank,
-            host=ident.host,
-            step=step,
-            loss=read(loss),
-            step_time_s=step_time,
-            gpu_index=ident.gpu_index,
-            compute_time_s=compute,
-            tokens_per_s=tokens,
-            samples_per_s=samples,
-            grad_norm=read_optional(grad),
-            learning_rate=read_optional(lr),
             cluster=ident.cluster,
+            hosts=(ident.host,),
+            ts=cols[:, 0],
+            rank=np.full(n, ident.rank, dtype=np.int64),
+            step=cols[:, 1].astype(np.int64),
+            host_index=np.zeros(n, dtype=np.int64),
+            gpu_index=np.full(n, -1 if ident.gpu_index is None else ident.gpu_index, dtype=np.int64),
+            loss=cols[:, 2],
+            step_time_s=cols[:, 3],
+            tokens_per_s=cols[:, 4],
+            samples_per_s=cols[:, 5],
+            grad_norm=cols[:, 6],
+            learning_rate=cols[:, 7],
+            compute_time_s=cols[:, 8],
         )
+        self._outbox.add(encode(batch), n)
 
     def _log_once(self, kind: str, message: str) -> None:
         if kind not in self._logged:
             self._logged.add(kind)
             log.warning(message)
+

@@ -1,17 +1,18 @@
-"""Scrape mode: ``TrainingStep``s from a job that already exposes Prometheus metrics (collector ``training_scrape``).
+"""Scrape mode: training steps from a job that already exposes Prometheus metrics (collector ``training_scrape``).
 
 Some jobs cannot be changed to call the SDK but already serve ``/metrics``. This collector fetches that
 page (httpx), parses it with ``prometheus_client.parser``, and maps the metrics named in ``mapping``
 onto ``TrainingStep`` fields, one rank per value of ``rank_label``.
 
-It yields ``TrainingStep`` events, not telemetry ``Sample``s: Vigil's training detectors (non-finite
-loss, loss spike, hang, straggler) read the training topic, and a step counter gives exactly their
-per-step meaning. The runner publishes them to the training topic keyed by job id.
+It yields one ``TrainingStepBatch`` per scrape (the ranks that advanced, in columns), not telemetry
+``Sample``s: Vigil's training detectors (non-finite loss, loss spike, hang, straggler) read the
+training topic, and a step counter gives exactly their per-step meaning. The runner publishes it to
+the training topic keyed by job id.
 
-What a scrape yields, per rank:
+What a scrape yields, per rank (all of them in the one batch):
 
-- **The step counter advanced** (``s0`` at the previous scrape, ``s1`` now): one ``TrainingStep``
-  for step ``s1`` with the current values. Steps in between are not invented: the job's metrics
+- **The step counter advanced** (``s0`` at the previous scrape, ``s1`` now): a row for step ``s1``
+  with the current values. Steps in between are not invented: the job's metrics
   hold only the latest values. ``step_time_s`` is the mapped metric if there is one, else the mean
   over the interval, ``(t1 - t0) / (s1 - s0)``.
 - **It did not advance**: nothing. A stuck job goes silent, which is what the hang detector looks for.
@@ -38,7 +39,7 @@ from pydantic import Field, field_validator
 from vigil.collectors.base import CollectorContext, Item, Problem
 
 from vigil.config import FrozenModel, PositiveDuration, validate
-from vigil.events import TrainingStep
+from vigil.events import TrainingStep, TrainingStepBatch
 
 NAME = "training_scrape"
 StepField = Literal[
@@ -134,8 +135,15 @@ class TrainingScrape:
             return
         if not readings:
             yield Problem("missing_metric", f"{self.options.url}: none of {sorted(self.options.mapping)}")
+        steps: list[TrainingStep] = []
         for rank, reading in sorted(readings.items()):
-            yield from self._advance(rank, reading, now)
+            for item in self._advance(rank, reading, now):
+                if isinstance(item, TrainingStep):
+                    steps.append(item)
+                else:
+                    yield item
+        if steps:
+            yield TrainingStepBatch.from_steps(steps)
 
     def close(self) -> None:
         self._client.close()

@@ -22,6 +22,7 @@ value that is not a number fails there, with a clear error, rather than being lo
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -75,3 +76,18 @@ def read(value: Held) -> float:
 
 def read_optional(value: Held | None) -> float | None:
     return None if value is None else read(value)
+
+
+MAX_DURATION_S = 7 * 86400.0  # what the codec accepts for a step or compute time
+
+
+def nan_if_none(value: float | None) -> float:
+    """A measure for a step batch's column: NaN is "not reported"."""
+    return math.nan if value is None else float(value)
+
+
+def duration(value: float | None) -> float:
+    """A step or compute time for a batch: NaN when not reported or outside 0..7 days (one such value
+    would make the codec refuse the whole batch)."""
+    seconds = nan_if_none(value)
+    return seconds if 0.0 <= seconds <= MAX_DURATION_S else math.nan

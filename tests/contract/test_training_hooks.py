@@ -31,16 +31,17 @@ from vigil.collectors.training.lightning_callback import VigilLightningCallback
 
 from vigil.bus.memory import MemoryBus
 from vigil.codec import decode
-from vigil.events import TrainingStep
+from vigil.events import TrainingStep, TrainingStepBatch
 from vigil.topics import Topics
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def published(bus: MemoryBus) -> list[TrainingStep]:
+    """The steps published (in step batches, one per publisher wake-up), as single steps."""
     events = [decode(r.value) for r in bus.records(Topics().training)]
-    assert all(isinstance(e, TrainingStep) for e in events)
-    return events  # type: ignore[return-value]
+    assert all(isinstance(e, TrainingStepBatch) for e in events)
+    return [s for e in events if isinstance(e, TrainingStepBatch) for s in e.steps()]
 
 
 # ----------------------------------------------------------------------------- Hugging Face

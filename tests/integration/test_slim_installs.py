@@ -26,7 +26,7 @@ from vigil.broker import EmbeddedBroker
 from vigil.bus.kafka import KafkaBus
 from vigil.codec import decode
 from vigil.config import KafkaConfig
-from vigil.events import TrainingStep
+from vigil.events import TrainingStep, TrainingStepBatch
 from vigil.topics import Topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -122,10 +122,14 @@ def test_the_sdk_extra_reports_steps_to_a_real_broker(tmp_path: Path, wheel: Pat
         assert done.returncode == 0, done.stderr[-3000:]
         assert json.loads(done.stdout.strip().splitlines()[-1]) == {"published": 3, "dropped": 0}
         consumer = bus.consumer([topics.training], "slim-sdk")
-        records = []
+        steps: list[int] = []  # the SDK publishes a flush's steps as one TrainingStepBatch
         deadline = time.monotonic() + 30
-        while len(records) < 3 and time.monotonic() < deadline:
-            records += consumer.poll(0.5)
+        while len(steps) < 3 and time.monotonic() < deadline:
+            for record in consumer.poll(0.5):
+                event = decode(record.value)
+                if isinstance(event, TrainingStepBatch) and event.job_id == "job-slim":
+                    steps += event.step.tolist()
+                elif isinstance(event, TrainingStep) and event.job_id == "job-slim":
+                    steps.append(event.step)
         consumer.close()
-    steps = [decode(r.value) for r in records]
-    assert [s.step for s in steps if isinstance(s, TrainingStep) and s.job_id == "job-slim"] == [0, 1, 2]
+    assert sorted(steps) == [0, 1, 2]

@@ -16,7 +16,7 @@ from vigil.collectors.training.scrape import ScrapeOptions, TrainingScrape
 
 from vigil.broker import free_port
 from vigil.errors import ConfigError
-from vigil.events import TrainingStep
+from vigil.events import TrainingStep, TrainingStepBatch
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +72,13 @@ class Clock:
         return self.now
 
 
+def stepped(items: list[object]) -> list[TrainingStep]:
+    """A scrape's one TrainingStepBatch (the ranks that advanced) as single steps."""
+    (batch,) = items
+    assert isinstance(batch, TrainingStepBatch) and batch.job_id == "llm-7"
+    return batch.steps()
+
+
 def scraper(url: str, clock: Clock, **extra: object) -> TrainingScrape:
     options = ScrapeOptions.model_validate(
         {"url": url, "job_id": "llm-7", "mapping": MAPPING, "gpu_label": "gpu", **extra}
@@ -88,9 +95,8 @@ def test_a_step_is_emitted_per_rank_when_its_counter_advances(job: Job) -> None:
     clock.now += 10
     job.advance(0, steps=5, loss=2.0, tokens=5000)
     job.advance(1, steps=4, loss=2.1, tokens=4000)
-    first = list(collector.collect())
-    assert all(isinstance(e, TrainingStep) for e in first)
-    by_rank = {e.rank: e for e in first if isinstance(e, TrainingStep)}
+    first = stepped(list(collector.collect()))  # both ranks in one batch
+    by_rank = {e.rank: e for e in first}
     assert by_rank[0].step == 105 and by_rank[1].step == 104
     assert by_rank[0].step_time_s == pytest.approx(2.0) and by_rank[1].step_time_s == pytest.approx(2.5)
     assert by_rank[0].tokens_per_s == pytest.approx(500.0) and by_rank[1].tokens_per_s == pytest.approx(400.0)
@@ -106,8 +112,8 @@ def test_a_step_is_emitted_per_rank_when_its_counter_advances(job: Job) -> None:
     assert list(collector.collect()) == []  # no progress: silence, which is what a hang looks like
     clock.now += 10
     job.advance(0, steps=10, loss=float("nan"), tokens=2000)
-    (nan_step,) = collector.collect()
-    assert isinstance(nan_step, TrainingStep) and math.isnan(nan_step.loss)
+    (nan_step,) = stepped(list(collector.collect()))
+    assert math.isnan(nan_step.loss)
     assert nan_step.step_time_s == pytest.approx(2.0)  # 10 steps over the 20 s since the last advance
     collector.close()
 
@@ -122,8 +128,8 @@ def test_a_step_counter_going_back_resets_the_baseline(job: Job) -> None:
     assert list(collector.collect()) == []
     job.advance(0, steps=2, loss=1.0, tokens=0)
     clock.now += 5
-    (event,) = collector.collect()
-    assert isinstance(event, TrainingStep) and event.step == 12 and event.step_time_s == pytest.approx(2.5)
+    (event,) = stepped(list(collector.collect()))
+    assert event.step == 12 and event.step_time_s == pytest.approx(2.5)
     collector.close()
 
 
@@ -136,8 +142,8 @@ def test_samples_can_be_selected_by_label_and_a_fixed_rank(job: Job) -> None:
     job.advance(0, steps=1, loss=1.0, tokens=0)
     job.advance(1, steps=1, loss=1.5, tokens=0)
     clock.now += 1
-    (event,) = collector.collect()
-    assert isinstance(event, TrainingStep) and (event.rank, event.loss) == (7, 1.5)
+    (event,) = stepped(list(collector.collect()))
+    assert (event.rank, event.loss) == (7, 1.5)
     collector.close()
 
 

@@ -26,7 +26,7 @@ from vigil.bus.kafka import KafkaBus, KafkaBusConsumer
 from vigil.cli.app import build_app
 from vigil.codec import decode
 from vigil.config import KafkaConfig
-from vigil.events import TrainingStep
+from vigil.events import TrainingStep, TrainingStepBatch
 from vigil.topics import Topics
 
 pytestmark = pytest.mark.integration
@@ -35,13 +35,25 @@ STEPS = 200
 RANKS = 2
 
 
-def drain(consumer: KafkaBusConsumer, want: int, timeout_s: float = 40.0) -> list[Record]:
+def drain(consumer: KafkaBusConsumer, want: int, timeout_s: float = 40.0) -> list[TrainingStep]:
+    """Until ``want`` steps arrived (in step batches: one record per publisher wake-up), as single steps
+    in offset order."""
     got: list[Record] = []
     deadline = time.monotonic() + timeout_s
-    while len(got) < want and time.monotonic() < deadline:
+    while steps_in(got) < want and time.monotonic() < deadline:
         got += consumer.poll(0.5)
     got += consumer.poll(0.5)  # anything beyond ``want`` would be a duplicate: collect it too
-    return got
+    out: list[TrainingStep] = []
+    for record in sorted(got, key=lambda r: r.offset):
+        event = decode(record.value)
+        assert isinstance(event, TrainingStepBatch)
+        out += event.steps()
+    assert len({r.partition for r in got}) <= 1  # keyed by job: one partition keeps each rank's order
+    return out
+
+
+def steps_in(records: list[Record]) -> int:
+    return sum(batch.rows for r in records if isinstance(batch := decode(r.value), TrainingStepBatch))
 
 
 def test_every_step_of_every_rank_arrives_once_and_in_order(kafka_bus: KafkaBus, unique: str) -> None:
@@ -76,13 +88,10 @@ def test_every_step_of_every_rank_arrives_once_and_in_order(kafka_bus: KafkaBus,
     assert all(s["published"] == STEPS and s["dropped"] == 0 for s in summaries)
 
     consumer = kafka_bus.consumer([topics.training], f"g-{unique}")
-    records = drain(consumer, RANKS * STEPS)
+    received = drain(consumer, RANKS * STEPS)
     consumer.close()
-    assert len({r.partition for r in records}) == 1  # keyed by job: one partition keeps each rank's order
     by_rank: dict[int, list[TrainingStep]] = defaultdict(list)
-    for record in sorted(records, key=lambda r: r.offset):
-        event = decode(record.value)
-        assert isinstance(event, TrainingStep)
+    for event in received:
         by_rank[event.rank].append(event)
     assert sorted(by_rank) == list(range(RANKS))
     for steps in by_rank.values():
@@ -113,10 +122,9 @@ def test_a_broker_that_starts_late_receives_every_step(unique: str) -> None:
             assert reporter.flush(60), f"still buffered: {reporter.buffered}"
             reporter.close()
             consumer = bus.consumer([topics.training], f"g-{unique}")
-            records = drain(consumer, 30)
+            steps = drain(consumer, 30)
             consumer.close()
-    steps = [decode(r.value) for r in sorted(records, key=lambda r: r.offset)]
-    assert [s.step for s in steps if isinstance(s, TrainingStep)] == list(range(30))
+    assert [s.step for s in steps] == list(range(30))
 
 
 def test_the_command_prints_one_json_document_with_machine_and_figures() -> None:

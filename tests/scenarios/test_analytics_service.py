@@ -214,7 +214,7 @@ def test_restart_resumes_warm_and_does_not_refire_what_already_fired(tmp_path: P
     found = first.run(1)
     assert ("GpuOverTemperature", "firing") in alerts(found)
     slot = first.service.engine.slots.slot(0, "c1", "node-07", 'gpu_power_watts{gpu_index="0"}')
-    cols = first.service.engine.slots.cols
+    cols = first.service.engine.slots.store.cols
     warm_n, warm_mean, warm_mad = int(cols["z_n"][slot]), float(cols["z_mean"][slot]), float(cols["z_mad"][slot])
     assert warm_n > 30
     first.service.close()

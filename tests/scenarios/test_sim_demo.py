@@ -10,7 +10,7 @@ from vigil.collectors.sim import FleetSimulator, SimConfig, SimulatorRunner
 from vigil.bus.memory import MemoryBus
 from vigil.clock import FakeClock
 from vigil.codec import decode
-from vigil.events import Event, FaultInjection, LogEvent, TelemetryBatch, TrainingStep
+from vigil.events import Event, FaultInjection, LogEvent, TelemetryBatch, TrainingStepBatch
 from vigil.topics import Topics
 
 
@@ -31,7 +31,7 @@ def test_demo_timeline_through_the_bus() -> None:
     xids = [(e.code, e.host, e.gpu_index, e.ts - start) for e in got if isinstance(e, LogEvent)]
     assert (79, "node-05", 6, 60.0) in xids and (48, "node-02", 5, 35.0) in xids
 
-    steps = [e for e in got if isinstance(e, TrainingStep)]
+    steps = [s for e in got if isinstance(e, TrainingStepBatch) for s in e.steps()]
     assert not [s for s in steps if 60.0 <= s.ts - start < 85.0]  # XID 79 hung the job
     assert all(math.isnan(s.loss) for s in steps if 96.0 <= s.ts - start < 110.0)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 
 from vigil.analytics.config import TruthfulnessConfig
-from vigil.analytics.detectors.truthfulness import TruthfulnessDetector
-from vigil.analytics.slots import SlotTable, build_frame
+from vigil.analytics.stages.slots import SlotTable, build_frame
+from vigil.analytics.stages.truthfulness import TruthfulnessStage
 from vigil.collectors.sim import FleetSimulator, SimConfig, SimulatorRunner
 
 from vigil.bus.memory import MemoryBus
@@ -29,7 +29,7 @@ def test_xid79_pages_gpu_missing_for_that_gpu_only_and_resolves_when_it_is_back(
         threading.Event(), duration_s=150
     )
     table = SlotTable()
-    det = TruthfulnessDetector(TruthfulnessConfig(), table)
+    det = TruthfulnessStage(TruthfulnessConfig(), table)
     consumer = bus.consumer([topics.telemetry, topics.groundtruth], group="truth")
     found: list[Detection] = []
     truth: list[FaultInjection] = []

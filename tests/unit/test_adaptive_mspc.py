@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from vigil.analytics.models.adaptive_mspc import MODELS, AdaptiveMSPC
+from vigil.analytics.models import registry
+from vigil.analytics.models.adaptive_mspc import AdaptiveMSPC
 
 FEATURES = ["cpu", "load", "net", "disk", "temp", "errors"]
 ACCEPT = 100
@@ -26,7 +27,7 @@ def model(gate: float = 4.0) -> AdaptiveMSPC:
 
 
 def test_registry_names_the_model() -> None:
-    assert {"adaptive_mspc": AdaptiveMSPC} == MODELS
+    assert registry.model_class("adaptive_mspc") is AdaptiveMSPC
 
 
 def test_scores_nothing_before_warm_up_then_about_one() -> None:
@@ -34,6 +35,15 @@ def test_scores_nothing_before_warm_up_then_about_one() -> None:
     scores = det.process_many(rows(3000))
     assert (scores[: det.warmup] == 0).all()
     assert 0.5 < np.median(scores[1000:]) < 1.5
+
+
+def test_a_short_warm_up_scores_with_the_covariance_learnt_by_then() -> None:
+    # warm after 20 rows in chunks of 4: the subspace is re-derived as it turns warm, not kept from the
+    # first chunk (whose covariance was still empty: scores of 1e12 for the next 128 rows)
+    det = AdaptiveMSPC(FEATURES, warmup=20, chunk=4, half_life=100, accept_after=ACCEPT)
+    scores = det.process_many(rows(200))
+    assert (scores[:20] == 0).all()
+    assert np.median(scores[20:128]) < 10 and scores[20:128].max() < 1000
 
 
 def test_a_lasting_level_shift_becomes_the_new_normal() -> None:

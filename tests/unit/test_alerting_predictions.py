@@ -19,7 +19,7 @@ from vigil.alerting.predictions import (
     render,
     top_evidence,
 )
-from vigil.analytics.predict.disk import FEATURES, RulePrior
+from vigil.analytics.models.predict.disk import FEATURES, RulePrior
 
 from vigil.config import validate
 from vigil.errors import ConfigError

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from vigil.analytics.config import AnalyticsConfig, ZScoreConfig
-from vigil.analytics.engine import Engine
+from vigil.analytics.stages.engine import Engine
 
 from vigil.bus import TopicPartition
 from vigil.events import Detection, TelemetryBatch, series_key
@@ -21,7 +21,7 @@ def batch(host: str, series: list[str], ts: np.ndarray, values: np.ndarray) -> T
 
 
 def engine(**overrides: Any) -> Engine:
-    return Engine(AnalyticsConfig.model_validate({"detectors": ["zscore", "threshold"], **overrides}))
+    return Engine(AnalyticsConfig.model_validate({"stages": ["zscore", "threshold"], **overrides}))
 
 
 def feed(eng: Engine, polls: list[list[TelemetryBatch]]) -> list[Detection]:
@@ -159,7 +159,7 @@ def temperature_polls(temps: list[float]) -> list[list[TelemetryBatch]]:
 
 
 def test_threshold_for_holds_down_short_excursions() -> None:
-    eng = engine(detectors=["threshold"])
+    eng = engine(stages=["threshold"])
     short = feed(eng, temperature_polls([70] * 5 + [90] * 8 + [70] * 5))  # 8 s above: under "for: 10s"
     assert short == []
     found = feed(eng, temperature_polls([90] * 15 + [70]))
@@ -172,7 +172,7 @@ def test_threshold_for_holds_down_short_excursions() -> None:
 
 
 def test_counter_rules_use_the_rate_not_the_value() -> None:
-    eng = engine(detectors=["threshold"])
+    eng = engine(stages=["threshold"])
     key = series_key("gpu_ecc_sbe_volatile_total", {"gpu_index": "1"})
     dbe = series_key("gpu_ecc_dbe_volatile_total", {"gpu_index": "1"})
     sbe = [1000.0] * 5 + [1000.0 + 3 * i for i in range(1, 16)]  # high value, zero rate; then 3/s

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from vigil.analytics.state import SnapshotStore, decode_snapshot, encode_snapshot
+from vigil.analytics.stages.state import SnapshotStore, decode_snapshot, encode_snapshot
 
 from vigil.bus import TopicPartition
 

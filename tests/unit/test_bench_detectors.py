@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 from typer.testing import CliRunner
+from vigil.analytics.eval.detectors import workload
 from vigil.analytics.models import registry
-from vigil.analytics.models.bench import workload
 
 from vigil.cli.app import build_app
 

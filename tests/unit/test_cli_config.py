@@ -86,3 +86,47 @@ def test_an_error_in_a_later_file_names_the_key_path(tmp_path: Path) -> None:
     result = CliRunner().invoke(build_app(), ["check-config", "-c", str(base), "-c", str(secrets)])
     assert result.exit_code == 2
     assert "alerting.retry.max_attempts" in result.output
+
+
+MODEL_STAGE = (
+    "analytics:\n  stages:\n    - zscore\n    - threshold\n    - peers\n"
+    "    - {stage: model, name: host_mspc, model: %s, per: host,\n"
+    "       metrics: [gpu_temperature_celsius, gpu_power_watts], options: {half_life: 600}}\n"
+)
+
+
+def test_check_config_rejects_an_unknown_model_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "vigil.yaml"
+    path.write_text(MODEL_STAGE % "seasonall")
+    result = CliRunner().invoke(build_app(), ["check-config", "-c", str(path)])
+    assert result.exit_code == 2
+    assert "analytics.stages[3].model: unknown model 'seasonall' (known: adaptive_mspc," in result.output
+    path.write_text(MODEL_STAGE % "adaptive_mspc")
+    result = CliRunner().invoke(build_app(), ["check-config", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_model_stage_survives_the_effective_config_written_for_the_services(tmp_path: Path) -> None:
+    from vigil.cli.settings import dump_config, load_config
+
+    path = tmp_path / "vigil.yaml"
+    path.write_text(MODEL_STAGE % "adaptive_mspc")
+    config = load_config(path)
+    dump_config(config, tmp_path / "run" / "vigil.yaml")
+    assert load_config(tmp_path / "run" / "vigil.yaml") == config
+    assert config.analytics.stage_names() == ["zscore", "threshold", "peers", "host_mspc"]
+
+
+def test_the_old_detectors_key_still_loads_with_a_deprecation_warning(tmp_path: Path) -> None:
+    import pytest
+
+    from vigil.cli.settings import load_config
+
+    path = tmp_path / "vigil.yaml"
+    path.write_text("analytics: {detectors: [zscore, xid]}\n")
+    with pytest.warns(DeprecationWarning, match="analytics.detectors is deprecated"):
+        config = load_config(path)
+    assert config.analytics.stage_names() == ["zscore", "xid"]
+    path.write_text("analytics: {detectors: [zscore], stages: [xid]}\n")
+    result = CliRunner().invoke(build_app(), ["check-config", "-c", str(path)])
+    assert result.exit_code == 2 and "give stages only" in result.output

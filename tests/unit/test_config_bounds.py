@@ -109,7 +109,34 @@ analytics:
         ({"broker": {"port": 9092, "s3_port": 9092}}, "broker.s3_port: must differ from port"),
         ({"cluster": ""}, "cluster: String should have at least 1 character"),
         ({"analytics": {"poll_timeout": 0}}, "analytics.poll_timeout: must be a positive duration"),
-        ({"analytics": {"detectors": ["zscore", "zcore"]}}, "analytics.detectors[1]: unknown detector"),
+        ({"analytics": {"stages": ["zscore", "zcore"]}}, "analytics.stages[1].stage: unknown stage 'zcore'"),
+        (
+            {"analytics": {"stages": ["zscore", "seasonal"]}},  # a model is not a stage: check-config says how
+            "analytics.stages[1].stage: unknown stage 'seasonal' (known: zscore, peers, threshold, xid, training, "
+            "truthfulness, model); 'seasonal' is a model: {stage: model, model: seasonal, ...}",
+        ),
+        (
+            {"analytics": {"stages": [{"stage": "model", "name": "m", "model": "seasonall", "metrics": ["x"]}]}},
+            "analytics.stages[0].model: unknown model 'seasonall' (known: adaptive_mspc, autoencoder,",
+        ),
+        (
+            {"analytics": {"stages": [{"stage": "model", "name": "m", "model": "pca", "metrics": ["x"],
+                                       "options": {"windw": 5}}]}},
+            "analytics.stages[0].options.windw: unknown key",
+        ),
+        (
+            {"analytics": {"stages": [{"stage": "model", "name": "m", "model": "robust_z", "metrics": ["x"],
+                                       "options": {"alpha": 2}}]}},
+            "analytics.stages[0].options.alpha: Input should be less than 1",
+        ),
+        (
+            {"analytics": {"stages": [{"stage": "model", "name": "m", "model": "pca", "metrics": ["x"],
+                                       "options": {"variance": 2}}]}},
+            "analytics.stages[0].options: variance must be in (0, 1], got 2",
+        ),
+        ({"analytics": {"stages": [{"stage": "model", "model": "pca"}]}}, "analytics.stages[0].name: required"),
+        ({"analytics": {"stages": [{"stage": "zscore", "metrics": ["x"]}]}}, "analytics.stages[0].metrics: only for"),
+        ({"analytics": {"stages": ["zscore", "zscore"]}}, "analytics.stages[1].name: a second stage called 'zscore'"),
         ({"analytics": {"hang": {"forget_after": "5m"}}}, "analytics.hang.forget_after: must be longer than"),
         ({"analytics": {"hang": {"min_timeout": 0}}}, "analytics.hang.min_timeout: must be a positive duration"),
         ({"analytics": {"xid": {"quiet_period": 0}}}, "analytics.xid.quiet_period: must be a positive duration"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 import pytest
-from vigil.analytics.models.context_likelihood import MODELS, ContextLikelihood
+from vigil.analytics.models import registry
+from vigil.analytics.models.context_likelihood import ContextLikelihood
 
 from vigil.errors import ConfigError
 
@@ -17,7 +18,7 @@ def periodic(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_registered_by_name() -> None:
-    assert {"context_likelihood": ContextLikelihood} == MODELS
+    assert registry.model_class("context_likelihood") is ContextLikelihood
 
 
 def test_warmup_scores_nothing_and_scores_stay_in_unit_interval() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from vigil.analytics.eval.disk import evaluate
-from vigil.analytics.predict.disk import (
+from vigil.analytics.models.predict.disk import (
     GbmModel,
     RulePrior,
     baseline_rule,
@@ -131,8 +131,8 @@ def test_eval_disk_on_alibaba_tickets_says_what_it_cannot_measure(datasets: Path
 
 def test_vigil_train_disk_writes_a_model_the_predictor_stage_loads(fleet: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
-    from vigil.analytics.predict.stage import PredictorStage
-    from vigil.analytics.slots import SlotTable
+    from vigil.analytics.stages.predict import PredictorStage
+    from vigil.analytics.stages.slots import SlotTable
 
     from vigil.cli.app import build_app
 

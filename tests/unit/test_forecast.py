@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from vigil.analytics.predict.forecast import time_to_threshold
+from vigil.analytics.models.predict.forecast import time_to_threshold
 
 
 def test_filling_disk_reaches_full_when_the_line_says() -> None:

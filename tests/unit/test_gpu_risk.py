@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from vigil.analytics.predict.gpu import HORIZON_S, LEMON_AT, GpuReading, GpuRisk
+from vigil.analytics.models.predict.gpu import HORIZON_S, LEMON_AT, GpuReading, GpuRisk
 
 
 def feed(risk: GpuRisk, gpu: str, serial: str, minutes: int, sbe_per_min: float = 0.0, **extra: float) -> None:

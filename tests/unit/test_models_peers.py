@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vigil.analytics.models.peers import (
-    PeerDetector,
-    RankPeerDetector,
-    SiblingIndex,
-    frame_sibling_deviation,
-    group_median,
-    peer_deviation,
-)
-from vigil.analytics.slots import SlotTable, build_frame
+from vigil.analytics.models.peers import PeerDetector, RankPeerDetector, group_median, peer_deviation
+from vigil.analytics.stages.siblings import SiblingIndex, frame_sibling_deviation
+from vigil.analytics.stages.slots import SlotTable, build_frame
 from vigil.collectors.sim import FleetSimulator, SimConfig
 
 from vigil.catalog import GPU_TEMPERATURE
@@ -122,3 +116,16 @@ def test_without_persistence_a_single_row_scores_and_the_empty_history_restores(
     clone = PeerDetector([], persist=1)
     clone.restore(model.snapshot())
     np.testing.assert_array_equal(clone.score_many(X), model.score_many(X))
+
+
+def test_peer_deviation_by_rows_equals_the_grouped_form() -> None:
+    from vigil.analytics.models.peers import peer_deviation_rows
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(0.4, 0.01, (30, 64))
+    X[7, 9] += 0.3  # a straggler in one step
+    z, med = peer_deviation_rows(X, rel_floor=0.05, abs_floor=1e-3)
+    grouped, medians = peer_deviation(np.repeat(np.arange(30), 64), X.ravel(), rel_floor=0.05, abs_floor=1e-3)
+    np.testing.assert_allclose(z.ravel(), grouped, rtol=1e-12)
+    np.testing.assert_allclose(np.repeat(med, 64), medians, rtol=1e-12)
+    assert np.unravel_index(np.argmax(z), z.shape) == (7, 9)

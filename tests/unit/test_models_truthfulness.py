@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 from vigil.analytics.config import TruthfulnessConfig
-from vigil.analytics.detectors.base import TelemetryDetector
-from vigil.analytics.detectors.truthfulness import TruthfulnessDetector
 from vigil.analytics.models import truthfulness as tf
-from vigil.analytics.slots import SlotTable, build_frame
+from vigil.analytics.stages.base import TelemetryStage
+from vigil.analytics.stages.slots import SlotTable, build_frame
+from vigil.analytics.stages.truthfulness import TruthfulnessStage
 
 from vigil.catalog import GPU_POWER, GPU_TEMPERATURE, GPU_UTILIZATION, HOST_LOAD1
 from vigil.events import Detection, TelemetryBatch, series_key
@@ -93,7 +93,7 @@ class Host:
 
 
 def run(
-    det: TruthfulnessDetector,
+    det: TruthfulnessStage,
     table: SlotTable,
     hosts: list[Host],
     ticks: range,
@@ -107,9 +107,9 @@ def run(
     return out
 
 
-def fresh() -> tuple[TruthfulnessDetector, SlotTable, list[Host]]:
+def fresh() -> tuple[TruthfulnessStage, SlotTable, list[Host]]:
     table = SlotTable()
-    det = TruthfulnessDetector(TruthfulnessConfig(), table)
+    det = TruthfulnessStage(TruthfulnessConfig(), table)
     hosts = [Host("a", 1), Host("b", 2)]
     run(det, table, hosts, range(-60, 0), {})  # warm: intervals, change rates
     return det, table, hosts
@@ -121,7 +121,7 @@ def names(found: list[tuple[int, Detection]]) -> list[tuple[int, str, str, str, 
 
 def test_it_is_a_telemetry_detector_and_a_healthy_fleet_raises_nothing() -> None:
     det, table, hosts = fresh()
-    assert isinstance(det, TelemetryDetector)
+    assert isinstance(det, TelemetryStage)
     assert run(det, table, hosts, range(0, 300), {}) == []
 
 
@@ -178,7 +178,7 @@ def test_missing_gpu_stale_series_and_a_silent_host_are_told_apart() -> None:
 
 def test_a_series_silent_past_forget_after_is_dropped_and_its_alert_resolves() -> None:
     table = SlotTable()
-    det = TruthfulnessDetector(TruthfulnessConfig(forget_after=30), table)
+    det = TruthfulnessStage(TruthfulnessConfig(forget_after=30), table)
     hosts = [Host("a", 1)]
     run(det, table, hosts, range(-20, 0), {})
     key = series_key(GPU_TEMPERATURE, {"gpu_index": "0"})
@@ -192,7 +192,7 @@ def test_restored_columns_resume_without_paging_again() -> None:
     assert names(run(det, table, hosts, range(0, 8), {"a": lambda v: [v.pop(k) for k in gpu3]}))[0][1] == "GpuMissing"
     blob = table.export(table.slots_of(0), ["last_value", "last_ts", *det.columns()])
     table2 = SlotTable()
-    det2 = TruthfulnessDetector(TruthfulnessConfig(), table2)
+    det2 = TruthfulnessStage(TruthfulnessConfig(), table2)
     table2.import_(0, blob)
     det2.rebuild()
     assert run(det2, table2, hosts, range(8, 12), {"a": lambda v: [v.pop(k) for k in gpu3]}) == []
@@ -201,7 +201,7 @@ def test_restored_columns_resume_without_paging_again() -> None:
 
 def test_a_partition_read_ahead_of_another_does_not_make_the_other_look_stale() -> None:
     table = SlotTable()
-    det = TruthfulnessDetector(TruthfulnessConfig(), table)
+    det = TruthfulnessStage(TruthfulnessConfig(), table)
     a, b = Host("a", 1), Host("b", 2)
     found = []
     for k in range(0, 100, 10):  # a catching-up consumer: host a's partition delivered 10 ticks ahead

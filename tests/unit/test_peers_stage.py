@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from vigil.analytics.config import AnalyticsConfig
-from vigil.analytics.engine import Engine
+from vigil.analytics.stages.engine import Engine
 
 from vigil.bus import TopicPartition
 from vigil.catalog import GPU_POWER, GPU_SM_CLOCK, GPU_TEMPERATURE, GPU_UTILIZATION
@@ -24,7 +24,7 @@ Bend = Callable[[float, np.ndarray], None]  # (seconds since start, (GPUS, METRI
 
 
 def engine(**overrides: Any) -> Engine:
-    return Engine(AnalyticsConfig.model_validate({"detectors": ["peers"], **overrides}))
+    return Engine(AnalyticsConfig.model_validate({"stages": ["peers"], **overrides}))
 
 
 def node(seconds: int, bend: Bend | None = None, seed: int = 0, host: str = "h1") -> list[TelemetryBatch]:

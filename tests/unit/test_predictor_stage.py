@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vigil.analytics.predict.stage import PredictorStage
-from vigil.analytics.slots import SlotTable, build_frame
+from vigil.analytics.stages.predict import PredictorStage
+from vigil.analytics.stages.slots import SlotTable, build_frame
 
 from vigil import catalog as c
 from vigil.events import LogEvent, TelemetryBatch, series_key

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from vigil.alerting.store import AlertStore
-from vigil.analytics.state import SnapshotStore
+from vigil.analytics.stages.state import SnapshotStore
 from vigil.collectors.agent.spill import Entry, SpillLog
 from vigil.collectors.kernel.position import PositionStore
 

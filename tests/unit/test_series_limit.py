@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from vigil.analytics.config import AnalyticsConfig
-from vigil.analytics.engine import Engine
-from vigil.analytics.limits import Refusal, SeriesBudget
-from vigil.analytics.slots import SlotTable, build_frame
+from vigil.analytics.stages.engine import Engine
+from vigil.analytics.stages.limits import Refusal, SeriesBudget
+from vigil.analytics.stages.slots import SlotTable, build_frame
 
 from vigil.bus import TopicPartition
 from vigil.events import TelemetryBatch
@@ -77,7 +77,7 @@ def test_a_snapshot_restores_within_the_budget_with_its_columns_aligned() -> Non
 
 
 def engine(**limits: float) -> Engine:
-    return Engine(AnalyticsConfig.model_validate({"detectors": ["zscore"], "series_limit": limits}))
+    return Engine(AnalyticsConfig.model_validate({"stages": ["zscore"], "series_limit": limits}))
 
 
 def test_one_alert_per_host_and_episode_naming_host_and_limit_then_resolved() -> None:

@@ -35,7 +35,7 @@ def all_gpus(out: SimOutput, metric: str) -> np.ndarray:
 
 def steps_between(outs: list[SimOutput], lo: float, hi: float) -> list[TrainingStep]:
     """Steps that completed in [lo, hi) seconds after the start."""
-    return [s for out in outs for s in out.training if START + lo <= s.ts < START + hi]
+    return [s for out in outs for b in out.training for s in b.steps() if START + lo <= s.ts < START + hi]
 
 
 def test_catalog_has_the_named_kinds() -> None:

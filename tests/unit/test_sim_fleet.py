@@ -74,7 +74,7 @@ def test_healthy_values_are_in_realistic_ranges_and_counters_monotone() -> None:
 
 def test_training_steps_every_rank_two_per_second_with_decaying_loss() -> None:
     sim = FleetSimulator(SimConfig(schedule="none"), START)
-    steps = [s for k in range(1, 61) for s in sim.tick(START + k).training]
+    steps = [s for k in range(1, 61) for b in sim.tick(START + k).training for s in b.steps()]
     by_step: dict[int, list[Any]] = {}
     for s in steps:
         by_step.setdefault(s.step, []).append(s)
@@ -94,7 +94,7 @@ def test_every_event_round_trips_through_the_codec() -> None:
     sim = FleetSimulator(SimConfig(ticks_per_batch=3), START)
     produced = [e for k in range(130) for e in events(sim.tick(START + k))]
     kinds = {type(e).__name__ for e in produced}
-    assert kinds == {"TelemetryBatch", "LogEvent", "TrainingStep", "FaultInjection"}
+    assert kinds == {"TelemetryBatch", "LogEvent", "TrainingStepBatch", "FaultInjection"}
     for event in produced:
         back = decode(encode(event))
         assert type(back) is type(event)

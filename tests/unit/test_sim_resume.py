@@ -15,7 +15,7 @@ from vigil.collectors.sim import FleetSimulator, SimConfig, SimulatorRunner
 from vigil.bus.memory import MemoryBus
 from vigil.clock import FakeClock
 from vigil.codec import decode
-from vigil.events import FaultInjection, LogEvent, TrainingStep
+from vigil.events import FaultInjection, LogEvent, TrainingStep, TrainingStepBatch
 from vigil.topics import Topics
 
 FAULTS = [
@@ -48,7 +48,12 @@ def run_until_killed(bus: MemoryBus, topics: Topics, clock: FakeClock, start: fl
 
 
 def events(bus: MemoryBus, topic: str, since: int = 0) -> list[object]:
-    return [decode(r.value) for r in bus.records(topic)[since:]]
+    """The topic's events, a batch of training steps as its steps."""
+    out: list[object] = []
+    for record in bus.records(topic)[since:]:
+        event = decode(record.value)
+        out += event.steps() if isinstance(event, TrainingStepBatch) else [event]
+    return out
 
 
 def test_a_restarted_simulator_resumes_the_schedule_without_injecting_it_again() -> None:

@@ -11,7 +11,7 @@ from vigil.collectors.sim import FleetSimulator, SimConfig, SimulatorRunner
 from vigil.bus.memory import MemoryBus
 from vigil.clock import FakeClock
 from vigil.codec import decode
-from vigil.events import FaultInjection, LogEvent, TelemetryBatch, TrainingStep
+from vigil.events import FaultInjection, LogEvent, TelemetryBatch, TrainingStepBatch
 from vigil.topics import Topics
 
 FAULTS = [
@@ -46,7 +46,7 @@ def test_run_publishes_to_the_right_topics_with_the_right_keys() -> None:
 
     training = bus.records(topics.training)
     assert training and all(r.key == b"job-0" for r in training)
-    assert all(isinstance(decode(r.value), TrainingStep) for r in training)
+    assert all(isinstance(decode(r.value), TrainingStepBatch) for r in training)  # one record per tick, all ranks
 
     truth = [f for r in bus.records(topics.groundtruth) if isinstance(f := decode(r.value), FaultInjection)]
     assert len(truth) == len(bus.records(topics.groundtruth))
@@ -87,8 +87,10 @@ def test_run_fast_publishes_without_sleeping_and_counts_samples() -> None:
     batches = [decode(r.value) for r in bus.records(topics.telemetry)]
     stamps = [t for b in batches if isinstance(b, TelemetryBatch) for t in b.ts.tolist() if b.host == "node-00"]
     assert stamps == [before + k for k in range(30)]
-    steps = len(bus.records(topics.training))
-    assert steps % 64 == 0 and 54 <= steps // 64 <= 59  # ~2 steps/s over 29 simulated seconds
+    records = [decode(r.value) for r in bus.records(topics.training)]
+    assert len(records) == 3  # one record per telemetry batch of 10 ticks, as the telemetry
+    steps = sum(b.rows for b in records if isinstance(b, TrainingStepBatch))
+    assert steps % 64 == 0 and 54 <= steps // 64 <= 59  # ~2 steps/s over 29 simulated seconds, every rank
 
 
 class FlakyBus(MemoryBus):

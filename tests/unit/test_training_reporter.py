@@ -18,7 +18,7 @@ from vigil.bus import Header
 from vigil.bus.memory import MemoryBus, MemoryProducer
 from vigil.codec import decode
 from vigil.errors import ConfigError, RetryableError
-from vigil.events import TrainingStep
+from vigil.events import TrainingStep, TrainingStepBatch
 from vigil.topics import Topics
 
 TOPIC = Topics().training
@@ -26,12 +26,13 @@ QUIET = ReporterOptions(interval_s=60.0)  # the publisher does not wake on its o
 
 
 def steps_on(bus: MemoryBus, topic: str = TOPIC) -> list[TrainingStep]:
+    """The steps published, one batch per wake-up, as single steps."""
     out = []
     for record in bus.records(topic):
         event = decode(record.value)
-        assert isinstance(event, TrainingStep)
+        assert isinstance(event, TrainingStepBatch)
         assert record.key == event.job_id.encode()
-        out.append(event)
+        out += event.steps()
     return out
 
 
@@ -254,3 +255,27 @@ def test_report_does_not_wait_for_a_busy_gpu() -> None:
         reporter.report(0, loss)
         assert not torch.cuda.current_stream().query(), "report() synchronised the stream"
     assert steps_on(bus)[0].loss == 3.0
+
+
+def test_a_wake_ups_steps_travel_as_one_record_of_columns() -> None:
+    bus = MemoryBus()
+    with Reporter(bus, job_id="job-9", options=QUIET) as reporter:
+        for i in range(500):
+            reporter.report(i, 2.0, step_time_s=0.5)
+        assert reporter.flush(5) and reporter.published == 500
+    records = bus.records(TOPIC)
+    assert len(records) == 1  # one flush, one message: not 500
+    batch = decode(records[0].value)
+    assert isinstance(batch, TrainingStepBatch) and batch.rows == 500 and batch.step.tolist() == list(range(500))
+
+
+def test_an_impossible_duration_is_sent_as_not_measured_and_keeps_its_batch() -> None:
+    bus = MemoryBus()
+    with Reporter(bus, job_id="job-9", options=QUIET) as reporter:
+        reporter.report(0, 2.0, step_time_s=0.5, compute_time_s=-3.0)  # a clock that went backwards
+        reporter.report(1, 2.0, step_time_s=1e9)
+        reporter.report(2, 2.0, step_time_s=0.5, compute_time_s=0.4)
+        assert reporter.flush(5)
+    got = steps_on(bus)  # decodes: one bad value would have sent the whole batch to the dead letters
+    assert [s.step for s in got] == [0, 1, 2]
+    assert got[0].compute_time_s is None and math.isnan(got[1].step_time_s) and got[2].compute_time_s == 0.4

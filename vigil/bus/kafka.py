@@ -233,7 +233,10 @@ class KafkaBusConsumer:
         group: str,
         on_assign: RebalanceCallback | None,
         on_revoke: RebalanceCallback | None,
-        stall_s: float = 15.0,
+        # 6 s: a durable `vigil up` on a loaded machine starved its training partition again and again
+        # for 15-23 s at 15 s, long enough to look like a job hang (a false TrainingHang, a hang paged 45 s
+        # late); a check is one end-offsets request for idle partitions only.
+        stall_s: float = 6.0,
     ) -> None:
         try:
             self._consumer = self._connect(config, group)
@@ -308,8 +311,11 @@ class KafkaBusConsumer:
             for ktp in relieved:  # paused by us, not starved: their clock starts again
                 if ktp in self._progress:
                     self._progress[ktp] = (self._progress[ktp][0], now)
-        idle = {ktp: position for ktp, (position, moved_at) in self._progress.items()
-                if ktp in assigned and now - moved_at >= self._stall_s}
+        idle = {
+            ktp: position
+            for ktp, (position, moved_at) in self._progress.items()
+            if ktp in assigned and now - moved_at >= self._stall_s
+        }
         try:
             ends = self._consumer.end_offsets(list(idle), timeout_ms=self._timeout_ms) if idle else {}
         except KafkaError as exc:  # the broker is away: the service's own calls notice and retry
@@ -325,7 +331,11 @@ class KafkaBusConsumer:
                 self.starved.add(name)
                 log.warning(
                     "%s delivered nothing for %.0f s at offset %d though the broker has records to %d: "
-                    "fetching it alone for a while", name, now - self._progress[ktp][1], position, ends[ktp],
+                    "fetching it alone for a while",
+                    name,
+                    now - self._progress[ktp][1],
+                    position,
+                    ends[ktp],
                 )
         if starved and not relieved:
             self._relieving = [ktp for ktp in assigned if ktp not in starved]

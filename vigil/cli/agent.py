@@ -43,7 +43,7 @@ from vigil.collectors.agent.factory import create_collectors, select_collectors
 from vigil.collectors.base import CollectorContext
 from vigil.config import CommonConfig, KafkaConfig, validate_layers
 from vigil.errors import ConfigError
-from vigil.events import TelemetryBatch, TrainingStep
+from vigil.events import TelemetryBatch, TrainingStep, TrainingStepBatch
 from vigil.topics import Topics
 
 log = logging.getLogger("vigil.cli.agent")
@@ -179,6 +179,13 @@ def _echo_once(result: OnceResult, topics: Topics) -> None:
     for event in result.logs:
         if isinstance(event, TrainingStep):
             typer.echo(f"# TrainingStep -> {topics.training}: job {event.job_id} rank {event.rank} step {event.step}")
+            continue
+        if isinstance(event, TrainingStepBatch):
+            ranks = ",".join(str(r) for r in event.rank.tolist())
+            typer.echo(
+                f"# TrainingStepBatch -> {topics.training}: job {event.job_id} ranks {ranks} steps "
+                f"{event.step.min()}..{event.step.max()}"
+            )
             continue
         code = "" if event.code is None else f" {event.code}"
         typer.echo(f"# LogEvent -> {topics.logs}: {event.kind}{code} {event.gpu_pci or ''} {event.raw}".rstrip())

@@ -1,7 +1,7 @@
 """``vigil bench detectors``: samples/s per core and state bytes per series of the detector library.
 
 Registers itself on ``vigil.cli.bench.bench_app`` when imported (``app.py`` imports it). The
-workload and the method are described in ``vigil.analytics.models.bench``.
+workload and the method are described in ``vigil.analytics.eval.detectors``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def detectors(
 ) -> None:
     """Each registered model's samples/s on one core (decision layer included) and its state per series."""
     require("bench detectors", "server")
-    from vigil.analytics.models.bench import detector_figures
+    from vigil.analytics.eval.detectors import detector_figures
 
     with progress(json_out) as shown:
         result = {"machine": machine(), **detector_figures(series, ticks, chunk, repeats, progress=shown)}

@@ -33,16 +33,14 @@ from vigil.cli.common import data_option
 from vigil.cli.extras import require
 
 console = Console(highlight=False)
-REFITS = ("seasonal", "iforest", "pca", "autoencoder")  # the models with a refit schedule
+# The models this command has always compared: seasonal, multivariate-window, peer, frozen, change point.
+MODELS = ("seasonal", "iforest", "pca", "autoencoder", "peer_gpu", "peer_rank", "frozen", "changepoint")
 
 
 def _models() -> dict[str, type[Detector]]:
-    from vigil.analytics.models import autoencoder, changepoint, iforest, pca, peers, seasonal, truthfulness
+    from vigil.analytics.models import registry
 
-    out: dict[str, type[Detector]] = {}
-    for module in (seasonal, iforest, pca, autoencoder, peers, truthfulness, changepoint):
-        out.update(module.MODELS)
-    return out
+    return {name: registry.model_class(name) for name in MODELS}
 
 
 def _stream(name: str, rows: int, rng: np.random.Generator) -> tuple[np.ndarray[Any, Any], str]:
@@ -70,8 +68,8 @@ def _rate(fn: Callable[[], Any], rows: int) -> float:
     return rows / max(time.process_time() - start, 1e-9)
 
 
-def throughput(rows: int) -> list[tuple[str, str, float, float, float]]:
-    """(model, workload, rows/s refits included, rows/s between refits, features per row)."""
+def throughput(rows: int) -> list[tuple[str, str, float, float, float, bool]]:
+    """(model, workload, rows/s refits included, rows/s between refits, features per row, has refits)."""
     out = []
     for name, cls in _models().items():
         X, what = _stream(name, rows, np.random.default_rng(0))
@@ -80,25 +78,26 @@ def throughput(rows: int) -> list[tuple[str, str, float, float, float]]:
         model = cls(names)
         half = rows // 2
         model.process_many(X[:half])
-        if hasattr(model, "refit_every"):
-            model.refit_every = 0  # keeps the fit in force: the cost of a row between refits
+        refitted = hasattr(model, "refit_every")
+        if refitted:
+            setattr(model, "refit_every", 0)  # noqa: B010 - keeps the fit in force: a row's cost between refits
         hot = _rate(partial(model.process_many, X[half:]), rows - half)
-        out.append((name, what, amortised, hot, X.shape[1]))
+        out.append((name, what, amortised, hot, X.shape[1], refitted))
     return out
 
 
 def frame_throughput(seconds: int) -> list[tuple[str, str, float]]:
     """Samples/s of the live truthfulness detector and of sibling deviation on simulator frames."""
     from vigil.analytics.config import TruthfulnessConfig
-    from vigil.analytics.detectors.truthfulness import TruthfulnessDetector
-    from vigil.analytics.models.peers import SiblingIndex, frame_sibling_deviation
-    from vigil.analytics.slots import SlotTable, build_frame
+    from vigil.analytics.stages.siblings import SiblingIndex, frame_sibling_deviation
+    from vigil.analytics.stages.slots import SlotTable, build_frame
+    from vigil.analytics.stages.truthfulness import TruthfulnessStage
     from vigil.collectors.sim import FleetSimulator, SimConfig
 
     start = 1_767_225_600.0
     sim = FleetSimulator(SimConfig(nodes=32, ticks_per_batch=10, schedule="none", training=False), start)
     table = SlotTable()
-    det = TruthfulnessDetector(TruthfulnessConfig(), table)
+    det = TruthfulnessStage(TruthfulnessConfig(), table)
     index = SiblingIndex(table)
     frames = []
     for k in range(seconds):
@@ -219,8 +218,8 @@ def models_command(
     with threadpool_limits(1):
         _torch_threads()
         if not skip_throughput:
-            for name, what, amortised, hot, d in throughput(rows):
-                refits = f", {hot:,.0f} rows/s between refits ({hot * d:,.0f} samples/s)" if name in REFITS else ""
+            for name, what, amortised, hot, d, refitted in throughput(rows):
+                refits = f", {hot:,.0f} rows/s between refits ({hot * d:,.0f} samples/s)" if refitted else ""
                 console.print(f"{name:12s} {what}: {amortised:,.0f} rows/s ({amortised * d:,.0f} samples/s){refits}")
             for name, what, rate in frame_throughput(120):
                 console.print(f"{name}: {what}: {rate:,.0f} samples/s")

@@ -23,7 +23,7 @@ def disk(
 ) -> None:
     """Train the calibrated gradient-boosting disk-failure model; analytics loads it by path."""
     require("train disk", "server")
-    from vigil.analytics.predict.disk import GbmModel, disk_features, label_within, read_smart_csv
+    from vigil.analytics.models.predict.disk import GbmModel, disk_features, label_within, read_smart_csv
 
     paths = sorted(data.rglob("*.csv")) if data.is_dir() else [data]
     try:

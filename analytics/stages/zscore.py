@@ -14,18 +14,18 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from vigil.analytics.config import ZScoreConfig
-from vigil.analytics.detectors.base import detection, each_round
-from vigil.analytics.detectors.rollup import EntityRollup, EntityView
 from vigil.analytics.models.decide import DecideBank
 from vigil.analytics.models.robust import RobustBank
-from vigil.analytics.slots import Frame, SlotTable
+from vigil.analytics.stages.base import detection, each_round
+from vigil.analytics.stages.rollup import EntityRollup, EntityView
+from vigil.analytics.stages.slots import Frame, SlotTable
 
 from vigil.events import Decision, Detection
 
 MODEL = "robust_z"  # the library model this stage runs (named in every reason)
 
 
-class ZScoreDetector:
+class ZScoreStage:
     name = "zscore"
 
     def __init__(self, config: ZScoreConfig, slots: SlotTable) -> None:

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from vigil.analytics.config import AnalyticsConfig
-from vigil.analytics.detectors import AnyDetector, EventDetector, TelemetryDetector, build_registry
-from vigil.analytics.limits import SeriesBudget, SeriesLimitAlerts
-from vigil.analytics.predict.stage import PredictorStage
-from vigil.analytics.slots import IntArray, SlotTable, build_frame
+from vigil.analytics.stages import AnyStage, EventStage, TelemetryStage, build_registry
+from vigil.analytics.stages.base import HeldStage
+from vigil.analytics.stages.limits import SeriesBudget, SeriesLimitAlerts
+from vigil.analytics.stages.predict import PredictorStage
+from vigil.analytics.stages.slots import IntArray, SlotTable, build_frame
 
 from vigil.bus import TopicPartition
 from vigil.events import Detection, LogEvent, Prediction, TelemetryBatch
@@ -31,20 +32,28 @@ class Engine:
         self.limit_alerts = SeriesLimitAlerts(limits.clear_after)
         self.dropped: dict[str, int] = {}  # samples cut by the series limits, by scope, since last taken
         registry = build_registry()
-        self.detectors: list[AnyDetector] = [
-            registry.create(name, config=config, slots=self.slots, catalog=catalog) for name in config.detectors
+        self.stages: list[AnyStage] = [
+            registry.create(spec.stage, spec=spec, config=config, slots=self.slots, catalog=catalog)
+            for spec in config.stages
         ]
-        self.telemetry = [d for d in self.detectors if isinstance(d, TelemetryDetector)]
-        self.events: dict[str, list[EventDetector]] = {"logs": [], "training": []}
-        for det in self.detectors:
-            if isinstance(det, EventDetector):
+        self.telemetry = [d for d in self.stages if isinstance(d, TelemetryStage)]
+        self.held = [d for d in self.telemetry if isinstance(d, HeldStage)]
+        self.events: dict[str, list[EventStage]] = {"logs": [], "training": []}
+        for det in self.stages:
+            if isinstance(det, EventStage):
                 self.events[det.stream].append(det)
         self._pids: dict[TopicPartition, int] = {}
         p = config.predict
         self.predictors = (
-            PredictorStage(self.slots, every=p.every, catalog=catalog, disk_model=p.disk_model,
-                           disk_horizon_days=p.disk_horizon_days, full_within=p.full_within,
-                           thermal_within=p.thermal_within)
+            PredictorStage(
+                self.slots,
+                every=p.every,
+                catalog=catalog,
+                disk_model=p.disk_model,
+                disk_horizon_days=p.disk_horizon_days,
+                full_within=p.full_within,
+                thermal_within=p.thermal_within,
+            )
             if p.enabled
             else None
         )
@@ -63,6 +72,15 @@ class Engine:
         if self.slots.refusals or self.limit_alerts.open:
             out.extend(self._series_limit(max((float(b.ts.max()) for _, b in batches if b.ts.size), default=0.0)))
         return out
+
+    def settle(self) -> list[Detection]:
+        """Wait for work still under way in the stages (model scoring in a worker) and return what it
+        decided: before a snapshot, so the snapshot reflects every consumed record."""
+        return [d for stage in self.held for d in stage.settle()]
+
+    def close(self) -> None:
+        for stage in self.held:
+            stage.close()
 
     def _series_limit(self, now: float) -> list[Detection]:
         """Count what the series limits cut, page once per host over its limit, resolve when it stops."""
@@ -88,7 +106,7 @@ class Engine:
         return self.predictors.run(now) if self.predictors is not None else []
 
     def tick(self, now: float) -> list[Detection]:
-        out: list[Detection] = []
+        out: list[Detection] = [d for stage in self.held for d in stage.pump()]
         for dets in self.events.values():
             for det in dets:
                 out.extend(det.tick(now))
@@ -105,6 +123,8 @@ class Engine:
             body["series_limit"] = self.limit_alerts.snapshot(hosts)
             if self.predictors is not None:  # keyed by host, and a host's telemetry is one partition
                 body["predict"] = self.predictors.snapshot(hosts)
+            if self.held:
+                body["stages"] = {stage.name: stage.snapshot(pid) for stage in self.held}
             return body
         return {det.name: det.snapshot(pid) for det in self.events.get(stream, ())}
 
@@ -118,6 +138,10 @@ class Engine:
             self.limit_alerts.restore(body.get("series_limit") or {})
             if self.predictors is not None and "predict" in body:
                 self.predictors.restore(body["predict"])
+            held = body.get("stages") or {}
+            for stage in self.held:
+                if stage.name in held:
+                    stage.restore(pid, held[stage.name])
             return
         for det in self.events.get(stream, ()):
             if det.name in body:
@@ -130,6 +154,8 @@ class Engine:
         pid = self.pid(tp)
         if stream == "telemetry":
             self.limit_alerts.drop(self._hosts(self.slots.slots_of(pid)))
+            for stage in self.held:
+                stage.drop(pid)
             self.slots.release(pid)
             for tdet in self.telemetry:
                 tdet.rebuild()

@@ -179,8 +179,10 @@ class GbmModel:
         import joblib
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump({"version": self.VERSION, "horizon_days": self.horizon_days, "features": FEATURES,
-                     "model": self.model}, path)
+        joblib.dump(
+            {"version": self.VERSION, "horizon_days": self.horizon_days, "features": FEATURES, "model": self.model},
+            path,
+        )
 
     @classmethod
     def load(cls, path: Path) -> GbmModel:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.analytics.config import XidConfig
-from vigil.analytics.detectors.base import detection
+from vigil.analytics.stages.base import detection
 
 from vigil.events import Detection, LogEvent
 from vigil.xid import XidCatalog, XidEntry
@@ -36,7 +36,7 @@ class XidState:
     last_seen: float  # event time of the latest XID, for the quiet period
 
 
-class XidDetector:
+class XidStage:
     name = "xid"
     stream = "logs"
 

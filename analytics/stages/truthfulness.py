@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from vigil.analytics.config import TruthfulnessConfig
-from vigil.analytics.detectors.base import detection
 from vigil.analytics.models import truthfulness as tf
-from vigil.analytics.models.peers import SiblingIndex
-from vigil.analytics.slots import Frame, IntArray, SlotTable
+from vigil.analytics.stages.base import detection
+from vigil.analytics.stages.siblings import SiblingIndex
+from vigil.analytics.stages.slots import Frame, IntArray, SlotTable
 
 from vigil.events import Decision, Detection, Severity
 
@@ -72,7 +72,7 @@ class Flags:
     zero: BoolArray
 
 
-class TruthfulnessDetector:
+class TruthfulnessStage:
     name = "truthfulness"
 
     def __init__(self, config: TruthfulnessConfig, slots: SlotTable) -> None:

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from vigil.analytics.predict.disk import ATTRIBUTES, COUNTERS, FEATURES, GbmModel, RulePrior
-from vigil.analytics.predict.forecast import time_to_threshold
-from vigil.analytics.predict.gpu import GpuReading, GpuRisk
-from vigil.analytics.slots import SlotTable
+from vigil.analytics.models.predict.disk import ATTRIBUTES, COUNTERS, FEATURES, GbmModel, RulePrior
+from vigil.analytics.models.predict.forecast import time_to_threshold
+from vigil.analytics.models.predict.gpu import GpuReading, GpuRisk
+from vigil.analytics.stages.slots import SlotTable
 
 from vigil import catalog as c
 from vigil.events import LogEvent, Prediction, parse_series_key
@@ -41,8 +41,15 @@ _GPU_FIELDS = {
 }
 # Volatile counters are what the simulator and a freshly booted GPU report; aggregate ones win.
 _GPU_FALLBACK = {c.GPU_ECC_SBE: "sbe_total", c.GPU_ECC_DBE: "dbe_total"}
-_WATCHED = {*_GPU_FIELDS, *_GPU_FALLBACK, c.GPU_REMAPPED_ROWS, c.GPU_INFO, c.DISK_SMART_ATTRIBUTE,
-            c.HOST_FS_FREE, c.HOST_FS_SIZE}
+_WATCHED = {
+    *_GPU_FIELDS,
+    *_GPU_FALLBACK,
+    c.GPU_REMAPPED_ROWS,
+    c.GPU_INFO,
+    c.DISK_SMART_ATTRIBUTE,
+    c.HOST_FS_FREE,
+    c.HOST_FS_SIZE,
+}
 
 
 @dataclass(slots=True)
@@ -80,9 +87,16 @@ class PredictorStage:
             "version": 1,
             "gpus": gpus,
             "lemons": {s: self.gpu.export_lemon(s) for s in serials},
-            "disks": [[host, device, [[ts, {str(a): v for a, v in attrs.items()}] for ts, attrs in days],
-                       self._disk_reported.get((host, device))]
-                      for (host, device), days in self._disk_days.items() if host in hosts],
+            "disks": [
+                [
+                    host,
+                    device,
+                    [[ts, {str(a): v for a, v in attrs.items()}] for ts, attrs in days],
+                    self._disk_reported.get((host, device)),
+                ]
+                for (host, device), days in self._disk_days.items()
+                if host in hosts
+            ],
         }
 
     def restore(self, blob: Mapping[str, Any]) -> None:
@@ -171,8 +185,14 @@ class PredictorStage:
         plausible = slope != 0 and gap / slope >= 0 and gap / slope <= 2 * within
         seconds = math.inf
         if plausible or (gap <= 0 if direction == "up" else gap >= 0):
-            fc = time_to_threshold(ts, ys, threshold, direction="up" if direction == "up" else "down",
-                                   step=max(self.every, 1.0), max_horizon=within)
+            fc = time_to_threshold(
+                ts,
+                ys,
+                threshold,
+                direction="up" if direction == "up" else "down",
+                step=max(self.every, 1.0),
+                max_horizon=within,
+            )
             seconds = fc.seconds if fc is not None else math.inf
         before, entry.last_seconds = entry.last_seconds, seconds
         if math.isinf(seconds) and math.isinf(before):
@@ -187,9 +207,17 @@ class PredictorStage:
             limit = fields.get("slowdown_temperature") or DEFAULT_SLOWDOWN_C
             seconds = self._reach((host, c.GPU_TEMPERATURE, gpu), limit, "up", self.thermal_within)
             if seconds is not None:
-                out.append(_forecast("time_to_thermal_limit", "gpu", f"gpu:{host}/{gpu}", now, seconds,
-                                     {"cluster": cluster, "host": host, "gpu_index": gpu},
-                                     {"limit_celsius": limit, "temperature_celsius": fields.get("temperature")}))
+                out.append(
+                    _forecast(
+                        "time_to_thermal_limit",
+                        "gpu",
+                        f"gpu:{host}/{gpu}",
+                        now,
+                        seconds,
+                        {"cluster": cluster, "host": host, "gpu_index": gpu},
+                        {"limit_celsius": limit, "temperature_celsius": fields.get("temperature")},
+                    )
+                )
         return out
 
     def _disk_full(self, now: float, fs: dict[tuple[str, str, str], dict[str, float]]) -> list[Prediction]:
@@ -197,10 +225,17 @@ class PredictorStage:
         for (cluster, host, mount), fields in fs.items():
             seconds = self._reach((host, c.HOST_FS_FREE, mount), 0.0, "down", self.full_within)
             if seconds is not None:
-                out.append(_forecast("time_to_disk_full", "filesystem", f"fs:{host}:{mount}", now, seconds,
-                                     {"cluster": cluster, "host": host, "mountpoint": mount},
-                                     {"free_bytes": fields.get(c.HOST_FS_FREE),
-                                      "size_bytes": fields.get(c.HOST_FS_SIZE)}))
+                out.append(
+                    _forecast(
+                        "time_to_disk_full",
+                        "filesystem",
+                        f"fs:{host}:{mount}",
+                        now,
+                        seconds,
+                        {"cluster": cluster, "host": host, "mountpoint": mount},
+                        {"free_bytes": fields.get(c.HOST_FS_FREE), "size_bytes": fields.get(c.HOST_FS_SIZE)},
+                    )
+                )
         return out
 
     def _disks(self, now: float, disks: dict[tuple[str, str, str], dict[int, float]]) -> list[Prediction]:
@@ -212,8 +247,9 @@ class PredictorStage:
             row: dict[str, float] = {f"smart_{a}_raw": attrs.get(a, math.nan) for a in ATTRIBUTES}
             oldest = days[0][1]
             for a in COUNTERS:
-                row[f"smart_{a}_delta"] = max(0.0, attrs.get(a, math.nan) - oldest.get(a, math.nan)) \
-                    if a in attrs and a in oldest else 0.0
+                row[f"smart_{a}_delta"] = (
+                    max(0.0, attrs.get(a, math.nan) - oldest.get(a, math.nan)) if a in attrs and a in oldest else 0.0
+                )
             frame = pd.DataFrame([row], columns=list(FEATURES))
             model = self._gbm if self._gbm is not None else self._prior
             p = float(model.predict_proba(frame)[0])
@@ -221,12 +257,19 @@ class PredictorStage:
                 continue
             self._disk_reported[(host, device)] = p
             evidence = {k: v for k, v in row.items() if math.isfinite(v) and v > 0}
-            out.append(Prediction(ts=now, predictor="disk_gbm" if self._gbm is not None else "disk_rule_prior",
-                                  entity=f"disk:{host}:{device}", kind="disk", probability=round(p, 4),
-                                  horizon_s=self.disk_horizon_days * DAY,
-                                  labels={"cluster": cluster, "host": host, "device": device}, evidence=evidence))
+            out.append(
+                Prediction(
+                    ts=now,
+                    predictor="disk_gbm" if self._gbm is not None else "disk_rule_prior",
+                    entity=f"disk:{host}:{device}",
+                    kind="disk",
+                    probability=round(p, 4),
+                    horizon_s=self.disk_horizon_days * DAY,
+                    labels={"cluster": cluster, "host": host, "device": device},
+                    evidence=evidence,
+                )
+            )
         return out
-
 
     def _disk_news(self, p: float, last: float | None) -> bool:
         """Publish a disk when its evidence first lifts it above a clean disk, when its probability
@@ -239,12 +282,19 @@ class PredictorStage:
         return p >= 1.5 * last or p <= last / 1.5
 
 
-def _forecast(predictor: str, kind: str, entity: str, now: float, seconds: float, labels: dict[str, str],
-              evidence: dict[str, Any]) -> Prediction:
+def _forecast(
+    predictor: str, kind: str, entity: str, now: float, seconds: float, labels: dict[str, str], evidence: dict[str, Any]
+) -> Prediction:
     """A forecast as a Prediction: probability 1 when the trend reaches the threshold within the
     horizon (a point forecast, not a probability), 0 when a published forecast no longer holds."""
     reached = math.isfinite(seconds)
-    return Prediction(ts=now, predictor=predictor, entity=entity, kind=kind, probability=1.0 if reached else 0.0,
-                      horizon_s=round(seconds, 1) if reached else 0.0, labels=labels,
-                      evidence={k: v for k, v in evidence.items() if v is not None})
-
+    return Prediction(
+        ts=now,
+        predictor=predictor,
+        entity=entity,
+        kind=kind,
+        probability=1.0 if reached else 0.0,
+        horizon_s=round(seconds, 1) if reached else 0.0,
+        labels=labels,
+        evidence={k: v for k, v in evidence.items() if v is not None},
+    )

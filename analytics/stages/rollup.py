@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from vigil.analytics.models.decide import DecideBank
-from vigil.analytics.slots import IntArray, SlotTable
+from vigil.analytics.stages.slots import IntArray, SlotTable
 
 from vigil.events import Decision
 

@@ -6,9 +6,9 @@ arrays. Within a poll one series usually appears several times (consecutive tick
 ordered into *rounds* by their occurrence rank within the slot: each round touches every slot at
 most once, so a round's update is one vectorised step and rounds run in stream order.
 
-Slots are allocated within a :class:`~vigil.analytics.limits.SeriesBudget` (series per host and per
+Slots are allocated within a :class:`~vigil.analytics.stages.limits.SeriesBudget` (series per host and per
 partition): a batch's new series beyond it get no slot, are cut from the batch and reported as a
-:class:`~vigil.analytics.limits.Refusal`. The check runs once per distinct series set, so a known
+:class:`~vigil.analytics.stages.limits.Refusal`. The check runs once per distinct series set, so a known
 host's batch still costs one dict lookup.
 """
 
@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from vigil.analytics.limits import Refusal, Scope, SeriesBudget
+from vigil.analytics.models.columns import ArrayStore
+from vigil.analytics.stages.limits import Refusal, Scope, SeriesBudget
 
 from vigil.catalog import is_counter
 from vigil.events import TelemetryBatch, parse_series_key
@@ -61,22 +62,20 @@ class Entity:
 
 
 class SlotTable:
-    """Slot allocation plus named per-slot state columns that grow together.
+    """Slot allocation over the library's column store (:class:`ArrayStore`): one entry per series.
 
-    Detectors register columns (``add_column``) and must read them through ``col`` each time,
-    because growing reallocates. Slots of a revoked partition go back to a free list.
+    Stages register columns (``add_column``) and must read them through ``col`` each time, because
+    growing reallocates. Slots of a revoked partition go back to a free list.
     """
 
     def __init__(self, capacity: int = 1024, budget: SeriesBudget | None = None) -> None:
-        self.capacity = capacity
+        self.store = ArrayStore(capacity)
         self.size = 0  # high-water mark: slots [0, size) have been handed out at least once
         self.budget = budget or SeriesBudget()  # unlimited unless given
         self.refusals: list[Refusal] = []  # batches cut by the budget since the caller last took them
         self._free: list[int] = []
         self._index: dict[tuple[str, str], int] = {}  # (host, series key) -> slot
         self._cache: dict[int, dict[tuple[str, tuple[str, ...]], _Admitted]] = {}  # per partition
-        self._columns: dict[str, tuple[np.dtype[Any], Any]] = {}
-        self.cols: dict[str, npt.NDArray[Any]] = {}
         self.keys: list[tuple[str, str, str] | None] = [None] * capacity  # (cluster, host, series key)
         self.entities: list[Entity] = []
         self._entity_ids: dict[Entity, int] = {}
@@ -88,15 +87,16 @@ class SlotTable:
         self.add_column("last_ts", np.float64, np.nan)
         self.metrics: dict[str, int] = {}
 
-    # -- columns
+    # -- columns (the ColumnStore protocol, so a library bank keeps its state here)
+    @property
+    def capacity(self) -> int:
+        return self.store.capacity
+
     def add_column(self, name: str, dtype: Any, fill: Any) -> None:
-        if name in self._columns:
-            raise ValueError(f"slot column {name!r} is already registered")
-        self._columns[name] = (np.dtype(dtype), fill)
-        self.cols[name] = np.full(self.capacity, fill, dtype=dtype)
+        self.store.add_column(name, dtype, fill)
 
     def col(self, name: str) -> npt.NDArray[Any]:
-        return self.cols[name]
+        return self.store.cols[name]
 
     def series_of(self, slot: int) -> str:
         key = self.keys[slot]
@@ -170,10 +170,11 @@ class SlotTable:
         self.budget.add(partition, host)
         metric, labels = parse_series_key(series)
         gpu = next((labels[k] for k in GPU_LABELS if k in labels), "")
-        self.cols["partition"][slot] = partition
-        self.cols["entity"][slot] = self.entity_id(Entity(cluster, host, gpu))
-        self.cols["metric"][slot] = self.metric_id(metric)
-        self.cols["counter"][slot] = is_counter(metric)
+        cols = self.store.cols
+        cols["partition"][slot] = partition
+        cols["entity"][slot] = self.entity_id(Entity(cluster, host, gpu))
+        cols["metric"][slot] = self.metric_id(metric)
+        cols["counter"][slot] = is_counter(metric)
         return slot
 
     def entity_id(self, entity: Entity) -> int:
@@ -185,27 +186,19 @@ class SlotTable:
 
     def _grow_one(self) -> int:
         if self.size == self.capacity:
-            self._resize(self.capacity * 2)
+            self.keys.extend([None] * self.capacity)
+            self.store.ensure(self.capacity * 2)
         self.size += 1
         return self.size - 1
 
-    def _resize(self, capacity: int) -> None:
-        for name, (dtype, fill) in self._columns.items():
-            grown = np.full(capacity, fill, dtype=dtype)
-            grown[: self.capacity] = self.cols[name]
-            self.cols[name] = grown
-        self.keys.extend([None] * (capacity - self.capacity))
-        self.capacity = capacity
-
     # -- partitions
     def slots_of(self, partition: int) -> IntArray:
-        return np.flatnonzero(self.cols["partition"][: self.size] == partition).astype(np.intp)
+        return np.flatnonzero(self.col("partition")[: self.size] == partition).astype(np.intp)
 
     def release(self, partition: int) -> IntArray:
         """Forget a partition's series: reset their columns and free their slots."""
         slots = self.slots_of(partition)
-        for name, (_, fill) in self._columns.items():
-            self.cols[name][slots] = fill
+        self.store.reset(slots)
         hosts: list[str] = []
         for slot in slots.tolist():
             key = self.keys[slot]
@@ -222,8 +215,8 @@ class SlotTable:
         keys = [self.keys[s] for s in slots.tolist()]
         return {
             "keys": [list(k) for k in keys if k is not None],
-            "cols": {n: np.ascontiguousarray(self.cols[n][slots]).tobytes() for n in names},
-            "dtypes": {n: self.cols[n].dtype.str for n in names},
+            "cols": {n: np.ascontiguousarray(self.col(n)[slots]).tobytes() for n in names},
+            "dtypes": {n: self.col(n).dtype.str for n in names},
         }
 
     def import_(self, partition: int, blob: dict[str, Any]) -> IntArray:
@@ -239,10 +232,10 @@ class SlotTable:
                 keep.append(i)
         taken, rows = np.array(slots, dtype=np.intp), np.array(keep, dtype=np.intp)
         for name, raw in blob["cols"].items():
-            if name in self.cols and taken.size:
+            if self.store.has(name) and taken.size:
                 values = np.frombuffer(raw, dtype=np.dtype(blob["dtypes"][name]))
                 if values.size == len(blob["keys"]):
-                    self.cols[name][taken] = values[rows]
+                    self.col(name)[taken] = values[rows]
         return taken
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 from vigil.analytics.config import ThresholdRule
-from vigil.analytics.detectors.base import detection
-from vigil.analytics.slots import Frame, IntArray, SlotTable
+from vigil.analytics.stages.base import detection
+from vigil.analytics.stages.slots import Frame, IntArray, SlotTable
 
 from vigil.events import Decision, Detection
 
 
-class ThresholdDetector:
+class ThresholdStage:
     name = "threshold"
 
     def __init__(self, rules: list[ThresholdRule], slots: SlotTable) -> None:

@@ -26,12 +26,12 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits  # comes with scikit-learn
-from vigil.analytics.config import AnalyticsConfig
-from vigil.analytics.engine import Engine
+from vigil.analytics.config import AnalyticsConfig, StageConfig
 from vigil.analytics.models import registry
 from vigil.analytics.models.base import Detector
 from vigil.analytics.models.columns import ArrayStore
 from vigil.analytics.models.decide import DecideBank, DecideConfig, Decider
+from vigil.analytics.stages.engine import Engine
 
 from vigil import catalog
 from vigil.events import TelemetryBatch, series_key
@@ -132,7 +132,7 @@ def run_live_stage(stage: str, Y: FloatArray, chunk: int, series_per_host: int) 
     """One of the service's telemetry stages itself (slot lookup, round ordering, per-GPU alerts)."""
     keys = host_keys(series_per_host)
     hosts = Y.shape[1] // len(keys)
-    engine = Engine(AnalyticsConfig(detectors=[stage]))
+    engine = Engine(AnalyticsConfig(stages=[StageConfig(stage=stage)]))
     found = 0
     started = time.perf_counter()
     for lo in range(0, len(Y), chunk):

@@ -16,7 +16,7 @@ Per round of the telemetry frame, for the metrics in ``peers.metrics``:
    sigmas, the spread floored at ``rel_floor`` of the median; departures beyond the threshold are not
    learnt, so a failing GPU keeps firing.
 3. :class:`~vigil.analytics.models.decide.DecideBank` (min hits in window, hysteresis, cool-down)
-   decides per series; :class:`~vigil.analytics.detectors.rollup.EntityRollup` gives one alert per GPU.
+   decides per series; :class:`~vigil.analytics.stages.rollup.EntityRollup` gives one alert per GPU.
 
 State is in slot columns prefixed ``p_``, snapshotted with the partition like ``zscore``'s.
 """
@@ -26,12 +26,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from vigil.analytics.config import PeersConfig
-from vigil.analytics.detectors.base import detection, each_round
-from vigil.analytics.detectors.rollup import EntityRollup, EntityView
 from vigil.analytics.models.decide import DecideBank
-from vigil.analytics.models.peers import SiblingIndex, group_median
+from vigil.analytics.models.peers import group_median
 from vigil.analytics.models.robust import RobustBank, RobustConfig
-from vigil.analytics.slots import Frame, IntArray, SlotTable
+from vigil.analytics.stages.base import detection, each_round
+from vigil.analytics.stages.rollup import EntityRollup, EntityView
+from vigil.analytics.stages.siblings import SiblingIndex
+from vigil.analytics.stages.slots import Frame, IntArray, SlotTable
 
 from vigil.catalog import GPU_UTILIZATION
 from vigil.events import Decision, Detection
@@ -41,7 +42,7 @@ MODEL = "peer_gpu"  # the library model whose deviation this stage runs (named i
 ACTION = "compare the GPU with its node siblings: fan and airflow for heat, throttle reasons for clocks, power cabling"
 
 
-class PeersDetector:
+class PeersStage:
     name = "peers"
 
     def __init__(self, config: PeersConfig, slots: SlotTable) -> None:

@@ -1,17 +1,17 @@
-"""The two detector shapes: vectorised over a poll's telemetry frame, or event by event."""
+"""The two stage shapes: vectorised over a poll's telemetry frame, or event by event."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from vigil.analytics.slots import Frame
+from vigil.analytics.stages.slots import Frame
 
 from vigil.events import Decision, Detection, Severity, series_key
 
 
 @runtime_checkable
-class TelemetryDetector(Protocol):
+class TelemetryStage(Protocol):
     """Scores every series of a poll at once; its state lives in slot columns of the SlotTable."""
 
     name: str
@@ -26,7 +26,7 @@ class TelemetryDetector(Protocol):
 
 
 @runtime_checkable
-class EventDetector(Protocol):
+class EventStage(Protocol):
     """Consumes decoded events of one stream; keeps Python state keyed by the record's partition."""
 
     name: str
@@ -44,7 +44,28 @@ class EventDetector(Protocol):
     def drop(self, partition: int) -> None: ...
 
 
-AnyDetector = TelemetryDetector | EventDetector
+@runtime_checkable
+class HeldStage(Protocol):
+    """A telemetry stage with state beyond slot columns (a model per host), kept per partition, and
+    work that may still be under way (``settle`` waits for it and returns what it decided)."""
+
+    name: str
+
+    def pump(self) -> list[Detection]:
+        """What finished work decided; hand waiting work on (called at least once per tick)."""
+
+    def snapshot(self, partition: int) -> dict[str, Any]: ...
+
+    def restore(self, partition: int, blob: Mapping[str, Any]) -> None: ...
+
+    def drop(self, partition: int) -> None: ...
+
+    def settle(self) -> list[Detection]: ...
+
+    def close(self) -> None: ...
+
+
+AnyStage = TelemetryStage | EventStage
 
 
 def each_round(frame: Frame, step: Callable[[Frame, int, int], list[Detection]]) -> list[Detection]:

@@ -233,5 +233,13 @@ class GpuRisk:
         evidence["lemon_score"] = round(lemon, 3)
         evidence["repeat_offender"] = lemon >= LEMON_AT
         labels: Mapping[str, str] = {"cluster": s.cluster, "host": host, "gpu_index": gpu, "gpu_serial": s.serial}
-        return Prediction(ts=now, predictor="gpu_risk", entity=f"gpu:{host}/{gpu}", kind="gpu",
-                          probability=round(p, 4), horizon_s=HORIZON_S, labels=labels, evidence=evidence)
+        return Prediction(
+            ts=now,
+            predictor="gpu_risk",
+            entity=f"gpu:{host}/{gpu}",
+            kind="gpu",
+            probability=round(p, 4),
+            horizon_s=HORIZON_S,
+            labels=labels,
+            evidence=evidence,
+        )
