@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from vigil.cli.common import EXIT_FAILED, EXIT_USAGE, JsonOption, err_console, show
+from vigil.cli.common import EXIT_FAILED, EXIT_USAGE, JsonOption, data_option, err_console, show
 from vigil.cli.extras import require
 from vigil.errors import ConfigError, VigilError
 
@@ -56,7 +56,7 @@ def build(
 def _from_folder(folder: Path) -> dict[str, Any]:
     files = sorted(folder.glob("*.json"))
     if not files:
-        raise VigilError(f"--dir: no dashboard JSON in {folder}")
+        raise VigilError(f"--data: no dashboard JSON in {folder}")
     return {f.name: json.loads(f.read_text()) for f in files}
 
 
@@ -69,8 +69,8 @@ def push(
     datasource_uid: str | None = typer.Option(
         None, "--datasource-uid", help="the Prometheus or VictoriaMetrics data source they default to"
     ),
-    source: Path | None = typer.Option(
-        None, "--dir", help="push the JSON files of this folder (default: the dashboards built into this Vigil)"
+    source: Path | None = data_option(
+        "a folder of dashboard JSON files to push (default: the dashboards built into this Vigil)"
     ),
     as_json: bool = JsonOption,
 ) -> None:
