@@ -154,6 +154,7 @@ def node() -> Board:
 
 def training() -> Board:
     step_s = f"vigil_training_step_seconds{{{JOB}}}"
+    compute = f"vigil_training_compute_seconds{{{JOB}}}"
     return Board(
         "vigil-training",
         "Vigil / Training job",
@@ -180,23 +181,25 @@ def training() -> Board:
             ),
             Panel("Ranks reporting", (T(f"count(vigil_training_step{{{JOB}}})"),), "stat", width=6, height=4),
             Panel(
-                "Step time",
+                "Step time and compute",
                 (
-                    T(f"quantile(0.5, {step_s})", "median"),
-                    T(f"max({step_s})", "slowest rank"),
-                    T(f"avg(vigil_training_compute_seconds{{{JOB}}})", "compute (mean)"),
+                    T(f"max({step_s})", "step (the job)"),
+                    T(f"quantile(0.5, {compute})", "compute, median rank"),
+                    T(f"max({compute})", "compute, slowest rank"),
                 ),
                 unit="s",
+                description="Every rank waits for the slowest at each collective: the step time is the job's, "
+                "the compute time each rank's own",
             ),
             Panel(
                 "Throughput over time",
                 (T(f"sum(vigil_training_tokens_per_second{{{JOB}}})", "tokens/s"),),
             ),
             Panel(
-                "Stragglers: slowest ranks against the median",
-                (T(f"topk(5, {step_s} / on () group_left () quantile(0.5, {step_s}))", "rank {{rank}}"),),
+                "Stragglers: slowest ranks' compute against the median",
+                (T(f"topk(5, {compute} / on () group_left () quantile(0.5, {compute}))", "rank {{rank}}"),),
                 unit="percentunit",
-                description="A rank's step time over the job's median (1 = the median)",
+                description="A rank's compute time over the job's median rank (1 = the median)",
             ),
             Panel(
                 "Straggler detections",
