@@ -1,8 +1,9 @@
 """Contract test of ``vigil dashboards push`` (grafana-client) against a local HTTP server that plays
 Grafana's HTTP API as documented (no Grafana server can run here): ``GET /api/frontend/settings``,
-``GET /api/folders/:uid``, ``POST /api/folders``, ``GET /api/datasources/uid/:uid`` and
-``POST /api/dashboards/db``, every request with ``Authorization: Bearer <token>`` and JSON bodies,
-each posted dashboard validated against the JSON Schema of Grafana's dashboard."""
+``GET /api/folders/:uid``, ``POST /api/folders``, ``GET /api/datasources/uid/:uid``,
+``POST /api/datasources``, ``PUT /api/datasources/uid/:uid`` and ``POST /api/dashboards/db``, every
+request with ``Authorization: Bearer <token>`` and JSON bodies, each posted dashboard validated against
+the JSON Schema of Grafana's dashboard."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ SCHEMA = json.loads((ROOT / "tests" / "fixtures" / "grafana" / "dashboard.schema
 TOKEN = "glsa_vigil_test_token"
 UID = re.compile(r"^[a-zA-Z0-9_-]{1,40}$")
 DASHBOARD_BODY = {"dashboard", "folderUid", "folderId", "overwrite", "message"}
+DATASOURCE_REQUIRED = {"name", "type", "access", "url"}
 
 
 @dataclass
@@ -51,6 +53,10 @@ class FakeGrafana:
         if method == "GET" and path.startswith("/api/datasources/uid/"):
             source = self.datasources.get(path.removeprefix("/api/datasources/uid/"))
             return (200, source) if source else (404, {"message": "Data source not found"})
+        if method == "POST" and path == "/api/datasources":
+            return self.save_datasource(body, None)
+        if method == "PUT" and path.startswith("/api/datasources/uid/"):
+            return self.save_datasource(body, path.removeprefix("/api/datasources/uid/"))
         if method == "POST" and path == "/api/dashboards/db":
             return self.save_dashboard(body)
         self.problems.append(f"unexpected {method} {path}")
@@ -65,6 +71,24 @@ class FakeGrafana:
         folder = {"id": len(self.folders) + 1, "uid": body["uid"], "title": body["title"], "version": 1}
         self.folders[body["uid"]] = {**folder, "url": f"/dashboards/f/{body['uid']}/"}
         return 200, self.folders[body["uid"]]
+
+    def save_datasource(self, body: dict[str, Any], uid: str | None) -> tuple[int, Any]:
+        """POST adds (409 on a name or uid taken), PUT updates the one of ``uid`` (404 if none)."""
+        if DATASOURCE_REQUIRED - set(body) or body["access"] not in ("proxy", "direct"):
+            self.problems.append(f"data source body {body}")
+            return 400, {"message": "bad request data"}
+        if uid is None:
+            taken = any(d["name"] == body["name"] or d["uid"] == body.get("uid") for d in self.datasources.values())
+            if taken:
+                return 409, {"message": "data source with the same name already exists"}
+            uid = body.get("uid") or f"ds{len(self.datasources)}"
+            message = "Datasource added"
+        elif uid not in self.datasources:
+            return 404, {"message": "Data source not found"}
+        else:
+            message = "Datasource updated"
+        self.datasources[uid] = {**body, "uid": uid}
+        return 200, {"datasource": self.datasources[uid], "id": 1, "message": message, "name": body["name"]}
 
     def save_dashboard(self, body: dict[str, Any]) -> tuple[int, Any]:
         dashboard = body.get("dashboard", {})
@@ -100,7 +124,7 @@ def handler_for(grafana: FakeGrafana) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 return self._send(401, {"message": "Unauthorized"})
             body = None
-            if method == "POST":
+            if method in ("POST", "PUT"):
                 if self.headers.get_content_type() != "application/json":
                     grafana.problems.append(f"{method} {self.path}: content type {self.headers.get_content_type()}")
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -120,6 +144,9 @@ def handler_for(grafana: FakeGrafana) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             self._serve("POST")
+
+        def do_PUT(self) -> None:
+            self._serve("PUT")
 
     return Handler
 
@@ -218,3 +245,24 @@ def test_push_of_a_folder_of_json(grafana: tuple[FakeGrafana, str], tmp_path: Pa
     assert list(state.dashboards) == ["vigil-fleet"]
     empty = push(url, "--data", str(tmp_path / "none"))
     assert empty.exit_code == 1 and "no dashboard JSON" in empty.output
+
+
+def test_push_creates_the_prometheus_datasource_or_updates_its_url(grafana: tuple[FakeGrafana, str]) -> None:
+    state, url = grafana
+    first = push(url, "--prometheus-url", "http://prometheus:9090", "--json")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["datasource"] == {"uid": "vigil-prometheus", "made": "created"}
+    made = state.datasources["vigil-prometheus"]
+    assert (made["type"], made["url"], made["access"]) == ("prometheus", "http://prometheus:9090", "proxy")
+    for saved in state.dashboards.values():
+        (source,) = [v for v in saved["dashboard"]["templating"]["list"] if v["name"] == "datasource"]
+        assert source["current"]["value"] == "vigil-prometheus"
+    again = push(url, "--prometheus-url", "http://prometheus:9090", "--json")
+    assert json.loads(again.stdout)["datasource"]["made"] == "unchanged"
+    moved = push(url, "--prometheus-url", "http://victoria:8428", "--json")
+    assert json.loads(moved.stdout)["datasource"]["made"] == "updated"
+    assert state.datasources["vigil-prometheus"]["url"] == "http://victoria:8428"
+    assert len(posts(state, "/api/datasources")) == 1 and len(state.datasources) == 3
+    loki = push(url, "--prometheus-url", "http://prometheus:9090", "--datasource-uid", "logs")
+    assert loki.exit_code == 1 and "'logs' is a loki data source" in loki.output
+    assert not state.problems, state.problems

@@ -69,6 +69,12 @@ def push(
     datasource_uid: str | None = typer.Option(
         None, "--datasource-uid", help="the Prometheus or VictoriaMetrics data source they default to"
     ),
+    prometheus_url: str | None = typer.Option(
+        None,
+        "--prometheus-url",
+        help="create that data source (default uid vigil-prometheus), or update its URL, to query this "
+        "Prometheus or VictoriaMetrics",
+    ),
     source: Path | None = data_option(
         "a folder of dashboard JSON files to push (default: the dashboards built into this Vigil)"
     ),
@@ -82,7 +88,7 @@ def push(
 
     try:
         boards = _from_folder(source) if source else dict(build())
-        done = push_all(Target(url, token, folder, datasource_uid), boards)
+        done = push_all(Target(url, token, folder, datasource_uid, prometheus_url), boards)
     except VigilError as exc:
         err_console.print(f"[red]dashboards push[/red]: {exc}")
         raise typer.Exit(EXIT_FAILED) from exc
