@@ -48,6 +48,7 @@ def fleet() -> Board:
                 width=4,
                 height=4,
                 thresholds=((1, "red"),),
+                no_value="0",
                 description="A detection (XID, peers, truthfulness, thresholds) fires about them",
             ),
             Panel(

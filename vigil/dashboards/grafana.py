@@ -45,6 +45,7 @@ class Panel:
     description: str = ""
     awaits: str = ""
     thresholds: tuple[tuple[float, str], ...] = ()
+    no_value: str = ""  # shown when the query has no series (a count of nothing is no series, not 0)
 
     def metrics(self) -> set[str]:
         return {m for t in self.targets for m in query_metrics(t.expr)}
@@ -109,10 +110,10 @@ def _target(target: Target, ref: str, table: bool) -> Json:
 def _field_config(panel: Panel) -> Json:
     steps: list[Json] = [{"color": "green", "value": None}]
     steps += [{"color": color, "value": value} for value, color in panel.thresholds]
-    return {
-        "defaults": {"unit": panel.unit, "thresholds": {"mode": "absolute", "steps": steps}},
-        "overrides": [],
-    }
+    defaults: Json = {"unit": panel.unit, "thresholds": {"mode": "absolute", "steps": steps}}
+    if panel.no_value:
+        defaults["noValue"] = panel.no_value
+    return {"defaults": defaults, "overrides": []}
 
 
 _OPTIONS: dict[Kind, Json] = {

@@ -24,6 +24,7 @@ def _consumers() -> tuple[Panel, ...]:
             width=4,
             height=4,
             thresholds=((1, "orange"),),
+            no_value="0",
         ),
         Panel("Outbox pending", (T("sum(vigil_outbox_pending)"),), "stat", width=4, height=4),
         Panel("Consumer lag (total)", (T("sum(vigil_consumer_lag_records)"),), "stat", width=4, height=4),
