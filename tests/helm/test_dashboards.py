@@ -58,3 +58,13 @@ def test_dashboards_are_off_by_default(tmp_path: Path) -> None:
     chart = chart_copy(tmp_path, {"fleet.json": {"title": "x"}})
     assert dashboard_maps(chart, "default") == []
     assert len(dashboard_maps(chart)) == 1
+
+
+def test_the_chart_ships_vigils_six_dashboards_as_committed() -> None:
+    maps = dashboard_maps(CHART)
+    shipped = {name: body for m in maps for name, body in m["data"].items()}
+    assert len(shipped) == 6
+    for name, body in shipped.items():
+        assert json.loads(body) == json.loads((ROOT / "dashboards" / name).read_text())
+    uids = {json.loads(body)["uid"] for body in shipped.values()}
+    assert uids == {"vigil-fleet", "vigil-node", "vigil-training", "vigil-incidents", "vigil-canary", "vigil-health"}

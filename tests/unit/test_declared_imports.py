@@ -27,6 +27,7 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("analytics", ("server", "deep")),
     ("alerting", ("server",)),
     ("vigil/cli", ("agent", "server", "embedded", "eval", "deep")),
+    ("vigil/dashboards", ("dashboards",)),  # push.py: `vigil dashboards push`
     ("vigil", ("embedded",)),  # the kernel; vigil/broker.py runs the embedded broker
 ]
 USERS_OWN = {"transformers", "lightning", "pytorch_lightning", "torch"}  # in collectors/training only

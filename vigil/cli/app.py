@@ -70,7 +70,7 @@ def build_app(only: str | None = None) -> typer.Typer:
 
         agent.register(app)
         return app
-    from vigil.cli import agent, bench, chaos, evaluate, services, sink, status, tokens, train, up
+    from vigil.cli import agent, bench, chaos, dashboards, evaluate, services, sink, status, tokens, train, up
 
     # Bench subcommands register themselves on bench.bench_app when imported.
     from vigil.cli import bench_agent as _bench_agent  # noqa: F401
@@ -86,6 +86,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     agent.register(app)
     up.register(app)
     status.register(app)
+    dashboards.register(app)
     chaos.register(app)
     bench.register(app)
     train.register(app)

@@ -39,6 +39,7 @@ EXTRA_OF: dict[str, str] = {
     "matplotlib": "eval",
     "influxdb_client": "sink",
     "orjson": "sink",
+    "grafana_client": "dashboards",
     "pynvml": "gpu",
     "torch": "deep",
 }
