@@ -1,4 +1,6 @@
-"""The alerting HTTP API on loopback: alerts (paginated), health and self-metrics (FastAPI on uvicorn).
+"""The alerting HTTP API and web UI (FastAPI on uvicorn): the app (``build_app``: alerts, the Alertmanager
+intake, health and self-metrics here; incidents, silences, receivers, approvals, config and tokens in
+``routes/``; the pages in ``ui/``), every route behind a token role (``auth.py``), and its server.
 
 uvicorn runs on its own thread with its own event loop; the listening socket is bound before the
 thread starts, so the port (0 = a free one) is known at once and early clients queue in the backlog.
@@ -6,11 +8,12 @@ thread starts, so the port (0 = a free one) is known at once and early clients q
 Why it stays fast under a burst of clients (``vigil bench api``): a page is built once per store
 version (``AlertPageCache``), so a thousand dashboards asking for the same page cost one query, and
 that query runs on the thread pool (plain ``def`` handlers; each thread has its own connection),
-never on the event loop; a hit costs the loop one indexed row read, with no routing, validation or
-thread hop (hopping every request to the pool made the loop wait for the GIL behind 40 threads,
-and FastAPI's routing and validation doubled a request's CPU); the backlog holds a burst of connects instead of
-dropping SYNs (Python's default of 128 made clients wait for TCP's 1 s retransmit); and uvicorn
-uses httptools and uvloop, its C parser and event loop.
+never on the event loop; a hit costs the loop the token check (one SHA-256 and a dict lookup) and one
+indexed row read, with no routing, validation or thread hop (hopping every request to the pool made
+the loop wait for the GIL behind 40 threads, and FastAPI's routing and validation doubled a
+request's CPU); the backlog holds a burst of connects instead of dropping SYNs (Python's default of
+128 made clients wait for TCP's 1 s retransmit); and uvicorn uses httptools and uvloop, its C parser
+and event loop.
 """
 
 from __future__ import annotations
@@ -29,16 +32,26 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from vigil.alerting.alertmanager import AmPayload, candidates
+from vigil.alerting.auth import AuthMiddleware, Denied, json_denied
+from vigil.alerting.engine import Engine
 from vigil.alerting.payload import alert_json
 from vigil.alerting.reader import AlertPage, AlertReader, Position
+from vigil.alerting.routes.admin import add_admin_routes
+from vigil.alerting.routes.context import ApiDeps, Intake, Viewer
+from vigil.alerting.routes.incidents import add_incident_routes
+from vigil.alerting.routes.receivers import add_receiver_routes
+from vigil.alerting.routes.silences import add_silence_routes
+from vigil.alerting.ui.pages import Pages
+from vigil.alerting.ui.routes import add_ui_routes
 
-HealthCheck = Callable[[], dict[str, Any]]
 DEFAULT_LIMIT = 50  # a screen of alerts
 MAX_LIMIT = 1000
 BACKLOG = 2048  # uvicorn's own default; the kernel caps it at net.core.somaxconn
 ALERTS_PATH = "/api/v1/alerts"
+INTAKE_PATH = "/api/v1/intake/alertmanager"
 
 
 CachedResponse = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
@@ -131,12 +144,34 @@ def _position(cursor: str | None) -> Position | None:
         raise RequestValidationError([{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]) from exc
 
 
-def build_app(reader: AlertReader, registry: CollectorRegistry, health: HealthCheck) -> FastAPI:
-    app = FastAPI(title="Vigil alerting", version="1")
-    app.add_middleware(AlertPageCache, reader=reader)
+def build_app(deps: ApiDeps) -> FastAPI:
+    """The API and the web UI. Every route declares the role it needs (``auth.Requires``);
+    :class:`~vigil.alerting.auth.AuthMiddleware`, outermost, enforces it before anything else runs,
+    the alerts page cache included, so a cached page costs a caller one token check."""
+    app = FastAPI(
+        title="Vigil alerting",
+        version="1",
+        description="Incidents, alerts, silences, receivers and approvals. Send `Authorization: Bearer <token>`;"
+        " roles: viewer (read), operator (act), admin (config, tokens), intake (Alertmanager's webhook only).",
+    )
+    pages = Pages()
+    app.add_middleware(AlertPageCache, reader=deps.reader)
+    app.add_middleware(AuthMiddleware, book=deps.book, routes=app.router.routes, denied=_denied(pages))
+    add_alert_routes(app, deps.reader)
+    add_service_routes(app, deps)
+    add_intake_route(app, deps.engine, deps.on_ingest)
+    add_incident_routes(app, deps)
+    add_silence_routes(app, deps)
+    add_receiver_routes(app, deps)
+    add_admin_routes(app, deps)
+    add_ui_routes(app, deps, pages)
+    return app
 
-    @app.get(ALERTS_PATH)
+
+def add_alert_routes(app: FastAPI, reader: AlertReader) -> None:
+    @app.get(ALERTS_PATH, tags=["alerts"])
     def list_alerts(
+        _: Viewer,
         status: Literal["firing", "resolved"] | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
@@ -147,23 +182,66 @@ def build_app(reader: AlertReader, registry: CollectorRegistry, health: HealthCh
         page = reader.page(status, limit, _position(cursor))
         return Response(encode_page(page, status, limit), media_type="application/json")
 
-    @app.get(ALERTS_PATH + "/{fingerprint}")
-    def get_alert(fingerprint: str) -> dict[str, Any]:
+    @app.get(ALERTS_PATH + "/{fingerprint}", tags=["alerts"])
+    def get_alert(_: Viewer, fingerprint: str) -> dict[str, Any]:
         alert = reader.get(fingerprint)
         if alert is None:
             raise HTTPException(status_code=404, detail=f"no alert {fingerprint}")
         return alert_json(alert)
 
-    @app.get("/healthz")
+    @app.get(ALERTS_PATH + "/{fingerprint}/history", tags=["alerts"])
+    def alert_history(
+        _: Viewer, fingerprint: str, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 200
+    ) -> dict[str, Any]:
+        """What each pipeline stage decided about this alert, pass by pass (newest ``limit``, oldest first):
+        ``{"fingerprint", "passes": [{"at", "status", "incident_id", "stages": [{"stage", "decision",
+        "reason", "detail"}]}]}``."""
+        passes = reader.history(fingerprint, limit)
+        if not passes and reader.get(fingerprint) is None:
+            raise HTTPException(status_code=404, detail=f"no alert {fingerprint}")
+        return {"fingerprint": fingerprint, "passes": passes}
+
+
+def add_service_routes(app: FastAPI, deps: ApiDeps) -> None:
+    @app.get("/healthz", tags=["service"])
     async def healthz() -> JSONResponse:
-        status = health()
+        """Unauthenticated: probes and ``vigil status`` read it."""
+        status = deps.health()
         return JSONResponse(status, status_code=200 if status.get("ok") else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", tags=["service"])
     async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        """Unauthenticated, for the Prometheus scraper (self-metrics only: counts, no labels of alerts)."""
+        return Response(generate_latest(deps.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+
+def _denied(pages: Pages) -> Denied:
+    def denied(scope: Scope, status: int, reason: str) -> Response:
+        path = str(scope["path"])
+        return json_denied(scope, status, reason) if path.startswith("/api/") else pages.denied(scope, status, reason)
+
+    return denied
+
+
+def add_intake_route(app: FastAPI, engine: Engine, on_ingest: Callable[[], None] | None = None) -> None:
+    """``POST /api/v1/intake/alertmanager``: Alertmanager's webhook (version 4), for a token with the
+    ``intake`` role (or an operator's). Alertmanager sends one with ``http_config.authorization``
+    (``credentials_file`` holding the token) in its webhook config."""
+
+    @app.post(INTAKE_PATH, tags=["intake"])
+    def alertmanager(who: Intake, payload: AmPayload) -> dict[str, Any]:
+        """Answers 200 only once the alerts are committed (Alertmanager retries otherwise); a malformed
+        payload is a 422 naming the field. Each alert's history names the token that posted it."""
+        found = candidates(payload, engine.clock.now())
+        for candidate in found:
+            candidate.note(
+                "intake", "received", f"from Alertmanager, posted with the token of {who.name}", actor=who.name
+            )
+        batch = engine.ingest(found)
+        if on_ingest is not None:
+            on_ingest()
+        incidents = sorted({c.incident_id for c in batch.everything if c.incident_id is not None})
+        return {"alerts": len(payload.alerts), "changed": len(batch.changed), "incidents": incidents}
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -2,56 +2,39 @@
 
 from __future__ import annotations
 
-import re
 import string
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+from vigil.alerting.notifiers.config import (  # re-exported: the notifier models live beside their notifiers
+    EmailNotifierConfig,
+    LogNotifierConfig,
+    NotifierConfig,
+    PagerDutyNotifierConfig,
+    SlackNotifierConfig,
+    WebhookNotifierConfig,
+)
+from vigil.alerting.sections import EngineSections
 
 from vigil.config import ConsumerHealthConfig, FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
 from vigil.secret import Secret
 
+__all__ = [
+    "AlertingConfig",
+    "EmailNotifierConfig",
+    "LogNotifierConfig",
+    "NotifierConfig",
+    "PagerDutyNotifierConfig",
+    "PredictionAlertsConfig",
+    "RetryConfig",
+    "SlackNotifierConfig",
+    "WebhookNotifierConfig",
+]
+
+MIN_ADMIN_TOKEN = 24  # characters: a guessable admin token would open every write
 DEFAULT_IDENTITY_LABELS = ("cluster", "host", "gpu_index", "job_id", "rank", "disk_serial")
-
-
-_HTTP_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
-
-
-def _http_url(url: Secret) -> Secret:
-    if not _HTTP_URL.match(url.reveal()):
-        raise ValueError("must be an http:// or https:// URL")  # not echoed: a URL may carry a token
-    return url
-
-
-class WebhookNotifierConfig(FrozenModel):
-    """A generic JSON webhook; with ``secret`` the body is signed (``X-Vigil-Signature: sha256=<hex>``).
-
-    ``url`` and ``secret`` are :class:`~vigil.secret.Secret` values (inline, ``{file: PATH}`` or
-    ``{env: NAME}``): a webhook URL often carries its token in the path or the query string."""
-
-    type: Literal["webhook"] = "webhook"
-    name: str | None = None
-    url: Annotated[Secret, AfterValidator(_http_url)]
-    secret: Secret | None = None
-    timeout: Annotated[PositiveDuration, Field(le=300)] = 5.0
-    send_resolved: bool = True
-
-
-class LogNotifierConfig(FrozenModel):
-    """Writes every notification to the ``vigil.alerting.notify`` logger."""
-
-    type: Literal["log"] = "log"
-    name: str | None = None
-    send_resolved: bool = True
-
-
-NotifierConfig = Annotated[WebhookNotifierConfig | LogNotifierConfig, Field(discriminator="type")]
-
-
-def _default_notifiers() -> list[NotifierConfig]:
-    return [LogNotifierConfig()]
 
 
 class RetryConfig(FrozenModel):
@@ -86,6 +69,21 @@ class ApiConfig(FrozenModel):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: a free port, see AlertingService.api_port
     enabled: bool = True
+    # Where people reach this API (behind a proxy, say); notifications link to <public_url>/incidents/<id>.
+    public_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    # An admin token known from the start (a Secret: {file: ...} or {env: ...}); without it, `vigil alerting`
+    # makes one in the store and prints it once, unless an admin token is there already.
+    admin_token: Secret | None = None
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, value: Secret | None) -> Secret | None:
+        if value is not None and len(value.reveal()) < MIN_ADMIN_TOKEN:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_TOKEN} characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -249,11 +247,10 @@ class PredictionAlertsConfig(FrozenModel):
         return rule if rule is not None and rule.enabled else None
 
 
-class AlertingConfig(FrozenModel):
+class AlertingConfig(EngineSections):
     group: Annotated[str, Field(min_length=1)] = "vigil-alerting"
     db_path: Path | None = None  # None: <data_dir>/alerting/alerts.db, see resolve_db_path
     api: ApiConfig = Field(default_factory=ApiConfig)
-    notifiers: list[NotifierConfig] = Field(default_factory=_default_notifiers)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     identity_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_IDENTITY_LABELS))
@@ -263,26 +260,6 @@ class AlertingConfig(FrozenModel):
     dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     predictions: PredictionAlertsConfig = Field(default_factory=PredictionAlertsConfig)
     health: ConsumerHealthConfig = Field(default_factory=ConsumerHealthConfig)  # when /healthz fails
-
-    @model_validator(mode="after")
-    def _unique_notifier_names(self) -> AlertingConfig:
-        names = self.notifier_names()
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"notifier names must be unique, duplicated: {', '.join(duplicates)}")
-        return self
-
-    def notifier_names(self) -> list[str]:
-        """Stable names (outbox rows refer to them across restarts): ``name``, else the type, numbered
-        when a type occurs more than once."""
-        counts = {n.type: sum(1 for m in self.notifiers if m.type == n.type) for n in self.notifiers}
-        names = []
-        for index, notifier in enumerate(self.notifiers):
-            if notifier.name:
-                names.append(notifier.name)
-            else:
-                names.append(notifier.type if counts[notifier.type] == 1 else f"{notifier.type}-{index}")
-        return names
 
     def resolve_db_path(self, data_dir: Path) -> Path:
         return self.db_path if self.db_path is not None else data_dir / "alerting" / "alerts.db"

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
 from vigil.alerting.metrics import AlertingMetrics
-from vigil.alerting.notifiers.base import DeliveryResult, Notifier
-from vigil.alerting.store import AlertStore, OutboxRow
+from vigil.alerting.notifiers.base import DeliveryResult, Notifier, deliver
+from vigil.alerting.store import AlertStore, Database, OutboxRow
 
-from vigil.clock import Clock, to_iso
+from vigil.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class ReceiverWorker:
             try:
                 self.drain_once(stop)
                 wait = self._next_wait(interval)
-            except sqlite3.OperationalError as exc:  # locked/busy past the timeout: try again shortly
+            except OperationalError as exc:  # locked/busy past the timeout: try again shortly
                 log.warning("outbox scan for %s failed, retrying: %s", self.name, exc)
                 wait = interval
             self.wake.wait(wait)
@@ -161,9 +161,8 @@ class ReceiverWorker:
         self._store.reschedule(row, now + delay, result.reason)
 
     def _send(self, row: OutboxRow) -> DeliveryResult:
-        payload = {**row.payload, "sent_at": to_iso(self._clock.now())}
         try:
-            return self._notifier.send(payload)
+            return deliver(self._notifier, row.payload)
         except Exception as exc:  # a buggy plugin must not stop this receiver's other notifications
             log.exception("notifier %s raised instead of returning a result", row.notifier)
             return DeliveryResult.retryable(f"notifier raised: {exc!r}")
@@ -174,7 +173,7 @@ class OutboxDispatcher:
 
     def __init__(
         self,
-        db_path: Path,
+        database: Database | Path,
         notifiers: Mapping[str, Notifier],
         clock: Clock,
         metrics: AlertingMetrics,
@@ -182,12 +181,13 @@ class OutboxDispatcher:
         batch: int = 100,
         interval: float = 0.5,
     ) -> None:
-        self._store = AlertStore(db_path)  # for rows no worker owns
+        database = Database.open(database)
+        self._store = AlertStore(database)  # for rows no worker owns
         self._clock = clock
         self._metrics = metrics
         self._interval = interval
         self.workers = {
-            name: ReceiverWorker(name, notifier, AlertStore(db_path), clock, metrics, backoff, batch)
+            name: ReceiverWorker(name, notifier, AlertStore(database), clock, metrics, backoff, batch)
             for name, notifier in notifiers.items()
         }
         self._threads: list[threading.Thread] = []

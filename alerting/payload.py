@@ -1,4 +1,4 @@
-"""The JSON shape of an alert, shared by the webhook payload and the HTTP API."""
+"""The JSON shape of an alert for the HTTP API, and the dedup key of its firing episode."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from typing import Any
 
 from vigil.clock import to_iso
 from vigil.events import Alert
-
-PAYLOAD_VERSION = "1"
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
@@ -27,17 +25,3 @@ def alert_json(alert: Alert) -> dict[str, Any]:
 def dedup_key(alert: Alert) -> str:
     """Stable per firing episode: a receiver that sees it twice got a resend, not a new page."""
     return f"{alert.fingerprint}:{to_iso(alert.starts_at)}"
-
-
-def notification_payload(alert: Alert, reason: str) -> dict[str, Any]:
-    """The webhook body without ``sent_at``, which the dispatcher stamps on each attempt."""
-    body = alert_json(alert)
-    body.pop("status")
-    body.pop("updated_at")
-    return {
-        "version": PAYLOAD_VERSION,
-        "reason": reason,
-        "status": alert.status,
-        "dedup_key": dedup_key(alert),
-        "alert": body,
-    }

@@ -1,7 +1,10 @@
-"""Read-only access to the alert store for the API: pages of alerts behind a stable cursor.
+"""Read-only access to the alert store for the API: pages of alerts behind a stable cursor, one alert's
+stage history, and the version that says whether a cached page is still fresh.
 
-The API's handlers run on uvicorn's thread pool, so each thread gets its own read-only connection
-(SQLite connections are not shared between threads; WAL lets them read while the service writes).
+The API's handlers run on uvicorn's thread pool, so each thread gets its own connection (SQLite
+connections are not shared between threads; WAL lets them read while the service writes).
+``version()`` runs on the event loop for every request, so it is one plain DBAPI query, without
+SQLAlchemy's statement layer.
 
 Pages are ordered newest change first (``updated_at`` descending, then fingerprint) and the cursor
 is the position after the last alert of a page (keyset pagination): alerts that change or arrive
@@ -12,18 +15,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import re
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from vigil.alerting.store import ALERT_COLUMNS, alert_from_row, connect
+from sqlalchemy import Connection, select, tuple_
+from vigil.alerting.store.alerts import ALERT_COLUMNS, alert_from_row
+from vigil.alerting.store.database import Database
+from vigil.alerting.store.schema import alert_history, alerts
 
 from vigil.events import Alert
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}$")
+_VERSION_SQL = "SELECT value FROM meta WHERE key = 'alerts_version'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,49 +68,71 @@ class AlertPage:
 class AlertReader:
     """Read-only queries, safe to call from any number of threads."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, target: Database | Path) -> None:
+        self.db = Database.sqlite(target, readonly=True) if isinstance(target, Path) else target
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._conns: list[sqlite3.Connection] = []
+        self._open: list[Any] = []
 
     def page(self, status: str | None, limit: int, after: Position | None) -> AlertPage:
-        where: list[str] = []
-        args: list[str | float] = []
+        query = select(*ALERT_COLUMNS)
         if status is not None:
-            where.append("status = ?")
-            args.append(status)
+            query = query.where(alerts.c.status == status)
         if after is not None:
-            where.append("(updated_at, fingerprint) < (?, ?)")
-            args += [after.updated_at, after.fingerprint]
-        sql = f"SELECT {ALERT_COLUMNS} FROM alerts"
-        sql += f" WHERE {' AND '.join(where)}" if where else ""
-        sql += " ORDER BY updated_at DESC, fingerprint DESC LIMIT ?"
-        rows = self._conn().execute(sql, [*args, limit + 1]).fetchall()  # one more: is there a next page?
-        alerts = [alert_from_row(r) for r in rows[:limit]]
-        last = alerts[-1] if len(rows) > limit else None
-        return AlertPage(alerts, Position(last.updated_at, last.fingerprint) if last is not None else None)
+            query = query.where(
+                tuple_(alerts.c.updated_at, alerts.c.fingerprint) < (after.updated_at, after.fingerprint)
+            )
+        query = query.order_by(alerts.c.updated_at.desc(), alerts.c.fingerprint.desc()).limit(limit + 1)
+        rows = self._rows(query)  # one more than asked: is there a next page?
+        found = [alert_from_row(r) for r in rows[:limit]]
+        last = found[-1] if len(rows) > limit else None
+        return AlertPage(found, Position(last.updated_at, last.fingerprint) if last is not None else None)
 
     def get(self, fp: str) -> Alert | None:
-        row = self._conn().execute(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
-        return alert_from_row(row) if row is not None else None
+        rows = self._rows(select(*ALERT_COLUMNS).where(alerts.c.fingerprint == fp))
+        return alert_from_row(rows[0]) if rows else None
+
+    def history(self, fp: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest ``limit`` passes of one alert through the pipeline, oldest first."""
+        query = select(alert_history).where(alert_history.c.fingerprint == fp).order_by(alert_history.c.id.desc())
+        rows = self._rows(query.limit(limit))
+        return [
+            {"at": r.at, "status": r.status, "incident_id": r.incident_id, "stages": json.loads(r.trail)}
+            for r in reversed(rows)
+        ]
 
     def version(self) -> int:
-        """Changes whenever an alert is stored, changed or pruned (a trigger keeps it, see store.py)."""
-        row = self._conn().execute("SELECT value FROM meta WHERE key = 'alerts_version'").fetchone()
+        """Changes whenever an alert or incident is stored, changed or pruned (the store bumps it)."""
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            raw = self.db.engine.raw_connection()
+            if self.db.dialect != "sqlite":
+                raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+            self._local.raw = raw
+            self._keep(raw)
+        cursor = raw.cursor()
+        try:
+            cursor.execute(_VERSION_SQL)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
         return int(row[0]) if row is not None else 0
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._conns:
+            for conn in self._open:
                 conn.close()
-            self._conns.clear()
+            self._open.clear()
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    def _rows(self, query: Any) -> list[Any]:
+        conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self._path, readonly=True)
+            conn = self.db.connect()
             self._local.conn = conn
-            with self._lock:
-                self._conns.append(conn)
-        return conn
+            self._keep(conn)
+        with conn.begin():
+            return list(conn.execute(query))
+
+    def _keep(self, conn: Any) -> None:
+        with self._lock:
+            self._open.append(conn)

@@ -6,11 +6,11 @@ on a large delete. What it never touches is listed in :class:`~vigil.alerting.co
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy.exc import OperationalError
 from vigil.alerting.config import RetentionConfig
 from vigil.alerting.metrics import AlertingMetrics
 from vigil.alerting.store import AlertStore
@@ -53,7 +53,7 @@ class Pruner:
         while not stop.is_set():
             try:
                 self.prune_once()
-            except sqlite3.OperationalError as exc:  # busy past the timeout: the next round catches up
+            except OperationalError as exc:  # busy past the timeout: the next round catches up
                 log.warning("retention pruning failed, retrying next round: %s", exc)
             stop.wait(self._config.interval)
 

@@ -44,3 +44,12 @@ def datasets() -> Path:
     if not path.exists():
         pytest.skip("shared datasets are not present")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One real PostgreSQL server for the session (tests/postgres.py); tests call ``reset`` first."""
+    from tests.postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url

@@ -1,43 +1,71 @@
-"""Notifiers: where alerts go. The one interface is :class:`Notifier` (``send(payload) -> DeliveryResult``).
+"""Notifiers: where pages go. The one interface is :class:`Notifier` (``send(notification) -> DeliveryResult``).
 
-Notifiers are created by name from config through the registry that :func:`build_notifier_registry`
-returns; building it has no side effects, so tests and the CLI each get their own.
+A :class:`Notification` is one page about one incident; each notifier renders it for its receiver
+(PagerDuty Events API v2, a Slack incoming webhook, email over SMTP, a signed JSON webhook, the log)
+and says whether a failure is worth retrying. Notifiers are created by type from config through the
+registry that :func:`build_notifier_registry` returns; building it has no side effects, so tests and
+the CLI each get their own.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from vigil.alerting.config import LogNotifierConfig, WebhookNotifierConfig
-from vigil.alerting.notifiers.base import DeliveryResult, Notifier, Outcome
-from vigil.alerting.notifiers.log import LogNotifier
-from vigil.alerting.notifiers.webhook import WebhookNotifier
+from vigil.alerting.notifiers.base import DeliveryResult, Notification, Notifier, Outcome, deliver
+from vigil.alerting.notifiers.config import (
+    EmailNotifierConfig,
+    LogNotifierConfig,
+    NotifierConfig,
+    PagerDutyNotifierConfig,
+    SlackNotifierConfig,
+    WebhookNotifierConfig,
+)
 
-from vigil.registry import Registry
+if TYPE_CHECKING:
+    from vigil.alerting.notifiers.log import LogNotifier
+    from vigil.alerting.notifiers.pagerduty import PagerDutyNotifier
+    from vigil.alerting.notifiers.registry import build_notifier_registry
+    from vigil.alerting.notifiers.slack import SlackNotifier
+    from vigil.alerting.notifiers.smtp import EmailNotifier
+    from vigil.alerting.notifiers.webhook import WebhookNotifier
+
+# The notifiers themselves (httpx, smtplib) are imported on first use: the alerting config imports
+# this package for the notifier config models, and reading a config (`vigil check-config`, building
+# the command tree on a node agent's install) needs none of the server extra.
+_LAZY = {
+    "LogNotifier": "log",
+    "PagerDutyNotifier": "pagerduty",
+    "SlackNotifier": "slack",
+    "EmailNotifier": "smtp",
+    "WebhookNotifier": "webhook",
+    "build_notifier_registry": "registry",
+}
 
 
-def _webhook(config: WebhookNotifierConfig, **_: Any) -> Notifier:
-    secret = config.secret.reveal() if config.secret is not None else None
-    return WebhookNotifier(config.url.reveal(), secret=secret, timeout=config.timeout)
-
-
-def _log(config: LogNotifierConfig, **_: Any) -> Notifier:
-    return LogNotifier()
-
-
-def build_notifier_registry() -> Registry[Notifier]:
-    """A fresh registry named "notifier" with the built-in notifiers; ``create(type, config=model)``."""
-    registry: Registry[Notifier] = Registry("notifier")
-    registry.add("webhook", _webhook)
-    registry.add("log", _log)
-    return registry
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 __all__ = [
     "DeliveryResult",
+    "EmailNotifier",
+    "EmailNotifierConfig",
     "LogNotifier",
+    "LogNotifierConfig",
+    "Notification",
     "Notifier",
+    "NotifierConfig",
     "Outcome",
+    "PagerDutyNotifier",
+    "PagerDutyNotifierConfig",
+    "SlackNotifier",
+    "SlackNotifierConfig",
     "WebhookNotifier",
+    "WebhookNotifierConfig",
     "build_notifier_registry",
+    "deliver",
 ]

@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
-from vigil.alerting.notifiers.base import DeliveryResult
+from vigil.alerting.notifiers.base import DeliveryResult, Notification
 
-_LEVELS = {"critical": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO}
+_LEVELS = {"critical": logging.ERROR, "error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO}
 
 
 class LogNotifier:
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._logger = logger or logging.getLogger("vigil.alerting.notify")
 
-    def send(self, payload: dict[str, Any]) -> DeliveryResult:
-        alert = payload.get("alert", {})
-        level = _LEVELS.get(str(alert.get("severity")), logging.WARNING)
-        if payload.get("status") == "resolved":
-            level = logging.INFO
+    def send(self, notification: Notification) -> DeliveryResult:
+        n = notification
+        level = _LEVELS.get(n.severity, logging.WARNING) if n.action == "trigger" else logging.INFO
+        domain = f"{n.domain.kind} {n.domain.id}" if n.domain else n.source
         self._logger.log(
             level,
-            "alert %s %s (%s): %s %s",
-            payload.get("status"),
-            alert.get("labels", {}).get("alertname"),
-            payload.get("reason"),
-            alert.get("annotations", {}).get("summary", ""),
-            json.dumps(alert.get("labels", {}), sort_keys=True),
+            "notification %s %s (%s) on %s: %s [%d alerts, incident %s]",
+            n.action,
+            n.class_ or "incident",
+            n.reason,
+            domain,
+            n.summary,
+            len(n.members),
+            n.incident_id or n.dedup_key,
         )
         return DeliveryResult.delivered()
 

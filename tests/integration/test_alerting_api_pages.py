@@ -8,11 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
-from vigil.alerting.api import DEFAULT_LIMIT, MAX_LIMIT, ApiServer, build_app
-from vigil.alerting.reader import AlertReader
+from vigil.alerting.api import DEFAULT_LIMIT, MAX_LIMIT
 from vigil.alerting.store import AlertStore
 
+from tests.api_fixtures import serve_api
 from vigil.events import Alert
 
 pytestmark = pytest.mark.integration
@@ -40,13 +39,9 @@ def store(tmp_path: Path) -> Iterator[AlertStore]:
 
 
 @pytest.fixture
-def client(store: AlertStore) -> Iterator[httpx.Client]:
-    reader = AlertReader(store.path)
-    server = ApiServer(build_app(reader, CollectorRegistry(), lambda: {"ok": True})).start()
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10.0) as http:
+def client(store: AlertStore, tmp_path: Path) -> Iterator[httpx.Client]:
+    with serve_api(tmp_path / "alerts.db") as api, api.client("viewer") as http:
         yield http
-    server.stop()
-    reader.close()
 
 
 def put(store: AlertStore, *alerts: Alert) -> None:

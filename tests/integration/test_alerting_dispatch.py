@@ -54,7 +54,7 @@ class TimedReceiver:
                     self.close_connection = True
                     return  # no response: the request was never handled
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append((json.loads(body)["alert"]["fingerprint"], time.time()))
+                outer.received.append((json.loads(body)["dedup_key"], time.time()))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -119,7 +119,7 @@ def test_a_hanging_receiver_delays_only_itself_and_gets_everything_once_it_recov
     try:
         assert wait_for(lambda: len(healthy.received) >= BURST, timeout_s=60.0)
         assert slow.hung >= 1 and slow.received == []  # A was tried and hung all along
-        created = {r.fingerprint: r.created_at for r in AlertStore(db).outbox() if r.notifier == "b"}
+        created = {r.key: r.created_at for r in AlertStore(db).outbox() if r.notifier == "b"}
         latencies = sorted(at - created[fp] for fp, at in healthy.received)
         assert len(created) == BURST and sorted(healthy.fingerprints()) == sorted(created)
         assert latencies[-1] < 1.0, f"B waited behind A: latencies {latencies}"

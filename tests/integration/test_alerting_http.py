@@ -6,8 +6,6 @@ for it; the API test runs the whole service loop on its own thread.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -20,6 +18,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from vigil.alerting.config import AlertingConfig
+from vigil.alerting.notifiers.webhook import verify
 from vigil.alerting.service import AlertingService
 from vigil.alerting.store import AlertStore
 
@@ -33,6 +32,7 @@ from vigil.topics import Topics
 pytestmark = pytest.mark.integration
 T0 = 1_767_225_600.0
 SECRET = "hook-secret"
+ADMIN_TOKEN = "admin-token-for-the-test-0123456789"  # alerting.api.admin_token
 
 
 class Receiver:
@@ -121,13 +121,13 @@ def test_webhook_retries_on_503_then_delivers_signed_payload(tmp_path: Path, rec
     assert [r.state for r in AlertStore(svc.db_path).outbox()] == ["delivered"]
     assert len(receiver.requests) == 2
     headers, body = receiver.requests[1]
-    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert headers["X-Vigil-Signature"] == f"sha256={expected}"
+    verify(SECRET, headers["X-Vigil-Timestamp"], body, headers["X-Vigil-Signature"], now=clock.now())
+    assert int(headers["X-Vigil-Timestamp"]) == int(clock.now())  # this attempt's time, not the first's
     first, second = receiver.payloads()
     assert first["dedup_key"] == second["dedup_key"] == headers["X-Vigil-Dedup-Key"]
-    assert second["version"] == "1" and second["reason"] == "first" and second["status"] == "firing"
-    assert second["alert"]["labels"]["alertname"] == "GpuOverheating"
-    assert second["alert"]["recommended_action"] == "drain" and second["alert"]["severity"] == "critical"
+    assert second["version"] == "2" and second["reason"] == "first" and second["action"] == "trigger"
+    assert second["class"] == "GpuOverheating" and second["members"][0]["labels"]["alertname"] == "GpuOverheating"
+    assert second["custom_details"]["recommended_action"] == "drain" and second["severity"] == "critical"
     assert second["sent_at"] > first["sent_at"]
     svc.close()
 
@@ -143,7 +143,10 @@ def test_webhook_400_is_permanent(tmp_path: Path, receiver: Receiver) -> None:
     row = AlertStore(svc.db_path).outbox()[0]
     assert (row.state, row.attempts) == ("failed", 1) and "HTTP 400" in (row.last_error or "")
     log = AlertStore(svc.db_path).notification_log()
-    assert [(e["notifier"], e["reason"], e["status"]) for e in log] == [("webhook", "first", "failed")]
+    assert [(e["notifier"], e["reason"], e["status"]) for e in log] == [
+        ("webhook", "first", "queued"),
+        ("webhook", "first", "failed"),
+    ]
     svc.close()
 
 
@@ -160,7 +163,7 @@ def test_api_serves_stored_alerts_over_http(tmp_path: Path) -> None:
     bus, topics = MemoryBus(), Topics()
     for d in (det(), det(host="node-2"), det("resolved", ts=T0 + 60, host="node-2")):
         bus.producer().send(topics.detections, encode(d), key=d.series.encode())
-    config = validate(AlertingConfig, {"notifiers": [{"type": "log"}]})
+    config = validate(AlertingConfig, {"notifiers": [{"type": "log"}], "api": {"admin_token": ADMIN_TOKEN}})
     svc = AlertingService(bus, topics, config, SystemClock(), CollectorRegistry(), tmp_path / "alerts.db")
     stop = threading.Event()
     runner = threading.Thread(target=svc.run, args=(stop,), daemon=True)
@@ -168,7 +171,8 @@ def test_api_serves_stored_alerts_over_http(tmp_path: Path) -> None:
     try:
         assert svc.ready.wait(10.0) and svc.api_port
         base = f"http://127.0.0.1:{svc.api_port}"
-        with httpx.Client(base_url=base, timeout=5.0) as client:
+        assert httpx.get(f"{base}/api/v1/alerts").status_code == 401
+        with httpx.Client(base_url=base, timeout=5.0, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
             alerts = get_until(client, "/api/v1/alerts?status=resolved", 1)
             assert [a["labels"]["host"] for a in alerts] == ["node-2"]
             assert alerts[0]["ends_at"] == "2026-01-01T00:01:00+00:00"
@@ -179,9 +183,9 @@ def test_api_serves_stored_alerts_over_http(tmp_path: Path) -> None:
             assert one["status"] == "firing" and one["annotations"]["summary"] == "GPU 3 on node-1 runs hot"
             assert client.get("/api/v1/alerts/0000000000000000").status_code == 404
             assert client.get("/api/v1/alerts", params={"status": "bogus"}).status_code == 422
-            health = client.get("/healthz")
+            health = httpx.get(f"{base}/healthz")  # probes and scrapers need no token
             assert health.status_code == 200 and health.json()["ok"] is True
-            assert 'vigil_alerts_firing{severity="critical"} 1.0' in client.get("/metrics").text
+            assert 'vigil_alerts_firing{severity="critical"} 1.0' in httpx.get(f"{base}/metrics").text
     finally:
         stop.set()
         runner.join(10.0)

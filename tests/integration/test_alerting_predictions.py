@@ -27,6 +27,7 @@ from vigil.events import Prediction
 from vigil.topics import Topics
 
 pytestmark = pytest.mark.integration
+ADMIN_TOKEN = "admin-token-for-the-test-0123456789"  # alerting.api.admin_token
 T = TypeVar("T")
 
 
@@ -69,7 +70,14 @@ def test_prediction_on_the_broker_ends_as_an_alert_and_a_webhook(
     kafka_bus.create_topics({s.name: s.partitions for s in topics.all()} | {topics["predictions"].dlq: 1})
     config = validate(
         AlertingConfig,
-        {"group": f"alerting-{unique}", "notifiers": [{"type": "webhook", "url": receiver.url, "name": "hook"}]},
+        {
+            "group": f"alerting-{unique}",
+            "api": {"admin_token": ADMIN_TOKEN},
+            "notifiers": [{"type": "webhook", "url": receiver.url, "name": "hook"}],
+            # early warnings are not paged by default; this receiver asks for them, without waiting
+            "receivers": [{"name": "warnings", "notifiers": ["hook"]}],
+            "route": {"receiver": "warnings", "group_wait": "0s", "group_interval": "1s"},
+        },
     )
     registry = CollectorRegistry()
     svc = AlertingService(kafka_bus, topics, config, SystemClock(), registry, tmp_path / "alerts.db")
@@ -84,7 +92,8 @@ def test_prediction_on_the_broker_ends_as_an_alert_and_a_webhook(
     runner.start()
     try:
         assert svc.ready.wait(10.0) and svc.api_port
-        with httpx.Client(base_url=f"http://127.0.0.1:{svc.api_port}", timeout=5.0) as client:
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{svc.api_port}", timeout=5.0, headers=auth) as client:
 
             def alerts(status: str) -> list[dict[str, Any]]:
                 body: list[dict[str, Any]] = client.get("/api/v1/alerts", params={"status": status}).json()["alerts"]
@@ -99,16 +108,16 @@ def test_prediction_on_the_broker_ends_as_an_alert_and_a_webhook(
             assert "nvidia-smi -i 6 -q -d ROW_REMAPPER,ECC,PAGE_RETIREMENT" in alert["recommended_action"]
 
             pages = wait_for(lambda: receiver.payloads())
-            assert [(p["reason"], p["status"]) for p in pages] == [("first", "firing")]
-            assert pages[0]["alert"]["fingerprint"] == alert["fingerprint"]
-            assert pages[0]["alert"]["annotations"]["summary"] == alert["annotations"]["summary"]
+            assert [(p["reason"], p["action"]) for p in pages] == [("first", "trigger")]
+            assert pages[0]["members"][0]["labels"]["entity"] == "gpu:node-4/6"
+            assert pages[0]["summary"].endswith(alert["annotations"]["summary"])
 
             producer.send(topics.predictions, encode(gpu_risk(0.12, now + 60)), key=b"gpu:node-4/6")
             producer.flush(10)
             resolved = wait_for(lambda: alerts("resolved"))
             assert [a["fingerprint"] for a in resolved] == [alert["fingerprint"]]
             pages = wait_for(lambda: receiver.payloads()[1:] and receiver.payloads())
-            assert [(p["reason"], p["status"]) for p in pages] == [("first", "firing"), ("resolved", "resolved")]
+            assert [(p["reason"], p["action"]) for p in pages] == [("first", "trigger"), ("resolved", "resolve")]
             metrics = client.get("/metrics").text
     finally:
         stop.set()

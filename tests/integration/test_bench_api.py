@@ -24,3 +24,4 @@ def test_bench_api_prints_latencies_and_no_errors(client: str) -> None:
     assert 0 < doc["p50_ms"] <= doc["p99_ms"] <= doc["max_ms"] and doc["body_bytes"] > 7 * 200
     assert len(doc["bursts"]) == 3 and all(b["responses"] == {"200": 25} for b in doc["bursts"])
     assert set(doc) >= {"alone_p50_ms", "first_burst_p99_ms", "load_average_1m", "target_p99_ms", "meets_target"}
+    assert "with a viewer token" in doc["workload"] and doc["token_check_us"] > 0  # every request is authenticated

@@ -73,7 +73,7 @@ def alerting_config(group: str, receiver: Receiver) -> AlertingConfig:
 
 
 def pages(receiver: Receiver, key: str, value: str) -> list[dict[str, Any]]:
-    return [p for p in receiver.payloads() if p["alert"]["labels"].get(key) == value and p["reason"] == "first"]
+    return [p for p in receiver.payloads() if p["members"][0]["labels"].get(key) == value and p["reason"] == "first"]
 
 
 def test_a_poison_detection_does_not_stop_alerting(

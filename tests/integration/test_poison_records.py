@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 from vigil.alerting.config import AlertingConfig
-from vigil.alerting.notifiers import DeliveryResult
+from vigil.alerting.notifiers import DeliveryResult, Notification
 from vigil.alerting.service import AlertingService
 from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.service import AnalyticsService
@@ -35,8 +35,8 @@ class Pager:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, payload: dict[str, Any]) -> DeliveryResult:
-        self.sent.append(payload)
+    def send(self, notification: Notification) -> DeliveryResult:
+        self.sent.append(notification.to_json())
         return DeliveryResult.delivered()
 
     def close(self) -> None:
@@ -90,7 +90,8 @@ def test_poison_records_are_dead_lettered_on_the_broker_and_paging_goes_on(
     analytics.close()
     alerting.close()
 
-    pages = sorted((p["alert"]["labels"]["alertname"], p["alert"]["labels"].get("gpu_index")) for p in pager.sent)
+    labels = [p["members"][0]["labels"] for p in pager.sent]
+    pages = sorted((a["alertname"], a.get("gpu_index")) for a in labels)
     assert pages == [("GpuXidFatal", "3"), ("gpu_thermal", "0")]
     when = b"'9999-12-31T23:59:59-14:00'"
     expected = {

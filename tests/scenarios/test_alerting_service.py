@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from vigil.alerting.config import AlertingConfig
-from vigil.alerting.notifiers import DeliveryResult
+from vigil.alerting.notifiers import DeliveryResult, Notification
 from vigil.alerting.service import AlertingService
 from vigil.alerting.store import AlertStore
 
@@ -31,11 +30,11 @@ class Crash(BaseException):
 class FakeNotifier:
     def __init__(self, *results: DeliveryResult) -> None:
         self.results = list(results)
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[Notification] = []
         self.crash_after_send = False
 
-    def send(self, payload: dict[str, Any]) -> DeliveryResult:
-        self.sent.append(payload)
+    def send(self, notification: Notification) -> DeliveryResult:
+        self.sent.append(notification)
         if self.crash_after_send:
             raise Crash
         return self.results.pop(0) if self.results else DeliveryResult.delivered()
@@ -117,18 +116,22 @@ def test_first_no_change_resolved_and_refire(h: Harness) -> None:
     h.publish(det(), det(ts=T0 + 10))
     assert svc.step() == 2
     fp = h.alerts_on_topic()[0].fingerprint
+    h.clock.advance(60)
     h.publish(det("resolved", ts=T0 + 60))
     svc.step()
+    h.clock.advance(240)  # the group looks again group_interval (5 min) after its page: it tells the resolve
     h.publish(det(ts=T0 + 300))
     svc.step()
     store = h.store()
     assert [(r.notifier, r.reason) for r in store.outbox()] == [
         ("hook", "first"),
         ("log", "first"),
-        ("hook", "resolved"),
-        ("hook", "first"),
+        ("hook", "resolved"),  # log has send_resolved: false
+        ("hook", "first"),  # a new episode is a new incident, paged at once (critical)
         ("log", "first"),
     ]
+    first_key, resolved_key, refire_key = (store.outbox()[i].key for i in (0, 2, 3))
+    assert first_key == resolved_key != refire_key
     assert [(a.status, a.starts_at) for a in h.alerts_on_topic()] == [
         ("firing", T0),
         ("resolved", T0),
@@ -136,49 +139,52 @@ def test_first_no_change_resolved_and_refire(h: Harness) -> None:
     ]
     alert = store.get(fp)
     assert alert is not None and alert.status == "firing" and alert.ends_at is None
+    assert [i.state for i in store.incidents()] == ["open", "resolved"]
     assert h.metric("vigil_alerting_detections_total", decision="first") == 2
     assert h.metric("vigil_alerting_detections_total", decision="no_change") == 1
     assert h.metric("vigil_alerting_detections_total", decision="resolved") == 1
     assert h.metric("vigil_alerts_firing", severity="critical") == 1
     assert h.metric("vigil_alerts_firing", severity="warning") == 0
-    skipped = store.notification_log()[0]
-    assert (skipped["notifier"], skipped["reason"], skipped["status"]) == ("hook", "no_change", "skipped")
 
 
 def test_dispatch_delivers_in_order_with_dedup_key(h: Harness) -> None:
     svc = h.service()
-    h.publish(det(), det("resolved", ts=T0 + 60))
+    h.publish(det())
     svc.step()
+    h.clock.advance(60)
+    h.publish(det("resolved", ts=T0 + 60))
+    svc.step()
+    h.clock.advance(300)
+    svc.step(0)  # the timer: group_interval after the page, the resolve is told
     assert h.metric("vigil_outbox_pending", notifier="hook") == 2
     assert h.metric("vigil_outbox_pending", notifier="log") == 1
     svc.dispatcher.drain_once()
-    sent = [(p["reason"], p["status"]) for p in h.hook.sent]
-    assert sent == [("first", "firing"), ("resolved", "resolved")]
-    assert [p["reason"] for p in h.log.sent] == ["first"]  # log has send_resolved: false
+    sent = [(n.reason, n.action) for n in h.hook.sent]
+    assert sent == [("first", "trigger"), ("resolved", "resolve")]
+    assert [n.reason for n in h.log.sent] == ["first"]  # log has send_resolved: false
     first, resolved = h.hook.sent
-    assert first["dedup_key"] == resolved["dedup_key"]
-    assert resolved["alert"]["ends_at"] == "2026-01-01T00:01:00+00:00"
-    assert first["sent_at"] == "2026-01-01T00:00:00+00:00"
+    assert first.dedup_key == resolved.dedup_key and (first.receiver, h.log.sent[0].receiver) == ("hook", "log")
+    assert first.domain is not None and (first.domain.kind, first.domain.id) == ("gpu", "node-1/gpu0")
     assert {r.state for r in h.store().outbox()} == {"delivered"}
     assert h.metric("vigil_outbox_pending", notifier="hook") == 0
     assert h.metric("vigil_outbox_oldest_pending_age_seconds", notifier="hook") == 0
     assert h.metric("vigil_notifications_total", notifier="hook", result="delivered") == 2
 
 
-def test_replaying_detections_twice_pages_once_per_episode(h: Harness) -> None:
+def test_replaying_detections_twice_pages_once_per_incident(h: Harness) -> None:
     timeline = [det(), det("resolved", ts=T0 + 60), det(ts=T0 + 120), det(host="node-2"), det("resolved", ts=T0 + 180)]
     svc = h.service()
     h.publish(*timeline)
     svc.step()
     h.publish(*timeline)  # analytics crashed and re-sent everything
     svc.step()
-    rows = h.store().outbox()
-    hook = [r for r in rows if r.notifier == "hook"]
-    firsts = [(r.fingerprint, r.payload["dedup_key"]) for r in hook if r.reason == "first"]
-    assert len(firsts) == 3 and len(set(firsts)) == 3  # node-1 twice (two episodes) and node-2 once
-    assert len([r for r in rows if r.reason == "resolved"]) == 2
+    hook = [r for r in h.store().outbox() if r.notifier == "hook"]
+    # node-1 fired and resolved twice inside one poll (a backlog): nothing of it fires when its incident
+    # is first looked at, so nothing is told; node-2 still fires and is paged once.
+    assert [(r.reason, r.payload["members"][0]["labels"]["host"]) for r in hook] == [("first", "node-2")]
+    assert sorted(i.state for i in h.store().incidents()) == ["open", "resolved"]
     assert h.metric("vigil_alerting_detections_total", decision="no_change") == 5
-    assert len(h.alerts_on_topic()) == 5
+    assert len(h.alerts_on_topic()) == 2  # each alert's final state of the poll, once
 
 
 def test_malformed_records_go_to_dlq_and_are_counted(h: Harness) -> None:
@@ -213,13 +219,13 @@ def test_retry_with_backoff_then_permanent_failure(h: Harness) -> None:
     assert row.attempts == 1 and row.last_error == "HTTP 503" and row.state == "pending"
     assert T0 + 0.25 <= row.next_attempt_at <= T0 + 0.5  # first backoff: initial 0.5s with equal jitter
     assert T0 + 0.25 <= svc.dispatcher.workers["hook"].held_until <= T0 + 0.5
-    assert [p["reason"] for p in h.log.sent] == ["first", "first"]  # another receiver is not held
+    assert [p.reason for p in h.log.sent] == ["first", "first"]  # another receiver is not held
     svc.dispatcher.drain_once()
     assert len(h.hook.sent) == 1  # not due yet
     h.clock.advance(0.5)
     svc.dispatcher.drain_once()
     # node-2's page, never tried, goes before node-1's retry: a row that keeps failing blocks nobody
-    assert [p["alert"]["labels"]["host"] for p in h.hook.sent] == ["node-1", "node-2", "node-1"]
+    assert [p.source for p in h.hook.sent] == ["node-1", "node-2", "node-1"]
     hook_rows = [r for r in h.store().outbox() if r.notifier == "hook"]
     assert [(r.state, r.attempts) for r in hook_rows] == [("delivered", 2), ("failed", 1)]
     assert hook_rows[1].last_error == "HTTP 400"
@@ -237,7 +243,7 @@ def test_gives_up_after_max_attempts(h: Harness) -> None:
         h.clock.advance(60)
     row = next(r for r in h.store().outbox() if r.notifier == "hook")
     assert (row.state, row.attempts) == ("failed", 3) and "gave up after 3 attempts" in (row.last_error or "")
-    assert [e["status"] for e in h.store().notification_log() if e["notifier"] == "hook"] == ["failed"]
+    assert [e["status"] for e in h.store().notification_log() if e["notifier"] == "hook"] == ["queued", "failed"]
 
 
 def test_crash_before_offset_commit_resumes_and_does_not_repage(h: Harness) -> None:
@@ -255,8 +261,9 @@ def test_crash_before_offset_commit_resumes_and_does_not_repage(h: Harness) -> N
     assert second.step() == 2  # the uncommitted batch is replayed ...
     assert h.metric("vigil_alerting_detections_total", decision="no_change") == 2  # ... and recognised
     second.dispatcher.drain_once()
-    assert sorted(p["alert"]["labels"]["host"] for p in h.hook.sent) == ["node-1", "node-2"]
+    assert sorted(n.members[0].labels["host"] for n in h.hook.sent) == ["node-1", "node-2"]
     assert len(h.store().outbox()) == 4 and len(h.alerts_on_topic()) == 2
+    assert len(h.store().incidents()) == 2
 
 
 def test_crash_before_publish_republishes_on_start(h: Harness) -> None:
@@ -291,7 +298,7 @@ def test_crash_mid_send_resends_same_dedup_key_after_restart(h: Harness) -> None
     second = h.service(CollectorRegistry())
     assert second.step() == 0
     second.dispatcher.drain_once()
-    assert [p["dedup_key"] for p in h.hook.sent] == [h.hook.sent[0]["dedup_key"]] * 2
+    assert [n.dedup_key for n in h.hook.sent] == [h.hook.sent[0].dedup_key] * 2
     assert [r.state for r in h.store().outbox()] == ["delivered", "delivered"]
     assert len(h.log.sent) == 1
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import OperationalError
 from vigil.alerting.service import AlertingService
 
 from tests.scenarios.test_alerting_service import Harness as AlertingHarness
@@ -47,7 +49,7 @@ def test_alerting_dead_letters_a_detection_it_cannot_render_and_pages_the_next(t
     [letter] = dlq(h.bus, h.topics.detections)
     assert letter.value == poison_detection()
     assert dict(letter.headers)["vigil.error.reason"] in {b"handler_error", b"invalid_event"}
-    pages = [(row.notifier, row.reason, row.payload["alert"]["labels"]["host"]) for row in h.store().outbox()]
+    pages = [(row.notifier, row.reason, row.payload["members"][0]["labels"]["host"]) for row in h.store().outbox()]
     assert pages == [("hook", "first", "node-1"), ("log", "first", "node-1")]
     assert {a.labels["host"] for a in h.alerts_on_topic()} == {"node-1"}
     # Committed past both: a restart neither crashes on the poison record again nor pages twice.
@@ -59,14 +61,14 @@ def test_alerting_dead_letters_a_detection_it_cannot_render_and_pages_the_next(t
 def test_alerting_isolates_any_exception_raised_while_handling_one_record(tmp_path: Path) -> None:
     h = AlertingHarness(tmp_path)
     svc = h.service()
-    apply = svc._apply_detection
+    ingest = svc.engine.ingest
 
-    def flaky(detection: Detection) -> list[object]:
-        if detection.labels["host"] == "node-2":
+    def flaky(candidates: list[Any]) -> Any:  # a stage that raises on one alert's odd labels
+        if any(c.alert.labels["host"] == "node-2" for c in candidates):
             raise KeyError("gpu_index")
-        return apply(detection)  # type: ignore[return-value]
+        return ingest(candidates)
 
-    svc._apply_detection = flaky  # type: ignore[assignment, method-assign]
+    svc.engine.ingest = flaky  # type: ignore[method-assign]
     h.publish(det(host="node-1"), det(host="node-2"), det(host="node-3"))
     assert svc.step() == 3
     assert {a.labels["host"] for a in h.alerts_on_topic()} == {"node-1", "node-3"}
@@ -100,7 +102,7 @@ def test_alerting_rewinds_after_a_failed_publish_and_pages_once(tmp_path: Path) 
     assert {a.labels["host"] for a in h.alerts_on_topic()} == {"node-1", "node-2"}
     assert h.metric("vigil_alerting_detections_total", decision="no_change") == 1
     # ... and paged exactly once per notifier.
-    firsts = sorted((row.notifier, row.payload["alert"]["labels"]["host"]) for row in h.store().outbox())
+    firsts = sorted((row.notifier, row.payload["members"][0]["labels"]["host"]) for row in h.store().outbox())
     assert firsts == [("hook", "node-1"), ("hook", "node-2"), ("log", "node-1"), ("log", "node-2")]
 
 
@@ -186,17 +188,17 @@ def test_a_broker_outage_is_not_idle_time_of_the_jobs(tmp_path: Path) -> None:
 def test_a_failing_alert_store_is_retried_not_blamed_on_the_record(tmp_path: Path) -> None:
     h = AlertingHarness(tmp_path)
     svc = h.service()
-    apply = svc._apply
+    ingest = svc.engine.ingest
 
     def disk_full(*args: object, **kwargs: object) -> object:
-        raise sqlite3.OperationalError("database or disk is full")
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
 
-    svc._apply = disk_full  # type: ignore[method-assign]
+    svc.engine.ingest = disk_full  # type: ignore[method-assign]
     h.publish(det(host="node-1"))
     with pytest.raises(RetryableError, match="disk is full"):
         svc.step()
     assert dlq(h.bus, h.topics.detections) == []
-    svc._apply = apply  # type: ignore[method-assign]
+    svc.engine.ingest = ingest  # type: ignore[method-assign]
     svc.rewind()
     svc.step()
     assert {a.labels["host"] for a in h.alerts_on_topic()} == {"node-1"}

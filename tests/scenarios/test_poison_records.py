@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from vigil.alerting.config import AlertingConfig
-from vigil.alerting.notifiers import DeliveryResult
+from vigil.alerting.notifiers import DeliveryResult, Notification
 from vigil.alerting.service import AlertingService
 from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.service import AnalyticsService
@@ -30,8 +30,8 @@ class Pager:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, payload: dict[str, Any]) -> DeliveryResult:
-        self.sent.append(payload)
+    def send(self, notification: Notification) -> DeliveryResult:
+        self.sent.append(notification.to_json())
         return DeliveryResult.delivered()
 
     def close(self) -> None:
@@ -57,7 +57,7 @@ def test_poison_detection_and_prediction_are_dead_lettered_and_the_next_detectio
     assert service.step(0) == 3  # no exception: the batch is consumed and committed
     service.dispatcher.drain_once()
 
-    assert [p["alert"]["labels"]["alertname"] for p in pager.sent] == ["gpu_thermal"]
+    assert [p["members"][0]["labels"]["alertname"] for p in pager.sent] == ["gpu_thermal"]
     assert dlq_reasons(bus, topics.detections) == [
         (b"invalid_event", b"InvalidEvent: Detection.ts '9999-12-31T23:59:59-14:00' is outside 2000-01-01..2100-01-01")
     ]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 from vigil.alerting.config import AlertingConfig
-from vigil.alerting.notifiers import DeliveryResult
+from vigil.alerting.notifiers import DeliveryResult, Notification
 from vigil.alerting.service import AlertingService
 from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.service import AnalyticsService
@@ -45,8 +45,8 @@ class Pager:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, payload: dict[str, Any]) -> DeliveryResult:
-        self.sent.append(payload)
+    def send(self, notification: Notification) -> DeliveryResult:
+        self.sent.append(notification.to_json())
         return DeliveryResult.delivered()
 
     def close(self) -> None:
@@ -83,6 +83,8 @@ def test_a_5mb_record_of_100k_new_series_stays_at_the_limit_and_pages_once(tmp_p
     analytics.checkpoint()
     while alerting.step(0):
         pass
+    clock.advance(30)  # a warning waits group_wait before its first page
+    alerting.step(0)
     alerting.dispatcher.drain_once()
 
     limit = 4096  # the default per-host limit
@@ -94,15 +96,15 @@ def test_a_5mb_record_of_100k_new_series_stays_at_the_limit_and_pages_once(tmp_p
     assert snapshots < 2_000_000, f"snapshots hold {snapshots} bytes"
 
     assert len(pager.sent) == 1
-    alert = pager.sent[0]["alert"]
-    assert alert["labels"] == {
+    page = pager.sent[0]
+    assert page["members"][0]["labels"] == {
         "alertname": "SeriesLimitExceeded",
         "cluster": "c1",
         "host": "node-3",
         "severity": "warning",
     }
-    assert f"per-host series limit of {limit}" in alert["annotations"]["summary"]
-    assert json.loads(alert["annotations"]["reason"])["limit"] == limit
+    assert f"per-host series limit of {limit}" in page["summary"]
+    assert json.loads(page["custom_details"]["reason"])["limit"] == limit
     assert AnalyticsConfig().series_limit.per_host == limit
     analytics.close()
     alerting.close()

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 from vigil.alerting.config import DEFAULT_IDENTITY_LABELS, AlertingConfig, WebhookNotifierConfig
 from vigil.alerting.intake import alertname, decide, fingerprint, to_alert
+from vigil.alerting.notifiers.base import legacy_notification
 from vigil.alerting.outbox import Backoff
-from vigil.alerting.payload import notification_payload
 
 from vigil.config import validate
 from vigil.errors import ConfigError
@@ -101,22 +101,15 @@ def test_decide_ignores_replayed_history() -> None:
     assert decide(None, to_alert(det("resolved"), IDENTITY, T0)).reason == "no_change"
 
 
-def test_payload_has_dedup_key_per_episode() -> None:
+def test_notification_has_dedup_key_per_episode() -> None:
     alert = to_alert(det(), IDENTITY, T0)
-    payload = notification_payload(alert, "first")
-    assert payload["version"] == "1" and payload["reason"] == "first" and payload["status"] == "firing"
-    assert payload["dedup_key"] == f"{alert.fingerprint}:2026-01-01T00:00:00+00:00"
-    assert payload["alert"]["starts_at"] == "2026-01-01T00:00:00+00:00"
-    assert payload["alert"]["ends_at"] is None
-    assert set(payload["alert"]) == {
-        "fingerprint",
-        "labels",
-        "annotations",
-        "starts_at",
-        "ends_at",
-        "severity",
-        "recommended_action",
-    }
+    page = legacy_notification(alert, "first", receiver="hook")
+    assert (page.action, page.reason, page.receiver) == ("trigger", "first", "hook")
+    assert page.dedup_key == f"{alert.fingerprint}:2026-01-01T00:00:00+00:00"
+    refire = to_alert(det(ts=T0 + 600), IDENTITY, T0 + 600)
+    assert legacy_notification(refire, "first").dedup_key != page.dedup_key  # a new episode, a new page
+    resolved = replace(alert, status="resolved", ends_at=T0 + 60)
+    assert legacy_notification(resolved, "resolved").dedup_key == page.dedup_key
 
 
 def test_backoff_grows_is_capped_and_jittered_reproducibly() -> None:

@@ -36,6 +36,7 @@ RUN_ELSEWHERE = {
     "bench pipeline": "tests/integration/test_bench_pipeline.py",
     "bench agent": "tests/integration/test_agent_bench.py",
     "bench api": "tests/integration/test_bench_api.py",
+    "bench alerting": "tests/integration/test_bench_alerting.py",
     "bench reporter": "tests/integration/test_training_sdk.py",
     "bench sink": "tests/integration/test_bench_sink.py",
     "chaos": "tests/integration/test_chaos.py",
@@ -117,6 +118,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i in range(2):
         write_machine(root / "smd", f"machine-9-{i}", seed=i)
     write_nab(root / "nab")
+    (root / "vigil.yaml").write_text(f"data_dir: {root / 'state'}\n")  # a store of its own for `tokens list`
     return root
 
 
@@ -129,6 +131,7 @@ CHEAP_RUNS: dict[str, list[str]] = {
     "eval smd-dev": ["--data", "{data}/smd"],
     "eval disk": [],  # the default public data (skipped without it, as every dataset test is)
     "bench detectors": ["--series", "100", "--ticks", "20", "--repeats", "1"],
+    "tokens list": ["-c", "{data}/vigil.yaml"],
     "dashboards build": ["--out", "{data}/dashboards"],
 }
 

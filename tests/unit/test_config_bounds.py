@@ -149,7 +149,7 @@ analytics:
         ),
         (
             {"alerting": {"notifiers": [{"type": "webhook", "url": "http://x", "timeout": 0}]}},
-            "alerting.notifiers[0].webhook.timeout: must be a positive duration",
+            "alerting.notifiers[0].timeout: must be a positive duration",
         ),
         ({"sim": {"interval": 0}}, "sim.interval: must be a positive duration"),
         ({"sim": {"seed": -1}}, "sim.seed: Input should be greater than or equal to 0"),

@@ -15,11 +15,12 @@ import pytest
 from vigil.alerting.config import WebhookNotifierConfig
 from vigil.alerting.notifiers import build_notifier_registry
 
+from tests.notifier_fixtures import notification
 from vigil.cli.common import setup_logging
 from vigil.cli.receiver import WebhookReceiver
 
 TOKEN = "t0ken-that-must-not-leak"
-PAYLOAD = {"version": "1", "reason": "first", "status": "firing", "dedup_key": "fp:1", "alert": {"labels": {}}}
+PAGE = notification()
 
 
 class EchoNotFound(BaseHTTPRequestHandler):
@@ -59,7 +60,7 @@ def logger_levels() -> Iterator[None]:
 def send(url: str) -> str:
     notifier = build_notifier_registry().create("webhook", config=WebhookNotifierConfig(url=url, timeout=5))
     try:
-        result = notifier.send(PAYLOAD)
+        result = notifier.send(PAGE)
         assert TOKEN not in repr(notifier)
         return f"{result.outcome} {result.reason}"
     finally:

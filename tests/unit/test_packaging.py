@@ -1,4 +1,5 @@
-"""The built wheel contains every module of the kernel and of each service, under ``vigil.``."""
+"""The built wheel contains every module of the kernel and of each service, under ``vigil.``, and their
+data: the catalogs and the web UI's templates."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def expected_files() -> set[str]:
         for path in (ROOT / folder).rglob("*"):
             if "__pycache__" in path.parts or not path.is_file():
                 continue
-            if path.suffix == ".py" or (path.suffix == ".yaml" and "catalogs" in path.parts):
+            catalog = path.suffix == ".yaml" and "catalogs" in path.parts
+            data = catalog or (path.suffix == ".html" and "templates" in path.parts)
+            if path.suffix == ".py" or data:
                 out.add(f"{target}/{path.relative_to(ROOT / folder).as_posix()}")
     return out
 

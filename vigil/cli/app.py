@@ -70,10 +70,11 @@ def build_app(only: str | None = None) -> typer.Typer:
 
         agent.register(app)
         return app
-    from vigil.cli import agent, bench, chaos, dashboards, evaluate, services, sink, status, train, up
+    from vigil.cli import agent, bench, chaos, dashboards, evaluate, services, sink, status, tokens, train, up
 
     # Bench subcommands register themselves on bench.bench_app when imported.
     from vigil.cli import bench_agent as _bench_agent  # noqa: F401
+    from vigil.cli import bench_alerting as _bench_alerting  # noqa: F401
     from vigil.cli import bench_api as _bench_api  # noqa: F401
     from vigil.cli import bench_detectors as _bench_detectors  # noqa: F401
     from vigil.cli import bench_models as _bench_models  # noqa: F401
@@ -90,4 +91,5 @@ def build_app(only: str | None = None) -> typer.Typer:
     bench.register(app)
     train.register(app)
     evaluate.register(app)
+    tokens.register(app)
     return app

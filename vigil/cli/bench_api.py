@@ -1,12 +1,13 @@
 """``vigil bench api``: latency of the alerting API under a burst of concurrent requests.
 
 Seeds an alert store (alerts, their delivered notifications and the notification log, as a fleet
-that has run for a while leaves it), serves it with the real API (``build_app`` + ``ApiServer``,
-uvicorn) in a child process, then fires ``--requests`` GETs at once from this process, each on its
-own connection. Each request's latency runs from just before it connects to the last byte of its
-response. The server's and the client's CPU time over each burst are reported beside the figures,
-and the 1-minute load average before the bursts (other work on the machine shows up as latency).
-The headline p50/p99/max pool the bursts after the first: the first one also pays for the server
+that has run for a while leaves it, and a viewer token), serves it with the service's real API
+(``build_app`` + ``ApiServer``, uvicorn: token check, page cache, engine) in a child process, then
+fires ``--requests`` GETs at once from this process, each on its own connection and each with the
+token. Each request's latency runs from just before it connects to the last byte of its response.
+The server's and the client's CPU time over each burst are reported beside the figures, and the
+1-minute load average before the bursts (other work on the machine shows up as latency). The
+headline p50/p99/max pool the bursts after the first: the first one also pays for the server
 process's first thousand connections (its memory, uvloop's handles), which a running service has
 long paid; its p99 is reported on its own.
 
@@ -103,26 +104,82 @@ def seed_store(path: Path, alerts: int, firing_share: float, seed: int = 0) -> N
     store.close()
 
 
+def _viewer_token(db: Path) -> str:
+    from vigil.alerting.store import AlertStore
+
+    store = AlertStore(db)
+    try:
+        token, _ = store.create_token("bench", "viewer", "vigil bench api", time.time())
+    finally:
+        store.close()
+    return token
+
+
+def _token_check_us(db: Path, token: str, count: int = 20_000) -> float:
+    """CPU microseconds the API spends checking one request's token (header scan, SHA-256, lookup)."""
+    from vigil.alerting.auth import TokenBook, credentials
+    from vigil.alerting.incident_reader import IncidentReader
+    from vigil.alerting.store import Database
+
+    reader = IncidentReader(Database.open(db))
+    book = TokenBook(reader.tokens)
+    headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())]
+    scope = {"type": "http", "headers": headers}
+    book.reload()
+    started = time.process_time()
+    for _ in range(count):
+        found, _ = credentials(scope)
+        if found is None or book.principal(found) is None:
+            raise RuntimeError("the bench's token was refused")
+    spent = time.process_time() - started
+    reader.close()
+    return spent / count * 1e6
+
+
 def _serve(db_path: str, conn: Connection) -> None:
-    """The child process: the real API over the seeded store until the parent terminates it."""
+    """The child process: the service's real API (auth, engine, page cache) over the seeded store until
+    the parent terminates it."""
     from prometheus_client import CollectorRegistry
 
     from vigil.alerting.api import ApiServer, build_app
-    from vigil.alerting.reader import AlertReader
+    from vigil.alerting.auth import TokenBook
+    from vigil.alerting.config import AlertingConfig
+    from vigil.alerting.engine import Engine
+    from vigil.alerting.incident_reader import IncidentReader
+    from vigil.alerting.routes.context import ApiDeps
+    from vigil.alerting.store import AlertStore, Database
+    from vigil.clock import SystemClock
 
-    reader = AlertReader(Path(db_path))
-    app = build_app(reader, CollectorRegistry(), lambda: {"ok": True})
-    server = ApiServer(app).start()
+    database = Database.open(Path(db_path))
+    reader = IncidentReader(database)
+    engine = Engine(AlertingConfig(), AlertStore(database), SystemClock())
+    book = TokenBook(reader.tokens, AlertStore(database))
+    deps = ApiDeps(reader, engine, book, CollectorRegistry(), lambda: {"ok": True})
+    server = ApiServer(build_app(deps)).start()
     conn.send(server.port)
     conn.recv()  # blocks until the parent says stop (or dies)
     server.stop()
 
 
-async def _raw_get(port: int, target: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What every request asks for, and the viewer token it carries (the API checks it on each one)."""
+
+    port: int
+    path: str
+    token: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+
+async def _raw_get(target: Target) -> str:
     """One GET on a fresh connection (``Connection: close``), read to EOF; the status code, or why not."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
     try:
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        auth = f"Authorization: Bearer {target.token}\r\n"
+        writer.write(f"GET {target.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n".encode())
         response = await reader.read()
     finally:
         writer.close()
@@ -133,13 +190,13 @@ async def _raw_get(port: int, target: str) -> str:
     return head[9:12].decode()
 
 
-async def _httpx_get(client: httpx.AsyncClient, url: str) -> str:
-    response = await client.get(url)
+async def _httpx_get(client: httpx.AsyncClient, target: Target) -> str:
+    response = await client.get(target.url, headers={"Authorization": f"Bearer {target.token}"})
     await response.aread()
     return str(response.status_code)
 
 
-async def _burst(port: int, target: str, requests: int, client_kind: str) -> tuple[list[float], dict[str, int], float]:
+async def _burst(target: Target, requests: int, client_kind: str) -> tuple[list[float], dict[str, int], float]:
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     import httpx
@@ -150,9 +207,9 @@ async def _burst(port: int, target: str, requests: int, client_kind: str) -> tup
         started = time.perf_counter()
         try:
             if client_kind == "httpx":
-                key = await _httpx_get(client, f"http://127.0.0.1:{port}{target}")
+                key = await _httpx_get(client, target)
             else:
-                key = await _raw_get(port, target)
+                key = await _raw_get(target)
         except (OSError, httpx.HTTPError) as exc:
             key = type(exc).__name__
         latencies.append(time.perf_counter() - started)
@@ -165,12 +222,12 @@ async def _burst(port: int, target: str, requests: int, client_kind: str) -> tup
     return latencies, outcomes, wall
 
 
-async def _alone(port: int, target: str, count: int) -> float:
+async def _alone(target: Target, count: int) -> float:
     """Median latency of ``count`` sequential requests, each on a fresh connection."""
     times = []
     for _ in range(count):
         started = time.perf_counter()
-        await _raw_get(port, target)
+        await _raw_get(target)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -194,7 +251,7 @@ def _figures(latencies: list[float]) -> dict[str, float]:
 
 
 def _bursts(
-    port: int, target: str, requests: int, client_kind: str, server_pid: int, count: int, shown: Progress
+    target: Target, requests: int, client_kind: str, server_pid: int, count: int, shown: Progress
 ) -> list[Burst]:
     import psutil
 
@@ -202,7 +259,7 @@ def _bursts(
     bursts = []
     for _ in range(count):
         server_cpu0, client_cpu0 = sum(server.cpu_times()[:2]), sum(client.cpu_times()[:2])
-        latencies, outcomes, wall = _run(_burst(port, target, requests, client_kind))
+        latencies, outcomes, wall = _run(_burst(target, requests, client_kind))
         figures: dict[str, Any] = {**_figures(latencies), "wall_ms": round(wall * 1000, 1)}
         figures["server_cpu_ms"] = round((sum(server.cpu_times()[:2]) - server_cpu0) * 1000)
         figures["client_cpu_ms"] = round((sum(client.cpu_times()[:2]) - client_cpu0) * 1000)
@@ -218,7 +275,9 @@ def run_api_bench(
     db = work / "alerts.db"
     shown.phase(f"seeding a store of {alerts} alerts")
     seed_store(db, alerts, firing_share=0.1)
-    target = "/api/v1/alerts" + (f"?{query}" if query else "")
+    token = _viewer_token(db)
+    check_us = _token_check_us(db, token)
+    path = "/api/v1/alerts" + (f"?{query}" if query else "")
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve, args=(str(db), child), daemon=True)
@@ -229,11 +288,15 @@ def run_api_bench(
             raise RuntimeError("the API process did not start within 60 s")
         import httpx
 
-        body_bytes = len(httpx.get(f"http://127.0.0.1:{port}{target}", timeout=30.0).content)
-        alone_s = _run(_alone(port, target, 20))
+        target = Target(port, path, token)
+        first = httpx.get(target.url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+        if first.status_code != 200:
+            raise RuntimeError(f"GET {path} answered {first.status_code}: {first.text[:200]}")
+        body_bytes = len(first.content)
+        alone_s = _run(_alone(target, 20))
         load = os.getloadavg()[0]
         shown.phase(f"{bursts} bursts of {requests} concurrent requests", bursts)
-        runs = _bursts(port, target, requests, client_kind, proc.pid, bursts, shown)
+        runs = _bursts(target, requests, client_kind, proc.pid, bursts, shown)
     finally:
         parent.send("stop")
         proc.join(10)
@@ -242,12 +305,13 @@ def run_api_bench(
     warm = runs[1:] or runs  # the first burst is also the server's first thousand connections
     return {
         "workload": (
-            f"{bursts} bursts of {requests} concurrent GET {target}, each on its own connection ({client_kind} "
-            f"client), against a store of {alerts} alerts (10% firing) and their notification log; figures over "
-            + ("the bursts after the first" if len(runs) > 1 else "the one burst")
+            f"{bursts} bursts of {requests} concurrent GET {path} with a viewer token, each on its own connection "
+            f"({client_kind} client), against a store of {alerts} alerts (10% firing) and their notification log; "
+            "figures over " + ("the bursts after the first" if len(runs) > 1 else "the one burst")
         ),
         "load_average_1m": round(load, 2),
         "alone_p50_ms": round(alone_s * 1000, 2),
+        "token_check_us": round(check_us, 2),
         "body_bytes": body_bytes,
         **_figures([x for run in warm for x in run.latencies]),
         "first_burst_p99_ms": runs[0].figures["p99_ms"],

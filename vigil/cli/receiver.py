@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from vigil.cli.report import Notification
 
+_STATUS = {"trigger": "firing", "resolve": "resolved", "acknowledge": "acknowledged"}
+
 
 class WebhookReceiver:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -37,17 +39,28 @@ class WebhookReceiver:
             return list(self.notifications)
 
     def _record(self, body: dict[str, object]) -> None:
-        alert = body.get("alert")
-        if not isinstance(alert, dict):
+        """A webhook notification (version 2): its member alerts' labels say what it is about."""
+        members = body.get("members")
+        sets = tuple(
+            {str(k): str(v) for k, v in m["labels"].items()}
+            for m in (members if isinstance(members, list) else [])
+            if isinstance(m, dict) and isinstance(m.get("labels"), dict)
+        )
+        if not sets:
             return
-        labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
+        domain = body.get("domain") if isinstance(body.get("domain"), dict) else {}
+        priority = body.get("priority")
         note = Notification(
             time.time(),
-            str(body.get("status", "")),
-            str(alert.get("fingerprint", "")),
-            {str(k): str(v) for k, v in (labels or {}).items()},
+            _STATUS.get(str(body.get("action", "")), str(body.get("action", ""))),
+            str(body.get("incident_id", "")),
+            sets[0],
             str(body.get("reason", "")),
             str(body.get("dedup_key", "")),
+            sets,
+            float(priority) if isinstance(priority, int | float) else None,
+            str(body.get("summary", "")),
+            f"{domain.get('kind', '')} {domain.get('id', '')}".strip() if isinstance(domain, dict) else "",
         )
         with self._lock:
             self.notifications.append(note)

@@ -136,6 +136,12 @@ def alerting(
     db_path = cfg.alerting.db_path or cfg.data_dir / "alerting" / "alerts.db"
     bus = connect(cfg, stop)
     service = AlertingService(bus, cfg.topics(), cfg.alerting, SystemClock(), CollectorRegistry(), db_path)
+    token = service.bootstrap_admin()
+    if token is not None:
+        err_console.print(
+            f"no admin token yet: made one (shown this once; revoke it with `vigil tokens revoke {token[:12]}`):"
+        )
+        err_console.print(token, highlight=False, soft_wrap=True)
     service.run(stop)
 
 
