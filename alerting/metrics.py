@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from typing import get_args
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+from vigil.alerting.model import DomainKind
 from vigil.alerting.store import AlertStore, Database
 
 from vigil.clock import Clock
 from vigil.metrics_catalog import counter, gauge_family
 
 SEVERITIES = ("critical", "warning", "info")
+DOMAIN_KINDS: tuple[str, ...] = get_args(DomainKind)  # a closed set: the gauge's labels stay bounded
+# Priority bands over GPU-hours at risk, so the gauge's labels stay few: P1 is a job-sized outage
+# (e.g. 64 GPUs for 2 h), P4 a single GPU's quick reset.
+PRIORITY_BANDS = ((100.0, "P1"), (10.0, "P2"), (1.0, "P3"), (0.0, "P4"))
+
+
+def priority_band(gpu_hours: float) -> str:
+    return next(band for floor, band in PRIORITY_BANDS if gpu_hours >= floor or floor == 0.0)
 
 
 class AlertingMetrics:
@@ -31,10 +41,11 @@ class AlertingMetrics:
 
 
 class StoreGauges(Collector):
-    """``vigil_alerts_firing{severity}``, ``vigil_outbox_pending{notifier}`` and
-    ``vigil_outbox_oldest_pending_age_seconds{notifier}``, queried when scraped (two indexed
-    aggregates on a store connection of its own, SQLite or PostgreSQL). Every severity and configured notifier is
-    shown, with 0 when it has nothing, so a dashboard sees 0 rather than no data."""
+    """``vigil_alerts_firing{severity}``, ``vigil_outbox_pending{notifier}``,
+    ``vigil_outbox_oldest_pending_age_seconds{notifier}`` and the open incidents
+    (``incident_families``), queried when scraped (three indexed reads on a store connection of its
+    own, SQLite or PostgreSQL). Every severity and configured notifier is shown, with 0 when it has
+    nothing, so a dashboard sees 0 rather than no data."""
 
     def __init__(self, database: Database, notifiers: Sequence[str], clock: Clock) -> None:
         self._database = database
@@ -48,6 +59,7 @@ class StoreGauges(Collector):
             store = self._store = self._store or AlertStore(self._database)
             firing = store.firing_by_severity()
             outbox = store.pending_by_notifier()
+            incidents = store.open_priorities()
         now = self._clock.now()
         alerts = gauge_family("vigil_alerts_firing")
         for severity in sorted(set(SEVERITIES) | set(firing)):
@@ -57,10 +69,29 @@ class StoreGauges(Collector):
             count, oldest = outbox.get(name, (0, now))
             pending.add_metric([name], count)
             age.add_metric([name], max(0.0, now - oldest))
-        yield from (alerts, pending, age)
+        yield from (alerts, pending, age, *incident_families(incidents))
 
     def close(self) -> None:
         with self._lock:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+
+def incident_families(open_incidents: Sequence[tuple[str, float]]) -> tuple[Metric, Metric]:
+    """``vigil_incidents_open{priority,domain}`` and ``vigil_incidents_gpu_seconds_at_risk{domain}``
+    (GPU-hours x 3600: base units). Every band and domain kind is shown (0 when none), so a dashboard
+    sees 0 rather than no data."""
+    counts = {(band, kind): 0 for _, band in PRIORITY_BANDS for kind in DOMAIN_KINDS}
+    hours = dict.fromkeys(DOMAIN_KINDS, 0.0)
+    for domain, gpu_hours in open_incidents:
+        kind = domain.split(":", 1)[0]
+        key = (priority_band(gpu_hours), kind)
+        counts[key] = counts.get(key, 0) + 1
+        hours[kind] = hours.get(kind, 0.0) + gpu_hours * 3600.0  # base unit: GPU-seconds
+    opened, at_risk = gauge_family("vigil_incidents_open"), gauge_family("vigil_incidents_gpu_seconds_at_risk")
+    for (band, kind), n in sorted(counts.items()):
+        opened.add_metric([band, kind], n)
+    for kind, total in sorted(hours.items()):
+        at_risk.add_metric([kind], total)
+    return opened, at_risk

@@ -143,6 +143,19 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family("vigil_alerts_firing", "gauge", "Alerts firing now, by severity", ("severity",)),
     Family(
+        "vigil_incidents_open",
+        "gauge",
+        "Open or acknowledged incidents, by priority band of GPU-hours at risk (P1 >= 100, P2 >= 10, "
+        "P3 >= 1, P4 < 1) and failure-domain kind",
+        ("priority", "domain"),
+    ),
+    Family(
+        "vigil_incidents_gpu_seconds_at_risk",
+        "gauge",
+        "GPU-seconds at risk (GPU-hours x 3600) summed over open or acknowledged incidents, by failure-domain kind",
+        ("domain",),
+    ),
+    Family(
         "vigil_notifications_total",
         "counter",
         "Notification attempts, by notifier and result: delivered, retryable, permanent",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 from vigil.alerting.config import AlertingConfig
+from vigil.alerting.metrics import priority_band
 from vigil.alerting.notifiers import DeliveryResult, Notification
 from vigil.alerting.service import AlertingService
 from vigil.alerting.store import AlertStore
@@ -145,6 +146,10 @@ def test_first_no_change_resolved_and_refire(h: Harness) -> None:
     assert h.metric("vigil_alerting_detections_total", decision="resolved") == 1
     assert h.metric("vigil_alerts_firing", severity="critical") == 1
     assert h.metric("vigil_alerts_firing", severity="warning") == 0
+    (opened,) = [i for i in store.incidents() if i.state == "open"]
+    band, kind = priority_band(opened.priority), opened.domain.kind
+    assert h.metric("vigil_incidents_open", priority=band, domain=kind) == 1  # the resolved one is not counted
+    assert h.metric("vigil_incidents_gpu_seconds_at_risk", domain=kind) == pytest.approx(opened.priority * 3600)
 
 
 def test_dispatch_delivers_in_order_with_dedup_key(h: Harness) -> None:

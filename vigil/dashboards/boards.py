@@ -12,7 +12,6 @@ NODE = f'{C}, host="$node"'
 GPU = f'{NODE}, gpu_index=~"$gpu"'
 JOB = f'{C}, job_id="$job"'
 RATE = "[$__rate_interval]"
-ISSUE_9 = "issue 9 (the incident engine) exports it"
 ISSUE_10 = "issue 10 (remediation) exports it"
 ISSUE_11 = "issue 11 (the canary service) exports it"
 
@@ -83,7 +82,6 @@ def fleet() -> Board:
             Panel(
                 "Open incidents by priority",
                 (T("sum by (priority) (vigil_incidents_open)", "{{priority}}"),),
-                awaits=ISSUE_9,
             ),
             Panel(
                 "Firing detections by alert",
@@ -232,7 +230,6 @@ def incidents() -> Board:
             Panel(
                 "Open incidents by priority and domain",
                 (T("sum by (priority, domain) (vigil_incidents_open)", "{{priority}} {{domain}}"),),
-                awaits=ISSUE_9,
             ),
             Panel(
                 "Detections into alerting",
