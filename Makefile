@@ -12,12 +12,13 @@ HELM_SHA256 := c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
 .PHONY: up test lint bench
 
 # Real servers the alerting tests run on loopback: PostgreSQL (the store), Prometheus, Alertmanager and
-# node_exporter (the Alertmanager intake); Debian's packages, none started as a system service.
-SERVERS := postgresql prometheus prometheus-alertmanager prometheus-node-exporter
+# node_exporter (the Alertmanager intake), Slurm and munge (the remediation actions' real scheduler);
+# Debian's packages, none started as a system service.
+SERVERS := postgresql prometheus prometheus-alertmanager prometheus-node-exporter slurm-wlm munge
 
 $(STAMP): pyproject.toml setup.py
 	command -v prometheus-alertmanager >/dev/null && command -v prometheus-node-exporter >/dev/null && \
-	  command -v pg_ctlcluster >/dev/null || \
+	  command -v pg_ctlcluster >/dev/null && command -v slurmctld >/dev/null && command -v munged >/dev/null || \
 	  (apt-get update -q && apt-get install -y -q --no-install-recommends $(SERVERS))
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
