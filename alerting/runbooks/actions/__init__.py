@@ -57,3 +57,29 @@ class ActionSet:
 
 
 __all__ = ["DEFAULT_ALIASES", "Action", "ActionResult", "ActionSet", "Params"]
+
+
+class Wait:
+    """``wait {seconds}``: a pause between steps (let a job write its checkpoint). The executor keeps the
+    step's start in the store and completes it once the time has passed, so a restart waits only what is
+    left and the runner never sleeps on it."""
+
+    name = "wait"
+    schema = {
+        "type": "object",
+        "properties": {"seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}},
+        "required": ["seconds"],
+        "additionalProperties": False,
+    }
+    destructive = False
+    target: str | None = None
+    undo: str | None = None
+
+    def check(self, params: Params, idempotency_key: str) -> bool:
+        return False
+
+    def execute(self, params: Params, idempotency_key: str) -> ActionResult:
+        return ActionResult.done(f"waited {float(params['seconds']):g}s")
+
+    def verify(self, params: Params) -> ActionResult:
+        return ActionResult.done()

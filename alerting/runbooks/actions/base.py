@@ -3,7 +3,7 @@
 An :class:`Action` is a named plugin with a JSON Schema for its parameters. The executor calls it in
 this order, and only in this order:
 
-1. ``check(params)``: is the effect already there? (the node is drained with our reason, the job was
+1. ``check(params, idempotency_key)``: is the effect already there? (the node is drained, the job was
    requeued under this key). True: the step is recorded as done without acting. This is what makes a
    resumed run safe: a step that was running when the process died is checked before it is retried.
 2. ``execute(params, idempotency_key)``: act once. The key is stable for the step (``<run>/<step>``):
@@ -22,7 +22,9 @@ parameter that holds the node an action changes (blast-radius and cool-down guar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,7 +56,7 @@ class Action(Protocol):
     target: str | None  # the parameter naming the node it changes (blast radius, cool-downs), or None
     undo: str | None  # the action that reverses it with the same parameters, or None
 
-    def check(self, params: Params) -> bool:
+    def check(self, params: Params, idempotency_key: str) -> bool:
         """True when the effect is already in place (nothing to do)."""
         ...
 
@@ -65,6 +67,37 @@ class Action(Protocol):
     def verify(self, params: Params) -> ActionResult:
         """Whether the effect is in place now."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """What a command printed and how it ended (``rc`` None: it did not finish in time)."""
+
+    rc: int | None
+    out: str
+    err: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def why(self) -> str:
+        if self.rc is None:
+            return "timed out"
+        text = (self.err or self.out).strip().splitlines()
+        return f"exit {self.rc}: {text[-1][:300] if text else 'no output'}"
+
+
+def run_command(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> Completed:
+    """Run a command without a shell; a missing program or a timeout is an outcome, not an exception."""
+    full_env = {**os.environ, **(env or {})}
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=full_env, check=False)
+    except subprocess.TimeoutExpired:
+        return Completed(None, "", "")
+    except OSError as exc:
+        return Completed(127, "", f"{argv[0]}: {exc.strerror}")
+    return Completed(done.returncode, done.stdout, done.stderr)
 
 
 def string(description: str, **extra: Any) -> dict[str, Any]:

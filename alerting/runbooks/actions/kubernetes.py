@@ -1,0 +1,233 @@
+"""Kubernetes actions with the official client: cordon, taint, drain through the Eviction API, uncordon.
+
+- ``kubernetes.cordon {node}``: a strategic-merge patch ``{"spec": {"unschedulable": true}}``.
+- ``kubernetes.taint {node, reason}``: adds ``<taint_key>=<reason>:NoSchedule`` (the key is config,
+  ``vigil.io/gpu-unhealthy`` by default: Kubernetes has no standard one). ``spec.taints`` has no merge
+  key, so the whole list is sent, with the node's ``resourceVersion`` so a concurrent change makes the
+  API answer 409 (retried) instead of being overwritten.
+- ``kubernetes.drain {node, reason}``: cordon, taint, then one ``policy/v1`` Eviction per pod on the
+  node (DaemonSet and mirror pods are left, as ``kubectl drain`` does). An eviction a
+  PodDisruptionBudget refuses answers 429: it is retried until the step's deadline, never forced with a
+  delete. Destructive: evicting pods stops work.
+- ``kubernetes.uncordon {node}``: removes our taint and sets ``unschedulable`` false.
+
+The client is configured from a kubeconfig file or in-cluster (``remediation.kubernetes``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from vigil.alerting.runbooks.actions.base import NODE, REASON, ActionResult, Params, params_schema
+
+STRATEGIC = "application/strategic-merge-patch+json"
+
+
+def _failure(what: str, exc: ApiException) -> ActionResult:
+    status = int(exc.status or 0)
+    retryable = status in (0, 409, 429) or status >= 500
+    return ActionResult.failed(f"{what}: HTTP {status} {exc.reason}", retryable=retryable)
+
+
+class _NodeAction:
+    target: str | None = "node"
+
+    def __init__(self, api: client.ApiClient, taint_key: str = "vigil.io/gpu-unhealthy") -> None:
+        self.core = client.CoreV1Api(api)
+        self.taint_key = taint_key
+
+    def _node(self, name: str) -> Any:
+        return self.core.read_node(name)
+
+    def _patch(self, name: str, body: dict[str, Any]) -> None:
+        self.core.patch_node(name, body, _content_type=STRATEGIC)
+
+    def _ours(self, node: Any) -> Any:
+        return next((t for t in node.spec.taints or [] if t.key == self.taint_key), None)
+
+    def _set_taints(self, node: Any, taints: list[dict[str, Any]]) -> None:
+        body = {"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}}
+        self._patch(node.metadata.name, body)
+
+
+def _taint_json(taint: Any) -> dict[str, Any]:
+    out = {"key": taint.key, "effect": taint.effect}
+    if taint.value is not None:
+        out["value"] = taint.value
+    return out
+
+
+class Cordon(_NodeAction):
+    name = "kubernetes.cordon"
+    schema = params_schema({"node": NODE}, {"reason": REASON})
+    destructive = False
+    undo: str | None = "kubernetes.uncordon"
+
+    def check(self, params: Params, idempotency_key: str) -> bool:
+        return bool(self._node(params["node"]).spec.unschedulable)
+
+    def execute(self, params: Params, idempotency_key: str) -> ActionResult:
+        try:
+            self._patch(params["node"], {"spec": {"unschedulable": True}})
+        except ApiException as exc:
+            return _failure("cordon", exc)
+        return ActionResult.done(f"cordoned {params['node']}")
+
+    def verify(self, params: Params) -> ActionResult:
+        ok = self.check(params, "")
+        return ActionResult(ok, "unschedulable" if ok else "still schedulable")
+
+
+class Taint(_NodeAction):
+    name = "kubernetes.taint"
+    schema = params_schema({"node": NODE, "reason": REASON})
+    destructive = False
+    undo: str | None = "kubernetes.uncordon"
+
+    def check(self, params: Params, idempotency_key: str) -> bool:
+        return self._ours(self._node(params["node"])) is not None
+
+    def execute(self, params: Params, idempotency_key: str) -> ActionResult:
+        try:
+            node = self._node(params["node"])
+            if self._ours(node) is None:
+                value = _label_value(params["reason"])
+                taints = [_taint_json(t) for t in node.spec.taints or []]
+                self._set_taints(node, [*taints, {"key": self.taint_key, "value": value, "effect": "NoSchedule"}])
+        except ApiException as exc:
+            return _failure("taint", exc)
+        return ActionResult.done(f"tainted {params['node']} {self.taint_key}:NoSchedule")
+
+    def verify(self, params: Params) -> ActionResult:
+        ok = self.check(params, "")
+        return ActionResult(ok, "tainted" if ok else "taint missing")
+
+
+class Uncordon(_NodeAction):
+    name = "kubernetes.uncordon"
+    schema = params_schema({"node": NODE}, {"reason": REASON})
+    destructive = False
+    undo: str | None = None
+
+    def check(self, params: Params, idempotency_key: str) -> bool:
+        node = self._node(params["node"])
+        return not node.spec.unschedulable and self._ours(node) is None
+
+    def execute(self, params: Params, idempotency_key: str) -> ActionResult:
+        try:
+            node = self._node(params["node"])
+            if self._ours(node) is not None:
+                self._set_taints(node, [_taint_json(t) for t in node.spec.taints or [] if t.key != self.taint_key])
+            if node.spec.unschedulable:
+                self._patch(params["node"], {"spec": {"unschedulable": False}})
+        except ApiException as exc:
+            return _failure("uncordon", exc)
+        return ActionResult.done(f"uncordoned {params['node']}")
+
+    def verify(self, params: Params) -> ActionResult:
+        ok = self.check(params, "")
+        return ActionResult(ok, "schedulable" if ok else "still cordoned or tainted")
+
+
+class Drain(_NodeAction):
+    name = "kubernetes.drain"
+    schema = params_schema({"node": NODE, "reason": REASON})
+    destructive = True
+    undo: str | None = "kubernetes.uncordon"
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        taint_key: str = "vigil.io/gpu-unhealthy",
+        deadline: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(api, taint_key)
+        self.cordon, self.taint = Cordon(api, taint_key), Taint(api, taint_key)
+        self.deadline, self._sleep = deadline, sleep
+
+    def _evictable(self, node: str) -> list[Any]:
+        pods = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+        return [p for p in pods if not _daemon_or_mirror(p) and p.status.phase not in ("Succeeded", "Failed")]
+
+    def check(self, params: Params, idempotency_key: str) -> bool:
+        return self.cordon.check(params, idempotency_key) and not self._evictable(params["node"])
+
+    def execute(self, params: Params, idempotency_key: str) -> ActionResult:
+        for step in (self.cordon, self.taint):
+            result = step.execute(params, idempotency_key)
+            if not result.ok:
+                return result
+        try:
+            left = self._evict_all(params["node"])
+        except ApiException as exc:
+            return _failure("drain", exc)
+        if left:
+            names = ", ".join(left[:5])
+            return ActionResult.failed(f"PodDisruptionBudget still refuses evicting {names}", retryable=True)
+        return ActionResult.done(f"drained {params['node']}")
+
+    def _evict_all(self, node: str) -> list[str]:
+        """Evict every pod; a 429 (a PodDisruptionBudget says not now) is retried with backoff until the
+        deadline. Returns the pods still refused."""
+        started, delay = time.monotonic(), 1.0
+        pending = self._evictable(node)
+        while pending:
+            refused = []
+            for pod in pending:
+                body = client.V1Eviction(
+                    api_version="policy/v1",
+                    kind="Eviction",
+                    metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace),
+                )
+                try:
+                    self.core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
+                except ApiException as exc:
+                    if exc.status == 429:
+                        refused.append(pod)
+                    elif exc.status != 404:  # 404: gone already
+                        raise
+            if not refused or time.monotonic() - started + delay > self.deadline:
+                return [f"{p.metadata.namespace}/{p.metadata.name}" for p in refused]
+            self._sleep(delay)
+            delay = min(delay * 2, 30.0)
+            pending = refused
+        return []
+
+    def verify(self, params: Params) -> ActionResult:
+        left = self._evictable(params["node"])
+        return ActionResult(not left, f"{len(left)} pods left" if left else "no pods left")
+
+
+def _daemon_or_mirror(pod: Any) -> bool:
+    owners = pod.metadata.owner_references or []
+    mirror = "kubernetes.io/config.mirror" in (pod.metadata.annotations or {})
+    return mirror or any(o.kind == "DaemonSet" for o in owners)
+
+
+def _label_value(reason: str) -> str:
+    """A taint value is a label value: 63 characters of [A-Za-z0-9_.-], starting and ending alphanumeric."""
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "-" for c in reason)[:63].strip("-_.")
+    return cleaned or "vigil"
+
+
+def kubernetes_actions(api: client.ApiClient, taint_key: str, deadline: float) -> list[Any]:
+    return [Cordon(api, taint_key), Taint(api, taint_key), Uncordon(api, taint_key), Drain(api, taint_key, deadline)]
+
+
+def api_client(kubeconfig: str | None, host: str | None = None) -> client.ApiClient:
+    """From a kubeconfig file, in-cluster config, or a bare URL (the contract tests' local server)."""
+    from kubernetes import config as kube_config
+
+    if host is not None:
+        configuration = client.Configuration()
+        configuration.host = host
+        return client.ApiClient(configuration)
+    if kubeconfig is not None:
+        return kube_config.new_client_from_config(config_file=kubeconfig)
+    kube_config.load_incluster_config()
+    return client.ApiClient()
