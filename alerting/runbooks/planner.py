@@ -238,8 +238,9 @@ def _verify_json(runbook: Runbook, subject: Subject) -> dict[str, Any]:
         return {}
     try:
         node = render(verify.node, subject.labels)
+        command = render_value(list(verify.health_command), subject.labels)
     except MissingLabel as exc:
-        node = f"<{exc}>"
+        node, command = f"<{exc}>", []
     return {
         "node": node,
         "timeout_s": verify.timeout,
@@ -247,7 +248,8 @@ def _verify_json(runbook: Runbook, subject: Subject) -> dict[str, Any]:
         "gpus": verify.gpus,
         "no_new_xid_hold_s": verify.hold,
         "counters_unchanged": list(verify.counters),
-        "health_command": list(verify.health_command),
+        "health_command": command,
+        "health_timeout_s": verify.health_timeout,
     }
 
 

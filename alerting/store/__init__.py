@@ -1,5 +1,6 @@
 """The alerting store: alerts, incidents, their timeline, notification groups, the outbox and the
-notification log, stage history, silences and approvals; SQLite by default, PostgreSQL by URL.
+notification log, stage history, silences and approvals, remediation runs and the audit log; SQLite by
+default, PostgreSQL by URL.
 
 The one interface is :class:`AlertStore` (one per thread, see ``base.py``) over a :class:`Database`
 (one per process: the engine and the migrations). The tables are in ``schema.py``.
@@ -12,18 +13,22 @@ from vigil.alerting.store.database import Database
 from vigil.alerting.store.incidents import IncidentRows
 from vigil.alerting.store.outbox import Enqueue, OutboxRow, OutboxRows
 from vigil.alerting.store.records import RecordRows
+from vigil.alerting.store.remediation import AuditRow, RemediationRows, RunRow, StepRow
 
 
-class AlertStore(AlertRows, IncidentRows, OutboxRows, RecordRows):
+class AlertStore(AlertRows, IncidentRows, OutboxRows, RecordRows, RemediationRows):
     """Every table's methods over one connection (``StoreBase``): one object per thread."""
 
 
 __all__ = [
     "ALERT_COLUMNS",
     "AlertStore",
+    "AuditRow",
     "Database",
     "Enqueue",
     "OutboxRow",
+    "RunRow",
+    "StepRow",
     "StoredAlert",
     "alert_from_row",
 ]
