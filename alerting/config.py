@@ -15,6 +15,7 @@ from vigil.alerting.notifiers.config import (  # re-exported: the notifier model
     SlackNotifierConfig,
     WebhookNotifierConfig,
 )
+from vigil.alerting.runbooks.config import RemediationConfig
 
 from vigil.config import FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
@@ -246,6 +247,7 @@ class AlertingConfig(FrozenModel):
     dispatch_interval: Annotated[PositiveDuration, Field(le=60)] = 0.5
     dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     predictions: PredictionAlertsConfig = Field(default_factory=PredictionAlertsConfig)
+    remediation: RemediationConfig = Field(default_factory=RemediationConfig)
 
     @model_validator(mode="after")
     def _unique_notifier_names(self) -> AlertingConfig:
@@ -253,6 +255,14 @@ class AlertingConfig(FrozenModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"notifier names must be unique, duplicated: {', '.join(duplicates)}")
+        receivers = [n for n, c in zip(names, self.notifiers, strict=True) if c.type == "remediation"]
+        if receivers and not self.remediation.enabled:
+            index = names.index(receivers[0])
+            message = "a remediation receiver needs alerting.remediation.enabled: true"
+            raise_key_errors(self, [(("notifiers", index, "type"), message, "remediation")])
+        unknown = sorted(set(self.remediation.page) - set(names))
+        if unknown:
+            raise_key_errors(self, [(("remediation", "page"), f"no notifier named {unknown[0]!r}", unknown[0])])
         return self
 
     def notifier_names(self) -> list[str]:

@@ -59,10 +59,12 @@ from vigil.topics import Topics
 log = logging.getLogger(__name__)
 
 
-def build_notifiers(config: AlertingConfig, clock: Clock | None = None) -> dict[str, Notifier]:
+def build_notifiers(
+    config: AlertingConfig, clock: Clock | None = None, remediation: Notifier | None = None
+) -> dict[str, Notifier]:
     registry = build_notifier_registry()
     return {
-        name: registry.create(cfg.type, config=cfg, clock=clock)
+        name: registry.create(cfg.type, config=cfg, clock=clock, remediation=remediation)
         for name, cfg in zip(config.notifier_names(), config.notifiers, strict=True)
     }
 
@@ -98,6 +100,14 @@ class AlertingService:
         self._consumer = self._commits.consumer
         names = config.notifier_names()
         self._send_resolved = {n: c.send_resolved for n, c in zip(names, config.notifiers, strict=True)}
+        self.remediation = None
+        if config.remediation.enabled:
+            from vigil.alerting.runbooks.wiring import wire
+
+            types = [n.type for n in config.notifiers]
+            self.remediation = wire(config.remediation, names, types, db_path, bus, topics, clock, config.group,
+                                    lambda: self._commits.producer)
+            notifiers = {**build_notifiers(config, clock, self.remediation.receiver), **(notifiers or {})}
         self.dispatcher = _build_dispatcher(config, db_path, notifiers, clock, self._metrics)
         self.pruner = Pruner(AlertStore(db_path), config.retention, clock, self._metrics)
         self._api: ApiServer | None = None
@@ -130,6 +140,8 @@ class AlertingService:
     def run(self, stop: threading.Event) -> None:
         """Serve the API, dispatch the outbox, prune and consume until ``stop`` is set; then shut down."""
         self.dispatcher.start()
+        if self.remediation is not None:
+            self.remediation.runner.start()
         prune_stop = threading.Event()
         pruning = threading.Thread(target=self.pruner.run, args=(prune_stop,), name="alerting-retention", daemon=True)
         pruning.start()
@@ -143,6 +155,8 @@ class AlertingService:
             run_with_recovery(stop, self.step, self.rewind, self._outage)
         finally:
             self.dispatcher.stop()
+            if self.remediation is not None:
+                self.remediation.runner.stop()
             prune_stop.set()
             pruning.join(timeout=10.0)
             if self._api is not None:

@@ -17,6 +17,7 @@ from vigil.alerting.notifiers.config import (
     LogNotifierConfig,
     NotifierConfig,
     PagerDutyNotifierConfig,
+    RemediationNotifierConfig,
     SlackNotifierConfig,
     WebhookNotifierConfig,
 )
@@ -27,6 +28,7 @@ from vigil.alerting.notifiers.smtp import EmailNotifier
 from vigil.alerting.notifiers.webhook import WebhookNotifier
 
 from vigil.clock import Clock
+from vigil.errors import ConfigError
 from vigil.registry import Registry
 
 
@@ -57,6 +59,12 @@ def _email(config: EmailNotifierConfig, clock: Clock | None = None, **_: Any) ->
     return EmailNotifier(config, clock=clock)
 
 
+def _remediation(config: RemediationNotifierConfig, remediation: Notifier | None = None, **_: Any) -> Notifier:
+    if remediation is None:
+        raise ConfigError("a notifier of type remediation needs alerting.remediation.enabled: true")
+    return remediation
+
+
 def build_notifier_registry() -> Registry[Notifier]:
     """A fresh registry named "notifier" with the built-in notifiers; ``create(type, config=model, clock=...)``."""
     registry: Registry[Notifier] = Registry("notifier")
@@ -65,6 +73,7 @@ def build_notifier_registry() -> Registry[Notifier]:
     registry.add("pagerduty", _pagerduty)
     registry.add("slack", _slack)
     registry.add("email", _email)
+    registry.add("remediation", _remediation)
     return registry
 
 

@@ -73,7 +73,8 @@ class Remediation:
             return None
         now = self.parts.clock.now()
         run_id = run_id_of(subject.key, runbook.name)
-        return plan(subject, runbook, self.state(now), self.parts.actions, self.config.guards, run_id, why, self.config.mode)
+        state, actions = self.state(now), self.parts.actions
+        return plan(subject, runbook, state, actions, self.config.guards, run_id, why, self.config.mode)
 
     def submit(self, subject: Subject) -> Plan | None:
         """Plan the incident and store the run; None when no runbook applies or the run exists."""
@@ -139,9 +140,8 @@ class Remediation:
             + [r.window for r in guards.rate_limits.values()]
             + [s.guards.auto.window for rb in self.parts.runbooks.values() for s in rb.steps if s.guards.auto]
         )
-        acted = tuple(
-            Acted(s.action, s.target, s.job, s.started_at or now, s.run_id) for s in self.store.acted_since(now - horizon)
-        )
+        rows = self.store.acted_since(now - horizon)
+        acted = tuple(Acted(s.action, s.target, s.job, s.started_at or now, s.run_id) for s in rows)
         approvals: dict[str, Approval] = {}
         for row in self.store.step_approvals(now - guards.approval_ttl):
             key = row["detail"].get("step")

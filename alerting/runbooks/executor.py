@@ -56,7 +56,7 @@ class Executor:
         if run.state == "verifying":
             self._verify(run, runbook)
             return
-        phase: Phase = "on_success" if run.state == "returning" else "rollback" if run.state == "rolling_back" else "steps"
+        phase: Phase = {"returning": "on_success", "rolling_back": "rollback"}.get(run.state, "steps")  # type: ignore[assignment]
         for step in [s for s in self.store.steps(run.id) if s.phase == phase]:
             if step.state in ("succeeded", "skipped"):
                 continue
@@ -76,7 +76,7 @@ class Executor:
             verdict, why = "go", ("rollback",)
         else:
             planned = judge(step, row.phase, row.idx, subject, self.engine.state(now), self.engine.parts.actions,
-                            self.engine.config.guards, run.id)  # fmt: skip
+                            self.engine.config.guards, run.id)
             verdict, why = planned.verdict, planned.why
         if row.state == "running":
             verdict = "go"  # it had started: its guards passed then (or a person approved it)
@@ -108,7 +108,7 @@ class Executor:
             return True
         self.store.update_step(row.key, state="running", started_at=row.started_at or now, attempts=row.attempts + 1)
         self.engine.audit("action", ENGINE, run.id, {"step": row.key, "action": row.action, "params": dict(row.params),
-                                                      "attempt": row.attempts + 1, "why": list(why)})  # fmt: skip
+                                                      "attempt": row.attempts + 1, "why": list(why)})
         result = self._call(action, row)
         if result.ok:
             self._finish(run, row, "succeeded", result)
@@ -119,7 +119,7 @@ class Executor:
             self.store.update_step(row.key, state="pending", result={"detail": result.detail, "retrying_in": delay})
             self.store.update_run(run.id, next_at=now + delay, updated_at=now)
             self.engine.audit("result", ENGINE, run.id, {"step": row.key, "ok": False, "detail": result.detail,
-                                                          "retry_in_s": delay})  # fmt: skip
+                                                          "retry_in_s": delay})
             return False
         self._finish(run, row, "failed", result)
         self._fail(run, f"step {row.name} failed: {result.detail}", row)
@@ -149,10 +149,10 @@ class Executor:
             self.store.update_step(row.key, state=state, finished_at=now, result=outcome)
             self.store.update_run(run.id, updated_at=now)
             self.engine.audit("result", ENGINE, run.id, {"step": row.key, "action": row.action, "state": state,
-                                                          **outcome})  # fmt: skip
+                                                          **outcome})
         self.engine.timeline(run.incident_id, "remediation_step", ENGINE,
                              {"run_id": run.id, "step": row.name, "action": row.action, "state": state,
-                              "detail": result.detail})  # fmt: skip
+                              "detail": result.detail})
         self.engine.publish(run.id)
 
     # ------------------------------------------------------------------ approvals
@@ -160,18 +160,19 @@ class Executor:
     def _ask(self, run: RunRow, row: StepRow, why: tuple[str, ...]) -> None:
         now = self.clock.now()
         asked = any(a["detail"].get("step") == row.key and a["state"] == "pending"
-                    for a in self.store.step_approvals(now - self.engine.config.guards.approval_ttl))  # fmt: skip
+                    for a in self.store.step_approvals(now - self.engine.config.guards.approval_ttl))
         if not asked:
             subject = f"{row.action} {row.target or ''} for incident {run.incident_id or run.incident_key}".strip()
             detail = {"step": row.key, "run_id": run.id, "action": row.action, "params": dict(row.params),
-                      "why": list(why)}  # fmt: skip
+                      "why": list(why)}
             ttl = self.engine.config.guards.approval_ttl
             with self.store.transaction():
                 approval = self.store.request_approval("remediation", subject, ENGINE, now, run.incident_id,
-                                                       now + ttl, detail)  # fmt: skip
-                self.store.update_run(run.id, state="waiting_approval", updated_at=now, detail={"reason": "; ".join(why)})
+                                                       now + ttl, detail)
+                reason = "; ".join(why)
+                self.store.update_run(run.id, state="waiting_approval", updated_at=now, detail={"reason": reason})
                 self.engine.audit("approval_requested", ENGINE, run.id, {"approval": approval, **detail})
-                self.engine.page(run, "approval_needed", f"Vigil remediation stopped: approve {subject}? {'; '.join(why)}")
+                self.engine.page(run, "approval_needed", f"Vigil remediation stopped: approve {subject}? {reason}")
             self.engine.timeline(run.incident_id, "approval_requested", ENGINE, {"approval": approval, **detail})
             self.engine.publish(run.id)
         self.store.update_run(run.id, next_at=now + APPROVAL_POLL)
@@ -205,7 +206,7 @@ class Executor:
         telemetry.unwatch(spec.node)
         self.engine.audit("verify", ENGINE, run.id, {"outcome": outcome, "why": why, "node": spec.node})
         self.engine.timeline(run.incident_id, "remediation_verify", ENGINE, {"run_id": run.id, "outcome": outcome,
-                                                                             "why": why})  # fmt: skip
+                                                                             "why": why})
         if outcome == "pass":
             self._move(run, "returning", next_at=now)
         else:
@@ -244,7 +245,7 @@ class Executor:
         rows = [
             {"key": f"{run.id}/rollback/{i}", "run_id": run.id, "phase": "rollback", "idx": i, "name": f"undo-{r.name}",
              "action": name, "params": {k: v for k, v in r.params.items() if k in ("node", "reason")},
-             "target": r.target, "job": r.job, "state": "pending", "attempts": 0, "result": {}}  # fmt: skip
+             "target": r.target, "job": r.job, "state": "pending", "attempts": 0, "result": {}}
             for i, (r, name) in enumerate(undo)
         ]
         self.store.add_steps(rows)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ class RemediationReceiver:
         made = self._engine().submit(subject_of(notification))
         if made is not None:
             log.info("remediation %s for incident %s: %s (%s)", made.run_id, notification.dedup_key, made.runbook,
-                     made.verdict)  # fmt: skip
+                     made.verdict)
             if self.wake is not None:
                 self.wake.set()
         return DeliveryResult.delivered()
@@ -73,19 +74,20 @@ class RemediationReceiver:
 
 
 class RemediationRunner:
-    def __init__(self, parts: Parts, db: Database | Path | str, watch: Any = None) -> None:
-        """``watch``: a callable ``(stop)`` running the telemetry watch's consumer, or None."""
-        self.parts, self.db, self._watch = parts, db, watch
+    def __init__(self, parts: Parts, db: Database | Path | str, helpers: Sequence[Callable[[Any], None]] = ()) -> None:
+        """``helpers``: callables ``(stop)`` run on their own threads (the verification watch's consumer,
+        the fleet channel's report reader)."""
+        self.parts, self.db, self._helpers = parts, db, list(helpers)
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> RemediationRunner:
         self._threads = [threading.Thread(target=self._loop, name="remediation-runner", daemon=True)]
-        if self._watch is not None:
-            self._threads.append(
-                threading.Thread(target=self._watch, args=(self._stop,), name="remediation-verify", daemon=True)
-            )
+        self._threads += [
+            threading.Thread(target=h, args=(self._stop,), name=f"remediation-helper-{i}", daemon=True)
+            for i, h in enumerate(self._helpers)
+        ]
         for thread in self._threads:
             thread.start()
         return self
@@ -140,7 +142,7 @@ class Approvals:
         return [
             PendingApproval(r["id"], r["subject"], r["incident_id"], str(r["detail"].get("run_id", "")),
                             str(r["detail"].get("action", "")), dict(r["detail"].get("params", {})),
-                            list(r["detail"].get("why", [])), r["requested_at"], r["expires_at"])  # fmt: skip
+                            list(r["detail"].get("why", [])), r["requested_at"], r["expires_at"])
             for r in rows
             if r["state"] == "pending" and (r["expires_at"] is None or r["expires_at"] > now)
         ]

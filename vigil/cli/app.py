@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vigil.cli import agent, bench, chaos, evaluate, services, train, up
+from vigil.cli import agent, bench, chaos, evaluate, remediation, services, train, up
 
 # Bench subcommands register themselves on bench.bench_app when imported.
 from vigil.cli import bench_agent as _bench_agent  # noqa: F401
@@ -23,4 +23,5 @@ def build_app() -> typer.Typer:
     bench.register(app)
     train.register(app)
     evaluate.register(app)
+    remediation.register(app)
     return app

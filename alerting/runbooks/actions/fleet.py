@@ -93,3 +93,35 @@ class MemoryChannel:
 
 def fleet_actions(channel: Channel, clock: Any, timeout: float) -> list[FleetAction]:
     return [FleetAction(verb, channel, clock, timeout) for verb in _SCHEMAS]
+
+
+class BusChannel(MemoryChannel):
+    """Requests to the actions topic; reports read from the action-reports topic by :meth:`run`."""
+
+    def __init__(self, producer: Any, requests_topic: str) -> None:
+        super().__init__()
+        self._producer, self._topic = producer, requests_topic
+
+    def send(self, request: ActionRequest) -> None:
+        from vigil.codec import encode
+
+        self._producer.send(self._topic, encode(request), key=request.target.encode())
+        self._producer.flush()
+
+    def run(self, bus: Any, reports_topic: str, group: str, stop: threading.Event) -> None:
+        from vigil.codec import decode
+        from vigil.errors import InvalidEvent
+
+        consumer = bus.consumer([reports_topic], group)
+        try:
+            while not stop.is_set():
+                for record in consumer.poll(0.5, 500):
+                    try:
+                        event = decode(record.value)
+                    except InvalidEvent:
+                        continue
+                    if isinstance(event, ActionReport):
+                        self.deliver(event)
+                consumer.commit()
+        finally:
+            consumer.close()
