@@ -32,7 +32,8 @@ _HOOK_URLS = {
 def build_actions(config: RemediationConfig, clock: Clock, channel: Channel | None = None) -> ActionSet:
     slurm = config.slurm
     env = {"SLURM_CONF": str(slurm.conf)} if slurm.conf is not None else {}
-    actions: list[Any] = [Wait(), *slurm_actions(Scontrol(slurm.scontrol, slurm.scancel, env, slurm.timeout))]
+    scontrol = Scontrol(scontrol=slurm.scontrol, scancel=slurm.scancel, env=env, timeout=slurm.timeout)
+    actions: list[Any] = [Wait(), *slurm_actions(scontrol)]
     actions.append(GpuReset(config.gpu.nvidia_smi, config.gpu.prefix))
     hooks = config.hooks
     if hooks.reboot_command:
