@@ -5,6 +5,7 @@ node (and the requeued job runs again); a resumed executor does not drain or req
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +52,17 @@ def test_xid79_drains_requeues_and_after_verify_resumes_the_node(slurm: Slurm, t
     labels = {"alertname": "GpuXidFatal", "xid": "79", "host": NODE, "gpu_index": "3", "incident": "42"}
     made = engine.submit(Subject("incident-42", labels, None))
     assert made is not None and made.runbook == "xid-79-fallen-off-bus"
-    Executor(engine).advance_due()
+    for _ in range(20):  # a step whose effect Slurm shows a moment later is retried (fake time, real Slurm)
+        Executor(engine).advance_due()
+        if engine.store.runs()[0].state == "verifying":
+            break
+        clock.advance(6)
+        time.sleep(0.5)
 
     node = slurm.node()
     steps = [(s.name, s.state, s.result) for s in engine.store.steps(made.run_id)]
     assert [s[1] for s in steps] == ["succeeded", "succeeded", "succeeded", "pending"], steps
+    assert [s.attempts for s in engine.store.steps(made.run_id)][:3] in ([1, 1, 1], [1, 2, 1])
     assert re.search(r"State=\S*DRAIN", node), (engine.store.runs()[0].state, engine.store.runs()[0].detail, steps[:2])
     assert "Reason=vigil incident 42: XID 79 on GPU 3" in node
     job_now = slurm.job(job)

@@ -150,7 +150,7 @@ class SlurmRequeue:
         if "job" in params:
             return [params["job"]]
         done = run_command(
-            [self.slurm.squeue, "-h", "-w", params["node"], "-t", "RUNNING,COMPLETING,CONFIGURING", "-o", "%i"],
+            [self.slurm.squeue, "-h", "-w", params["node"], "-t", "RUNNING,CONFIGURING", "-o", "%i"],
             self.slurm.timeout,
             self.slurm.env,
         )
