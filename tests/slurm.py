@@ -55,7 +55,9 @@ class Slurm:
 
 
 def _conf(d: Path) -> str:
-    mem = int(int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1]) / 1024 * 0.5)
+    total = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    mem = int(int(total.split()[1]) / 1024 * 0.5)
+    cpus = os.cpu_count()
     return f"""ClusterName=vigiltest
 SlurmctldHost=localhost
 SlurmctldPort={_free_port()}
@@ -88,7 +90,7 @@ MailProg=/bin/true
 SlurmctldTimeout=30
 SlurmdTimeout=30
 MinJobAge=30
-NodeName={NODE} NodeAddr=127.0.0.1 NodeHostname=localhost CPUs={os.cpu_count()} RealMemory={mem} Gres=gpu:8 State=UNKNOWN
+NodeName={NODE} NodeAddr=127.0.0.1 NodeHostname=localhost CPUs={cpus} RealMemory={mem} Gres=gpu:8 State=UNKNOWN
 PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -126,13 +128,17 @@ def _cluster(d: Path) -> Iterator[Slurm]:
     subprocess.run(["runuser", "-u", "munge", "--", "munged", *munge_args], check=True, timeout=15)
     procs = []
     try:
-        for argv in (["slurmctld", "-D", "-i", "-f", str(cluster.conf)], ["slurmd", "-D", "-N", NODE, "-f", str(cluster.conf)]):
+        conf = str(cluster.conf)
+        daemons = (["slurmctld", "-D", "-i", "-f", conf], ["slurmd", "-D", "-N", NODE, "-f", conf])
+        for argv in daemons:
             log = open(d / "log" / f"{argv[0]}.out", "wb")  # noqa: SIM115 - closed with the process
-            procs.append((subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=cluster.env), log))
+            proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=cluster.env)
+            procs.append((proc, log))
         cluster.wait_for(lambda: "State=IDLE" in cluster.node() if _answers(cluster) else False, timeout=30)
         yield cluster
     finally:
-        subprocess.run(["scancel", "--full", "--user=root"], env=cluster.env, capture_output=True, timeout=15, check=False)
+        cancel = ["scancel", "--full", "--user=root"]
+        subprocess.run(cancel, env=cluster.env, capture_output=True, timeout=15, check=False)
         for proc, log in reversed(procs):
             proc.terminate()
             try:

@@ -20,7 +20,7 @@ webhook) repeats with the same key for its receiver to drop.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from vigil.alerting.model import ENGINE
 from vigil.alerting.runbooks.actions.base import ActionResult
@@ -72,11 +72,13 @@ class Executor:
         now = self.clock.now()
         subject = Subject(run.incident_key, run.labels, run.incident_id)
         step = _runbook_step(runbook, row)
+        why: tuple[str, ...]
         if step is None:  # a rollback step: the undo action with the step's own parameters
             verdict, why = "go", ("rollback",)
         else:
-            planned = judge(step, row.phase, row.idx, subject, self.engine.state(now), self.engine.parts.actions,
-                            self.engine.config.guards, run.id)
+            engine = self.engine
+            state, actions, guards = engine.state(now), engine.parts.actions, engine.config.guards
+            planned = judge(step, cast(Phase, row.phase), row.idx, subject, state, actions, guards, run.id)
             verdict, why = planned.verdict, planned.why
         if row.state == "running":
             verdict = "go"  # it had started: its guards passed then (or a person approved it)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from vigil.alerting.runbooks.actions.build import build_actions, catalog_actions
 from vigil.alerting.runbooks.config import BlastRadiusConfig, GuardsConfig, HooksConfig, RemediationConfig, SlurmConfig
 from vigil.alerting.runbooks.engine import Parts, Remediation
@@ -20,9 +19,10 @@ from vigil.alerting.runbooks.model import Subject
 from vigil.alerting.runbooks.policy import XidPolicy
 from vigil.alerting.runbooks.verify import TelemetryWatch
 from vigil.alerting.store import AlertStore
+
+from tests.slurm import NODE, Slurm, slurm_cluster
 from vigil.clock import FakeClock
 from vigil.events import TelemetryBatch
-from tests.slurm import NODE, Slurm, slurm_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,7 +34,9 @@ def slurm() -> Slurm:  # type: ignore[misc]
 
 
 def test_xid79_drains_requeues_and_after_verify_resumes_the_node(slurm: Slurm, tmp_path: Path) -> None:
-    job = slurm.run("sbatch", "--parsable", "--requeue", "--gres=gpu:2", "-J", "train", "-o", "/dev/null", "--wrap", "sleep 600").strip()
+    argv = ("sbatch", "--parsable", "--requeue", "--gres=gpu:2", "-J", "train", "-o", "/dev/null")
+    argv = (*argv, "--wrap", "sleep 600")
+    job = slurm.run(*argv).strip()
     slurm.wait_for(lambda: "JobState=RUNNING" in slurm.job(job))
     reboots = tmp_path / "reboots"
     config = RemediationConfig(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy.exc import OperationalError
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import OperationalError
 from vigil.alerting.service import AlertingService
 
 from tests.scenarios.test_alerting_service import Harness as AlertingHarness

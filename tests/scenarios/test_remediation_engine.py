@@ -32,7 +32,9 @@ from vigil.events import LogEvent, TelemetryBatch
 class Recording:
     """An action that records each effect; ``check`` reads the recorded state, as a real target's would."""
 
-    def __init__(self, name: str, target: str | None, effects: Counter[tuple[str, str]], state: dict[str, set[str]]) -> None:
+    def __init__(
+        self, name: str, target: str | None, effects: Counter[tuple[str, str]], state: dict[str, set[str]]
+    ) -> None:
         self.name, self.target, self.effects, self.state = name, target, effects, state
         self.schema: Mapping[str, Any] = {"type": "object"}
         self.destructive = name == "node.reboot"
@@ -70,7 +72,8 @@ def xid79(node: str) -> Subject:
 
 
 def healthy(watch: TelemetryWatch, node: str, at: float) -> None:
-    series = tuple(f'gpu_power_watts{{gpu_index="{g}"}}' for g in range(8)) + ('gpu_ecc_dbe_volatile_total{gpu_index="1"}',)
+    power = [f'gpu_power_watts{{gpu_index="{g}"}}' for g in range(8)]
+    series = (*power, 'gpu_ecc_dbe_volatile_total{gpu_index="1"}')
     watch.observe(TelemetryBatch(node, "c", np.array([at]), series, np.ones((1, len(series)))))
 
 
@@ -117,7 +120,8 @@ def test_a_restarted_executor_repeats_no_completed_step_and_resumes_only_after_v
     clock.advance(1)
     restarted.store.update_run(run.id, state="running", next_at=clock.now())
     Executor(restarted).advance_due()
-    assert effects == Counter({("slurm.drain", "node-07"): 1, ("slurm.requeue", "node-07"): 1, ("node.reboot", "node-07"): 1})
+    once = {("slurm.drain", "node-07"): 1, ("slurm.requeue", "node-07"): 1, ("node.reboot", "node-07"): 1}
+    assert effects == Counter(once)
     # Verify: no telemetry yet -> wait; every GPU back and quiet for the hold -> resume.
     clock.advance(10)
     Executor(restarted).advance_due()
@@ -146,7 +150,7 @@ def test_a_new_xid_during_verification_escalates_instead_of_resuming(tmp_path: P
 
 
 def test_audit_verify_detects_a_changed_a_removed_and_a_reordered_record(tmp_path: Path) -> None:
-    engine, clock, _, _ = build(tmp_path)
+    engine, _, _, _ = build(tmp_path)
     engine.submit(xid79("node-09"))
     Executor(engine).advance_due()
     engine.store.close()

@@ -44,7 +44,8 @@ def test_destructive_step_without_an_approval_guard_is_refused() -> None:
     text = GOOD + '  - name: reboot\n    action: node.reboot\n    params: {node: "{host}"}\n'
     found = problems(text)
     assert len(found) == 1 and found[0].startswith("rb.yaml:7: steps[1].guards.approval: node.reboot is destructive")
-    assert load_text(text + "    guards: {approval: required}\n", "rb.yaml", ACTIONS).steps[1].guards.approval == "required"
+    guarded = load_text(text + "    guards: {approval: required}\n", "rb.yaml", ACTIONS)
+    assert guarded.steps[1].guards.approval == "required"
 
 
 def test_schema_errors_name_the_key_and_line() -> None:

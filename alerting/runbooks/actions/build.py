@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from vigil.alerting.runbooks.actions import ActionSet, Wait
@@ -56,7 +57,7 @@ def build_actions(config: RemediationConfig, clock: Clock, channel: Channel | No
     return ActionSet(actions, config.aliases)
 
 
-def catalog_actions() -> ActionSet:
+def catalog_actions(aliases: Mapping[str, str] | None = None) -> ActionSet:
     """Every action kind with a placeholder backend: what ``vigil runbooks check`` validates against when
     no config says which hooks exist (a runbook may name any action Vigil has)."""
     from vigil.alerting.runbooks.actions.fleet import MemoryChannel
@@ -68,4 +69,4 @@ def catalog_actions() -> ActionSet:
             actions.append(WebhookAction(name, "http://127.0.0.1/", schema, name in DESTRUCTIVE, TARGETS.get(name)))
     actions += kubernetes_actions(api_client(None, "http://127.0.0.1"), "vigil.io/gpu-unhealthy", 300.0)
     actions += fleet_actions(MemoryChannel(), None, 60.0)
-    return ActionSet(actions)
+    return ActionSet(actions, aliases)

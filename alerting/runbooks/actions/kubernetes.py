@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -152,7 +152,8 @@ class Drain(_NodeAction):
 
     def _evictable(self, node: str) -> list[Any]:
         pods = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
-        return [p for p in pods if not _daemon_or_mirror(p) and p.status.phase not in ("Succeeded", "Failed")]
+        done = ("Succeeded", "Failed")
+        return [p for p in pods if not _daemon_or_mirror(p) and (p.status.phase if p.status else None) not in done]
 
     def check(self, params: Params, idempotency_key: str) -> bool:
         return self.cordon.check(params, idempotency_key) and not self._evictable(params["node"])
@@ -228,6 +229,7 @@ def api_client(kubeconfig: str | None, host: str | None = None) -> client.ApiCli
         configuration.host = host
         return client.ApiClient(configuration)
     if kubeconfig is not None:
-        return kube_config.new_client_from_config(config_file=kubeconfig)
-    kube_config.load_incluster_config()
+        made = kube_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        return cast(client.ApiClient, made)
+    kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
