@@ -142,7 +142,10 @@ def test_webhook_400_is_permanent(tmp_path: Path, receiver: Receiver) -> None:
     row = AlertStore(svc.db_path).outbox()[0]
     assert (row.state, row.attempts) == ("failed", 1) and "HTTP 400" in (row.last_error or "")
     log = AlertStore(svc.db_path).notification_log()
-    assert [(e["notifier"], e["reason"], e["status"]) for e in log] == [("webhook", "first", "failed")]
+    assert [(e["notifier"], e["reason"], e["status"]) for e in log] == [
+        ("webhook", "first", "queued"),
+        ("webhook", "first", "failed"),
+    ]
     svc.close()
 
 

@@ -313,9 +313,9 @@ CHAOS_HELP = "\n\n".join(
         "Run the durable stack under kills, a hung notifier and poison records; score pages against ground truth.",
         'Prints {"faults", "paged_once", "lost", "paged_twice", "dlq", "restarts", "max_recovery_s"}.',
         "faults: ground-truth faults (groundtruth topic) started within --duration. "
-        "A fault is paged when the measuring receiver got a firing notification naming its entity "
-        "between its start and its end + 30 s. "
-        "paged_twice: the episode (dedup_key) of one of those reached the pager twice; "
+        "A fault is paged when the measuring receiver got a firing notification about an incident with an "
+        "alert naming its entity, between its start and its end + 30 s. "
+        "paged_twice: the incident (dedup_key) of one of those got its first page twice; "
         "paged_once: paged, not twice; lost: never paged.",
         "dlq: records read back from the <topic>.dlq topics. restarts: supervision restarts per unit. "
         "max_recovery_s: the longest time from a kill to the unit healthy again (analytics, alerting: "

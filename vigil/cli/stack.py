@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import yaml
 
 from vigil.broker import EmbeddedBroker, free_port
 from vigil.bus.kafka import KafkaBus
@@ -32,11 +33,13 @@ from vigil.cli.report import score_run
 from vigil.cli.settings import VigilConfig, dump_config
 from vigil.cli.supervisor import Supervisor, SupervisorEvent
 from vigil.codec import decode
+from vigil.collectors.sim.config import SimConfig, host_name
 from vigil.errors import InvalidEvent, RetryableError
 from vigil.events import FaultInjection, TelemetryBatch
-from vigil.files import private_dir
+from vigil.files import private_dir, write_private
 
 log = logging.getLogger(__name__)
+PAGER = "vigil-up-pager"  # the measuring webhook notifier every run adds
 SERVICES = ("alerting", "analytics", "sim")
 
 
@@ -161,7 +164,17 @@ class Stack:
     def _effective(self, kafka: Any) -> VigilConfig:
         # Python-mode dumps keep Secret values as they are (a JSON dump would redact them).
         alerting = self.config.alerting.model_dump()
-        alerting["notifiers"] = [*alerting.get("notifiers", []), {"type": "webhook", "url": self.receiver.url}]
+        alerting["notifiers"] = [
+            *alerting.get("notifiers", []),
+            {"type": "webhook", "name": PAGER, "url": self.receiver.url},
+        ]
+        if alerting.get("receivers"):  # a configured route tree: the measuring pager hears everything too
+            alerting["receivers"] = [*alerting["receivers"], {"name": "vigil-up", "notifiers": [PAGER]}]
+            route = dict(alerting["route"])
+            route["routes"] = [{"receiver": "vigil-up", "continue": True}, *route.get("routes", [])]
+            alerting["route"] = route
+        if alerting["topology"]["file"] is None and self.config.sim.nodes:
+            alerting["topology"]["file"] = str(write_sim_topology(self.config.sim, self.state_dir / "topology.yaml"))
         if alerting["api"]["enabled"]:
             alerting["api"]["port"] = alerting["api"]["port"] or free_port()
             self.health_ports["alerting"] = alerting["api"]["port"]
@@ -250,3 +263,18 @@ class Stack:
             self.broker.stop()
         if self.ephemeral:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def write_sim_topology(sim: SimConfig, path: Path, per_rack: int = 4) -> Path:
+    """The simulated fleet's failure domains for alerting: racks (and their switches) of ``per_rack``
+    nodes, and the one training job on every node (the simulator's)."""
+    nodes = [host_name(i) for i in range(sim.nodes)]
+    racks = {f"rack-{i // per_rack + 1}": nodes[i : i + per_rack] for i in range(0, len(nodes), per_rack)}
+    spec = {
+        "gpus_per_node": sim.gpus_per_node,
+        "racks": racks,
+        "switches": {name.replace("rack", "tor"): members for name, members in racks.items()},
+        "jobs": {sim.job_id: nodes},
+    }
+    write_private(path, yaml.safe_dump(spec, sort_keys=False))
+    return path

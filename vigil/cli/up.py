@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console, Group
@@ -20,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from vigil.cli.common import ConfigOption, err_console, interrupt_on_signals, load_or_exit, stop_on_signals
+from vigil.cli.report import Notification
 from vigil.cli.stack import Stack
 from vigil.cli.supervisor import SupervisorEvent
 from vigil.clock import to_iso
@@ -124,13 +126,32 @@ def _render(stack: Stack, recent: deque[str]) -> Group:
             "[green]yes[/green] " + ",".join(row["alerts"]) if row["detected"] else "[yellow]not yet[/yellow]",
             f"{row['latency_s']:.1f}s" if row["latency_s"] is not None else "",
         )
-    alerts = Table(title=f"Pages ({result['notifications']} firing, {result['false_alerts']} unattributed)")
-    for col in ("time", "status", "alert", "labels"):
-        alerts.add_column(col)
-    for note in stack.receiver.snapshot()[-12:]:
-        labels = ",".join(f"{k}={v}" for k, v in note.labels.items() if k not in ("alertname", "severity", "cluster"))
-        alerts.add_row(to_iso(note.received_at)[11:19], note.status, note.labels.get("alertname", "?"), labels)
+    alerts = _incidents(stack, result)
     return Group(fleet, faults, alerts, _services(stack, recent))
+
+
+def _incidents(stack: Stack, result: dict[str, Any]) -> Table:
+    """The incidents the pager heard about, most GPU-hours at risk first."""
+    title = (
+        f"Incidents ({result['incidents']}, {result['notifications']} notifications, "
+        f"{result['false_alerts']} unattributed pages)"
+    )
+    table = Table(title=title)
+    for col in ("paged", "incident", "priority (GPU-h)", "state", "domain", "summary"):
+        table.add_column(col)
+    latest: dict[str, Notification] = {}
+    first: dict[str, float] = {}
+    for note in stack.receiver.snapshot():
+        latest[note.fingerprint] = note
+        first.setdefault(note.fingerprint, note.received_at)
+    ranked = sorted(latest.values(), key=lambda n: (-(n.priority or 0.0), -first[n.fingerprint]))
+    for note in ranked[:10]:
+        priority = f"{note.priority:g}" if note.priority is not None else ""
+        state = "[green]resolved[/green]" if note.status == "resolved" else f"[red]{note.status}[/red]"
+        table.add_row(
+            to_iso(first[note.fingerprint])[11:19], note.fingerprint, priority, state, note.domain, note.summary[:80]
+        )
+    return table
 
 
 def _services(stack: Stack, recent: deque[str]) -> Table:
