@@ -229,6 +229,12 @@ class ApiServer:
     def port(self) -> int:
         return int(self._socket.getsockname()[1])
 
+    @property
+    def url(self) -> str:
+        """Where it listens, as a URL (``http://127.0.0.1:8080``)."""
+        host = str(self._socket.getsockname()[0])
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
     def start(self, timeout_s: float = 10.0) -> ApiServer:
         self._thread.start()
         deadline = time.monotonic() + timeout_s

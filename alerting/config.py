@@ -18,7 +18,7 @@ from vigil.alerting.notifiers.config import (  # re-exported: the notifier model
 from vigil.alerting.runbooks.config import RemediationConfig
 from vigil.alerting.sections import EngineSections
 
-from vigil.config import FrozenModel, PositiveDuration, raise_key_errors
+from vigil.config import ConsumerHealthConfig, FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
 
 __all__ = [
@@ -246,6 +246,7 @@ class AlertingConfig(EngineSections):
     dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     predictions: PredictionAlertsConfig = Field(default_factory=PredictionAlertsConfig)
     remediation: RemediationConfig = Field(default_factory=RemediationConfig)
+    health: ConsumerHealthConfig = Field(default_factory=ConsumerHealthConfig)  # when /healthz fails
 
     @model_validator(mode="after")
     def _remediation_references(self) -> AlertingConfig:

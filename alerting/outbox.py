@@ -97,7 +97,6 @@ class ReceiverWorker:
                     break
                 tried.add(row.id)
                 self._attempt(row)
-        self._metrics.outbox_pending.set(self._store.pending_count())
         return len(tried)
 
     def run(self, stop: threading.Event, interval: float) -> None:

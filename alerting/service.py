@@ -38,7 +38,7 @@ from vigil.alerting.api import ApiServer, build_app
 from vigil.alerting.config import AlertingConfig
 from vigil.alerting.engine import Engine
 from vigil.alerting.intake import to_alert
-from vigil.alerting.metrics import AlertingMetrics
+from vigil.alerting.metrics import AlertingMetrics, StoreGauges
 from vigil.alerting.notifiers import Notifier, build_notifier_registry
 from vigil.alerting.outbox import Backoff, OutboxDispatcher
 from vigil.alerting.pipeline.base import Batch, Candidate
@@ -57,6 +57,7 @@ from vigil.events import Alert, Detection, Prediction
 from vigil.topics import Topics
 
 log = logging.getLogger(__name__)
+POLL_TIMEOUT_S = 1.0
 
 
 def build_notifiers(
@@ -105,6 +106,7 @@ class AlertingService:
         self._unpublished = True  # stored alert versions may await publishing (a crash, a failed step)
         self._republish = threading.Event()  # the API's intake stored alerts: publish them next step
         self._commits = Checkpoint(bus, list(self._expected), config.group, self, registry)
+        self._watch = self._commits.watch(clock, config.health, POLL_TIMEOUT_S)
         self._producer = self._commits.producer
         self._consumer = self._commits.consumer
         self.remediation = None
@@ -117,15 +119,17 @@ class AlertingService:
             notifiers = {**build_notifiers(config, clock, self.remediation.receiver), **(notifiers or {})}
         self.dispatcher = _build_dispatcher(config, self.database, notifiers, clock, self._metrics)
         self.pruner = Pruner(AlertStore(self.database), config.retention, clock, self._metrics)
+        self._gauges = StoreGauges(self.database, list(config.integrations()), clock)
+        registry.register(self._gauges)
         self._api: ApiServer | None = None
         self._last_step_at: float | None = None
         self._pending = 0
         self.ready = threading.Event()  # set by run() once the API and the dispatcher are up
-        self._refresh_gauges()
+        self._count_pending()
 
     # ------------------------------------------------------------------ the loop
 
-    def step(self, timeout_s: float = 1.0) -> int:
+    def step(self, timeout_s: float = POLL_TIMEOUT_S) -> int:
         """Consume one batch (steps 1-4 of the module docstring), then run due timers; returns the
         records consumed."""
         if self._republish.is_set():
@@ -142,7 +146,7 @@ class AlertingService:
                 self._producer.send(self._topics.alerts, encode(alert), key=alert.fingerprint.encode())
             self._commits.commit()  # flush, then save() marks the alerts published, then the offsets
         self.run_timers()
-        self._refresh_gauges()
+        self._count_pending()
         self._last_step_at = self._clock.now()
         if self._pending:
             self.dispatcher.wake()
@@ -170,6 +174,7 @@ class AlertingService:
                 reader = AlertReader(self.database)
                 app = build_app(reader, self._registry, self.health, self.engine, self._republish.set)
                 self._api = ApiServer(app, self._config.api.host, self._config.api.port).start()
+                log.info("alerting API on %s (/api/v1/alerts, /metrics, /healthz)", self._api.url)
             self.ready.set()
             run_with_recovery(stop, self.step, self.rewind, self._outage)
         finally:
@@ -197,6 +202,7 @@ class AlertingService:
         self.dispatcher.close()
         self.pruner.close()
         self.engine.store.close()
+        self._gauges.close()
         self._store.close()
 
     @property
@@ -205,10 +211,13 @@ class AlertingService:
         return self._api.port if self._api is not None else None
 
     def health(self) -> dict[str, Any]:
+        """``ok`` false when an outbox worker died, polling stalled or the lag keeps growing."""
         dispatcher_ok = self.dispatcher.alive()
+        consumer = self._watch.health(outage=self._outage.down_since is not None)
         return {
-            "ok": dispatcher_ok,
             "service": "alerting",
+            **consumer,
+            "ok": dispatcher_ok and bool(consumer["ok"]),
             "dispatcher_alive": dispatcher_ok,
             "outbox_pending": self._pending,
             "last_step_at": self._last_step_at,
@@ -308,10 +317,8 @@ class AlertingService:
             self._store.mark_published({a.fingerprint: v for a, v in leftovers})
         self._unpublished = False
 
-    def _refresh_gauges(self) -> None:
+    def _count_pending(self) -> None:
         self._pending = self._store.pending_count()
-        self._metrics.outbox_pending.set(self._pending)
-        self._metrics.firing.set(self._store.count("firing"))
 
 
 def _build_dispatcher(

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from vigil.alerting.model import Domain, Incident, StageDecision
-from vigil.alerting.store import AlertStore, StoredAlert
+
+if TYPE_CHECKING:  # the store needs SQLAlchemy (server extra); the config models import this module
+    from vigil.alerting.store import AlertStore, StoredAlert
 
 from vigil.events import Alert
 

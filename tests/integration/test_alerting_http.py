@@ -183,7 +183,7 @@ def test_api_serves_stored_alerts_over_http(tmp_path: Path) -> None:
             assert client.get("/api/v1/alerts", params={"status": "bogus"}).status_code == 422
             health = client.get("/healthz")
             assert health.status_code == 200 and health.json()["ok"] is True
-            assert "vigil_alerts_firing 1.0" in client.get("/metrics").text
+            assert 'vigil_alerts_firing{severity="critical"} 1.0' in client.get("/metrics").text
     finally:
         stop.set()
         runner.join(10.0)

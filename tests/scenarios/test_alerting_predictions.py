@@ -83,7 +83,7 @@ def test_predictions_and_detections_share_one_group_and_one_commit(h: Prediction
     assert h.metric("vigil_alerting_predictions_total", decision="first") == 1
     assert h.metric("vigil_alerting_predictions_total", decision="no_change") == 1  # repeat_offender: false
     assert h.metric("vigil_alerting_detections_total", decision="first") == 1
-    assert h.metric("vigil_alerts_firing") == 2
+    assert sum(h.metric("vigil_alerts_firing", severity=s) for s in ("critical", "warning", "info")) == 2
 
 
 def test_hysteresis_timeline_pages_once_and_resolves_once(h: PredictionHarness) -> None:

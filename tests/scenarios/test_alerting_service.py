@@ -143,7 +143,8 @@ def test_first_no_change_resolved_and_refire(h: Harness) -> None:
     assert h.metric("vigil_alerting_detections_total", decision="first") == 2
     assert h.metric("vigil_alerting_detections_total", decision="no_change") == 1
     assert h.metric("vigil_alerting_detections_total", decision="resolved") == 1
-    assert h.metric("vigil_alerts_firing") == 1
+    assert h.metric("vigil_alerts_firing", severity="critical") == 1
+    assert h.metric("vigil_alerts_firing", severity="warning") == 0
 
 
 def test_dispatch_delivers_in_order_with_dedup_key(h: Harness) -> None:
@@ -155,7 +156,8 @@ def test_dispatch_delivers_in_order_with_dedup_key(h: Harness) -> None:
     svc.step()
     h.clock.advance(300)
     svc.step(0)  # the timer: group_interval after the page, the resolve is told
-    assert h.metric("vigil_outbox_pending") == 3
+    assert h.metric("vigil_outbox_pending", notifier="hook") == 2
+    assert h.metric("vigil_outbox_pending", notifier="log") == 1
     svc.dispatcher.drain_once()
     sent = [(n.reason, n.action) for n in h.hook.sent]
     assert sent == [("first", "trigger"), ("resolved", "resolve")]
@@ -164,7 +166,8 @@ def test_dispatch_delivers_in_order_with_dedup_key(h: Harness) -> None:
     assert first.dedup_key == resolved.dedup_key and (first.receiver, h.log.sent[0].receiver) == ("hook", "log")
     assert first.domain is not None and (first.domain.kind, first.domain.id) == ("gpu", "node-1/gpu0")
     assert {r.state for r in h.store().outbox()} == {"delivered"}
-    assert h.metric("vigil_outbox_pending") == 0
+    assert h.metric("vigil_outbox_pending", notifier="hook") == 0
+    assert h.metric("vigil_outbox_oldest_pending_age_seconds", notifier="hook") == 0
     assert h.metric("vigil_notifications_total", notifier="hook", result="delivered") == 2
 
 

@@ -18,7 +18,6 @@ bus, so the broker's own cost is left out) on a SQLite store in a temporary fold
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import threading
@@ -29,9 +28,10 @@ from typing import Any
 import typer
 import yaml
 from prometheus_client import CollectorRegistry
-from rich.console import Console
 
 from vigil.cli.bench import bench_app, machine
+from vigil.cli.common import JsonOption, show
+from vigil.cli.extras import require
 from vigil.clock import SystemClock
 from vigil.codec import encode
 from vigil.config import validate
@@ -125,10 +125,12 @@ def storm(alerts: int, nodes: int, work: Path) -> dict[str, Any]:
     svc, bus = _service(work, config, pager)
     producer, topic, now = bus.producer(), svc._topics.detections, time.time()
     queued_at = time.monotonic()
+    distinct: set[tuple[str, str]] = set()  # (alertname, host): "port" is not an identity label
     for i in range(alerts):  # every node's alerts in the same second, in the order the nodes report
         host = hosts[i % nodes]
         name = STORM_NAMES[(i // nodes) % len(STORM_NAMES)]
         labels = {"cluster": "dc1", "host": host, "port": str(i // nodes)}
+        distinct.add((name, host))
         producer.send(topic, encode(detection(name, labels, now)), key=host.encode())
     stop = threading.Event()
     runner = threading.Thread(target=svc.run, args=(stop,), daemon=True)
@@ -137,7 +139,7 @@ def storm(alerts: int, nodes: int, work: Path) -> dict[str, Any]:
 
     watch = AlertStore(svc.database)  # this thread's own connection
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and watch.count("firing") < alerts:
+    while time.monotonic() < deadline and watch.count("firing") < len(distinct):
         time.sleep(0.05)
     time.sleep(5.0)  # the followers' notifications, if any were due, have had time to leave
     stop.set()
@@ -147,6 +149,7 @@ def storm(alerts: int, nodes: int, work: Path) -> dict[str, Any]:
     first = min((t for t, _ in pager.received), default=None)
     return {
         "alerts": alerts,
+        "distinct_alerts": len(distinct),
         "nodes": nodes,
         "incidents": len(incidents),
         "incident_domains": sorted({i.domain.key for i in incidents if i.state != "merged"}),
@@ -157,13 +160,14 @@ def storm(alerts: int, nodes: int, work: Path) -> dict[str, Any]:
 
 @bench_app.command("alerting")
 def alerting_bench(
-    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    json_out: bool = JsonOption,
     alerts: int = typer.Option(20_000, min=1, help="alerts for the throughput part"),
     nodes: int = typer.Option(512, min=1, help="nodes (x 8 GPUs) the throughput alerts are spread over"),
     storm_alerts: int = typer.Option(10_000, "--storm", min=1, help="alerts in the switch-failure storm"),
     storm_nodes: int = typer.Option(150, min=1, help="nodes under the failed switch"),
 ) -> None:
     """Alerts per second through intake -> store -> route -> outbox, and a switch failure's storm."""
+    require("bench alerting", "server")
     with tempfile.TemporaryDirectory(prefix="vigil-bench-alerting-") as tmp:
         (Path(tmp) / "t").mkdir()
         (Path(tmp) / "s").mkdir()
@@ -178,7 +182,4 @@ def alerting_bench(
         "machine": machine(),
         "load_average": [round(x, 2) for x in os.getloadavg()],  # other work on the machine meanwhile
     }
-    if json_out:
-        print(json.dumps(result, indent=2))  # noqa: T201 - the benchmark's output is its product
-    else:
-        Console().print_json(data=result)
+    show(result, json_out)

@@ -6,11 +6,16 @@ address filled in, a webhook to our own receiver added (so the run can time each
 simulator's ground truth) and fixed health ports, so a restarted service answers where the last
 one did. ``supervise()`` restarts whatever died (see ``supervisor.py``); a restarted simulator is
 given the first one's start (``--origin``) and resumes the fault schedule instead of repeating it.
+``<data_dir>/run/services.json`` says, while the stack runs, where each service answers and how
+often it was restarted (``vigil status`` reads it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -25,6 +30,7 @@ import numpy as np
 import yaml
 
 from vigil.broker import EmbeddedBroker, free_port
+from vigil.bus.connection import check_broker
 from vigil.bus.kafka import KafkaBus
 from vigil.catalog import GPU_TEMPERATURE, GPU_UTILIZATION
 from vigil.cli.processes import ProcessGroup, child_pids, reap_children
@@ -99,6 +105,7 @@ class Stack:
         self.sim_origin = 0.0  # the simulator's schedule counts from here, across its restarts
         self.health_ports: dict[str, int] = {}  # service -> the loopback port of its /healthz
         self.config_path = self.run_dir / "vigil.yaml"
+        self.services_path = self.run_dir / "services.json"
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -118,16 +125,20 @@ class Stack:
         self.state_dir = self.services_state_dir()
         kafka = self.config.kafka
         if not kafka.bootstrap_servers:
+            embedded = self.config.broker
             self.broker = EmbeddedBroker(
                 self.config.data_dir,
-                self.ephemeral or self.config.broker.storage == "memory",
-                self.config.broker.port,
-                self.config.broker.s3_port,
+                self.ephemeral or embedded.storage == "memory",
+                embedded.port,
+                embedded.s3_port,
+                host=embedded.host,
+                advertised_host=embedded.advertised_host,
             ).start()
             kafka = kafka.model_copy(update={"bootstrap_servers": [self.broker.bootstrap]})
         self.receiver.start()
         self.effective = self._effective(kafka)
         dump_config(self.effective, self.config_path)
+        check_broker(self.effective.kafka)  # a configured broker that is not there: one line, at once
         bus = KafkaBus(self.effective.kafka)
         bus.create_topics(self.effective.topic_partitions())
         self._watcher = threading.Thread(target=self._watch, args=(bus,), name="fleet-watcher", daemon=True)
@@ -136,6 +147,7 @@ class Stack:
         for name in SERVICES:
             self.spawn(name)
         self._supervise_all()
+        self._write_services()
         return self
 
     def _supervise_all(self) -> None:
@@ -147,7 +159,23 @@ class Stack:
 
     def supervise(self) -> list[SupervisorEvent]:
         """Restart what died (call it every loop turn); ``supervisor.gave_up`` names a crash loop."""
-        return self.supervisor.check()
+        events = self.supervisor.check()
+        if events:
+            self._write_services()
+        return events
+
+    def _write_services(self) -> None:
+        """Where each unit answers, its state and restarts, for ``vigil status`` (written on change)."""
+        units = {
+            name: {
+                "url": f"http://127.0.0.1:{self.health_ports[name]}" if name in self.health_ports else None,
+                "state": status.state,
+                "restarts": status.restarts,
+            }
+            for name, status in self.supervisor.status().items()
+        }
+        body = {"pid": os.getpid(), "started_at": self.started_at, "services": units}
+        write_private(self.services_path, json.dumps(body, indent=1), durable=False)
 
     def services_state_dir(self) -> Path:
         """Where the services keep state: ``data_dir``, or with ``--ephemeral`` a fresh folder in it.
@@ -179,6 +207,7 @@ class Stack:
             alerting["api"]["port"] = alerting["api"]["port"] or free_port()
             self.health_ports["alerting"] = alerting["api"]["port"]
         self.health_ports["analytics"] = free_port()
+        self.health_ports["sim"] = free_port()
         data = self.config.model_dump()
         data.update(kafka=kafka.model_dump(), alerting=alerting, data_dir=str(self.state_dir))
         return VigilConfig.model_validate(data)
@@ -187,8 +216,8 @@ class Stack:
         args = [name, "--config", str(self.config_path)]
         if name == "sim":
             args += ["--origin", repr(self.sim_origin)]
-        elif name == "analytics":
-            args += ["--metrics-port", str(self.health_ports["analytics"])]
+        if name in ("sim", "analytics"):
+            args += ["--metrics-port", str(self.health_ports[name])]
         self.processes.spawn(name, args)
 
     def restart(self, name: str) -> None:
@@ -255,6 +284,8 @@ class Stack:
     def stop(self) -> None:
         # Producer first, then the consumers drain, then the broker; each stopped by its own PID.
         self.processes.stop_all(["sim", "analytics", "alerting"])
+        with contextlib.suppress(OSError):  # never written (a start that failed early): nothing to remove
+            self.services_path.unlink(missing_ok=True)
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(10)

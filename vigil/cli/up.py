@@ -13,18 +13,23 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from vigil.cli.common import ConfigOption, err_console, interrupt_on_signals, load_or_exit, stop_on_signals
+from vigil.cli.extras import require
+from vigil.cli.progress import progress
 from vigil.cli.report import Notification
-from vigil.cli.stack import Stack
 from vigil.cli.supervisor import SupervisorEvent
 from vigil.clock import to_iso
+
+if TYPE_CHECKING:  # the stack needs the server and embedded extras: imported when `up` runs
+    from vigil.cli.stack import Stack
 
 EXIT_FAILED = 1
 
@@ -40,6 +45,9 @@ def up(
     Exit status: 0 ok, 1 failure (supervision gave up on a crash loop, or the broker did not
     start), 2 usage or config error.
     """
+    require("up", "server", "embedded")
+    from vigil.cli.stack import Stack
+
     cfg = load_or_exit(config)
     stop = stop_on_signals()  # from the moment the start is done (interrupt_on_signals restores it)
     stack = _start(Stack(cfg, ephemeral=ephemeral))
@@ -49,8 +57,7 @@ def up(
         if report is None:
             _live(stack, stop, deadline)
         else:
-            while not stop.is_set() and time.monotonic() < deadline and _supervise(stack, _say):
-                stop.wait(0.5)
+            _reporting(stack, stop, deadline, duration)
     finally:
         stack.stop()
     result = stack.report()
@@ -64,6 +71,26 @@ def up(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _reporting(stack: Stack, stop: threading.Event, deadline: float, duration: float) -> None:
+    """The run without the live view: supervision events on stderr, and on a terminal a progress line
+    (time left, faults paged so far, restarts)."""
+    with progress(as_json=False) as shown:
+        shown.phase("vigil up: the fleet runs, faults are injected and paged", duration or None)
+        last = time.monotonic()
+        while not stop.is_set() and time.monotonic() < deadline and _supervise(stack, _say):
+            stop.wait(0.5)
+            now = time.monotonic()
+            shown.advance(now - last, _figures(stack))
+            last = now
+
+
+def _figures(stack: Stack) -> str:
+    result = stack.report()
+    paged = sum(1 for row in result["faults"] if row["detected"])
+    restarts = sum(stack.supervisor.restarts.values())
+    return f"{stack.view.samples:,} samples, {paged}/{len(result['faults'])} faults paged, {restarts} restarts"
+
+
 def _start(stack: Stack) -> Stack:
     """Start everything or nothing: a failure or a signal while starting stops what was started
     (``Stack.start`` cleans up) and exits non-zero, instead of finishing the start first."""
@@ -74,7 +101,10 @@ def _start(stack: Stack) -> Stack:
         err_console.print("vigil up: interrupted while starting; everything it started is stopped")
         raise typer.Exit(130) from None
     except Exception as exc:  # any start-up failure: reported, and nothing left running
-        err_console.print(f"[red]vigil up could not start[/red]: {type(exc).__name__}: {exc}")
+        # One line however narrow the terminal, and the message's own brackets are not markup.
+        err_console.print(
+            f"[red]vigil up could not start[/red]: {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True
+        )
         raise typer.Exit(EXIT_FAILED) from exc
 
 
