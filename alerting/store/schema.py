@@ -267,3 +267,13 @@ audit_log = Table(
     Column("hash", Text, nullable=False),
 )
 Index("audit_log_run", audit_log.c.run_id)
+
+# One row (id 1): the newest audit record's seq and hash, written in the same transaction as the record,
+# so cutting the newest records off the log is seen (the chain alone stays valid when truncated).
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", Text, nullable=False),
+)

@@ -99,7 +99,7 @@ def verify(config: list[Path] | None = ConfigOption) -> None:
     cfg = load_or_exit(config)
     store = AlertStore(cfg.alerting.resolve_db_path(cfg.data_dir))
     try:
-        result = verify_chain(store.audit_rows())
+        result = verify_chain(store.audit_rows(), store.audit_head())
     finally:
         store.close()
     if result.ok:
