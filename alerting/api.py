@@ -140,13 +140,17 @@ def build_app(
     health: HealthCheck,
     engine: Engine | None = None,
     on_ingest: Callable[[], None] | None = None,
+    extra: list[APIRouter] | None = None,
 ) -> FastAPI:
     """The API; with an ``engine``, the Alertmanager intake too (``on_ingest`` runs after each batch it
-    commits: the service publishes the changed alerts on its next step)."""
+    commits: the service publishes the changed alerts on its next step); ``extra`` routers (remediation's
+    approvals) are served beside them."""
     app = FastAPI(title="Vigil alerting", version="1")
     app.add_middleware(AlertPageCache, reader=reader)
     if engine is not None:
         app.include_router(intake_router(engine, on_ingest))
+    for router in extra or []:
+        app.include_router(router)
 
     @app.get(ALERTS_PATH)
     def list_alerts(

@@ -172,7 +172,7 @@ class AlertingService:
         try:
             if self._config.api.enabled:
                 reader = AlertReader(self.database)
-                app = build_app(reader, self._registry, self.health, self.engine, self._republish.set)
+                app = build_app(reader, self._registry, self.health, self.engine, self._republish.set, self._routers())
                 self._api = ApiServer(app, self._config.api.host, self._config.api.port).start()
                 log.info("alerting API on %s (/api/v1/alerts, /metrics, /healthz)", self._api.url)
             self.ready.set()
@@ -188,6 +188,17 @@ class AlertingService:
             if reader is not None:
                 reader.close()
             self.close()
+
+    def _routers(self) -> list[Any]:
+        """The remediation approvals API, when remediation is on (its provider has a store connection of its own)."""
+        if self.remediation is None:
+            return []
+        from vigil.alerting.runbooks.approvals_api import approvals_router
+        from vigil.alerting.runbooks.engine import Remediation
+        from vigil.alerting.runbooks.runner import Approvals
+
+        engine = Remediation(self.remediation.parts, AlertStore(self.database))
+        return [approvals_router(Approvals(engine, self.remediation.runner.wake))]
 
     def rewind(self) -> None:
         """After a failed step: a new producer, the consumer back at its committed offsets (the replay
