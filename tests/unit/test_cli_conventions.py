@@ -126,6 +126,7 @@ CHEAP_RUNS: dict[str, list[str]] = {
     "eval disk": [],  # the default public data (skipped without it, as every dataset test is)
     "bench detectors": ["--series", "100", "--ticks", "20", "--repeats", "1"],
     "bench alerting": ["--alerts", "200", "--nodes", "4", "--storm", "100", "--storm-nodes", "4"],
+    "bench remediation": ["--incidents", "100", "--nodes", "200", "--repeats", "1", "--live", "2"],
 }
 
 

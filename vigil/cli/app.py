@@ -78,6 +78,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     from vigil.cli import bench_api as _bench_api  # noqa: F401
     from vigil.cli import bench_detectors as _bench_detectors  # noqa: F401
     from vigil.cli import bench_models as _bench_models  # noqa: F401
+    from vigil.cli import bench_remediation as _bench_remediation  # noqa: F401
     from vigil.cli import bench_reporter as _bench_reporter  # noqa: F401
 
     services.register(app)
