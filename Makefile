@@ -31,14 +31,16 @@ $(STUNNEL):
 $(STORES) &:
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends victoria-metrics influxdb
 
-# Real servers the alerting tests run on loopback: PostgreSQL (the store), Alertmanager and node_exporter
-# (with Prometheus above: the Alertmanager intake); Chromium: the headless browser the web UI's tests
-# drive (through the playwright package, which downloads nothing). None starts as a system service.
-SERVERS := /usr/bin/pg_ctlcluster /usr/bin/prometheus-alertmanager /usr/bin/prometheus-node-exporter /usr/bin/chromium
+# Real servers the alerting and remediation tests run on loopback: PostgreSQL (the store), Alertmanager
+# and node_exporter (with Prometheus above: the Alertmanager intake), Slurm and munge (the remediation
+# actions' real scheduler); Chromium: the headless browser the web UI's tests drive (through the
+# playwright package, which downloads nothing). None starts as a system service.
+SERVERS := /usr/bin/pg_ctlcluster /usr/bin/prometheus-alertmanager /usr/bin/prometheus-node-exporter /usr/bin/chromium \
+	/usr/sbin/slurmctld /usr/sbin/munged
 
 $(SERVERS) &:
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	  postgresql prometheus-alertmanager prometheus-node-exporter chromium
+	  postgresql prometheus-alertmanager prometheus-node-exporter chromium slurm-wlm munge
 
 $(STAMP): pyproject.toml setup.py | $(PROMTOOL) $(STUNNEL) $(STORES) $(SERVERS)
 	$(PY) -m venv $(VENV)

@@ -9,6 +9,7 @@ with that id (it was decided, expired or never existed: the API answers 404). Th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -57,6 +58,26 @@ class NoApprovals:
 
     def deny(self, approval_id: int, actor: str, comment: str = "") -> bool:
         return False
+
+
+class Serialized:
+    """A provider used by one API request at a time (remediation's holds one store connection)."""
+
+    def __init__(self, provider: ApprovalsProvider) -> None:
+        self._provider = provider
+        self._lock = threading.Lock()
+
+    def pending(self) -> Sequence[PendingApproval]:
+        with self._lock:
+            return self._provider.pending()
+
+    def approve(self, approval_id: int, actor: str, comment: str = "") -> bool:
+        with self._lock:
+            return self._provider.approve(approval_id, actor, comment)
+
+    def deny(self, approval_id: int, actor: str, comment: str = "") -> bool:
+        with self._lock:
+            return self._provider.deny(approval_id, actor, comment)
 
 
 def approval_json(item: PendingApproval) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from vigil.alerting.notifiers.config import (  # re-exported: the notifier model
     SlackNotifierConfig,
     WebhookNotifierConfig,
 )
+from vigil.alerting.runbooks.config import RemediationConfig
 from vigil.alerting.sections import EngineSections
 
 from vigil.config import ConsumerHealthConfig, FrozenModel, PositiveDuration, raise_key_errors
@@ -259,7 +260,25 @@ class AlertingConfig(EngineSections):
     dispatch_interval: Annotated[PositiveDuration, Field(le=60)] = 0.5
     dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     predictions: PredictionAlertsConfig = Field(default_factory=PredictionAlertsConfig)
+    remediation: RemediationConfig = Field(default_factory=RemediationConfig)
     health: ConsumerHealthConfig = Field(default_factory=ConsumerHealthConfig)  # when /healthz fails
+
+    @model_validator(mode="after")
+    def _remediation_references(self) -> AlertingConfig:
+        """A remediation receiver needs the engine on; the notifiers it pages must exist."""
+        where: list[tuple[str | int, ...]] = [("notifiers", i) for i in range(len(self.notifiers))]
+        configs = list(self.notifiers)
+        for i, receiver in enumerate(self.receivers):
+            where += [("receivers", i, "integrations", j) for j in range(len(receiver.integrations))]
+            configs += receiver.integrations
+        robots = [path for path, cfg in zip(where, configs, strict=True) if cfg.type == "remediation"]
+        if robots and not self.remediation.enabled:
+            message = "a remediation receiver needs alerting.remediation.enabled: true"
+            raise_key_errors(self, [((*robots[0], "type"), message, "remediation")])
+        unknown = sorted(set(self.remediation.page) - set(self.integrations()))
+        if unknown:
+            raise_key_errors(self, [(("remediation", "page"), f"no notifier named {unknown[0]!r}", unknown[0])])
+        return self
 
     def resolve_db_path(self, data_dir: Path) -> Path:
         return self.db_path if self.db_path is not None else data_dir / "alerting" / "alerts.db"

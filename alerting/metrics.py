@@ -61,15 +61,15 @@ class StoreGauges(Collector):
             outbox = store.pending_by_notifier()
             incidents = store.open_priorities()
         now = self._clock.now()
-        alerts = gauge_family("vigil_alerts_firing")
+        families = gauge_family("vigil_alerts_firing")
         for severity in sorted(set(SEVERITIES) | set(firing)):
-            alerts.add_metric([severity], firing.get(severity, 0))
+            families.add_metric([severity], firing.get(severity, 0))
         pending, age = gauge_family("vigil_outbox_pending"), gauge_family("vigil_outbox_oldest_pending_age_seconds")
         for name in sorted(set(self._notifiers) | set(outbox)):
             count, oldest = outbox.get(name, (0, now))
             pending.add_metric([name], count)
             age.add_metric([name], max(0.0, now - oldest))
-        yield from (alerts, pending, age, *incident_families(incidents))
+        yield from (families, pending, age, *incident_families(incidents))
 
     def close(self) -> None:
         with self._lock:

@@ -35,7 +35,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import OperationalError
 from vigil.alerting.api import ApiServer, build_app
-from vigil.alerting.approvals import ApprovalsProvider, NoApprovals
+from vigil.alerting.approvals import ApprovalsProvider, NoApprovals, Serialized
 from vigil.alerting.auth import TokenBook
 from vigil.alerting.config import AlertingConfig
 from vigil.alerting.engine import Engine
@@ -63,9 +63,14 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 1.0
 
 
-def build_notifiers(config: AlertingConfig, clock: Clock | None = None) -> dict[str, Notifier]:
+def build_notifiers(
+    config: AlertingConfig, clock: Clock | None = None, remediation: Notifier | None = None
+) -> dict[str, Notifier]:
     registry = build_notifier_registry()
-    return {name: registry.create(cfg.type, config=cfg, clock=clock) for name, cfg in config.integrations().items()}
+    return {
+        name: registry.create(cfg.type, config=cfg, clock=clock, remediation=remediation)
+        for name, cfg in config.integrations().items()
+    }
 
 
 def open_database(config: AlertingConfig, db_path: Path) -> Database:
@@ -107,13 +112,30 @@ class AlertingService:
         self._watch = self._commits.watch(clock, config.health, POLL_TIMEOUT_S)
         self._producer = self._commits.producer
         self._consumer = self._commits.consumer
+        self.remediation = None
+        if config.remediation.enabled:
+            from vigil.alerting.runbooks.wiring import wire
+
+            integrations = config.integrations()
+            self.remediation = wire(
+                config.remediation,
+                list(integrations),
+                [c.type for c in integrations.values()],
+                self.database,
+                bus,
+                topics,
+                clock,
+                config.group,
+                lambda: self._commits.producer,
+            )
+            notifiers = {**build_notifiers(config, clock, self.remediation.receiver), **(notifiers or {})}
         self.dispatcher = _build_dispatcher(config, self.database, notifiers, clock, self._metrics)
         self.pruner = Pruner(AlertStore(self.database), config.retention, clock, self._metrics)
         self._gauges = StoreGauges(self.database, list(config.integrations()), clock)
         registry.register(self._gauges)
         self._api: ApiServer | None = None
-        # What the approvals page and API list and decide: remediation plugs its provider in here.
-        self.approvals: ApprovalsProvider = NoApprovals()
+        # What the approvals page and API list and decide: remediation's provider when it is on.
+        self.approvals: ApprovalsProvider = self._approvals()
         self._last_step_at: float | None = None
         self._pending = 0
         self.ready = threading.Event()  # set by run() once the API and the dispatcher are up
@@ -155,6 +177,8 @@ class AlertingService:
     def run(self, stop: threading.Event) -> None:
         """Serve the API, dispatch the outbox, prune and consume until ``stop`` is set; then shut down."""
         self.dispatcher.start()
+        if self.remediation is not None:
+            self.remediation.runner.start()
         prune_stop = threading.Event()
         pruning = threading.Thread(target=self.pruner.run, args=(prune_stop,), name="alerting-retention", daemon=True)
         pruning.start()
@@ -180,6 +204,8 @@ class AlertingService:
             run_with_recovery(stop, self.step, self.rewind, self._outage)
         finally:
             self.dispatcher.stop()
+            if self.remediation is not None:
+                self.remediation.runner.stop()
             prune_stop.set()
             pruning.join(timeout=10.0)
             if self._api is not None:
@@ -189,6 +215,17 @@ class AlertingService:
             if book is not None:
                 book.close()
             self.close()
+
+    def _approvals(self) -> ApprovalsProvider:
+        """Remediation's pending approvals (a store connection of their own, one API request at a time),
+        or none when remediation is off."""
+        if self.remediation is None:
+            return NoApprovals()
+        from vigil.alerting.runbooks.engine import Remediation
+        from vigil.alerting.runbooks.runner import Approvals
+
+        engine = Remediation(self.remediation.parts, AlertStore(self.database))
+        return Serialized(Approvals(engine, self.remediation.runner.wake))
 
     def rewind(self) -> None:
         """After a failed step: a new producer, the consumer back at its committed offsets (the replay

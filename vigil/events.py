@@ -271,6 +271,10 @@ class StepState:
 
 @dataclass(frozen=True, slots=True)
 class RemediationRun:
+    """A runbook run's state after each change (alerting publishes it; key = run id). ``fingerprint``
+    is the incident's key (its dedup key); ``state`` is planned, running, waiting_approval, verifying,
+    succeeded, failed, escalated or stopped; ``mode`` dry_run (a plan only) or execute."""
+
     SCHEMA_VERSION: ClassVar[int] = 1
     ts: float
     run_id: str
@@ -279,6 +283,41 @@ class RemediationRun:
     steps: tuple[StepState, ...]
     reason: str
     actor: str
+    state: str = ""
+    mode: str = "dry_run"
+    incident_id: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRequest:
+    """An action for an executor outside the alerting process (the simulated fleet obeys these; a node
+    agent could), on the actions topic keyed by ``target`` (the host). ``request_id`` is the step's
+    idempotency key: an executor that sees it twice acts once and reports the first outcome again."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ts: float
+    request_id: str
+    action: str  # node.drain, node.resume, gpu.reset, node.reboot, job.requeue, job.restart, ...
+    target: str  # the host it acts on
+    params: Mapping[str, Any]
+    run_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionReport:
+    """An executor's answer to an ``ActionRequest`` (actions_reports topic, key = request id).
+    ``status``: done, already_done (nothing to do: idempotent repeat), failed (retrying may help)
+    or rejected (it never will); ``state`` is what the executor sees afterwards ({"drained": true})."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ts: float
+    request_id: str
+    action: str
+    target: str
+    status: Literal["done", "already_done", "failed", "rejected"]
+    detail: str = ""
+    state: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +343,8 @@ Event = (
     | Alert
     | ProbeResult
     | RemediationRun
+    | ActionRequest
+    | ActionReport
     | FaultInjection
 )
 
@@ -319,6 +360,8 @@ EVENT_TYPES: dict[str, type[Any]] = {
         Alert,
         ProbeResult,
         RemediationRun,
+        ActionRequest,
+        ActionReport,
         FaultInjection,
     )
 }

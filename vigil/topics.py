@@ -28,6 +28,8 @@ STREAMS: dict[str, str] = {
     "alerts": "fingerprint",
     "probes": "target",
     "remediation": "run id",
+    "actions": "host",  # ActionRequest: what an executor outside alerting (the simulated fleet) must do
+    "action_reports": "request id",  # ActionReport: what it did
     "groundtruth": "fault id",
 }
 

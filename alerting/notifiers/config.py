@@ -121,7 +121,16 @@ class EmailNotifierConfig(_Notifier):
         return self
 
 
+class RemediationNotifierConfig(_Notifier):
+    """The remediation receiver: incidents routed here are planned (and, in execute mode, run) by the
+    runbooks of ``alerting.remediation``, which must be enabled."""
+
+    type: Literal["remediation"] = "remediation"
+    send_resolved: bool = False
+
+
 _BY_TYPE: dict[str, type[_Notifier]] = {
+    "remediation": RemediationNotifierConfig,
     "webhook": WebhookNotifierConfig,
     "log": LogNotifierConfig,
     "pagerduty": PagerDutyNotifierConfig,
@@ -143,6 +152,11 @@ def _by_type(value: Any) -> Any:
 
 
 NotifierConfig = Annotated[
-    WebhookNotifierConfig | LogNotifierConfig | PagerDutyNotifierConfig | SlackNotifierConfig | EmailNotifierConfig,
+    WebhookNotifierConfig
+    | LogNotifierConfig
+    | PagerDutyNotifierConfig
+    | SlackNotifierConfig
+    | EmailNotifierConfig
+    | RemediationNotifierConfig,
     BeforeValidator(_by_type),
 ]

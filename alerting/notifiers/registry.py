@@ -9,6 +9,7 @@ from vigil.alerting.notifiers.config import (
     EmailNotifierConfig,
     LogNotifierConfig,
     PagerDutyNotifierConfig,
+    RemediationNotifierConfig,
     SlackNotifierConfig,
     WebhookNotifierConfig,
 )
@@ -19,6 +20,7 @@ from vigil.alerting.notifiers.smtp import EmailNotifier
 from vigil.alerting.notifiers.webhook import WebhookNotifier
 
 from vigil.clock import Clock
+from vigil.errors import ConfigError
 from vigil.registry import Registry
 
 
@@ -49,6 +51,14 @@ def _email(config: EmailNotifierConfig, clock: Clock | None = None, **_: Any) ->
     return EmailNotifier(config, clock=clock)
 
 
+def _remediation(config: RemediationNotifierConfig, remediation: Notifier | None = None, **_: Any) -> Notifier:
+    """The remediation receiver is built by the service (it needs the store and the runner); the
+    registry hands it out under its type so a route can name it like any other receiver."""
+    if remediation is None:
+        raise ConfigError("a notifier of type remediation needs alerting.remediation.enabled: true")
+    return remediation
+
+
 def build_notifier_registry() -> Registry[Notifier]:
     """A fresh registry named "notifier" with the built-in notifiers; ``create(type, config=model, clock=...)``."""
     registry: Registry[Notifier] = Registry("notifier")
@@ -57,4 +67,5 @@ def build_notifier_registry() -> Registry[Notifier]:
     registry.add("pagerduty", _pagerduty)
     registry.add("slack", _slack)
     registry.add("email", _email)
+    registry.add("remediation", _remediation)
     return registry

@@ -1,5 +1,6 @@
 """The alerting store: alerts, incidents, their timeline, notification groups, the outbox and the
-notification log, stage history, silences, approvals and API tokens; SQLite by default, PostgreSQL by URL.
+notification log, stage history, silences and approvals, API tokens, remediation runs and the audit log;
+SQLite by default, PostgreSQL by URL.
 
 The one interface is :class:`AlertStore` (one per thread, see ``base.py``) over a :class:`Database`
 (one per process: the engine and the migrations). The tables are in ``schema.py``.
@@ -12,19 +13,23 @@ from vigil.alerting.store.database import Database
 from vigil.alerting.store.incidents import IncidentRows
 from vigil.alerting.store.outbox import Enqueue, OutboxRow, OutboxRows
 from vigil.alerting.store.records import RecordRows
+from vigil.alerting.store.remediation import AuditRow, RemediationRows, RunRow, StepRow
 from vigil.alerting.store.tokens import TokenRows
 
 
-class AlertStore(AlertRows, IncidentRows, OutboxRows, RecordRows, TokenRows):
+class AlertStore(AlertRows, IncidentRows, OutboxRows, RecordRows, RemediationRows, TokenRows):
     """Every table's methods over one connection (``StoreBase``): one object per thread."""
 
 
 __all__ = [
     "ALERT_COLUMNS",
     "AlertStore",
+    "AuditRow",
     "Database",
     "Enqueue",
     "OutboxRow",
+    "RunRow",
+    "StepRow",
     "StoredAlert",
     "alert_from_row",
 ]

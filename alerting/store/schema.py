@@ -212,3 +212,83 @@ meta = Table(
     Column("key", Text, primary_key=True),
     Column("value", Integer, nullable=False),
 )
+
+# ---------------------------------------------------------------------------------------------- remediation
+# One run per incident and runbook; its steps carry their idempotency keys and outcomes, so a restarted
+# runner resumes where the last one stopped (alerting/runbooks/executor.py).
+remediation_runs = Table(
+    "remediation_runs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("incident_key", Text, nullable=False),
+    Column("incident_id", Integer),
+    Column("runbook", Text, nullable=False),
+    Column("mode", Text, nullable=False),  # dry_run | execute
+    Column("state", Text, nullable=False),  # planned|running|waiting_approval|verifying|succeeded|failed|...
+    Column("labels", Text, nullable=False, server_default="{}"),
+    Column("plan", Text, nullable=False, server_default="{}"),  # the plan as first made (JSON)
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("next_at", Float),  # when the runner looks at it again; null: nothing to do (finished, dry run)
+    Column("verify_since", Float),  # when verification started
+    Column("detail", Text, nullable=False, server_default="{}"),
+)
+Index("remediation_runs_incident", remediation_runs.c.incident_key, remediation_runs.c.runbook, unique=True)
+Index("remediation_runs_due", remediation_runs.c.next_at)
+
+remediation_steps = Table(
+    "remediation_steps",
+    metadata,
+    Column("key", Text, primary_key=True),  # <run id>/<phase>/<index>: the idempotency key
+    Column("run_id", Text, nullable=False),
+    Column("phase", Text, nullable=False),  # steps | on_success | rollback
+    Column("idx", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("params", Text, nullable=False, server_default="{}"),
+    Column("target", Text),  # the node it changes
+    Column("job", Text),
+    Column("state", Text, nullable=False),  # pending | running | succeeded | failed | skipped
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("result", Text, nullable=False, server_default="{}"),
+)
+Index("remediation_steps_run", remediation_steps.c.run_id, remediation_steps.c.phase, remediation_steps.c.idx)
+Index("remediation_steps_recent", remediation_steps.c.started_at)
+
+# One row per incident of an XID on one GPU (serial, or host/index until the serial is known): the XID
+# policy's ladder counts them within its windows, across restarts.
+xid_episodes = Table(
+    "xid_episodes",
+    metadata,
+    Column("gpu", Text, primary_key=True),
+    Column("code", Integer, primary_key=True),
+    Column("incident_key", Text, primary_key=True),
+    Column("at", Float, nullable=False),
+)
+
+# Append-only, hash-chained: each record's hash covers its canonical JSON and the previous record's hash.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", Float, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # plan, verdict, approval_requested, approved, action, result, ...
+    Column("run_id", Text),
+    Column("record", Text, nullable=False),  # canonical JSON of {seq, at, actor, kind, run_id, detail}
+    Column("prev_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+)
+Index("audit_log_run", audit_log.c.run_id)
+
+# One row (id 1): the newest audit record's seq and hash, written in the same transaction as the record,
+# so cutting the newest records off the log is seen (the chain alone stays valid when truncated).
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", Text, nullable=False),
+)

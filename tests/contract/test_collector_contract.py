@@ -243,6 +243,7 @@ CASES: list[Case] = [
     ),
 ]
 
+
 def _from_registry(name: str) -> Callable[[Path], Collector]:
     """A host-side collector built from the registry with the options its own contract test uses,
     so the naming, unit and finiteness rules here cover every collector, not only the GPU ones."""

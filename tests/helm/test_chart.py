@@ -135,9 +135,7 @@ def test_the_partition_fallback_is_vigils_own_default() -> None:
     default = TopicsConfig().partitions["telemetry"]
     unset = "config.kafka.topics.partitions.telemetry=null"  # the key removed: Vigil's default applies
     assert render("default", unset, f"analytics.replicas={default}")
-    assert f"{EXCEEDS} ({default})" in render_error(
-        "default", unset, f"analytics.replicas={default + 1}"
-    )
+    assert f"{EXCEEDS} ({default})" in render_error("default", unset, f"analytics.replicas={default + 1}")
 
 
 def test_chart_app_version_is_the_package_version() -> None:

@@ -14,8 +14,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600
 
 
 def test_two_processes_drain_the_backlog_and_the_kill_loses_and_doubles_no_page() -> None:
-    command = [sys.executable, "-m", "vigil.cli", "bench", "pipeline", "--json", "--seconds", "4",
-               "--latency-seconds", "0", "--training", "--analytics", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "vigil.cli",
+        "bench",
+        "pipeline",
+        "--json",
+        "--seconds",
+        "4",
+        "--latency-seconds",
+        "0",
+        "--training",
+        "--analytics",
+        "2",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads(done.stdout)["throughput"]

@@ -259,4 +259,3 @@ def test_a_member_that_gives_up_partitions_commits_them_without_failing_its_poll
     finally:
         second.close()
         first.close()
-

@@ -24,7 +24,7 @@ from vigil.events import Detection, TelemetryBatch, series_key
 
 pytestmark = pytest.mark.integration
 
-LABELS = {"sp ace": "a b,c=d", "back": "c:\\temp", "trail": "k\\", "quo\"te": 'say "x"'}
+LABELS = {"sp ace": "a b,c=d", "back": "c:\\temp", "trail": "k\\", 'quo"te': 'say "x"'}
 STORED_LABELS = {**LABELS, "trail": "k "}  # a tag value cannot end in a backslash: the library's space stays
 
 
@@ -85,10 +85,10 @@ def test_escaped_lines_round_trip_through_victoriametrics(victoria: VictoriaMetr
     score = by_name["vigil_detection_score"]
     # Event times are float seconds (DESIGN §3): t0 + 0.25 s is ...249999872 ns, and VictoriaMetrics keeps ms.
     assert score["values"] == [7.5] and score["timestamps"] == [round((t0 + 0.25) * 1e9) // 10**6]
-    assert {k: score["metric"][k] for k in ("gpu,index=", "alertname", "quo\"te", "entity", "decision")} == {
+    assert {k: score["metric"][k] for k in ("gpu,index=", "alertname", 'quo"te', "entity", "decision")} == {
         "gpu,index=": "3",
         "alertname": "Gpu Hot",
-        "quo\"te": 'say "x"',
+        'quo"te': 'say "x"',
         "entity": 'GpuHot{gpu_index="3"}',
         "decision": "firing",
     }
@@ -114,7 +114,7 @@ def test_escaped_lines_round_trip_through_influxdb_1(influx: InfluxDB1) -> None:
     # The newline of a string field is written as the two characters \n, and InfluxDB 1.6 keeps them so.
     assert row["summary"] == 'GPU 3 "hot", see C:\\runbooks\\gpu.md\\nsecond line'
     assert json.loads(row["reason"]) == {"z": 7.5} and row["score"] == 7.5 and row["firing"] == 1.0
-    assert (row["gpu,index="], row["quo\"te"], row["entity"]) == ("3", 'say "x"', 'GpuHot{gpu_index="3"}')
+    assert (row["gpu,index="], row['quo"te'], row["entity"]) == ("3", 'say "x"', 'GpuHot{gpu_index="3"}')
 
 
 def test_a_field_type_conflict_is_a_refusal_of_the_data(influx: InfluxDB1) -> None:

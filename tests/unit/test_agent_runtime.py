@@ -205,8 +205,9 @@ class Stepping:
 
     def collect(self) -> Iterator[Item]:
         self.step += 1
-        yield TrainingStep(ts=time.time(), job_id="llm-7", rank=0, host="node-1", step=self.step, loss=2.0,
-                           step_time_s=0.5)
+        yield TrainingStep(
+            ts=time.time(), job_id="llm-7", rank=0, host="node-1", step=self.step, loss=2.0, step_time_s=0.5
+        )
 
 
 def test_training_steps_go_to_the_training_stream_keyed_by_job(tmp_path: Path) -> None:

@@ -189,7 +189,8 @@ def test_log_notifier_logs_and_delivers(caplog: pytest.LogCaptureFixture) -> Non
 def test_registry_builds_every_notifier_by_type(tmp_path: Any) -> None:
     registry = build_notifier_registry()
     assert registry.kind == "notifier"
-    assert registry.names() == ["email", "log", "pagerduty", "slack", "webhook"]
+    # "remediation" is the remediation receiver, built by the service (see test_remediation_engine.py)
+    assert registry.names() == ["email", "log", "pagerduty", "remediation", "slack", "webhook"]
     configs = {
         "log": (LogNotifierConfig(), LogNotifier),
         "webhook": (WebhookNotifierConfig(url="http://127.0.0.1:1/x", secret="s"), WebhookNotifier),  # type: ignore[arg-type]

@@ -133,6 +133,7 @@ CHEAP_RUNS: dict[str, list[str]] = {
     "bench detectors": ["--series", "100", "--ticks", "20", "--repeats", "1"],
     "tokens list": ["-c", "{data}/vigil.yaml"],
     "dashboards build": ["--out", "{data}/dashboards"],
+    "bench remediation": ["--incidents", "100", "--nodes", "200", "--repeats", "1", "--live", "2"],
 }
 
 

@@ -12,6 +12,8 @@ import pytest
 from vigil.codec import decode, encode
 from vigil.errors import InvalidEvent
 from vigil.events import (
+    ActionReport,
+    ActionRequest,
     Alert,
     Detection,
     FaultInjection,
@@ -47,6 +49,11 @@ EVENTS = [
     Alert("abc", "firing", {"alertname": "X"}, {"summary": "s"}, NOW, None, "critical", "reset_gpu", NOW),
     ProbeResult(NOW, "http://m", "llama", True, 0.12, 0.98, "ok"),
     RemediationRun(NOW, "r1", "reset-gpu", "abc", (StepState("drain", "succeeded"),), "xid 79", "vigil"),
+    RemediationRun(
+        NOW, "r2", "xid-79", "k", (StepState("drain", "running"),), "", "vigil", "running", "execute", 7, {"host": "n"}
+    ),
+    ActionRequest(NOW, "r2/steps/0", "node.drain", "node-05", {"reason": "incident 7"}, "r2"),
+    ActionReport(NOW, "r2/steps/0", "node.drain", "node-05", "done", "drained", {"drained": True}),
     FaultInjection("f-1", "xid79", {"host": "node-05", "gpu_index": "6"}, NOW, None, {"xid": 79}),
 ]
 

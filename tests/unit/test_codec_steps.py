@@ -18,8 +18,19 @@ NOW = 1_767_225_600.0
 
 def steps(n: int = 64) -> list[TrainingStep]:
     return [
-        TrainingStep(NOW + i // 8, "job-7", i % 8, f"node-{i % 8 // 4}", 100 + i // 8, 2.0 + i * 1e-3, 0.5,
-                     gpu_index=i % 4, compute_time_s=0.4, tokens_per_s=1e5 if i % 2 else None, cluster="c1")
+        TrainingStep(
+            NOW + i // 8,
+            "job-7",
+            i % 8,
+            f"node-{i % 8 // 4}",
+            100 + i // 8,
+            2.0 + i * 1e-3,
+            0.5,
+            gpu_index=i % 4,
+            compute_time_s=0.4,
+            tokens_per_s=1e5 if i % 2 else None,
+            cluster="c1",
+        )
         for i in range(n)
     ]
 

@@ -120,18 +120,33 @@ analytics:
             "analytics.stages[0].model: unknown model 'seasonall' (known: adaptive_mspc, autoencoder,",
         ),
         (
-            {"analytics": {"stages": [{"stage": "model", "name": "m", "model": "pca", "metrics": ["x"],
-                                       "options": {"windw": 5}}]}},
+            {
+                "analytics": {
+                    "stages": [
+                        {"stage": "model", "name": "m", "model": "pca", "metrics": ["x"], "options": {"windw": 5}}
+                    ]
+                }
+            },
             "analytics.stages[0].options.windw: unknown key",
         ),
         (
-            {"analytics": {"stages": [{"stage": "model", "name": "m", "model": "robust_z", "metrics": ["x"],
-                                       "options": {"alpha": 2}}]}},
+            {
+                "analytics": {
+                    "stages": [
+                        {"stage": "model", "name": "m", "model": "robust_z", "metrics": ["x"], "options": {"alpha": 2}}
+                    ]
+                }
+            },
             "analytics.stages[0].options.alpha: Input should be less than 1",
         ),
         (
-            {"analytics": {"stages": [{"stage": "model", "name": "m", "model": "pca", "metrics": ["x"],
-                                       "options": {"variance": 2}}]}},
+            {
+                "analytics": {
+                    "stages": [
+                        {"stage": "model", "name": "m", "model": "pca", "metrics": ["x"], "options": {"variance": 2}}
+                    ]
+                }
+            },
             "analytics.stages[0].options: variance must be in (0, 1], got 2",
         ),
         ({"analytics": {"stages": [{"stage": "model", "model": "pca"}]}}, "analytics.stages[0].name: required"),

@@ -42,10 +42,36 @@ def synthetic_fleet(tmp: Path, drives: int = 300, days: int = 60, failing: int =
                     r5 += 3.0 * (day - onset + 1)
                     r197 = float(day - onset)
             failed_today = int(d in fail_day and day == fail_day[d])
-            rows.append((str(start + dt.timedelta(days=day)), f"S{d:04d}", "M1", failed_today,
-                         r5, 0.0, 0.0, r197, 0.0, 0.0, 1000.0 + 24 * day, 30.0 + rng.normal()))
-    cols = ["date", "serial_number", "model", "failure", "smart_5_raw", "smart_187_raw", "smart_188_raw",
-            "smart_197_raw", "smart_198_raw", "smart_199_raw", "smart_9_raw", "smart_194_raw"]
+            rows.append(
+                (
+                    str(start + dt.timedelta(days=day)),
+                    f"S{d:04d}",
+                    "M1",
+                    failed_today,
+                    r5,
+                    0.0,
+                    0.0,
+                    r197,
+                    0.0,
+                    0.0,
+                    1000.0 + 24 * day,
+                    30.0 + rng.normal(),
+                )
+            )
+    cols = [
+        "date",
+        "serial_number",
+        "model",
+        "failure",
+        "smart_5_raw",
+        "smart_187_raw",
+        "smart_188_raw",
+        "smart_197_raw",
+        "smart_198_raw",
+        "smart_199_raw",
+        "smart_9_raw",
+        "smart_194_raw",
+    ]
     frame = pd.DataFrame(rows, columns=cols)
     out = tmp / "fleet"
     out.mkdir()

@@ -6,8 +6,18 @@ from vigil.analytics.models.predict.gpu import HORIZON_S, LEMON_AT, GpuReading, 
 
 def feed(risk: GpuRisk, gpu: str, serial: str, minutes: int, sbe_per_min: float = 0.0, **extra: float) -> None:
     for m in range(minutes):
-        risk.observe(GpuReading(ts=60.0 * m, host="n1", gpu_index=gpu, serial=serial, sbe_total=sbe_per_min * m,
-                                temperature=60.0, slowdown_temperature=90.0, **extra))
+        risk.observe(
+            GpuReading(
+                ts=60.0 * m,
+                host="n1",
+                gpu_index=gpu,
+                serial=serial,
+                sbe_total=sbe_per_min * m,
+                temperature=60.0,
+                slowdown_temperature=90.0,
+                **extra,
+            )
+        )
 
 
 def test_healthy_gpu_stays_below_reporting() -> None:
@@ -21,8 +31,12 @@ def test_each_signal_raises_risk_and_names_itself() -> None:
     base = GpuRisk()
     feed(base, "0", "S0", 120)
     p0 = base.probability("n1/0", 7200.0)
-    cases = [({"sbe_per_min": 20.0}, "sbe_rate"), ({"remap_pending": 1.0}, "remap_pending"),
-             ({"remap_failure": 1.0}, "remap_failure"), ({"remapped_uncorrectable": 3.0}, "remapped_uncorrectable")]
+    cases = [
+        ({"sbe_per_min": 20.0}, "sbe_rate"),
+        ({"remap_pending": 1.0}, "remap_pending"),
+        ({"remap_failure": 1.0}, "remap_failure"),
+        ({"remapped_uncorrectable": 3.0}, "remapped_uncorrectable"),
+    ]
     for extra, term in cases:
         risk = GpuRisk()
         feed(risk, "0", "S0", 120, **extra)

@@ -133,9 +133,7 @@ def test_a_restarted_process_keeps_each_gpu_place_and_an_open_alert() -> None:
     assert [(d.labels["gpu_index"], d.decision) for d in rest] == [("3", "resolved")]  # no second page
 
 
-@pytest.mark.parametrize(
-    ("key", "value"), [("min_peers", 2), ("busy_tolerance", 0.0), ("warmup", 1), ("mystery", 1)]
-)
+@pytest.mark.parametrize(("key", "value"), [("min_peers", 2), ("busy_tolerance", 0.0), ("warmup", 1), ("mystery", 1)])
 def test_bad_peers_config_fails_naming_the_key(key: str, value: Any) -> None:
     from vigil.config import validate
 

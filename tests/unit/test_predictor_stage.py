@@ -14,8 +14,13 @@ GPU_INFO = series_key(c.GPU_INFO, {"gpu_index": "2", "serial": "1650921000123", 
 
 
 def push(table: SlotTable, ts: float, series: dict[str, float], host: str = "n1") -> None:
-    batch = TelemetryBatch(host=host, cluster="dc1", ts=np.array([ts]), series=tuple(series),
-                           values=np.array([list(series.values())], dtype=np.float64))
+    batch = TelemetryBatch(
+        host=host,
+        cluster="dc1",
+        ts=np.array([ts]),
+        series=tuple(series),
+        values=np.array([list(series.values())], dtype=np.float64),
+    )
     build_frame(table, [table.admit(0, batch)])
 
 
@@ -23,8 +28,15 @@ def test_gpu_with_a_failed_row_remap_is_published_once_with_its_serial() -> None
     table = SlotTable()
     stage = PredictorStage(table, every=60.0)
     for m in range(5):
-        push(table, 60.0 * m, {GPU_INFO: 1.0, series_key(c.GPU_REMAP_FAILURE, {"gpu_index": "2"}): 1.0,
-                               series_key(c.GPU_TEMPERATURE, {"gpu_index": "2"}): 60.0})
+        push(
+            table,
+            60.0 * m,
+            {
+                GPU_INFO: 1.0,
+                series_key(c.GPU_REMAP_FAILURE, {"gpu_index": "2"}): 1.0,
+                series_key(c.GPU_TEMPERATURE, {"gpu_index": "2"}): 60.0,
+            },
+        )
     preds = stage.run(240.0)
     risk = [p for p in preds if p.predictor == "gpu_risk"]
     assert len(risk) == 1
@@ -57,8 +69,14 @@ def test_steady_filesystem_and_cool_gpu_are_quiet() -> None:
     preds = []
     rng = np.random.default_rng(0)
     for m in range(30):
-        push(table, 60.0 * m, {series_key(c.HOST_FS_FREE, {"mountpoint": "/"}): 50e9 + rng.normal(0, 1e6),
-                               series_key(c.GPU_TEMPERATURE, {"gpu_index": "0"}): 60.0 + rng.normal()})
+        push(
+            table,
+            60.0 * m,
+            {
+                series_key(c.HOST_FS_FREE, {"mountpoint": "/"}): 50e9 + rng.normal(0, 1e6),
+                series_key(c.GPU_TEMPERATURE, {"gpu_index": "0"}): 60.0 + rng.normal(),
+            },
+        )
         preds += stage.run(60.0 * m)
     assert preds == []
 

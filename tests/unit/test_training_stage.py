@@ -38,8 +38,20 @@ def job_steps(steps: int = 80, seed: int = 3) -> list[TrainingStep]:
             loss = 2.0 + rng.normal(0, 0.01) + (3.0 if 60 <= n <= 62 else 0.0)
             if rank == 2 and n in (70, 71):
                 loss = math.nan
-            out.append(TrainingStep(T0 + n / 2, "job-c", rank, f"node-{rank // 8:02d}", n, loss, 0.5,
-                                    gpu_index=rank % 8, compute_time_s=compute, cluster="c1"))
+            out.append(
+                TrainingStep(
+                    T0 + n / 2,
+                    "job-c",
+                    rank,
+                    f"node-{rank // 8:02d}",
+                    n,
+                    loss,
+                    0.5,
+                    gpu_index=rank % 8,
+                    compute_time_s=compute,
+                    cluster="c1",
+                )
+            )
     return out
 
 
@@ -89,8 +101,14 @@ def test_single_steps_from_an_older_producer_decide_alike() -> None:
 
 def test_the_straggler_is_named_with_its_host_and_gpu_and_both_scores() -> None:
     found = [d for d in feed(stage(), job_steps(), 64) if d.labels["alertname"] == "TrainingStraggler"]
-    assert found[0].labels == {"alertname": "TrainingStraggler", "cluster": "c1", "job_id": "job-c", "rank": "9",
-                               "host": "node-01", "gpu_index": "1"}
+    assert found[0].labels == {
+        "alertname": "TrainingStraggler",
+        "cluster": "c1",
+        "job_id": "job-c",
+        "rank": "9",
+        "host": "node-01",
+        "gpu_index": "1",
+    }
     assert found[0].reason["peer_z"] > 4 and found[0].reason["own_z"] > 4
     assert 40 <= found[0].reason["step"] <= 45
 
@@ -110,13 +128,28 @@ def test_a_snapshot_between_batches_resumes_with_the_same_decisions() -> None:
 
 def test_a_snapshot_from_before_the_column_form_restores_its_ranks() -> None:
     stat, post = RobustStat(40, 0.4, 0.003), PostRule(hist=0b111, active=True)
-    old = {"jobs": {"job-c": {
-        "cluster": "c1", "last_seen": T0, "loss": RobustStat(40, 2.0, 0.01).dump(), "spike": PostRule().dump(),
-        "step_times": [0.5], "report_gaps": [0.5], "newest_step": 39, "newest_ts": T0 + 19.5, "loss_step": 39,
-        "nonfinite": False, "finite_steps": 0, "hung": False,
-        "ranks": [[r, f"node-{r // 8:02d}", r % 8, stat.dump(), (post if r == 9 else PostRule()).dump()]
-                  for r in range(RANKS)],
-    }}}
+    old = {
+        "jobs": {
+            "job-c": {
+                "cluster": "c1",
+                "last_seen": T0,
+                "loss": RobustStat(40, 2.0, 0.01).dump(),
+                "spike": PostRule().dump(),
+                "step_times": [0.5],
+                "report_gaps": [0.5],
+                "newest_step": 39,
+                "newest_ts": T0 + 19.5,
+                "loss_step": 39,
+                "nonfinite": False,
+                "finite_steps": 0,
+                "hung": False,
+                "ranks": [
+                    [r, f"node-{r // 8:02d}", r % 8, stat.dump(), (post if r == 9 else PostRule()).dump()]
+                    for r in range(RANKS)
+                ],
+            }
+        }
+    }
     det = stage()
     det.restore(0, old)
     ranks = det.jobs["job-c"].ranks

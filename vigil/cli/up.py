@@ -24,6 +24,7 @@ from rich.table import Table
 from vigil.cli.common import ConfigOption, err_console, interrupt_on_signals, load_or_exit, stop_on_signals
 from vigil.cli.extras import require
 from vigil.cli.progress import progress
+from vigil.cli.report import Notification
 from vigil.cli.supervisor import SupervisorEvent
 from vigil.clock import to_iso
 

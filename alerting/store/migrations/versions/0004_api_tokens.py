@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"  # the remediation work's 0003 may land first: then this revises 0003
+down_revision = "0003"  # after the remediation tables; 0005 (the audit head) follows
 
 TEXT, FLOAT = sa.Text, sa.Float
 
