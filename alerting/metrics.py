@@ -9,7 +9,7 @@ consumer loop waits out a broker outage and the outbox workers deliver on their 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import get_args
 
 from prometheus_client import CollectorRegistry
@@ -60,6 +60,7 @@ class StoreGauges(Collector):
             firing = store.firing_by_severity()
             outbox = store.pending_by_notifier()
             incidents = store.open_priorities()
+            runs, steps = store.run_counts(), store.step_counts()
         now = self._clock.now()
         families = gauge_family("vigil_alerts_firing")
         for severity in sorted(set(SEVERITIES) | set(firing)):
@@ -70,6 +71,10 @@ class StoreGauges(Collector):
             pending.add_metric([name], count)
             age.add_metric([name], max(0.0, now - oldest))
         yield from (families, pending, age, *incident_families(incidents))
+        yield from (
+            remediation_family("vigil_remediation_runs", runs),
+            remediation_family("vigil_remediation_steps", steps),
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -95,3 +100,12 @@ def incident_families(open_incidents: Sequence[tuple[str, float]]) -> tuple[Metr
     for kind, total in sorted(hours.items()):
         at_risk.add_metric([kind], total)
     return opened, at_risk
+
+
+def remediation_family(name: str, counts: Mapping[tuple[str, str], int]) -> Metric:
+    """``vigil_remediation_runs{runbook,state}`` or ``vigil_remediation_steps{action,state}``: what the
+    store holds (runs are kept, so a state's count only moves as runs move through it)."""
+    family = gauge_family(name)
+    for labels, n in sorted(counts.items()):
+        family.add_metric(list(labels), n)
+    return family

@@ -143,6 +143,19 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family("vigil_alerts_firing", "gauge", "Alerts firing now, by severity", ("severity",)),
     Family(
+        "vigil_remediation_runs",
+        "gauge",
+        "Remediation runs in the store, by runbook and state (planned, running, waiting_approval, verifying, "
+        "succeeded, failed, ...)",
+        ("runbook", "state"),
+    ),
+    Family(
+        "vigil_remediation_steps",
+        "gauge",
+        "Remediation steps (actions) in the store, by action and state (pending, running, succeeded, failed, skipped)",
+        ("action", "state"),
+    ),
+    Family(
         "vigil_incidents_open",
         "gauge",
         "Open or acknowledged incidents, by priority band of GPU-hours at risk (P1 >= 100, P2 >= 10, "

@@ -140,6 +140,18 @@ class RemediationRows(StoreBase):
             self._changed()
             return True
 
+    def run_counts(self) -> dict[tuple[str, str], int]:
+        """(runbook, state) -> runs recorded (``vigil_remediation_runs``): one grouped count."""
+        c = remediation_runs.c
+        rows = self._read(select(c.runbook, c.state, func.count()).group_by(c.runbook, c.state))
+        return {(str(runbook), str(state)): int(n) for runbook, state, n in rows}
+
+    def step_counts(self) -> dict[tuple[str, str], int]:
+        """(action, state) -> steps recorded (``vigil_remediation_steps``): one grouped count."""
+        c = remediation_steps.c
+        rows = self._read(select(c.action, c.state, func.count()).group_by(c.action, c.state))
+        return {(str(action), str(state)): int(n) for action, state, n in rows}
+
     def run(self, run_id: str) -> RunRow | None:
         rows = self._read(select(remediation_runs).where(remediation_runs.c.id == run_id))
         return _run(rows[0]) if rows else None

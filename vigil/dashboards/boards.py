@@ -12,7 +12,6 @@ NODE = f'{C}, host="$node"'
 GPU = f'{NODE}, gpu_index=~"$gpu"'
 JOB = f'{C}, job_id="$job"'
 RATE = "[$__rate_interval]"
-ISSUE_10 = "issue 10 (remediation) exports it"
 ISSUE_11 = "issue 11 (the canary service) exports it"
 
 CLUSTER = Variable("cluster", "Cluster", "label_values(vigil_telemetry_last_timestamp_seconds, cluster)")
@@ -51,12 +50,12 @@ def fleet() -> Board:
                 description="A detection (XID, peers, truthfulness, thresholds) fires about them",
             ),
             Panel(
-                "GPUs drained",
-                (T(f"sum(vigil_remediation_drained_gpus{{{C}}})"),),
+                "Remediation runs in progress",
+                (T('sum(vigil_remediation_runs{state=~"planned|running|waiting_approval|verifying"}) or vector(0)'),),
                 "stat",
                 width=4,
                 height=4,
-                awaits=ISSUE_10,
+                description="Runs the robot has not finished: planned, running, waiting for a person, verifying",
             ),
             Panel(
                 "Alerts firing",
@@ -244,26 +243,14 @@ def incidents() -> Board:
                 description="Delivery attempts: delivered, retryable, permanent",
             ),
             Panel(
-                "Remediation runs by outcome",
-                (
-                    T(
-                        f"sum by (runbook, outcome) (rate(vigil_remediation_runs_total{RATE}))",
-                        "{{runbook}} {{outcome}}",
-                    ),
-                ),
-                unit="ops",
-                awaits=ISSUE_10,
+                "Remediation runs by runbook and state",
+                (T("sum by (runbook, state) (vigil_remediation_runs) or vector(0)", "{{runbook}} {{state}}"),),
+                description="Runs in the store (dry-run plans included); 0 until the robot has planned one",
             ),
             Panel(
-                "Remediation actions by outcome",
-                (
-                    T(
-                        f"sum by (action, outcome) (rate(vigil_remediation_actions_total{RATE}))",
-                        "{{action}} {{outcome}}",
-                    ),
-                ),
-                unit="ops",
-                awaits=ISSUE_10,
+                "Remediation steps by action and state",
+                (T("sum by (action, state) (vigil_remediation_steps) or vector(0)", "{{action}} {{state}}"),),
+                description="Each step is one action on one target, with its idempotency key",
             ),
         ),
     )
