@@ -17,9 +17,11 @@ from vigil.analytics.service import AnalyticsService
 from vigil.cli.common import ConfigOption, connect, describe, load_or_exit, setup_logging, stop_on_signals
 from vigil.clock import SystemClock
 from vigil.collectors.sim import FleetSimulator, SimulatorRunner
+from vigil.collectors.sim.inbox import ActionInbox
 from vigil.selfmetrics import SelfMetricsServer
 
 log = logging.getLogger("vigil.cli")
+SIM_GROUP = "vigil-sim"  # the simulator's consumer group on the actions topic
 MetricsPort = typer.Option(0, "--metrics-port", help="self-metrics and /healthz port (0: any free)")
 # Loopback unless asked: in a pod, 0.0.0.0 lets Prometheus and the kubelet's probes reach it.
 MetricsAddress = typer.Option("127.0.0.1", "--metrics-address", help="address the self-metrics server binds")
@@ -51,7 +53,13 @@ def sim(
     clock = SystemClock()
     registry = CollectorRegistry()
     simulator = FleetSimulator(cfg.sim, origin or clock.now())
-    runner = SimulatorRunner(simulator, bus.producer, cfg.topics(), clock, registry)
+    topics = cfg.topics()
+    inbox, reading = None, None
+    if cfg.sim.actions and fast <= 0:  # the fleet obeys remediation actions (vigil up --remediate)
+        inbox = ActionInbox(lambda: bus.consumer([topics.name("actions")], SIM_GROUP))
+        reading = threading.Thread(target=inbox.run, args=(stop,), name="sim-actions", daemon=True)
+        reading.start()
+    runner = SimulatorRunner(simulator, bus.producer, topics, clock, registry, inbox)
     health = lambda: {"ok": True, "ticks": runner.ticks, **runner.outage.health()}  # noqa: E731
     server = SelfMetricsServer(registry, health, port=metrics_port)
     log.info("sim self-metrics on 127.0.0.1:%d", server.start().port)
@@ -61,6 +69,9 @@ def sim(
         else:
             runner.run(stop, duration_s=duration or None)
     finally:
+        stop.set()  # the actions thread too, when the run ended by its duration
+        if reading is not None:
+            reading.join(timeout=5.0)  # its last commit
         runner.producer.close()
         server.stop()
 
