@@ -31,6 +31,7 @@ FLEET_ALIASES = {
     "job.checkpoint": "fleet.checkpoint",
 }
 DEMO_BLAST_RADIUS = 0.3
+ROBOT = "vigil-up-remediation"  # the remediation receiver the demo adds
 
 
 def demo_runbooks() -> Path:
@@ -54,6 +55,7 @@ def with_remediation(alerting: dict[str, Any], sim: SimConfig, execute: bool) ->
         }
     section = {**section, "mode": "execute" if execute else "dry_run"}
     notifiers = list(alerting.get("notifiers") or [])
-    if not any(n.get("type") == "remediation" for n in notifiers):
-        notifiers.append({"type": "remediation"})
+    routed = [n for r in alerting.get("receivers") or [] for n in r.get("integrations") or []]
+    if not any(n.get("type") == "remediation" for n in [*notifiers, *routed]):
+        notifiers.append({"type": "remediation", "name": ROBOT})
     return {**alerting, "remediation": section, "notifiers": notifiers}
