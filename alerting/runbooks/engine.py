@@ -195,7 +195,9 @@ class Remediation:
         run = self.store.run(run_id)
         if run is None:
             return
-        steps = tuple(StepState(s.name, s.state, str(s.result.get("detail", ""))) for s in self.store.steps(run_id))
+        # A step not yet run shows its planned verdict's why (approved by policy, waits for a person).
+        steps = tuple(StepState(s.name, s.state, str(s.result.get("detail") or "; ".join(s.result.get("why") or [])))
+                      for s in self.store.steps(run_id))
         event = RemediationRun(
             self.parts.clock.now(),
             run.id,

@@ -56,7 +56,7 @@ def wire(
     producer: Callable[[], Any],
 ) -> Wired:
     watch = TelemetryWatch() if config.verify.watch else None
-    channel = BusChannel(producer(), topics.name("actions")) if config.fleet.enabled else None
+    channel = BusChannel(producer, topics.name("actions")) if config.fleet.enabled else None
     pagers = tuple(config.page) or tuple(
         n for n, t in zip(notifier_names, notifier_types, strict=True) if t != "remediation"
     )

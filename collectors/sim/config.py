@@ -33,7 +33,10 @@ class FaultSpec(FrozenModel):
 
 
 class SimConfig(FrozenModel):
-    nodes: Annotated[int, Field(ge=1, le=100)] = 8
+    nodes: Annotated[int, Field(ge=1, le=100)] = 8  # the nodes the training job runs on
+    # Hot spares (node-08, node-09 by default) run preemptible filler work, so a job requeued off a
+    # drained node lands on one at once; ``vigil up --remediate`` needs them to move ranks.
+    spare_nodes: Annotated[int, Field(ge=0, le=100)] = 2
     gpus_per_node: Annotated[int, Field(ge=1, le=16)] = 8
     interval: PositiveDuration = 1.0
     seed: Annotated[int, Field(ge=0)] = 0  # numpy's generators take no negative seed
@@ -44,16 +47,22 @@ class SimConfig(FrozenModel):
     base_step_time: PositiveDuration = 0.5
     # False: the job emits no TrainingSteps (the telemetry-throughput benchmark measures one stream).
     training: bool = True
+    checkpoint_every: Annotated[int, Field(ge=1)] = 60  # steps between the job's checkpoints
+    restart_cost: Duration = 15.0  # a restart: relaunch, load the checkpoint, NCCL init; no steps meanwhile
+    reboot_time: PositiveDuration = 30.0  # a node rebooted by an action is dark this long
+    gpu_reset_time: PositiveDuration = 3.0  # a GPU reset by an action is off the bus this long
+    actions: bool = True  # obey ActionRequests from the actions topic (the simulated fleet's remediation)
     faults: list[FaultSpec] = Field(default_factory=list)
     # "demo": with no explicit faults, run the built-in demo schedule (see vigil.collectors.sim.schedule).
     schedule: Literal["demo", "none"] = "demo"
 
     @model_validator(mode="after")
     def _targets_exist(self) -> SimConfig:
-        hosts = {host_name(i) for i in range(self.nodes)}
+        hosts = {host_name(i) for i in range(self.nodes + self.spare_nodes)}
+        last = host_name(self.nodes + self.spare_nodes - 1)
         for i, spec in enumerate(self.faults):
             if spec.host is not None and spec.host not in hosts:
-                raise ValueError(f"faults[{i}].host: no host {spec.host!r} (node-00..{host_name(self.nodes - 1)})")
+                raise ValueError(f"faults[{i}].host: no host {spec.host!r} (node-00..{last})")
             if spec.gpu_index is not None and spec.gpu_index >= self.gpus_per_node:
                 raise ValueError(f"faults[{i}].gpu_index: {spec.gpu_index} >= gpus_per_node")
             if spec.rank is not None and spec.rank >= self.nodes * self.gpus_per_node:

@@ -8,8 +8,12 @@ says which identity labels the ground truth names, so scoring can match alerts t
 - straggler: ``{"job_id", "rank", "host", "gpu_index"}``;
 - job faults (hang, loss_nan): ``{"job_id"}``.
 
-Faults that disturb the training job without naming it (thermal, xid79) carry ``detail["job_id"]``,
-so a job-level alert (step time up, no steps) counts for them.
+Faults that disturb the training job without naming it (thermal, xid79, xid48) carry
+``detail["job_id"]``, so a job-level alert (step time up, no steps) counts for them.
+
+``repaired_by`` names the fleet actions that clear a fault (a reboot clears XID 79; a GPU reset or a
+reboot clears XID 48). Such a fault ends at its scheduled time (standing for a person who fixes the
+node by hand) unless a remediation drained its node first: then it lasts until the repair.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ class FaultContext:
     node: int
     gpu: int
     host: str
-    rank: int
+    rank: int | None  # the job's rank on that GPU when the fault began (None: the job is elsewhere)
     job_id: str
     cluster: str
     rng: np.random.Generator
@@ -42,6 +46,7 @@ class Fault:
 
     kind: ClassVar[str] = ""
     scope: ClassVar[str] = "gpu"  # gpu | rank | job: which labels the ground truth names
+    repaired_by: ClassVar[frozenset[str]] = frozenset()  # fleet actions that clear it (reset, reboot)
 
     def __init__(self, ctx: FaultContext) -> None:
         self.ctx = ctx
@@ -61,6 +66,11 @@ class Fault:
             return {"job_id": c.job_id}
         gpu = {"host": c.host, "gpu_index": str(c.gpu)}
         return {"job_id": c.job_id, "rank": str(c.rank), **gpu} if self.scope == "rank" else gpu
+
+    def job_detail(self) -> dict[str, Any]:
+        """``job_id`` (and ``rank``) for a GPU fault that disturbs the job, so job-level alerts count for it."""
+        c = self.ctx
+        return {} if c.rank is None else {"job_id": c.job_id, "rank": c.rank}
 
     def detail(self) -> dict[str, Any]:
         return {}
@@ -114,38 +124,42 @@ class Thermal(Fault):
         e.compute_factor[n, g] *= 1.0 + ramp * 0.30
 
     def detail(self) -> dict[str, Any]:
-        return {"job_id": self.ctx.job_id, "rank": self.ctx.rank, "peak_celsius": round(self.peak, 1)}
+        return {**self.job_detail(), "peak_celsius": round(self.peak, 1)}
 
 
 @FAULT_KINDS.register("xid79")
 class FellOffBus(Fault):
-    """XID 79: the GPU is gone from PCIe; its series vanish and the synchronous job hangs."""
+    """XID 79: the GPU is gone from PCIe; its series vanish and a job running on it stops.
+
+    Only a reboot brings it back: the scheduled end stands for a person power-cycling the node."""
 
     kind = "xid79"
+    repaired_by = frozenset({"reboot"})
 
     def begin(self, state: FleetState, now: float) -> list[LogEvent]:
         state.present[self.ctx.node, self.ctx.gpu] = False
         return [self._xid_line(state, now, 79, "GPU has fallen off the bus.", process=False)]
 
-    def apply(self, state: FleetState, elapsed: float) -> None:
-        state.effects.job_hung = True
-
     def finish(self, state: FleetState) -> None:
-        # The end stands for a node reboot / GPU reset after which the job restarts from a checkpoint.
         state.present[self.ctx.node, self.ctx.gpu] = True
 
     def detail(self) -> dict[str, Any]:
-        return {"xid": 79, "job_id": self.ctx.job_id}
+        return {"xid": 79, **self.job_detail()}
 
 
 @FAULT_KINDS.register("xid48")
 class DoubleBitEcc(Fault):
-    """XID 48: an uncorrectable (double-bit) ECC error in HBM, followed by a row remap (XID 63)."""
+    """XID 48: an uncorrectable (double-bit) ECC error in HBM, followed by a row remap (XID 63).
+
+    The error is not contained: the job's process on the GPU dies, and the GPU is unusable until a
+    reset activates the remapped row (the scheduled end stands for a person resetting it)."""
 
     kind = "xid48"
+    repaired_by = frozenset({"reset", "reboot"})
 
     def begin(self, state: FleetState, now: float) -> list[LogEvent]:
         c = self.ctx
+        state.failed[c.node, c.gpu] = True
         state.dbe[c.node, c.gpu] += float(c.rng.integers(1, 3))
         partition = int(c.rng.integers(0, 8))
         row = int(c.rng.integers(0x100, 0xFFFF))
@@ -162,8 +176,11 @@ class DoubleBitEcc(Fault):
             ),
         ]
 
+    def finish(self, state: FleetState) -> None:
+        state.failed[self.ctx.node, self.ctx.gpu] = False
+
     def detail(self) -> dict[str, Any]:
-        return {"xid": 48}
+        return {"xid": 48, **self.job_detail()}
 
 
 @FAULT_KINDS.register("ecc_trend")

@@ -1,26 +1,43 @@
 """The fleet simulator: nodes x GPUs running one data-parallel job, seeded, with injected faults.
 
-Pure simulation, no I/O: ``tick(now)`` returns the events of that tick (:class:`SimOutput`) and
-publishing is the runner's job. GPU state is numpy arrays of shape (nodes, gpus), so a tick costs a
-few dozen vector operations whatever the fleet size; Python loops only per host (one batch each)
-and per training step record. The fault schedule is in :mod:`vigil.collectors.sim.schedule`.
+Pure simulation, no I/O: ``tick(now, requests)`` applies the remediation actions asked for
+(:mod:`vigil.collectors.sim.control`) and returns the events of that tick (:class:`SimOutput`,
+action reports included); publishing is the runner's job. GPU state is numpy arrays of shape
+(nodes + spares, gpus), so a tick costs a few dozen vector operations whatever the fleet size;
+Python loops only per host (one batch each) and per training step record. The fault schedule is in
+:mod:`vigil.collectors.sim.schedule`.
+
+Ground truth of remediation: a fault that a reset or reboot cleared ends then, and its end event
+carries ``detail["remediation"]`` (``drained_at``, ``repaired_at``, ``repaired_by``); once its node
+is resumed the same fault is published again with ``returned_at`` (back in service).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 from vigil.collectors.sim.config import FaultSpec, SimConfig, host_name
+from vigil.collectors.sim.control import FleetControl
 from vigil.collectors.sim.faults import FAULT_KINDS, Fault, FaultContext
 from vigil.collectors.sim.schedule import planned_faults
 from vigil.collectors.sim.state import FleetState, GpuIdentity
 from vigil.collectors.sim.training import TrainingJob
 
 from vigil import catalog as c
-from vigil.events import FaultInjection, FloatArray, LogEvent, TelemetryBatch, TrainingStepBatch, series_key
+from vigil.events import (
+    ActionReport,
+    ActionRequest,
+    FaultInjection,
+    FloatArray,
+    LogEvent,
+    TelemetryBatch,
+    TrainingStepBatch,
+    series_key,
+)
 
 GPU_METRICS = (
     c.GPU_UTILIZATION,
@@ -53,29 +70,37 @@ class SimOutput:
     logs: list[LogEvent] = field(default_factory=list)
     training: list[TrainingStepBatch] = field(default_factory=list)  # one per telemetry flush with steps
     faults: list[FaultInjection] = field(default_factory=list)
+    reports: list[ActionReport] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class _Active:
     fault: Fault
     event: FaultInjection  # the start event; the end event is this with ``end`` set
-    end: float | None
+    end: float | None  # None: until the simulator stops, or (drained by remediation) until repaired
+    remedy: dict[str, float | str] = field(default_factory=dict)  # drained_at, repaired_at, ...
+
+    def ended(self, at: float) -> FaultInjection:
+        e = self.event
+        detail = {**e.detail, "remediation": dict(self.remedy)} if self.remedy else e.detail
+        return FaultInjection(e.fault_id, e.kind, e.entity, e.start, at, detail)
 
 
 class FleetSimulator:
     def __init__(self, config: SimConfig, start: float) -> None:
         self.config = config
         self.start = start
-        self.hosts = [host_name(i) for i in range(config.nodes)]
+        self.hosts = [host_name(i) for i in range(config.nodes + config.spare_nodes)]
         self._rng = np.random.default_rng([config.seed, 0])  # noise
         self._target_rng = np.random.default_rng([config.seed, 1])  # targets the schedule leaves open
         self.state = _initial_state(config, np.random.default_rng([config.seed, 2]))
-        self.job = TrainingJob(
-            config.job_id, config.cluster, config.base_step_time, start, np.random.default_rng([config.seed, 3])
-        )
+        self.job = TrainingJob(config, start, np.random.default_rng([config.seed, 3]))
+        self.control = FleetControl(config, self.state, self.job, self.hosts, self)
         self._plan = planned_faults(config)
         self._next: FaultSpec | None = next(self._plan, None)
         self._active: list[_Active] = []
+        self._repaired: list[_Active] = []  # repaired by remediation, their node not yet back in service
+        self._truth: list[FaultInjection] = []  # ground truth that remediation produced since the last tick
         self._seq = 0
         self._last: float | None = None
         self._pending: list[tuple[float, FloatArray]] = []  # ticks not yet in a batch
@@ -88,18 +113,24 @@ class FleetSimulator:
     def active_faults(self) -> list[FaultInjection]:
         return [a.event for a in self._active]
 
-    def tick(self, now: float) -> SimOutput:
+    def tick(self, now: float, requests: Sequence[ActionRequest] = ()) -> SimOutput:
+        """One tick at ``now``; ``requests``: remediation actions that arrived since the last tick."""
         dt = self.config.interval if self._last is None else max(0.0, now - self._last)
         self._last = now
         out = SimOutput()
-        # The job ran since the last tick under that tick's effects; faults change things from now on.
+        # The job ran since the last tick under that tick's effects; faults and actions change things from now on.
         if self.config.training:
             self._pending_steps.extend(self.job.advance(self.state, self.hosts, now))
         self._end_due(now, out)
         self._start_due(now, out)
+        out.reports.extend(self.control.act(request, now) for request in requests)
+        self.control.tick(now)
+        out.faults.extend(self._truth)
+        self._truth = []
         self.state.effects.reset()
         for active in self._active:
             active.fault.apply(self.state, now - active.event.start)
+        self.control.shape_idle(now)
         self._collect(now, self._sample(now, dt), out)
         return out
 
@@ -109,6 +140,8 @@ class FleetSimulator:
         for active in self._active:
             self._end(active, now, out)
         self._active = []
+        out.faults.extend(self._truth)
+        self._truth = []
         self._flush(out)
         return out
 
@@ -177,21 +210,51 @@ class FleetSimulator:
 
     def _end(self, active: _Active, at: float, out: SimOutput) -> None:
         active.fault.finish(self.state)
-        e = active.event
-        out.faults.append(FaultInjection(e.fault_id, e.kind, e.entity, e.start, at, e.detail))
+        out.faults.append(active.ended(at))
+
+    # ------------------------------------------------------------------ remediation's ground truth (control.Ledger)
+
+    def drained(self, node: int, now: float) -> None:
+        """The robot took the node: its repairable faults last until repaired, not until their scheduled end."""
+        for active in self._active:
+            if active.fault.ctx.node == node and active.fault.repaired_by and "drained_at" not in active.remedy:
+                active.remedy["drained_at"] = now
+                active.end = None
+
+    def repaired(self, node: int, gpu: int | None, verb: str, now: float) -> None:
+        still = []
+        for active in self._active:
+            ctx = active.fault.ctx
+            if ctx.node == node and gpu in (None, ctx.gpu) and verb in active.fault.repaired_by:
+                active.remedy.update(repaired_at=now, repaired_by=f"fleet.{verb}")
+                active.fault.finish(self.state)
+                self._truth.append(active.ended(now))
+                self._repaired.append(active)
+            else:
+                still.append(active)
+        self._active = still
+
+    def returned(self, node: int, now: float) -> None:
+        for active in [a for a in self._repaired if a.fault.ctx.node == node]:
+            active.remedy["returned_at"] = now
+            self._truth.append(active.ended(float(active.remedy["repaired_at"])))
+            self._repaired.remove(active)
 
     def _context(self, spec: FaultSpec) -> FaultContext:
         gpus = self.config.gpus_per_node
+        rank: int | None
         if spec.rank is not None:
-            node, gpu = divmod(spec.rank, gpus)
+            rank = spec.rank
+            node, gpu = int(self.job.placement[rank // gpus]), rank % gpus  # wherever that rank runs now
         else:
             node = self.hosts.index(spec.host) if spec.host else int(self._target_rng.integers(self.config.nodes))
             gpu = spec.gpu_index if spec.gpu_index is not None else int(self._target_rng.integers(gpus))
+            rank = self.job.rank_at(node, gpu)
         return FaultContext(
             node=node,
             gpu=gpu,
             host=self.hosts[node],
-            rank=node * gpus + gpu,
+            rank=rank,
             job_id=self.config.job_id,
             cluster=self.config.cluster,
             rng=np.random.default_rng([self.config.seed, 4, self._seq]),
@@ -209,7 +272,7 @@ class FleetSimulator:
         # DCGM utilisation is the share of time any kernel runs; a hung job's NCCL kernels spin, so it
         # stays high under a hang too (see faults.Hang).
         util = np.clip(0.95 + 0.012 * normal[0], 0.0, 1.0) * e.util_factor
-        mem = s.base_mem_used + 0.05 * GIB * normal[1]
+        mem = s.base_mem_used * e.mem_factor + 0.05 * GIB * normal[1]
         clock = (1.98e9 - np.abs(normal[2]) * 1.5e7) * e.clock_factor
         temp = s.base_temp + drift + 0.3 * normal[3] + e.temp_add
         mem_temp = temp + 6.0 + 0.3 * normal[4] + e.mem_temp_add
@@ -231,7 +294,7 @@ class FleetSimulator:
         return np.stack([cpu, mem, s.net_rx.copy(), s.net_tx.copy(), load], axis=1)
 
     def _collect(self, now: float, rows: FloatArray, out: SimOutput) -> None:
-        mask = self.state.present.tobytes()
+        mask = self.state.present.tobytes() + self.state.up(now).tobytes()
         if self._pending and mask != self._pending_mask:
             self._flush(out)  # a GPU came or went: the series tuple changes, so close the batch
         self._pending_mask = mask
@@ -249,8 +312,12 @@ class FleetSimulator:
             return
         ts = np.array([t for t, _ in self._pending], dtype=np.float64)
         stacked = np.stack([rows for _, rows in self._pending])  # (ticks, nodes, series)
-        present = np.frombuffer(self._pending_mask, dtype=np.bool_).reshape(self.state.present.shape)
+        cells = self.state.present.size
+        present = np.frombuffer(self._pending_mask[:cells], dtype=np.bool_).reshape(self.state.present.shape)
+        up = np.frombuffer(self._pending_mask[cells:], dtype=np.bool_)
         for node, host in enumerate(self.hosts):
+            if not up[node]:
+                continue  # rebooting: its agent is down too
             series, cols = self._series_for(node, present[node])
             values = np.ascontiguousarray(stacked[:, node, cols])
             out.telemetry.append(TelemetryBatch(host, self.config.cluster, ts, series, values))
@@ -273,13 +340,14 @@ def _full_series(gpus: int) -> tuple[str, ...]:
 
 
 def _initial_state(config: SimConfig, rng: np.random.Generator) -> FleetState:
-    shape = (config.nodes, config.gpus_per_node)
+    nodes = config.nodes + config.spare_nodes
+    shape = (nodes, config.gpus_per_node)
     uuids = [
         ["GPU-" + "-".join(rng.bytes(n).hex() for n in (4, 2, 2, 2, 6)) for _ in range(config.gpus_per_node)]
-        for _ in range(config.nodes)
+        for _ in range(nodes)
     ]
     return FleetState(
-        nodes=config.nodes,
+        nodes=nodes,
         gpus=config.gpus_per_node,
         # Slot position in the chassis airflow matters: rear GPUs run a few degrees warmer.
         base_temp=rng.uniform(60.0, 66.0, shape) + np.linspace(0.0, 3.0, config.gpus_per_node),

@@ -236,7 +236,9 @@ def create(options: dict[str, Any], context: CollectorContext, clock: Clock | No
         SimConfig,
         {
             "nodes": 1,
+            "spare_nodes": 0,  # one simulated node is this agent's host
             "gpus_per_node": opts.gpus,
+            "actions": False,
             "seed": opts.seed,
             "interval": opts.interval,
             "cluster": context.cluster,

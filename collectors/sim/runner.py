@@ -5,6 +5,11 @@ broker away, or a producer kafka-python left unusable), the producer is thrown a
 tick is sent again on a new one after a bounded backoff, until the broker takes it. The ticks the
 clock passed meanwhile are then simulated and published in a burst (up to ``MAX_OUTAGE_TICKS``), as
 a fleet's agents drain what they buffered, so a broker restart leaves no hole in the telemetry.
+
+With an :class:`~vigil.collectors.sim.inbox.ActionInbox`, the remediation actions that arrived are
+applied at each tick (``FleetSimulator.tick(now, requests)``), their reports published on the
+action-reports topic (key: the request id) with the tick, and undecodable records dead-lettered;
+the actions' offsets are committed once that tick is confirmed.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 from vigil.collectors.sim.fleet import FleetSimulator, SimOutput
+from vigil.collectors.sim.inbox import ActionInbox, Taken
 
 from vigil.bus import Producer
+from vigil.bus.base import DeadLetters
 from vigil.bus.retry import Outage, RenewableProducer
 from vigil.clock import Clock
 from vigil.codec import encode
@@ -45,6 +52,7 @@ class SimulatorRunner:
         topics: Topics,
         clock: Clock,
         registry: CollectorRegistry | None = None,
+        inbox: ActionInbox | None = None,
     ) -> None:
         registry = registry if registry is not None else CollectorRegistry()
         self.sim = sim
@@ -52,6 +60,8 @@ class SimulatorRunner:
         self.topics = topics
         self.clock = clock
         self.outage = Outage("sim", clock, registry)
+        self.inbox = inbox
+        self.dead_letters = DeadLetters(self.producer, registry)
         self.ticks = 0
         self._after_outage = False
 
@@ -68,6 +78,8 @@ class SimulatorRunner:
             send(self.topics.training, encode(steps), key=steps.job_id.encode())
         for fault in out.faults:
             send(self.topics.groundtruth, encode(fault), key=fault.fault_id.encode())
+        for report in out.reports:
+            send(self.topics.name("action_reports"), encode(report), key=report.request_id.encode())
         return samples
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> None:
@@ -88,16 +100,22 @@ class SimulatorRunner:
                 if not self._wait_until(due, stop):
                     break
                 self._skip_if_stalled(interval)
-                if not self._deliver(self._tick(), stop):
+                taken = self.inbox.take() if self.inbox is not None else Taken()
+                if not self._deliver(self._tick(taken), stop, taken=taken):
                     break
+                if self.inbox is not None:
+                    self.inbox.delivered(taken)
         finally:
             self._deliver(self.sim.finish(max(self.clock.now(), self._slot(self.ticks - 1))), stop, retry=False)
 
-    def _deliver(self, out: SimOutput, stop: threading.Event, retry: bool = True) -> bool:
-        """Publish ``out`` and flush, again on a new producer after each failure; False if stopped first."""
+    def _deliver(self, out: SimOutput, stop: threading.Event, retry: bool = True, taken: Taken | None = None) -> bool:
+        """Publish ``out`` (and dead-letter the rejects ``taken`` holds) and flush, again on a new producer
+        after each failure; False if stopped first."""
         while True:
             try:
                 self.publish(out)
+                for reject in taken.rejects if taken is not None else ():
+                    self.dead_letters.send(reject.record, reject.reason, reject.detail)
                 self.producer.flush(FLUSH_TIMEOUT_S)
             except RetryableError as exc:
                 self.producer.renew()
@@ -127,8 +145,8 @@ class SimulatorRunner:
         self.producer.flush()
         return samples
 
-    def _tick(self) -> SimOutput:
-        out = self.sim.tick(self._slot(self.ticks))
+    def _tick(self, taken: Taken | None = None) -> SimOutput:
+        out = self.sim.tick(self._slot(self.ticks), taken.requests if taken is not None else ())
         self.ticks += 1
         return out
 

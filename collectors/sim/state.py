@@ -1,8 +1,9 @@
 """The simulated fleet's mutable state: numpy arrays of shape (nodes, gpus), never one object per GPU.
 
-Persistent state (counters, which GPUs are on the bus) lives across ticks. ``Effects`` are reset to
-neutral every tick and then shaped by the active faults, so a fault that ends leaves nothing behind
-except what it did to counters, which is what real hardware does too.
+Persistent state (counters, which GPUs are on the bus or failed, which nodes are drained or down)
+lives across ticks. ``Effects`` are reset to neutral every tick and then shaped by the active faults
+and the nodes' states, so a fault that ends leaves nothing behind except what it did to counters,
+which is what real hardware does too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Effects:
     mem_temp_add: FloatArray = field(init=False)
     clock_factor: FloatArray = field(init=False)
     power_factor: FloatArray = field(init=False)
+    mem_factor: FloatArray = field(init=False)
     util_factor: FloatArray = field(init=False)
     compute_factor: FloatArray = field(init=False)
     sbe_rate: FloatArray = field(init=False)  # extra single-bit errors per second
@@ -48,6 +50,7 @@ class Effects:
         self.mem_temp_add = _zeros(self.shape)
         self.clock_factor = _ones(self.shape)
         self.power_factor = _ones(self.shape)
+        self.mem_factor = _ones(self.shape)
         self.util_factor = _ones(self.shape)
         self.compute_factor = _ones(self.shape)
         self.sbe_rate = _zeros(self.shape)
@@ -75,7 +78,11 @@ class FleetState:
     identity: GpuIdentity
     sbe: FloatArray = field(init=False)
     dbe: FloatArray = field(init=False)
-    present: BoolArray = field(init=False)
+    present: BoolArray = field(init=False)  # on the bus (an XID 79 or a reset takes a GPU off it)
+    failed: BoolArray = field(init=False)  # unusable by a job until reset (an uncontained XID 48)
+    drained: BoolArray = field(init=False)  # per node: the scheduler places no work on it
+    down_until: FloatArray = field(init=False)  # per node: rebooting until then (0: up)
+    idle_since: FloatArray = field(init=False)  # per node: when it last ran nothing (inf: busy)
     net_rx: FloatArray = field(init=False)  # per node
     net_tx: FloatArray = field(init=False)
     effects: Effects = field(init=False)
@@ -85,12 +92,18 @@ class FleetState:
         self.sbe = _zeros(shape)
         self.dbe = _zeros(shape)
         self.present = np.ones(shape, dtype=np.bool_)
+        self.failed = np.zeros(shape, dtype=np.bool_)
+        self.drained = np.zeros(self.nodes, dtype=np.bool_)
+        self.down_until = np.zeros(self.nodes)
+        self.idle_since = np.full(self.nodes, np.inf)
         self.net_rx = np.zeros(self.nodes)
         self.net_tx = np.zeros(self.nodes)
         self.effects = Effects(shape)
 
-    def rank_of(self, node: int, gpu: int) -> int:
-        return node * self.gpus + gpu
+    def up(self, now: float) -> BoolArray:
+        """Per node: not rebooting."""
+        return self.down_until <= now
 
-    def place(self, rank: int) -> tuple[int, int]:
-        return divmod(rank, self.gpus)
+    def usable(self, now: float) -> BoolArray:
+        """Per GPU: a job running on it makes progress (on the bus, not failed, its node up)."""
+        return self.present & ~self.failed & self.up(now)[:, None]

@@ -34,7 +34,7 @@ def config(**stage: Any) -> AnalyticsConfig:
 
 def ticks(start: int, stop: int, faults: list[dict[str, Any]] | None = None) -> Iterator[list[TelemetryBatch]]:
     """The simulator's telemetry, one tick at a time (the same seed: the same fleet every call)."""
-    sim = FleetSimulator(SimConfig(nodes=4, schedule="none", training=False, faults=faults or []), T0)
+    sim = FleetSimulator(SimConfig(nodes=4, spare_nodes=0, schedule="none", training=False, faults=faults or []), T0)
     for k in range(stop):
         batches = sim.tick(T0 + k).telemetry
         if k >= start:

@@ -74,7 +74,7 @@ def test_a_cooler_gpu_counts_for_gpus_but_a_faster_rank_does_not_count_as_a_stra
 
 def test_the_frame_function_names_the_hot_gpu_of_a_simulated_thermal_fault() -> None:
     fault = {"kind": "thermal", "at": 20, "duration": 60, "host": "node-02", "gpu_index": 6}
-    sim = FleetSimulator(SimConfig(nodes=4, schedule="none", faults=[fault], training=False), START)
+    sim = FleetSimulator(SimConfig(nodes=4, spare_nodes=0, schedule="none", faults=[fault], training=False), START)
     table = SlotTable()
     index = SiblingIndex(table)
     worst: dict[int, tuple[float, str, str]] = {}  # per tick: the largest temperature deviation, and whose

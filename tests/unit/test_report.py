@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vigil.cli.report import Notification, score_run
+from vigil.cli.report import Notification, Progress, score_run
 from vigil.events import FaultInjection
 
 T0 = 1_790_000_000.0
@@ -50,6 +50,49 @@ def test_a_job_wide_alert_is_attributed_but_does_not_time_a_gpu_fault() -> None:
     assert by_id["f1"]["latency_s"] == 4.0 and by_id["f1"]["alerts"] == ["GpuOverTemperature", "TrainingHang"]
     assert by_id["f2"]["latency_s"] == 1.0
     assert report["false_alerts"] == 0
+
+
+def test_remediation_columns_recovery_and_the_alerts_of_a_drained_node() -> None:
+    entity = {"host": "node-05", "gpu_index": "6"}
+    repaired = {"drained_at": T0 + 62, "repaired_at": T0 + 95, "repaired_by": "fleet.reboot"}
+    held = {"drained_at": T0 + 126}
+    faults = [
+        FaultInjection("f1", "xid79", entity, T0 + 60, None, {"xid": 79}),
+        FaultInjection("f1", "xid79", entity, T0 + 60, T0 + 95, {"xid": 79, "remediation": repaired}),
+        FaultInjection("f1", "xid79", entity, T0 + 60, T0 + 95, {"remediation": {**repaired, "returned_at": T0 + 160}}),
+        FaultInjection("f2", "xid48", {"host": "node-02", "gpu_index": "5"}, T0 + 35, T0 + 55),  # fixed by hand
+        # drained by the robot, never repaired: ended by the run's stop
+        FaultInjection("f3", "xid79", {"host": "node-06", "gpu_index": "2"}, T0 + 125, T0 + 300, {"remediation": held}),
+    ]
+    pages = [
+        page(61.0, alertname="GpuXidFatal", host="node-05", gpu_index="6"),
+        page(165.0, alertname="GpuTelemetryAnomaly", host="node-05", gpu_index="6"),  # back in service: its doing
+        page(70.0, alertname="TelemetryFrozen", host="node-05", gpu_index="1"),  # an idle sibling while drained
+        page(200.0, alertname="TelemetryFrozen", host="node-05", gpu_index="1"),  # long after: noise
+    ]
+    report = score_run(faults, pages)
+    rows = {row["fault_id"]: row for row in report["faults"]}
+    assert {k: rows["f1"][k] for k in ("remediated", "repaired_by", "recovered_at", "time_to_recover_s")} == {
+        "remediated": True, "repaired_by": "fleet.reboot", "recovered_at": T0 + 160, "time_to_recover_s": 100.0
+    }
+    assert rows["f1"]["alerts"] == ["GpuTelemetryAnomaly", "GpuXidFatal"]
+    assert (rows["f2"]["remediated"], rows["f2"]["recovered_at"], rows["f2"]["time_to_recover_s"]) == (
+        False, T0 + 55, 20.0
+    )
+    assert (rows["f3"]["drained_at"], rows["f3"]["recovered_at"]) == (T0 + 126, None)
+    assert report["drained_node_alerts"] == 1 and report["false_alerts"] == 1
+
+
+def test_progress_counts_steps_that_stay_done_over_the_time_since_the_first_began() -> None:
+    progress = Progress()
+    for k in range(1, 21):  # steps 1..20, 0.5 s each, the first began at T0
+        progress.add(k, 0.5, T0 + 0.5 * k)
+    # Stopped for 10 s, restarted from the checkpoint at step 11 after 5 s: steps 11..20 done again.
+    for k in range(11, 31):
+        progress.add(k, 0.5, T0 + 25.0 + 0.5 * (k - 10))
+    summary = progress.summary(T0 + 40.0)
+    assert summary == {"productive_s": 15.0, "wall_s": 40.0, "ettr": 0.375, "lost_steps": 10, "restarts": 1}
+    assert Progress().summary(T0)["ettr"] is None  # no step seen yet
 
 
 def test_an_incident_names_every_fault_its_members_name_and_only_pages_count_as_pages() -> None:

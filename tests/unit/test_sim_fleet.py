@@ -39,7 +39,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
 def test_one_batch_per_host_with_all_series_named_by_the_catalog() -> None:
     sim = FleetSimulator(SimConfig(schedule="none"), START)
     out = sim.tick(START)
-    assert [b.host for b in out.telemetry] == [f"node-{i:02d}" for i in range(8)]
+    assert [b.host for b in out.telemetry] == [f"node-{i:02d}" for i in range(10)]  # 8 for the job, 2 spares
     batch = out.telemetry[3]
     assert batch.values.shape == (1, 8 * 8 + 5) and batch.ts.tolist() == [START]
     metrics = {parse_series_key(s)[0] for s in batch.series}
@@ -109,12 +109,12 @@ def test_every_event_round_trips_through_the_codec() -> None:
 def test_ticks_per_batch_groups_ticks_into_one_batch_per_host() -> None:
     sim = FleetSimulator(SimConfig(ticks_per_batch=5, schedule="none"), START)
     outs = [sim.tick(START + k) for k in range(12)]
-    assert [len(o.telemetry) for o in outs] == [0, 0, 0, 0, 8, 0, 0, 0, 0, 8, 0, 0]
+    assert [len(o.telemetry) for o in outs] == [0, 0, 0, 0, 10, 0, 0, 0, 0, 10, 0, 0]
     batch = outs[4].telemetry[2]
     assert batch.ts.tolist() == [START + k for k in range(5)] and batch.values.shape == (5, 69)
     assert batch.sample_count == 5 * 69
     rest = sim.finish(START + 12).telemetry
-    assert len(rest) == 8 and rest[0].values.shape == (2, 69)
+    assert len(rest) == 10 and rest[0].values.shape == (2, 69)
 
 
 def test_a_vanishing_gpu_closes_the_batch_early() -> None:
@@ -159,4 +159,4 @@ def test_training_off_sends_telemetry_but_no_steps() -> None:
     sim = FleetSimulator(SimConfig(schedule="none", training=False), START)
     outs = [sim.tick(START + k) for k in range(5)]
     assert not any(o.training for o in outs)
-    assert sum(b.sample_count for o in outs for b in o.telemetry) == 5 * 8 * (8 * 8 + 5)
+    assert sum(b.sample_count for o in outs for b in o.telemetry) == 5 * 10 * (8 * 8 + 5)

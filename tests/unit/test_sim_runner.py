@@ -27,7 +27,7 @@ def make(config: SimConfig) -> tuple[SimulatorRunner, MemoryBus, Topics, FakeClo
 
 
 def test_run_publishes_to_the_right_topics_with_the_right_keys() -> None:
-    runner, bus, topics, clock = make(SimConfig(nodes=2, gpus_per_node=4, faults=FAULTS))
+    runner, bus, topics, clock = make(SimConfig(nodes=2, gpus_per_node=4, spare_nodes=0, faults=FAULTS))
     start = clock.now()
     runner.run(threading.Event(), duration_s=10)
     assert runner.ticks == 11  # t = 0, 1, ..., 10
@@ -61,7 +61,7 @@ def test_run_publishes_to_the_right_topics_with_the_right_keys() -> None:
 
 
 def test_run_stops_when_the_event_is_set() -> None:
-    runner, bus, topics, _ = make(SimConfig(nodes=1, gpus_per_node=2, schedule="none"))
+    runner, bus, topics, _ = make(SimConfig(nodes=1, gpus_per_node=2, spare_nodes=0, schedule="none"))
     stop = threading.Event()
     stop.set()
     runner.run(stop)
@@ -69,7 +69,7 @@ def test_run_stops_when_the_event_is_set() -> None:
 
 
 def test_run_skips_ahead_after_a_long_stall() -> None:
-    runner, bus, topics, clock = make(SimConfig(nodes=1, gpus_per_node=2, schedule="none"))
+    runner, bus, topics, clock = make(SimConfig(nodes=1, gpus_per_node=2, spare_nodes=0, schedule="none"))
     clock.advance(100)  # the process was suspended (or restarted) before it started ticking
     runner.run(threading.Event(), duration_s=102)  # the duration counts from the simulator's start
     stamps = [b.ts[0] for r in bus.records(topics.telemetry) if isinstance(b := decode(r.value), TelemetryBatch)]
@@ -77,7 +77,7 @@ def test_run_skips_ahead_after_a_long_stall() -> None:
 
 
 def test_run_fast_publishes_without_sleeping_and_counts_samples() -> None:
-    runner, bus, topics, clock = make(SimConfig(ticks_per_batch=10, schedule="none"))
+    runner, bus, topics, clock = make(SimConfig(ticks_per_batch=10, spare_nodes=0, schedule="none"))
     before = clock.now()
     samples = runner.run_fast(25)
     assert clock.now() == before
@@ -117,7 +117,7 @@ class FlakyBus(MemoryBus):
 def test_a_broker_outage_delays_ticks_but_loses_none() -> None:
     topics, clock, registry = Topics(), FakeClock(), CollectorRegistry()
     bus = FlakyBus(clock, at=5.5, seconds=40)
-    sim = FleetSimulator(SimConfig(nodes=2, gpus_per_node=2, schedule="none"), clock.now())
+    sim = FleetSimulator(SimConfig(nodes=2, gpus_per_node=2, spare_nodes=0, schedule="none"), clock.now())
     runner = SimulatorRunner(sim, bus.producer, topics, clock, registry)
     runner.run(threading.Event(), duration_s=60)
     batches = [b for r in bus.records(topics.telemetry) if isinstance(b := decode(r.value), TelemetryBatch)]

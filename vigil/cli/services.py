@@ -30,9 +30,11 @@ from vigil.cli.common import (
 from vigil.cli.extras import require
 from vigil.clock import SystemClock
 from vigil.collectors.sim import FleetSimulator, SimulatorRunner
+from vigil.collectors.sim.inbox import ActionInbox
 from vigil.selfmetrics import SelfMetricsServer
 
 log = logging.getLogger("vigil.cli")
+SIM_GROUP = "vigil-sim"  # the simulator's consumer group on the actions topic
 
 
 def check_config(config: list[Path] | None = ConfigOption, as_json: bool = JsonOption) -> None:
@@ -71,7 +73,13 @@ def sim(
     clock = SystemClock()
     registry = CollectorRegistry()
     simulator = FleetSimulator(cfg.sim, origin or clock.now())
-    runner = SimulatorRunner(simulator, bus.producer, cfg.topics(), clock, registry)
+    topics = cfg.topics()
+    inbox, reading = None, None
+    if cfg.sim.actions and fast <= 0:  # the fleet obeys remediation actions (vigil up --remediate)
+        inbox = ActionInbox(lambda: bus.consumer([topics.name("actions")], SIM_GROUP))
+        reading = threading.Thread(target=inbox.run, args=(stop,), name="sim-actions", daemon=True)
+        reading.start()
+    runner = SimulatorRunner(simulator, bus.producer, topics, clock, registry, inbox)
     health = lambda: {"ok": True, "ticks": runner.ticks, **runner.outage.health()}  # noqa: E731
     server = SelfMetricsServer(registry, health, host=metrics_address, port=metrics_port)
     log.info("sim: /metrics and /healthz on %s", server.start().url)
@@ -81,6 +89,9 @@ def sim(
         else:
             runner.run(stop, duration_s=duration or None)
     finally:
+        stop.set()  # the actions thread too, when the run ended by its duration
+        if reading is not None:
+            reading.join(timeout=5.0)  # its last commit
         runner.producer.close()
         server.stop()
 

@@ -3,10 +3,14 @@
 ``Stack`` is what ``vigil up`` and ``vigil chaos`` run and what end-to-end tests drive. The
 effective config every child reads is written to ``<data_dir>/run/vigil.yaml`` with the broker
 address filled in, a webhook to our own receiver added (so the run can time each page against the
-simulator's ground truth) and fixed health ports, so a restarted service answers where the last
+simulator's ground truth), remediation against the simulated fleet (dry-run, or execute with
+``remediate``: see ``demo.py``) and fixed health ports, so a restarted service answers where the last
 one did. ``supervise()`` restarts whatever died (see ``supervisor.py``); a restarted simulator is
 given the first one's start (``--origin``) and resumes the fault schedule instead of repeating it.
 With ``sink.influx.enabled`` the Influx sink runs beside them, supervised the same way.
+
+The watcher thread reads back what the run produced (telemetry, ground truth, training steps,
+remediation runs) for the live view and the report (``report.py``).
 ``<data_dir>/run/services.json`` says, while the stack runs, where each service answers and how
 often it was restarted (``vigil status`` reads it).
 """
@@ -35,21 +39,23 @@ from vigil.broker import EmbeddedBroker, free_port
 from vigil.bus.connection import check_broker
 from vigil.bus.kafka import KafkaBus
 from vigil.catalog import GPU_TEMPERATURE, GPU_UTILIZATION
+from vigil.cli.demo import with_remediation
 from vigil.cli.processes import ProcessGroup, child_pids, reap_children
 from vigil.cli.receiver import WebhookReceiver
-from vigil.cli.report import score_run
+from vigil.cli.report import Progress, score_run
 from vigil.cli.settings import VigilConfig, dump_config
 from vigil.cli.supervisor import Supervisor, SupervisorEvent
 from vigil.codec import decode
 from vigil.collectors.sim.config import SimConfig, host_name
 from vigil.errors import InvalidEvent, RetryableError
-from vigil.events import FaultInjection, TelemetryBatch
+from vigil.events import FaultInjection, RemediationRun, TelemetryBatch, TrainingStep, TrainingStepBatch
 from vigil.files import private_dir, write_private
 from vigil.secret import Secret
 
 log = logging.getLogger(__name__)
 PAGER = "vigil-up-pager"  # the measuring webhook notifier every run adds
 SERVICES = ("alerting", "analytics", "sim")
+DRAIN_S = 10.0  # at most this long, after the services stopped, for the watcher to read what they left
 
 
 @dataclass
@@ -66,8 +72,30 @@ class FleetView:
 
     hosts: dict[str, HostView] = field(default_factory=dict)
     faults: dict[str, FaultInjection] = field(default_factory=dict)
+    runs: dict[str, RemediationRun] = field(default_factory=dict)  # the latest state of each run
+    progress: dict[str, Progress] = field(default_factory=dict)  # per job, from rank 0's steps
     samples: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def apply_step(self, step: TrainingStep) -> None:
+        if step.rank != 0:
+            return  # every rank completes every step
+        with self.lock:
+            self.progress.setdefault(step.job_id, Progress()).add(step.step, step.step_time_s, step.ts)
+
+    def apply_steps(self, batch: TrainingStepBatch, since: float) -> None:
+        """Rank 0's rows of a batch (every rank completes every step): a row per step, not per rank."""
+        rows = np.flatnonzero((batch.rank == 0) & (batch.ts >= since))
+        with self.lock:
+            progress = self.progress.setdefault(batch.job_id, Progress())
+            for i in rows.tolist():
+                progress.add(int(batch.step[i]), float(batch.step_time_s[i]), float(batch.ts[i]))
+
+    def apply_run(self, run: RemediationRun) -> None:
+        with self.lock:
+            seen = self.runs.get(run.run_id)
+            if seen is None or run.ts >= seen.ts:
+                self.runs[run.run_id] = run
 
     def apply_batch(self, batch: TelemetryBatch) -> None:
         temps = [i for i, s in enumerate(batch.series) if s.startswith(GPU_TEMPERATURE + "{")]
@@ -94,9 +122,10 @@ class FleetView:
 
 
 class Stack:
-    def __init__(self, config: VigilConfig, ephemeral: bool = False) -> None:
+    def __init__(self, config: VigilConfig, ephemeral: bool = False, remediate: bool = False) -> None:
         self.config = config
         self.ephemeral = ephemeral
+        self.remediate = remediate  # remediation in execute mode (else dry-run)
         self.run_dir = config.data_dir / "run"
         self.state_dir = config.data_dir  # where the services keep their state (see start)
         self.processes = ProcessGroup(config.data_dir / "logs")
@@ -111,6 +140,7 @@ class Stack:
         self.config_path = self.run_dir / "vigil.yaml"
         self.services_path = self.run_dir / "services.json"
         self._stop = threading.Event()
+        self._draining = threading.Event()
         self._watcher: threading.Thread | None = None
 
     def start(self) -> Stack:
@@ -199,13 +229,17 @@ class Stack:
 
     def _effective(self, kafka: Any) -> VigilConfig:
         # Python-mode dumps keep Secret values as they are (a JSON dump would redact them).
-        alerting = self.config.alerting.model_dump()
+        alerting = with_remediation(self.config.alerting.model_dump(), self.config.sim, self.remediate)
+        robots = [n["name"] for n in alerting["notifiers"] if n.get("type") == "remediation" and n.get("name")]
         alerting["notifiers"] = [
-            *alerting.get("notifiers", []),
+            *alerting["notifiers"],
             {"type": "webhook", "name": PAGER, "url": self.receiver.url},
         ]
         if alerting.get("receivers"):  # a configured route tree: the measuring pager hears everything too
-            alerting["receivers"] = [*alerting["receivers"], {"name": "vigil-up", "notifiers": [PAGER]}]
+            # and so does a remediation receiver that is not in the tree (the demo's), as without a tree
+            routed = {name for r in alerting["receivers"] for name in r.get("notifiers") or []}
+            heard = [PAGER, *(name for name in robots if name not in routed)]
+            alerting["receivers"] = [*alerting["receivers"], {"name": "vigil-up", "notifiers": heard}]
             route = dict(alerting["route"])
             route["routes"] = [{"receiver": "vigil-up", "continue": True}, *route.get("routes", [])]
             alerting["route"] = route
@@ -261,15 +295,18 @@ class Stack:
 
     def _watch(self, bus: KafkaBus) -> None:
         topics = self.effective.topics()
-        consumer = bus.consumer([topics.telemetry, topics.groundtruth], f"vigil-up-watch-{int(self.started_at)}")
+        streams = [topics.telemetry, topics.groundtruth, topics.training, topics.name("remediation")]
+        consumer = bus.consumer(streams, f"vigil-up-watch-{int(self.started_at)}")
         try:
             while not self._stop.is_set():
                 try:
-                    records = consumer.poll(0.5)
+                    records = consumer.poll(0.5, 2000)
                 except RetryableError as exc:  # the broker is away: the view waits for it
                     log.debug("fleet watcher: %s", exc)
                     self._stop.wait(1.0)
                     continue
+                if not records and self._draining.is_set():
+                    return  # the services stopped and everything they published has been read
                 for record in records:
                     self._apply(record.value)
         finally:
@@ -280,19 +317,36 @@ class Stack:
             event = decode(value)
         except InvalidEvent:
             return  # analytics dead-letters and counts it; the view only shows good data
-        if isinstance(event, TelemetryBatch) and event.ts[-1] >= self.started_at - 5:
+        since = self.started_at - 5  # a durable broker holds earlier runs' records too
+        if isinstance(event, TrainingStepBatch):
+            self.view.apply_steps(event, since)
+        elif isinstance(event, TrainingStep):
+            if event.ts >= since:
+                self.view.apply_step(event)
+        elif isinstance(event, TelemetryBatch) and event.ts[-1] >= since:
             self.view.apply_batch(event)
-        elif isinstance(event, FaultInjection) and event.start >= self.started_at - 5:
+        elif isinstance(event, FaultInjection) and event.start >= since:
             self.view.apply_fault(event)
+        elif isinstance(event, RemediationRun) and event.ts >= since:
+            self.view.apply_run(event)
 
     def report(self) -> dict[str, Any]:
         with self.view.lock:
             faults = list(self.view.faults.values())
+            runs = [_run_row(r) for r in sorted(self.view.runs.values(), key=lambda r: r.ts)]
+            end = max((hv.last_seen for hv in self.view.hosts.values()), default=0.0)
+            training = {job: p.summary(end) for job, p in self.view.progress.items()}
         result = score_run(faults, self.receiver.snapshot())
+        for row in result["faults"]:
+            row["run_state"] = _run_state(row, runs)
         result["started_at"] = self.started_at
         result["duration_s"] = round(time.time() - self.started_at, 1)
         result["restarts"] = self.supervisor.restarts
         result["gave_up"] = self.supervisor.gave_up
+        # The simulator runs one job; with several, the run's ETTR is that of the first by name.
+        result["ettr"] = next((training[job]["ettr"] for job in sorted(training)), None)
+        result["training"] = training
+        result["remediation"] = {"mode": "execute" if self.remediate else "dry_run", "runs": runs}
         return result
 
     def stop(self) -> None:
@@ -301,6 +355,9 @@ class Stack:
         self.processes.stop_all(["sim", "analytics", "alerting", "sink"])
         with contextlib.suppress(OSError):  # never written (a start that failed early): nothing to remove
             self.services_path.unlink(missing_ok=True)
+        if self._watcher is not None:
+            self._draining.set()  # read what the services published last, for the report
+            self._watcher.join(DRAIN_S)
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(10)
@@ -309,6 +366,28 @@ class Stack:
             self.broker.stop()
         if self.ephemeral:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _run_row(run: RemediationRun) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "runbook": run.runbook,
+        "host": run.labels.get("host"),
+        "gpu_index": run.labels.get("gpu_index"),
+        "xid": run.labels.get("xid"),
+        "mode": run.mode,
+        "state": run.state,
+        "updated_at": run.ts,
+        "reason": run.reason,
+        "steps": [{"name": s.name, "state": s.state, "detail": s.detail} for s in run.steps],
+    }
+
+
+def _run_state(fault: dict[str, Any], runs: list[dict[str, Any]]) -> str | None:
+    """The state of the newest remediation run about the fault's GPU and XID, if any."""
+    where = (fault["entity"].get("host"), fault["entity"].get("gpu_index"), fault["kind"].removeprefix("xid"))
+    mine = [r for r in runs if (r["host"], r["gpu_index"], r["xid"]) == where]
+    return mine[-1]["state"] if mine else None
 
 
 def write_sim_topology(sim: SimConfig, path: Path, per_rack: int = 4) -> Path:

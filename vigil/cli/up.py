@@ -40,8 +40,16 @@ def up(
     duration: float = typer.Option(0.0, help="seconds to run, then stop (0: until Ctrl-C)"),
     report: Path | None = typer.Option(None, help="write the run's JSON report here (no live view)"),
     ephemeral: bool = typer.Option(False, help="embedded broker keeps everything in memory"),
+    remediate: bool = typer.Option(
+        False, help="remediation acts on the simulated fleet (execute mode); without it, plans only (dry run)"
+    ),
 ) -> None:
     """Run broker, simulator, analytics and alerting, restarting what dies, with a live view of the fleet.
+
+    Remediation plans every XID incident; with --remediate it also drains, requeues, resets or
+    reboots, verifies and returns nodes to service on the simulated fleet. The report gives each
+    fault's recovery and the run's ETTR (effective training time ratio), so a seed can be compared
+    with and without --remediate.
 
     Exit status: 0 ok, 1 failure (supervision gave up on a crash loop, or the broker did not
     start), 2 usage or config error.
@@ -51,7 +59,7 @@ def up(
 
     cfg = load_or_exit(config)
     stop = stop_on_signals()  # from the moment the start is done (interrupt_on_signals restores it)
-    stack = _start(Stack(cfg, ephemeral=ephemeral))
+    stack = _start(Stack(cfg, ephemeral=ephemeral, remediate=remediate))
     err_console.print(f"vigil up: broker {stack.effective.kafka.bootstrap_servers[0]}, logs in {cfg.data_dir / 'logs'}")
     if stack.ui_token is not None:
         ui = f"http://127.0.0.1:{stack.health_ports['alerting']}/"
@@ -148,8 +156,8 @@ def _render(stack: Stack, recent: deque[str]) -> Group:
                 host, f"{hv.gpus}" + (" (stale)" if stale else ""), f"{hv.max_temp:.0f}", f"{hv.mean_util:.0%}"
             )
     result = stack.report()
-    faults = Table(title="Injected faults (ground truth)")
-    for col in ("t+", "kind", "entity", "paged", "latency"):
+    faults = Table(title=f"Injected faults (ground truth); ETTR {_ratio(result['ettr'])}")
+    for col in ("t+", "kind", "entity", "paged", "latency", "recovered"):
         faults.add_column(col)
     for row in result["faults"]:
         entity = ",".join(f"{k}={v}" for k, v in row["entity"].items())
@@ -159,16 +167,51 @@ def _render(stack: Stack, recent: deque[str]) -> Group:
             entity,
             "[green]yes[/green] " + ",".join(row["alerts"]) if row["detected"] else "[yellow]not yet[/yellow]",
             f"{row['latency_s']:.1f}s" if row["latency_s"] is not None else "",
+            _recovered(row),
         )
     alerts = _incidents(stack, result)
-    return Group(fleet, faults, alerts, _services(stack, recent))
+    return Group(fleet, faults, alerts, _remediation(result["remediation"]), _services(stack, recent))
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.1%}" if value is not None else "-"
+
+
+def _recovered(row: dict[str, object]) -> str:
+    took = row["time_to_recover_s"]
+    if took is None:
+        return "[yellow]not yet[/yellow]" if row["drained_at"] or row["ended_at"] is None else ""
+    how = "remediated" if row["remediated"] else "by hand"
+    return f"{how}, {took:.0f}s" + (f" ({row['run_state']})" if row["run_state"] else "")
+
+
+STATE_COLOUR = {"succeeded": "green", "waiting_approval": "red", "escalated": "red", "planned": "cyan"}
+
+
+def _remediation(section: dict[str, Any]) -> Table:
+    """One row per run: what it is about, where it stands, each step's state (and what it waits for)."""
+    mode = "execute" if section["mode"] == "execute" else "dry run: plans only (--remediate to act)"
+    table = Table(title=f"Remediation ({mode})")
+    for col in ("runbook", "node", "state", "steps"):
+        table.add_column(col)
+    for run in section["runs"][-8:]:
+        colour = STATE_COLOUR.get(run["state"], "yellow")
+        steps = " ".join(f"{s['name']}:{_MARK.get(s['state'], s['state'])}" for s in run["steps"])
+        waiting = [s["detail"] for s in run["steps"] if s["state"] == "pending" and s["detail"]]
+        state = run["state"] + (f": {waiting[0][:60]}" if run["state"] == "waiting_approval" and waiting else "")
+        node = f"{run['host']} GPU {run['gpu_index']}" if run["gpu_index"] else str(run["host"])
+        table.add_row(run["runbook"], node, f"[{colour}]{state}[/{colour}]", steps)
+    return table
+
+
+_MARK = {"succeeded": "ok", "skipped": "-", "pending": "..", "running": "run"}
 
 
 def _incidents(stack: Stack, result: dict[str, Any]) -> Table:
     """The incidents the pager heard about, most GPU-hours at risk first."""
     title = (
         f"Incidents ({result['incidents']}, {result['notifications']} notifications, "
-        f"{result['false_alerts']} unattributed pages)"
+        f"{result['false_alerts']} unattributed pages, {result['drained_node_alerts']} about drained nodes)"
     )
     table = Table(title=title)
     for col in ("paged", "incident", "priority (GPU-h)", "state", "domain", "summary"):
@@ -199,12 +242,14 @@ def _services(stack: Stack, recent: deque[str]) -> Table:
     return table
 
 
-def _summary(result: dict[str, object]) -> Table:
-    table = Table(title="Run summary", caption=f"restarts: {result['restarts']}")
-    for col in ("kind", "entity", "detected", "latency_s"):
+def _summary(result: dict[str, Any]) -> Table:
+    caption = f"restarts: {result['restarts']}; ETTR {_ratio(result['ettr'])} ({result['remediation']['mode']})"
+    table = Table(title="Run summary", caption=caption)
+    for col in ("kind", "entity", "detected", "latency_s", "remediated", "time_to_recover_s"):
         table.add_column(col)
-    for row in result["faults"]:  # type: ignore[attr-defined]
-        table.add_row(row["kind"], str(row["entity"]), str(row["detected"]), str(row["latency_s"]))
+    for row in result["faults"]:
+        table.add_row(row["kind"], str(row["entity"]), str(row["detected"]), str(row["latency_s"]),
+                      str(row["remediated"]), str(row["time_to_recover_s"]))
     return table
 
 

@@ -3,26 +3,37 @@
 answered by an ``ActionReport`` on the action-reports topic; the request id is the step's idempotency
 key, so the executor acts once however often a resumed run asks.
 
-``fleet.drain``, ``fleet.resume``, ``fleet.requeue``, ``fleet.restart``, ``fleet.reset``,
-``fleet.reboot``: bind the aliases to them (``node.drain: fleet.drain``). ``check`` asks the channel
+``fleet.drain``, ``fleet.resume``, ``fleet.requeue``, ``fleet.restart``, ``fleet.checkpoint``,
+``fleet.reset``, ``fleet.reboot``: bind the aliases to them (``node.drain: fleet.drain``); what the
+simulated fleet does for each is in ``vigil.collectors.sim.control``. ``check`` asks the channel
 whether a report for the key has arrived already; ``execute`` sends the request (again, when resumed)
 and waits up to the step's timeout for its report.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from vigil.alerting.runbooks.actions.base import JOB, NODE, REASON, ActionResult, Params, params_schema, string
 
+from vigil.bus.base import Bus, DeadLetters, Producer, Record
+from vigil.codec import decode, encode
+from vigil.errors import InvalidEvent, RetryableError, UnexpectedEvent, VigilError
 from vigil.events import ActionReport, ActionRequest
+
+log = logging.getLogger(__name__)
+RETRY_S = 1.0  # the report reader's wait after the broker failed it
 
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "drain": params_schema({"node": NODE, "reason": REASON}, {"job": JOB}),
     "resume": params_schema({"node": NODE}, {"reason": REASON}),
-    "requeue": params_schema({"node": NODE, "job": JOB}),
+    # what runs on the node (as slurm.requeue); ``job`` narrows it to one job
+    "requeue": params_schema({"node": NODE}, {"job": JOB}),
     "restart": params_schema({"node": NODE, "job": JOB}),
+    "checkpoint": params_schema({"job": JOB}, {"node": NODE}),
     "reset": params_schema({"node": NODE, "gpu_index": string("GPU index", pattern="^[0-9]+$")}),
     "reboot": params_schema({"node": NODE}, {"reason": REASON}),
 }
@@ -30,7 +41,7 @@ _UNDO = {"drain": "fleet.resume"}
 
 
 class Channel(Protocol):
-    """Where requests go and reports come back (``bus_channel.BusChannel`` over the topics)."""
+    """Where requests go and reports come back (:class:`BusChannel` over the topics)."""
 
     def send(self, request: ActionRequest) -> None: ...
 
@@ -45,7 +56,7 @@ class FleetAction:
         self.name = f"fleet.{verb}"
         self.schema = _SCHEMAS[verb]
         self.destructive = verb == "reboot"
-        self.target: str | None = "node"
+        self.target: str | None = None if verb == "checkpoint" else "node"  # a checkpoint changes no node
         self.undo: str | None = _UNDO.get(verb)
         self._channel, self._clock, self.timeout = channel, clock, timeout
 
@@ -55,9 +66,12 @@ class FleetAction:
 
     def execute(self, params: Params, idempotency_key: str) -> ActionResult:
         run_id = idempotency_key.split("/", 1)[0]
-        node = params["node"]
-        request = ActionRequest(self._clock.now(), idempotency_key, self.name, node, dict(params), run_id)
-        self._channel.send(request)
+        target = str(params.get("node") or params.get("job"))
+        request = ActionRequest(self._clock.now(), idempotency_key, self.name, target, dict(params), run_id)
+        try:
+            self._channel.send(request)
+        except VigilError as exc:  # the broker away: the executor retries with backoff
+            return ActionResult.failed(f"request not sent: {exc}", retryable=True)
         report = self._channel.report(idempotency_key, self.timeout)
         if report is None:
             return ActionResult.failed(f"no report from the fleet within {self.timeout:g}s", retryable=True)
@@ -96,32 +110,59 @@ def fleet_actions(channel: Channel, clock: Any, timeout: float) -> list[FleetAct
 
 
 class BusChannel(MemoryChannel):
-    """Requests to the actions topic; reports read from the action-reports topic by :meth:`run`."""
+    """Requests to the actions topic; reports read from the action-reports topic by :meth:`run`.
 
-    def __init__(self, producer: Any, requests_topic: str) -> None:
+    ``producer`` is called for each send, so a producer that the alerting service renewed after a
+    broker outage is the one used. A report record that is not a valid ``ActionReport`` is
+    dead-lettered with its reason; one that arrives twice keeps its first outcome."""
+
+    def __init__(self, producer: Callable[[], Producer], requests_topic: str) -> None:
         super().__init__()
         self._producer, self._topic = producer, requests_topic
+        self.rejected = 0
 
     def send(self, request: ActionRequest) -> None:
-        from vigil.codec import encode
+        producer = self._producer()
+        producer.send(self._topic, encode(request), key=request.target.encode())
+        producer.flush()
+        self.sent.append(request)
 
-        self._producer.send(self._topic, encode(request), key=request.target.encode())
-        self._producer.flush()
+    def run(self, bus: Bus, reports_topic: str, group: str, stop: threading.Event) -> None:
+        """Read reports until ``stop``; a broker failure is logged, waited out and the consumer rebuilt."""
+        while not stop.is_set():
+            try:
+                consumer = bus.consumer([reports_topic], group)
+            except VigilError as exc:
+                log.warning("remediation: cannot read %s yet: %s", reports_topic, exc)
+                stop.wait(RETRY_S)
+                continue
+            try:
+                self._read(consumer, stop)
+            except RetryableError as exc:
+                log.warning("remediation: reading %s failed, retrying: %s", reports_topic, exc)
+                stop.wait(RETRY_S)
+            finally:
+                consumer.close()
 
-    def run(self, bus: Any, reports_topic: str, group: str, stop: threading.Event) -> None:
-        from vigil.codec import decode
-        from vigil.errors import InvalidEvent
+    def _read(self, consumer: Any, stop: threading.Event) -> None:
+        while not stop.is_set():
+            records = consumer.poll(0.5, 500)
+            if not records:
+                continue
+            if not all([self._take(record) for record in records]):
+                self._producer().flush()  # the dead letters are on the broker before their offsets commit
+            consumer.commit()
 
-        consumer = bus.consumer([reports_topic], group)
+    def _take(self, record: Record) -> bool:
+        """Deliver one report; False when the record was dead-lettered instead."""
         try:
-            while not stop.is_set():
-                for record in consumer.poll(0.5, 500):
-                    try:
-                        event = decode(record.value)
-                    except InvalidEvent:
-                        continue
-                    if isinstance(event, ActionReport):
-                        self.deliver(event)
-                consumer.commit()
-        finally:
-            consumer.close()
+            event = decode(record.value)
+            if not isinstance(event, ActionReport):
+                raise UnexpectedEvent(f"{type(event).__name__} on the action-reports topic")
+        except InvalidEvent as exc:
+            self.rejected += 1
+            log.warning("remediation: dead-lettering a bad action report (%d so far): %s", self.rejected, exc)
+            DeadLetters(self._producer()).send(record, exc.reason, str(exc))
+            return False
+        self.deliver(event)
+        return True
