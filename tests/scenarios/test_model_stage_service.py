@@ -31,7 +31,8 @@ STAGE = {
 def test_the_host_model_pages_the_multi_metric_fault_once_across_a_restart(tmp_path: Path) -> None:
     bus, topics, clock = MemoryBus(default_partitions=2), Topics(), FakeClock()
     fault = {"kind": "thermal", "at": 400, "duration": 60, "host": "node-02", "gpu_index": 3}
-    sim = SimConfig.model_validate({"nodes": 4, "spare_nodes": 0, "schedule": "none", "training": False, "faults": [fault]})
+    layout = {"nodes": 4, "spare_nodes": 0, "schedule": "none", "training": False}
+    sim = SimConfig.model_validate({**layout, "faults": [fault]})
     SimulatorRunner(FleetSimulator(sim, clock.now()), bus.producer, topics, clock).run(
         threading.Event(), duration_s=520
     )
