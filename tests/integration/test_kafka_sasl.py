@@ -18,13 +18,12 @@ from vigil.collectors.training.reporter import Reporter, bus_from_env
 
 from tests.sasl_proxy import SaslProxy
 from tests.tls_broker import spawn_tansu
+from tests.training_records import step_numbers
 from vigil.broker import free_port
 from vigil.bus.connection import diagnose
 from vigil.bus.kafka import KafkaBus
-from vigil.codec import decode
 from vigil.config import KafkaConfig
 from vigil.errors import RetryableError
-from vigil.events import TrainingStep
 from vigil.topics import Topics
 
 pytestmark = pytest.mark.integration
@@ -147,7 +146,7 @@ def test_the_training_sdk_authenticates_from_environment_variables(
     deadline = time.monotonic() + 40
     try:
         while len(steps) < 3 and time.monotonic() < deadline:
-            steps += [e.step for r in consumer.poll(0.5) if isinstance(e := decode(r.value), TrainingStep)]
+            steps += [n for r in consumer.poll(0.5) for n in step_numbers(r.value)]
     finally:
         consumer.close()
     assert sorted(steps) == [0, 1, 2]

@@ -19,11 +19,12 @@ import yaml
 from vigil.collectors.training.reporter import Reporter, bus_from_env
 
 from tests.tls_broker import Pki, TlsBroker, make_pki
+from tests.training_records import step_numbers
 from vigil.bus.connection import diagnose
 from vigil.bus.kafka import KafkaBus
 from vigil.codec import decode
 from vigil.config import KafkaConfig
-from vigil.events import TelemetryBatch, TrainingStep
+from vigil.events import TelemetryBatch
 from vigil.topics import Topics
 
 pytestmark = pytest.mark.integration
@@ -183,10 +184,7 @@ def test_the_training_sdk_reports_over_tls_from_environment_variables(
     deadline = time.monotonic() + 40
     try:
         while len(steps) < 5 and time.monotonic() < deadline:
-            for record in consumer.poll(0.5):
-                event = decode(record.value)
-                if isinstance(event, TrainingStep):
-                    steps.append(event.step)
+            steps += [n for record in consumer.poll(0.5) for n in step_numbers(record.value)]
     finally:
         consumer.close()
     assert sorted(steps) == [0, 1, 2, 3, 4]

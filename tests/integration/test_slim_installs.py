@@ -22,11 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.training_records import step_numbers
 from vigil.broker import EmbeddedBroker
 from vigil.bus.kafka import KafkaBus
-from vigil.codec import decode
 from vigil.config import KafkaConfig
-from vigil.events import TrainingStep, TrainingStepBatch
 from vigil.topics import Topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -125,11 +124,6 @@ def test_the_sdk_extra_reports_steps_to_a_real_broker(tmp_path: Path, wheel: Pat
         steps: list[int] = []  # the SDK publishes a flush's steps as one TrainingStepBatch
         deadline = time.monotonic() + 30
         while len(steps) < 3 and time.monotonic() < deadline:
-            for record in consumer.poll(0.5):
-                event = decode(record.value)
-                if isinstance(event, TrainingStepBatch) and event.job_id == "job-slim":
-                    steps += event.step.tolist()
-                elif isinstance(event, TrainingStep) and event.job_id == "job-slim":
-                    steps.append(event.step)
+            steps += [n for record in consumer.poll(0.5) for n in step_numbers(record.value, "job-slim")]
         consumer.close()
     assert sorted(steps) == [0, 1, 2]

@@ -197,19 +197,24 @@ def truth(cfg: VigilConfig) -> list[FaultInjection]:
 
 
 def score(faults: list[FaultInjection], notes: list[Notification]) -> dict[str, Any]:
-    """By entity (each fault has a GPU of its own in its stretch of simulated time): the chaos rule."""
+    """By entity (each fault has a GPU of its own in its stretch of simulated time), not by time: the
+    backlog is paged long after its event time. A notification names a fault when one of its member
+    alerts does; an incident paged twice is one whose first page (its dedup key) came more than once."""
     firing = [n for n in notes if n.status == "firing" and n.reason != "escalated"]
-    resent = Counter(n.dedup_key for n in firing if n.dedup_key)
+    episodes = Counter(n.dedup_key for n in firing if n.dedup_key and n.reason == "first")
     verdicts: Counter[str] = Counter()
     for fault in faults:
         scope = dict(fault.entity)
         hits = [
             n
             for n in firing
-            if names_entity(fault, n.labels) and all(n.labels.get(k, v) == v for k, v in scope.items())
+            if any(
+                names_entity(fault, labels) and all(labels.get(k, v) == v for k, v in scope.items())
+                for labels in n.label_sets()
+            )
         ]
-        verdict = "lost" if not hits else "paged_twice" if any(resent[n.dedup_key] > 1 for n in hits) else "paged_once"
-        verdicts[verdict] += 1
+        twice = any(episodes[n.dedup_key] > 1 for n in hits if n.dedup_key)
+        verdicts["lost" if not hits else "paged_twice" if twice else "paged_once"] += 1
     return {
         "faults": len(faults),
         "paged_once": verdicts["paged_once"],
