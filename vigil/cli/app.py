@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vigil.cli import agent, bench, chaos, evaluate, remediation, services, train, up
+from vigil.cli import agent, bench, canary, chaos, evaluate, remediation, services, train, up
 
 # Bench subcommands register themselves on bench.bench_app when imported.
 from vigil.cli import bench_agent as _bench_agent  # noqa: F401
@@ -24,4 +24,5 @@ def build_app() -> typer.Typer:
     train.register(app)
     evaluate.register(app)
     remediation.register(app)
+    canary.register(app)
     return app
