@@ -32,7 +32,11 @@ __all__ = [
     "WebhookNotifierConfig",
 ]
 
-DEFAULT_IDENTITY_LABELS = ("cluster", "host", "gpu_index", "job_id", "rank", "disk_serial")
+# probe, arm, model and model_version tell canary alerts apart (one per model version and serving node);
+# no other detector sets them, so no other alert's fingerprint changes.
+DEFAULT_IDENTITY_LABELS = (
+    "cluster", "host", "gpu_index", "job_id", "rank", "disk_serial", "probe", "arm", "model", "model_version",
+)
 
 
 def _default_notifiers() -> list[NotifierConfig]:
