@@ -10,6 +10,7 @@ chunk, content chunks, ``[DONE]``). Every request is recorded (path and body) fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -86,10 +87,8 @@ class FakeModelServer:
                 if ctype:
                     self.send_header("Content-Type", ctype)
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
                     self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
-                    pass
 
             def do_GET(self) -> None:
                 self._reply(None)

@@ -76,11 +76,11 @@ class Board:
         probe = self.probes[results[0].probe]
         state = self._state[probe.name]
         for result in results:
-            arm = result.target.split("@", 1)[1]
-            state.current[arm] = result.version
-            window = state.windows.setdefault((arm, result.version), _Window(deque(maxlen=probe.criteria.window)))
-            window.rounds.append(result)
-            window.fresh += 1
+            name = result.target.split("@", 1)[1]
+            state.current[name] = result.version
+            kept = state.windows.setdefault((name, result.version), _Window(deque(maxlen=probe.criteria.window)))
+            kept.rounds.append(result)
+            kept.fresh += 1
         self.judgements = []
         out: list[Detection] = []
         for arm in probe.arms:

@@ -94,7 +94,7 @@ def _contains(expect: Mapping[str, Any], answer: Any) -> Outcome:
     wanted = expect["contains"]
     needles = [wanted] if isinstance(wanted, str) else list(wanted)
     text = as_text(answer)
-    fold = (lambda s: s.casefold()) if expect.get("ignore_case") else (lambda s: s)
+    fold = str.casefold if expect.get("ignore_case") else str
     missing = [n for n in needles if fold(n) not in fold(text)]
     return Outcome(True) if not missing else Outcome(False, f"missing {missing[0]!r} in {_short(answer)}")
 
@@ -106,7 +106,8 @@ def _json_schema(expect: Mapping[str, Any], answer: Any) -> Outcome:
             value = json.loads(answer)
         except ValueError as exc:
             return Outcome(False, f"not JSON ({exc.args[0][:60]}): {_short(answer)}")
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(expect["json_schema"]).iter_errors(value))
+    schema: Mapping[str, Any] = expect["json_schema"]
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
     return Outcome(True) if error is None else Outcome(False, f"schema: {error.message[:160]}")
 
 

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 from vigil.alerting.canary.spec import Arm, Item, Probe
@@ -155,7 +155,7 @@ def _output(data: Any, name: str | None) -> dict[str, Any]:
         raise Failed(f"malformed answer: output {tensor.get('name')!r} lacks shape or data")
     if math.prod(shape) != len(values):
         raise Failed(f"malformed answer: {len(values)} values for shape {shape}")
-    return tensor
+    return cast(dict[str, Any], tensor)
 
 
 class OpenAIClient(_Http):
@@ -203,8 +203,8 @@ class OpenAIClient(_Http):
         try:
             with self.http.stream("POST", url, json=body, headers=self.headers, timeout=self.timeout) as response:
                 if response.status_code >= 400:
-                    body = response.read().decode(errors="replace")[:ERROR_BODY]
-                    raise Failed(f"HTTP {response.status_code}: {body}")
+                    said = response.read().decode(errors="replace")[:ERROR_BODY]
+                    raise Failed(f"HTTP {response.status_code}: {said}")
                 for chunk in _events(response.iter_lines()):
                     piece = _delta(chunk)
                     if piece and ttft is None:

@@ -204,7 +204,7 @@ def _quality(canary: Sample, baseline: Sample | None, criteria: Criteria, alpha:
                             critical=metric.critical)
     ratio = canary.ratio
     base = baseline.ratio if baseline is not None else None
-    common = {"canary": ratio, "baseline": base, "weight": metric.weight, "critical": metric.critical}
+    common: dict[str, Any] = {"canary": ratio, "baseline": base, "weight": metric.weight, "critical": metric.critical}
     if ratio < criteria.min_pass_ratio:
         floor = criteria.min_pass_ratio
         why = f"pass ratio {ratio:.0%} ({canary.passed}/{canary.total}) is below the floor {floor:.0%}"

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
-from tests.canary_servers import FakeModelServer, fake_model_server
 from vigil.alerting.canary.clients import client_for
 from vigil.alerting.canary.rounds import run_round
 from vigil.alerting.canary.spec import Probe, load_text
+
+from tests.canary_servers import FakeModelServer, fake_model_server
 from vigil.events import ProbeResult
 
 pytestmark = pytest.mark.integration
@@ -62,7 +62,8 @@ def one_round(p: Probe, arm: int = 0) -> ProbeResult:
 
 
 def test_oip_v2_sends_typed_tensors_to_the_versioned_path_and_reads_the_version(server: FakeModelServer) -> None:
-    p = probe(server.url, "oip_v2", OIP_ITEMS, "    arms: [{name: v1, version: v1}, {name: serving}]\n    baseline: v1\n")
+    arms = "    arms: [{name: v1, version: v1}, {name: serving}]\n    baseline: v1\n"
+    p = probe(server.url, "oip_v2", OIP_ITEMS, arms)
     pinned, serving = one_round(p, 0), one_round(p, 1)
     assert pinned.ok and pinned.version == "v1" and pinned.items[0].answer == "3"
     assert serving.ok and serving.version == "v-default"  # the unversioned path: the answer says which
@@ -114,7 +115,10 @@ def test_openai_chat_is_deterministic_constrained_and_streams_with_ttft(server: 
 def test_openai_wrong_answers_and_completions(server: FakeModelServer) -> None:
     server.mode = "wrong"
     wrong = one_round(probe(server.url, "openai_chat", CHAT_ITEMS))
-    assert [i.reason for i in wrong.items] == ["expected Paris, got 'Lyon'", """missing 'Paris' in '{"city": "Lyon"}'"""]
+    assert [i.reason for i in wrong.items] == [
+        "expected Paris, got 'Lyon'",
+        """missing 'Paris' in '{"city": "Lyon"}'""",
+    ]
     server.mode = "good"
     items = """      - id: c
         prompt: "France: "
@@ -125,7 +129,8 @@ def test_openai_wrong_answers_and_completions(server: FakeModelServer) -> None:
     done = one_round(probe(server.url, "openai_completions", items))
     assert done.ok and done.items[0].ttft_s is not None
     server.mode = "malformed"
-    assert one_round(probe(server.url, "openai_completions", items)).detail.startswith("not ready: not ready: malformed")
+    detail = one_round(probe(server.url, "openai_completions", items)).detail
+    assert detail.startswith("not ready: not ready: malformed")
 
 
 def test_openai_readiness_wants_the_model_listed(server: FakeModelServer) -> None:

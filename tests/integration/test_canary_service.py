@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
-
-from tests.canary_servers import FakeModelServer, fake_model_server
 from vigil.alerting.canary.config import CanaryConfig
 from vigil.alerting.canary.service import CanaryService
 from vigil.alerting.canary.spec import Probe, load_text
+
+from tests.canary_servers import FakeModelServer, fake_model_server
 from vigil.bus.kafka import KafkaBus
 from vigil.bus.memory import MemoryBus
 from vigil.clock import SystemClock
@@ -126,8 +126,10 @@ def test_a_remediation_that_touched_the_model_starts_a_round_at_once(kafka_bus: 
             while time.monotonic() < deadline and service.board.status == {} and not server.requests:
                 time.sleep(0.1)
             first = len([r for r in server.requests if r[1].endswith("/infer")])
-            run = RemediationRun(time.time(), "rr-1", "canary-model-rollback", "k", (StepState("rollback", "succeeded"),),
-                                 "", "vigil", "succeeded", "execute", 1, {"probe": "digits", "model": "m"})
+            steps = (StepState("rollback", "succeeded"),)
+            labels = {"probe": "digits", "model": "m"}
+            run = RemediationRun(time.time(), "rr-1", "canary-model-rollback", "k", steps, "", "vigil", "succeeded",
+                                 "execute", 1, labels)
             producer = kafka_bus.producer()
             producer.send(topics.name("remediation"), encode(run), key=b"rr-1")
             producer.flush()

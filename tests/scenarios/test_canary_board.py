@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vigil.alerting.canary.board import ALERTNAME, Board
 from vigil.alerting.canary.spec import Arm, Item, Probe
+
 from vigil.clock import FakeClock
 from vigil.codec import decode
 from vigil.events import ProbeItem, ProbeResult
@@ -73,7 +74,7 @@ def test_a_lying_node_is_judged_against_the_others_and_named_by_host() -> None:
     probe = Probe("sim", "oip_v2", "sim", arms, (ITEM,), "nodes")
     board, out = Board([probe], "c1", FakeClock(1.79e9).now), []
     for n in range(5):
-        out += board.add([node_round("node-05", n, False), node_round("node-06", n, True), node_round("node-07", n, False)])
+        out += board.add([node_round(node, n, node == "node-06") for node in ("node-05", "node-06", "node-07")])
     firing = [d for d in out if d.decision == "firing"]
     assert [d.labels["host"] for d in firing] == ["node-06"] and firing[0].labels["canary"] == "node"
     assert firing[0].reason["baseline"] == "other nodes"

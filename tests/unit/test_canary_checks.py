@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from vigil.alerting.canary.checks import char_ngram, check, token_f1
 
 
@@ -30,7 +29,7 @@ from vigil.alerting.canary.checks import char_ngram, check, token_f1
         ({"json_schema": {"type": "object", "required": ["city"]}}, '{"city": "Rome"}', True),
         ({"json_schema": {"type": "object", "required": ["city"]}}, '{"town": "Rome"}', False),
         ({"json_schema": {"type": "object"}}, '{"city": ', False),
-        ({"reference": "the capital of France is Paris", "min_similarity": 0.6}, "Paris is the capital of France", True),
+        ({"reference": "the capital of France is Paris", "min_similarity": 0.6}, "Paris is France's capital", True),
         ({"reference": "Paris", "similarity": "char_ngram", "min_similarity": 0.7}, "Pariss", True),
         ({"reference": "Paris", "min_similarity": 0.5}, "London", False),
         ({"equals": "Rome", "regex": "^R"}, "Rome", True),

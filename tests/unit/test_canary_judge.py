@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from vigil.alerting.canary.judge import Criteria, Metric, criteria_from, judge, pooled, sample
+
 from vigil.codec import decode
 from vigil.events import ProbeItem, ProbeResult
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-
 from vigil.alerting.canary.spec import ProbeError, load_paths, load_text
+
 from vigil.cli.app import build_app
 from vigil.cli.settings import load_config
 from vigil.errors import ConfigError
@@ -63,9 +63,9 @@ def test_a_good_file_builds_arms_for_versions_and_nodes() -> None:
         (("model: digits", "modle: digits"), "bad.yaml:2: probes[0]: 'model' is a required property"),
         (("interval: 500ms", "interval: 5 sec"), "bad.yaml:9: probes[0].schedule.interval: '5 sec' is not valid"),
         (("protocol: oip_v2", "protocol: grpc"), "bad.yaml:3: probes[0].protocol: 'grpc' is not one of"),
-        (("expect: {equals: 0}", "expect: {regex: '('}"), "bad.yaml:14: probes[0].items[0].expect.regex: not a regular"),
+        (("expect: {equals: 0}", "expect: {regex: '('}"), "bad.yaml:14: probes[0].items[0].expect.regex: not a"),
         (("expect: {equals: 0}", "expect: {}"), "bad.yaml:14: probes[0].items[0].expect: {} should be non-empty"),
-        (("        inputs: [{name: predict, datatype: FP64, shape: [1, 2], data: [0.0, 1.0]}]\n", "        prompt: hi\n"),
+        (("inputs: [{name: predict, datatype: FP64, shape: [1, 2], data: [0.0, 1.0]}]", "prompt: hi"),
          "bad.yaml:12: probes[0].items[0]: a oip_v2 item needs inputs"),
         (("endpoint: http://{node}:8000", "endpoint: http://x:8000"), "bad.yaml:17: probes[1].endpoint: with nodes"),
         (("name: chat", "name: digits"), "bad.yaml:15: probes[1].name: probe 'digits' is defined twice"),
@@ -83,13 +83,15 @@ def test_golden_sets_live_in_their_own_files_and_their_errors_name_them(tmp_path
     (tmp_path / "p.yaml").write_text(
         "probes: [{name: p, protocol: http_json, endpoint: 'http://127.0.0.1:1', model: m, golden: p.golden.yaml}]\n"
     )
-    (tmp_path / "p.golden.yaml").write_text("items:\n  - id: a\n    body: {x: 1}\n    expect: {number: 2, tolerance: 1}\n")
+    item = "items:\n  - id: a\n    body: {x: 1}\n"
+    (tmp_path / "p.golden.yaml").write_text(item + "    expect: {number: 2, tolerance: 1}\n")
     [probe] = load_paths([tmp_path])  # the folder: golden files are not read as probe files
     assert probe.items[0].expect == {"number": 2, "tolerance": 1} and probe.mode == "single"
-    (tmp_path / "p.golden.yaml").write_text("items:\n  - id: a\n    body: {x: 1}\n    expect: {tolerance: 1}\n")
+    (tmp_path / "p.golden.yaml").write_text(item + "    expect: {tolerance: 1}\n")
     with pytest.raises(ProbeError) as caught:
         load_paths([tmp_path])
-    assert f"{tmp_path / 'p.golden.yaml'}:4: items[0].expect: 'number' is a dependency of 'tolerance'" in str(caught.value)
+    where = f"{tmp_path / 'p.golden.yaml'}:4: items[0].expect"
+    assert f"{where}: 'number' is a dependency of 'tolerance'" in str(caught.value)
 
 
 def test_the_config_refuses_bad_probe_files_naming_the_key(tmp_path: Path) -> None:
@@ -98,7 +100,8 @@ def test_the_config_refuses_bad_probe_files_naming_the_key(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "vigil.yaml")
     text = str(caught.value)
-    assert text.startswith("canary.probes: ") and f"{tmp_path / 'p.yaml'}:1: probes[0]: 'protocol' is a required" in text
+    assert text.startswith("canary.probes: ")
+    assert f"{tmp_path / 'p.yaml'}:1: probes[0]: 'protocol' is a required" in text
 
 
 def test_vigil_canary_check(tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ def test_out_of_range_fields_are_invalid_in_both_forms(data: bytes) -> None:
     ids=["not a list", "item missing latency", "ok not a bool", "item not an object", "unknown item field"],
 )
 def test_probe_items_are_checked_like_events(items: Any) -> None:
-    with pytest.raises(InvalidEvent, match="ProbeItem|ProbeResult.items"):
+    with pytest.raises(InvalidEvent, match=r"ProbeItem|ProbeResult\.items"):
         decode(_json(PROBE, items=items))
 
 
