@@ -205,16 +205,18 @@ def _quality(canary: Sample, baseline: Sample | None, criteria: Criteria, alpha:
     ratio = canary.ratio
     base = baseline.ratio if baseline is not None else None
     common: dict[str, Any] = {"canary": ratio, "baseline": base, "weight": metric.weight, "critical": metric.critical}
-    if ratio < criteria.min_pass_ratio:
-        floor = criteria.min_pass_ratio
-        why = f"pass ratio {ratio:.0%} ({canary.passed}/{canary.total}) is below the floor {floor:.0%}"
-        return MetricResult("quality", "fail", why, **common)
+    floor = criteria.min_pass_ratio
+    below = f"pass ratio {ratio:.0%} ({canary.passed}/{canary.total}) is below the floor {floor:.0%}"
     if baseline is None:
+        if ratio < floor:
+            return MetricResult("quality", "fail", below, **common)
         return MetricResult("quality", "pass", f"pass ratio {ratio:.0%} (no baseline)", **common)
     table = [[canary.passed, canary.total - canary.passed], [baseline.passed, baseline.total - baseline.passed]]
     p = float(stats.fisher_exact(table, alternative="less").pvalue)
     drop = baseline.ratio - ratio
     text = f"pass ratio {ratio:.0%} vs {baseline.ratio:.0%} (Fisher p={p:.2g}, alpha {alpha:.2g})"
+    if ratio < floor:  # the floor fails it whatever the test says; the test's figures still tell how sure
+        return MetricResult("quality", "fail", f"{below}; {text}", p_value=p, **common)
     status: Status = "fail" if p < alpha and drop >= criteria.min_quality_drop else "pass"
     return MetricResult("quality", status, text, p_value=p, **common)
 
