@@ -9,6 +9,7 @@ from vigil.cli import agent, bench, canary, chaos, evaluate, remediation, servic
 # Bench subcommands register themselves on bench.bench_app when imported.
 from vigil.cli import bench_agent as _bench_agent  # noqa: F401
 from vigil.cli import bench_api as _bench_api  # noqa: F401
+from vigil.cli import bench_canary as _bench_canary  # noqa: F401
 from vigil.cli import bench_detectors as _bench_detectors  # noqa: F401
 from vigil.cli import bench_models as _bench_models  # noqa: F401
 from vigil.cli import bench_reporter as _bench_reporter  # noqa: F401
