@@ -10,6 +10,17 @@ from pydantic import Field, field_validator
 from vigil.config import FrozenModel, PositiveDuration
 
 
+class SimulatedServingConfig(FrozenModel):
+    """``vigil up`` only: a simulated model (``sim-classifier``) served on the first ``nodes`` simulated
+    hosts and probed per node by the canary. A simulator fault of kind ``sdc`` on one of them (in
+    ``sim.faults``) makes that node answer wrongly while its telemetry stays clean."""
+
+    enabled: bool = True
+    nodes: Annotated[int, Field(ge=2, le=64)] = 4
+    interval: PositiveDuration = 2.0  # one probe round every interval
+    window: Annotated[int, Field(ge=2, le=100)] = 5  # rounds per judgement
+
+
 class CanaryConfig(FrozenModel):
     # Probe files and folders (``*.yaml``; golden sets as ``*.golden.yaml`` beside them). Each is
     # validated at start, errors naming file, line and key.
@@ -18,6 +29,7 @@ class CanaryConfig(FrozenModel):
     workers: Annotated[int, Field(ge=1, le=64)] = 4  # rounds of different probes run in parallel
     buffer: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000  # results kept while the broker is away
     poll: Annotated[PositiveDuration, Field(le=10)] = 0.2  # how long a step waits on the remediation topic
+    simulated: SimulatedServingConfig = Field(default_factory=SimulatedServingConfig)
 
     @field_validator("probes")
     @classmethod

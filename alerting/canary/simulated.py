@@ -49,9 +49,13 @@ class ServingFleet:
         """The per-node URL template (``{node}``) for probes and ``serving.node_url``."""
         return f"{self.url}/nodes/{{node}}"
 
-    def corrupt(self, node: str) -> None:
+    def corrupt(self, node: str, on: bool = True) -> None:
+        """Silent data corruption on ``node`` (``on=False``: cured); unknown nodes are not served here."""
         with self._lock:
-            self.corrupted.add(node)
+            if on and node in self.loaded:
+                self.corrupted.add(node)
+            else:
+                self.corrupted.discard(node)
 
     def start(self) -> ServingFleet:
         self._thread.start()

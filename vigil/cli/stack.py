@@ -29,15 +29,17 @@ from vigil.catalog import GPU_TEMPERATURE, GPU_UTILIZATION
 from vigil.cli.processes import ProcessGroup, child_pids, reap_children
 from vigil.cli.receiver import WebhookReceiver
 from vigil.cli.report import score_run
+from vigil.cli.serving_view import CanaryView, SimulatedServing
 from vigil.cli.settings import VigilConfig, dump_config
 from vigil.cli.supervisor import Supervisor, SupervisorEvent
 from vigil.codec import decode
+from vigil.collectors.sim.config import host_name
 from vigil.errors import InvalidEvent, RetryableError
-from vigil.events import FaultInjection, TelemetryBatch
+from vigil.events import Detection, FaultInjection, ProbeResult, TelemetryBatch
 from vigil.files import private_dir
 
 log = logging.getLogger(__name__)
-SERVICES = ("alerting", "analytics", "sim")
+SERVICES = ("alerting", "analytics", "sim")  # and "canary" when there are probes (the simulated model's)
 
 
 @dataclass
@@ -90,6 +92,9 @@ class Stack:
         self.processes = ProcessGroup(config.data_dir / "logs")
         self.receiver = WebhookReceiver()
         self.view = FleetView()
+        self.canary = CanaryView()
+        self.serving: SimulatedServing | None = None
+        self.services: tuple[str, ...] = SERVICES
         self.broker: EmbeddedBroker | None = None
         self.supervisor = Supervisor(config.supervision)
         self.started_at = 0.0
@@ -123,14 +128,19 @@ class Stack:
             ).start()
             kafka = kafka.model_copy(update={"bootstrap_servers": [self.broker.bootstrap]})
         self.receiver.start()
+        if self.config.canary.simulated.enabled:
+            hosts = [host_name(i) for i in range(self.config.sim.nodes)]
+            self.serving = SimulatedServing(self.config.canary.simulated, hosts, self.run_dir).start()
         self.effective = self._effective(kafka)
+        if self.effective.canary.probes:
+            self.services = (*SERVICES, "canary")
         dump_config(self.effective, self.config_path)
         bus = KafkaBus(self.effective.kafka)
         bus.create_topics(self.effective.topic_partitions())
         self._watcher = threading.Thread(target=self._watch, args=(bus,), name="fleet-watcher", daemon=True)
         self._watcher.start()
         self.sim_origin = time.time()
-        for name in SERVICES:
+        for name in self.services:
             self.spawn(name)
         self._supervise_all()
         return self
@@ -138,7 +148,7 @@ class Stack:
     def _supervise_all(self) -> None:
         if self.broker is not None:
             self.supervisor.watch("broker", self.broker.alive, self.broker.restart_dead, self.broker.describe_exit)
-        for name in SERVICES:
+        for name in self.services:
             alive, describe = partial(self.processes.alive, name), partial(self.processes.describe_exit, name)
             self.supervisor.watch(name, alive, partial(self.spawn, name), describe)
 
@@ -166,16 +176,22 @@ class Stack:
             alerting["api"]["port"] = alerting["api"]["port"] or free_port()
             self.health_ports["alerting"] = alerting["api"]["port"]
         self.health_ports["analytics"] = free_port()
+        self.health_ports["canary"] = free_port()
+        canary = self.config.canary.model_dump()
+        if self.serving is not None:
+            canary["probes"] = [*canary["probes"], self.serving.probe_path]
+            serving = alerting["remediation"]["serving"]
+            serving["node_url"] = serving["node_url"] or self.serving.fleet.node_url()  # oip.unload reaches it
         data = self.config.model_dump()
-        data.update(kafka=kafka.model_dump(), alerting=alerting, data_dir=str(self.state_dir))
+        data.update(kafka=kafka.model_dump(), alerting=alerting, canary=canary, data_dir=str(self.state_dir))
         return VigilConfig.model_validate(data)
 
     def spawn(self, name: str) -> None:
         args = [name, "--config", str(self.config_path)]
         if name == "sim":
             args += ["--origin", repr(self.sim_origin)]
-        elif name == "analytics":
-            args += ["--metrics-port", str(self.health_ports["analytics"])]
+        elif name in ("analytics", "canary"):
+            args += ["--metrics-port", str(self.health_ports[name])]
         self.processes.spawn(name, args)
 
     def restart(self, name: str) -> None:
@@ -205,7 +221,8 @@ class Stack:
 
     def _watch(self, bus: KafkaBus) -> None:
         topics = self.effective.topics()
-        consumer = bus.consumer([topics.telemetry, topics.groundtruth], f"vigil-up-watch-{int(self.started_at)}")
+        names = [topics.telemetry, topics.groundtruth, topics.name("probes"), topics.detections]
+        consumer = bus.consumer(names, f"vigil-up-watch-{int(self.started_at)}")
         try:
             while not self._stop.is_set():
                 try:
@@ -228,6 +245,12 @@ class Stack:
             self.view.apply_batch(event)
         elif isinstance(event, FaultInjection) and event.start >= self.started_at - 5:
             self.view.apply_fault(event)
+            if self.serving is not None:
+                self.serving.apply_fault(event)
+        elif isinstance(event, ProbeResult) and event.ts >= self.started_at - 5:
+            self.canary.apply_result(event)
+        elif isinstance(event, Detection) and event.ts >= self.started_at - 5:
+            self.canary.apply_detection(event)
 
     def report(self) -> dict[str, Any]:
         with self.view.lock:
@@ -237,15 +260,18 @@ class Stack:
         result["duration_s"] = round(time.time() - self.started_at, 1)
         result["restarts"] = self.supervisor.restarts
         result["gave_up"] = self.supervisor.gave_up
+        result["canary"] = self.canary.report(self.serving)
         return result
 
     def stop(self) -> None:
         # Producer first, then the consumers drain, then the broker; each stopped by its own PID.
-        self.processes.stop_all(["sim", "analytics", "alerting"])
+        self.processes.stop_all(["sim", "canary", "analytics", "alerting"])
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(10)
         self.receiver.stop()
+        if self.serving is not None:
+            self.serving.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.ephemeral:

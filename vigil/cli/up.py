@@ -130,7 +130,20 @@ def _render(stack: Stack, recent: deque[str]) -> Group:
     for note in stack.receiver.snapshot()[-12:]:
         labels = ",".join(f"{k}={v}" for k, v in note.labels.items() if k not in ("alertname", "severity", "cluster"))
         alerts.add_row(to_iso(note.received_at)[11:19], note.status, note.labels.get("alertname", "?"), labels)
-    return Group(fleet, faults, alerts, _services(stack, recent))
+    return Group(fleet, faults, alerts, _canary(result["canary"]), _services(stack, recent))
+
+
+def _canary(rows: list[dict[str, object]]) -> Table:
+    """The canary's view of the serving model: each node's last round and judgement, and whether it serves."""
+    table = Table(title="Canary (golden questions to the serving model)")
+    for col in ("target", "version", "last round", "verdict", "serving"):
+        table.add_column(col)
+    for row in rows:
+        colour = {"pass": "green", "fail": "red"}.get(str(row["verdict"]), "yellow")
+        serving = "yes" if row["serving"] is True else "[red]out[/red]" if row["serving"] is False else ""
+        table.add_row(str(row["target"]), str(row["version"]), f"{row['passed']}/{row['total']}",
+                      f"[{colour}]{row['verdict']}[/{colour}]", serving)
+    return table
 
 
 def _services(stack: Stack, recent: deque[str]) -> Table:
