@@ -62,7 +62,8 @@ class ServingFleet:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which never ran otherwise
+            self._server.shutdown()
         self._server.server_close()
 
     def status(self) -> dict[str, dict[str, bool]]:

@@ -97,6 +97,14 @@ def test_faulty_servers_lose_no_round_and_each_says_why(
     assert not thread.is_alive()
     counted = rounds_counted(registry)
     assert all(counted[m] >= 2 for m in servers), counted
+    # Prometheus: the pass ratio per model version, item latencies of answered items only.
+    assert registry.get_sample_value("vigil_canary_pass_ratio", {"probe": "good", "arm": "serving",
+                                                                 "version": "v-default"}) == 1.0
+    assert registry.get_sample_value("vigil_canary_pass_ratio", {"probe": "wrong", "arm": "serving",
+                                                                 "version": "v-default"}) == 0.0
+    latency = "vigil_canary_item_latency_seconds_count"
+    assert registry.get_sample_value(latency, {"probe": "good", "arm": "serving"}) == 2 * counted["good"]  # 2 a round
+    assert registry.get_sample_value(latency, {"probe": "slow", "arm": "serving"}) in (None, 0.0)  # no service time
     results = read_all(kafka_bus, topics.name("probes"), f"r{unique}", sum(counted.values()))
     published = Counter(r.probe for r in results if isinstance(r, ProbeResult))
     assert published == counted  # every round, once

@@ -32,10 +32,16 @@ class SimulatedServing:
         self.probe_path = run_dir / "canary-simulated.yaml"
 
     def start(self) -> SimulatedServing:
-        self.fleet.start()
+        """The probe file first (the fleet's port is bound already), then serve; nothing left open
+        when the file cannot be written."""
         document = probe_document(self.fleet, f"{self.config.interval}s", window=self.config.window)
-        self.probe_path.parent.mkdir(parents=True, exist_ok=True)
-        self.probe_path.write_text(yaml.safe_dump(document, sort_keys=False))
+        try:
+            self.probe_path.parent.mkdir(parents=True, exist_ok=True)
+            self.probe_path.write_text(yaml.safe_dump(document, sort_keys=False))
+        except BaseException:
+            self.fleet.stop()
+            raise
+        self.fleet.start()
         return self
 
     def apply_fault(self, fault: FaultInjection) -> None:
