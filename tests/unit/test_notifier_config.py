@@ -83,7 +83,10 @@ def test_every_notifier_type_loads(tmp_path: Path) -> None:
         ),
         (EMAIL | {"username": "u"}, "alerting.notifiers[0]: username and password go together"),
         (EMAIL | {"username": "u", "password": "p", "starttls": False}, "alerting.notifiers[0]: AUTH without starttls"),
-        ({"type": "pager"}, "alerting.notifiers[0]: type must be one of email, log, pagerduty, remediation, slack, webhook"),
+        (
+            {"type": "pager"},
+            "alerting.notifiers[0]: type must be one of email, log, pagerduty, remediation, slack, webhook",
+        ),
         ({"url": "http://x"}, "alerting.notifiers[0]: type must be one of"),
     ],
 )
