@@ -23,12 +23,13 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends smartmontools ipmitool \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
-# The gpu extra (nvidia-ml-py) for the agent's NVML collector; not the deep extra (torch, GBs),
-# whose autoencoder detector is off by default. The wheel is the one built above; its dependencies
-# resolve within pyproject.toml's ranges.
+# The extras of the three services the chart runs: agent (collectors), server (analytics and
+# alerting) and gpu (nvidia-ml-py for NVML); not embedded (the chart runs on your Kafka) nor deep
+# (torch, GBs, for the autoencoder detector that is off by default). The wheel is the one built
+# above; its dependencies resolve within pyproject.toml's ranges.
 # hadolint ignore=DL3013
-RUN WHEEL="$(ls /wheels/vigil-*.whl)" \
-    && pip install --no-cache-dir "${WHEEL}[gpu]" \
+RUN WHEEL="$(ls /wheels/vigil_aiops-*.whl)" \
+    && pip install --no-cache-dir "${WHEEL}[agent,server,gpu]" \
     && rm -rf /wheels
 # A fixed numeric UID, so Kubernetes' runAsNonRoot can verify it (the chart runs as 10001 too).
 RUN groupadd --system --gid 10001 vigil \

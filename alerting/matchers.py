@@ -14,7 +14,9 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, PlainSerializer
 
 Op = Literal["=", "!=", "=~", "!~"]
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -127,3 +129,12 @@ def _split_braces(text: str) -> list[str]:
         current.append(ch)
     parts.append("".join(current))
     return [p for p in parts if p.strip()]
+
+
+# In a config model: parsed from any written form; dumped as Alertmanager writes them, so a dumped
+# config (the one `vigil up` hands its children) loads back.
+Matchers = Annotated[
+    tuple[Matcher, ...],
+    BeforeValidator(parse_matchers),
+    PlainSerializer(lambda ms: [str(m) for m in ms], return_type=list[str]),
+]

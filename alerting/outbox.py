@@ -29,7 +29,7 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 from vigil.alerting.metrics import AlertingMetrics
 from vigil.alerting.notifiers.base import DeliveryResult, Notifier, deliver
-from vigil.alerting.store import AlertStore, OutboxRow
+from vigil.alerting.store import AlertStore, Database, OutboxRow
 
 from vigil.clock import Clock
 
@@ -97,7 +97,6 @@ class ReceiverWorker:
                     break
                 tried.add(row.id)
                 self._attempt(row)
-        self._metrics.outbox_pending.set(self._store.pending_count())
         return len(tried)
 
     def run(self, stop: threading.Event, interval: float) -> None:
@@ -174,7 +173,7 @@ class OutboxDispatcher:
 
     def __init__(
         self,
-        db_path: Path,
+        database: Database | Path,
         notifiers: Mapping[str, Notifier],
         clock: Clock,
         metrics: AlertingMetrics,
@@ -182,12 +181,13 @@ class OutboxDispatcher:
         batch: int = 100,
         interval: float = 0.5,
     ) -> None:
-        self._store = AlertStore(db_path)  # for rows no worker owns
+        database = Database.open(database)
+        self._store = AlertStore(database)  # for rows no worker owns
         self._clock = clock
         self._metrics = metrics
         self._interval = interval
         self.workers = {
-            name: ReceiverWorker(name, notifier, AlertStore(db_path), clock, metrics, backoff, batch)
+            name: ReceiverWorker(name, notifier, AlertStore(database), clock, metrics, backoff, batch)
             for name, notifier in notifiers.items()
         }
         self._threads: list[threading.Thread] = []

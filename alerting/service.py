@@ -1,28 +1,26 @@
-"""The alerting service: detections and predictions in, alerts stored, published and notified exactly
-once per episode.
+"""The alerting service: detections and predictions in, incidents out, each told exactly once.
 
-One consumer in one group reads the detections and the predictions topics, so both go through the
-same steps and the same offset commit: the kernel's commit protocol (``vigil.bus.checkpoint``).
-Each ``step`` runs in this fixed order (a crash between any two steps replays, never loses, and
-never pages twice):
+One consumer in one group reads the detections and the predictions topics through the kernel's
+commit protocol (``vigil.bus.checkpoint``). Each ``step`` runs in this fixed order (a crash between
+any two steps replays, never loses, and never pages twice):
 
-1. decode each record; a record that is not a valid ``Detection`` (detections topic) or
-   ``Prediction`` (predictions topic), or whose handling raises anything, goes to ``<topic>.dlq``
-   with the reason, and the next record is handled;
-2. per detection, and per alert rule a prediction meets (``predictions.py``), ONE SQLite
-   transaction: read the alert for its fingerprint, store the new state and enqueue its
-   notifications in the outbox — committed before anything else happens;
-3. publish each new or resolved ``Alert`` to the alerts topic and flush the producer (this also
-   flushes the dead letters), then mark those alert versions published;
+1. decode each record into candidate alerts; a record that is not a valid ``Detection``
+   (detections topic) or ``Prediction`` (predictions topic), or whose conversion raises, goes to
+   ``<topic>.dlq`` with the reason, and the next record is handled;
+2. run the whole poll's candidates through the incident engine (``engine.py``, the pipeline of
+   ``pipeline/build.py``) in ONE store transaction: alert states, incidents, notification groups
+   and the outbox rows of the notifications they cause commit together, before anything else
+   happens. Should the batch raise, its records are run one by one and the one that raises is
+   dead-lettered (a database error is the disk's fault, not the record's: the batch is retried);
+3. publish each changed ``Alert`` to the alerts topic and flush the producer (this also flushes
+   the dead letters), then mark those alert versions published;
 4. commit the consumer offsets (never backwards).
 
-A replay after a crash between 2 and 4 finds the fingerprint already in that state and decides
-``no_change``: no second outbox row, so no second page. Alert versions stored but not yet
-published (a crash between 2 and 3) are published by the first step after a start. A failed step (the
-broker away, a producer left unusable) does the same without a restart: the producer is rebuilt,
-the consumer rewinds to its committed offsets and the unpublished alert versions are published
-again. Notifications leave only through the outbox, one worker thread per receiver (see
-``outbox.py``); finished records are pruned by retention on another thread (``retention.py``).
+Then the engine's timers run (``group_wait``, ``group_interval``, ``repeat_interval``, escalations).
+A replay after a crash between 2 and 4 finds every alert already in its state: ``no_change``, no
+second outbox row, no second page. Alert versions stored but not yet published (a crash between 2
+and 3, a failed step) are published by the first step after a start or a rewind. Notifications
+leave only through the outbox, one worker thread per receiver integration (``outbox.py``).
 """
 
 from __future__ import annotations
@@ -38,14 +36,16 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import OperationalError
 from vigil.alerting.api import ApiServer, build_app
 from vigil.alerting.config import AlertingConfig
-from vigil.alerting.intake import Transition, decide, to_alert
-from vigil.alerting.metrics import AlertingMetrics
-from vigil.alerting.notifiers import Notification, Notifier, build_notifier_registry
+from vigil.alerting.engine import Engine
+from vigil.alerting.intake import to_alert
+from vigil.alerting.metrics import AlertingMetrics, StoreGauges
+from vigil.alerting.notifiers import Notifier, build_notifier_registry
 from vigil.alerting.outbox import Backoff, OutboxDispatcher
+from vigil.alerting.pipeline.base import Batch, Candidate
 from vigil.alerting.predictions import prediction_alerts, prediction_problem
 from vigil.alerting.reader import AlertReader
 from vigil.alerting.retention import Pruner
-from vigil.alerting.store import AlertStore
+from vigil.alerting.store import AlertStore, Database
 
 from vigil.bus.base import Bus, Record, TopicPartition
 from vigil.bus.checkpoint import Checkpoint
@@ -57,6 +57,7 @@ from vigil.events import Alert, Detection, Prediction
 from vigil.topics import Topics
 
 log = logging.getLogger(__name__)
+POLL_TIMEOUT_S = 1.0
 
 
 def build_notifiers(
@@ -65,8 +66,13 @@ def build_notifiers(
     registry = build_notifier_registry()
     return {
         name: registry.create(cfg.type, config=cfg, clock=clock, remediation=remediation)
-        for name, cfg in zip(config.notifier_names(), config.notifiers, strict=True)
+        for name, cfg in config.integrations().items()
     }
+
+
+def open_database(config: AlertingConfig, db_path: Path) -> Database:
+    """PostgreSQL when ``alerting.store.url`` is set, else the SQLite file at ``db_path``."""
+    return Database.open(config.store.url.reveal() if config.store.url is not None else db_path)
 
 
 class AlertingService:
@@ -86,56 +92,73 @@ class AlertingService:
         self._clock = clock
         self._registry = registry
         self.db_path = db_path
-        self._store = AlertStore(db_path)
+        self.database = open_database(config, db_path)
+        self._store = AlertStore(self.database)  # this thread's own: publication marks, gauges
+        # The engine's connection is used under its lock, by this thread and the API's intake alike.
+        self.engine = Engine(config, AlertStore(self.database), clock)
         self._metrics = AlertingMetrics(registry)
-        # One consumer for both streams: one group, one offset commit after the SQLite commit.
+        # One consumer for both streams: one group, one offset commit after the store's commit.
         self._expected: dict[str, type[Detection] | type[Prediction]] = {topics.detections: Detection}
         if config.predictions.enabled:
             self._expected[topics.predictions] = Prediction
         self._outage = Outage("alerting", clock, registry)
         self._changed: list[tuple[Alert, int]] = []  # alert versions of this batch, published in step 3
         self._unpublished = True  # stored alert versions may await publishing (a crash, a failed step)
+        self._republish = threading.Event()  # the API's intake stored alerts: publish them next step
         self._commits = Checkpoint(bus, list(self._expected), config.group, self, registry)
+        self._watch = self._commits.watch(clock, config.health, POLL_TIMEOUT_S)
         self._producer = self._commits.producer
         self._consumer = self._commits.consumer
-        names = config.notifier_names()
-        self._send_resolved = {n: c.send_resolved for n, c in zip(names, config.notifiers, strict=True)}
         self.remediation = None
         if config.remediation.enabled:
             from vigil.alerting.runbooks.wiring import wire
 
-            types = [n.type for n in config.notifiers]
-            self.remediation = wire(config.remediation, names, types, db_path, bus, topics, clock, config.group,
-                                    lambda: self._commits.producer)
+            integrations = config.integrations()
+            self.remediation = wire(config.remediation, list(integrations), [c.type for c in integrations.values()],
+                                    self.database, bus, topics, clock, config.group, lambda: self._commits.producer)
             notifiers = {**build_notifiers(config, clock, self.remediation.receiver), **(notifiers or {})}
-        self.dispatcher = _build_dispatcher(config, db_path, notifiers, clock, self._metrics)
-        self.pruner = Pruner(AlertStore(db_path), config.retention, clock, self._metrics)
+        self.dispatcher = _build_dispatcher(config, self.database, notifiers, clock, self._metrics)
+        self.pruner = Pruner(AlertStore(self.database), config.retention, clock, self._metrics)
+        self._gauges = StoreGauges(self.database, list(config.integrations()), clock)
+        registry.register(self._gauges)
         self._api: ApiServer | None = None
         self._last_step_at: float | None = None
         self._pending = 0
         self.ready = threading.Event()  # set by run() once the API and the dispatcher are up
-        self._refresh_gauges()
+        self._count_pending()
 
     # ------------------------------------------------------------------ the loop
 
-    def step(self, timeout_s: float = 1.0) -> int:
-        """Consume one batch (steps 1-4 of the module docstring); returns the records consumed."""
+    def step(self, timeout_s: float = POLL_TIMEOUT_S) -> int:
+        """Consume one batch (steps 1-4 of the module docstring), then run due timers; returns the
+        records consumed."""
+        if self._republish.is_set():
+            self._republish.clear()  # cleared first: a batch the intake commits meanwhile sets it again
+            self._unpublished = True
         if self._unpublished:
             self._publish_unpublished()
         records = self._commits.poll(timeout_s, self._config.max_poll_records)
-        if not records:
-            self._last_step_at = self._clock.now()
-            return 0
-        self._changed = []
-        self._commits.handle(records, self._handle)
-        for alert, _ in self._changed:
-            self._producer.send(self._topics.alerts, encode(alert), key=alert.fingerprint.encode())
-        self._commits.commit()  # flush, then save() marks the alerts published, then the offsets
-        self._refresh_gauges()
+        if records:
+            self._changed = []
+            candidates = self._commits.handle(records, self._candidates)
+            self._changed = self._ingest(records, candidates)
+            for alert, _ in self._changed:
+                self._producer.send(self._topics.alerts, encode(alert), key=alert.fingerprint.encode())
+            self._commits.commit()  # flush, then save() marks the alerts published, then the offsets
+        self.run_timers()
+        self._count_pending()
         self._last_step_at = self._clock.now()
         if self._pending:
             self.dispatcher.wake()
         return len(records)
+
+    def run_timers(self) -> None:
+        due = self.engine.next_timer()
+        if due is not None and due <= self._clock.now():
+            try:
+                self.engine.tick()
+            except OperationalError as exc:
+                raise RetryableError(f"alert store: {exc}") from exc
 
     def run(self, stop: threading.Event) -> None:
         """Serve the API, dispatch the outbox, prune and consume until ``stop`` is set; then shut down."""
@@ -148,9 +171,10 @@ class AlertingService:
         reader: AlertReader | None = None
         try:
             if self._config.api.enabled:
-                reader = AlertReader(self.db_path)
-                app = build_app(reader, self._registry, self.health)
+                reader = AlertReader(self.database)
+                app = build_app(reader, self._registry, self.health, self.engine, self._republish.set, self._routers())
                 self._api = ApiServer(app, self._config.api.host, self._config.api.port).start()
+                log.info("alerting API on %s (/api/v1/alerts, /metrics, /healthz)", self._api.url)
             self.ready.set()
             run_with_recovery(stop, self.step, self.rewind, self._outage)
         finally:
@@ -165,6 +189,17 @@ class AlertingService:
                 reader.close()
             self.close()
 
+    def _routers(self) -> list[Any]:
+        """The remediation approvals API, when remediation is on (its provider has a store connection of its own)."""
+        if self.remediation is None:
+            return []
+        from vigil.alerting.runbooks.approvals_api import approvals_router
+        from vigil.alerting.runbooks.engine import Remediation
+        from vigil.alerting.runbooks.runner import Approvals
+
+        engine = Remediation(self.remediation.parts, AlertStore(self.database))
+        return [approvals_router(Approvals(engine, self.remediation.runner.wake))]
+
     def rewind(self) -> None:
         """After a failed step: a new producer, the consumer back at its committed offsets (the replay
         changes nothing already stored: ``no_change``), and stored alerts published again."""
@@ -177,6 +212,8 @@ class AlertingService:
         self._commits.close(commit=False)  # every handled batch is committed by its own step
         self.dispatcher.close()
         self.pruner.close()
+        self.engine.store.close()
+        self._gauges.close()
         self._store.close()
 
     @property
@@ -185,10 +222,13 @@ class AlertingService:
         return self._api.port if self._api is not None else None
 
     def health(self) -> dict[str, Any]:
+        """``ok`` false when an outbox worker died, polling stalled or the lag keeps growing."""
         dispatcher_ok = self.dispatcher.alive()
+        consumer = self._watch.health(outage=self._outage.down_since is not None)
         return {
-            "ok": dispatcher_ok,
             "service": "alerting",
+            **consumer,
+            "ok": dispatcher_ok and bool(consumer["ok"]),
             "dispatcher_alive": dispatcher_ok,
             "outbox_pending": self._pending,
             "last_step_at": self._last_step_at,
@@ -213,21 +253,59 @@ class AlertingService:
 
     # ------------------------------------------------------------------ the steps
 
-    def _handle(self, record: Record) -> None:
-        """Step 1 and 2 for one record. Whatever it raises (but RetryableError) dead-letters the record."""
+    def _candidates(self, record: Record) -> tuple[Record, list[Candidate]]:
+        """Step 1 for one record. Whatever it raises (but RetryableError) dead-letters the record."""
         try:
             event = self._decode(record)
             if isinstance(event, Detection):
-                self._changed.extend(self._apply_detection(event))
-            else:
-                self._changed.extend(self._apply_prediction(event))
-        except OperationalError as exc:  # the disk or the database, not the record: retry the batch
-            raise RetryableError(f"alert store: {exc}") from exc
+                alert = to_alert(event, self._config.identity_labels, self._clock.now())
+                return record, [Candidate(alert, "detection")]
+            found = prediction_alerts(event, self._config.predictions, self._clock.now())
+            if not found:
+                self._metrics.predictions.labels("no_rule").inc()
+            for _ in (c for c in found if c is None):
+                self._metrics.predictions.labels("no_change").inc()  # inside the hysteresis band
+            return record, [Candidate(a, "prediction", escalate=True) for a in found if a is not None]
         except Exception as exc:
-            metrics = self._metrics
-            counter = metrics.predictions if record.topic == self._topics.predictions else metrics.detections
+            counter = self._counter(record)
             counter.labels("invalid" if isinstance(exc, InvalidEvent) else "error").inc()
             raise
+
+    def _ingest(self, records: list[Record], handled: list[tuple[Record, list[Candidate]]]) -> list[tuple[Alert, int]]:
+        """Step 2: the poll's candidates in one engine batch; should it raise, record by record."""
+        try:
+            batch = self.engine.ingest([c for _, cs in handled for c in cs])
+        except OperationalError as exc:  # the disk or the database, not the records: retry the batch
+            raise RetryableError(f"alert store: {exc}") from exc
+        except Exception:
+            log.exception("a batch of %d records failed in the engine; handling them one by one", len(records))
+            changed: list[tuple[Alert, int]] = []
+            for record, candidates in handled:
+                one = self._commits.guard(record, lambda r, cs=candidates: self._ingest_one(r, cs))  # type: ignore[misc]
+                changed.extend(one or [])
+            return changed
+        self._count(handled, batch)
+        return batch.changed
+
+    def _ingest_one(self, record: Record, candidates: list[Candidate]) -> list[tuple[Alert, int]]:
+        try:
+            batch = self.engine.ingest(candidates)
+        except OperationalError as exc:
+            raise RetryableError(f"alert store: {exc}") from exc
+        except Exception:
+            self._counter(record).labels("error").inc()
+            raise
+        self._count([(record, candidates)], batch)
+        return batch.changed
+
+    def _count(self, handled: list[tuple[Record, list[Candidate]]], batch: Batch) -> None:
+        for record, candidates in handled:
+            for c in candidates:
+                self._counter(record).labels(c.reason or "no_change").inc()
+
+    def _counter(self, record: Record) -> Any:
+        metrics = self._metrics
+        return metrics.predictions if record.topic == self._topics.predictions else metrics.detections
 
     def _decode(self, record: Record) -> Detection | Prediction:
         expected = self._expected.get(record.topic, Detection)
@@ -238,53 +316,6 @@ class AlertingService:
         if problem is not None:  # decoded, but not something a rule can act on (probability 1.7)
             raise InvalidEvent(problem)
         return event
-
-    def _apply_detection(self, detection: Detection) -> list[tuple[Alert, int]]:
-        candidate = to_alert(detection, self._config.identity_labels, self._clock.now())
-        transition, version = self._apply(candidate, escalate=False, log_unknown=True)
-        self._metrics.detections.labels(transition.reason).inc()
-        if transition.alert is None:
-            log.info("detection for %s changes nothing (replay or duplicate)", candidate.fingerprint)
-            return []
-        return [(transition.alert, version)]
-
-    def _apply_prediction(self, prediction: Prediction) -> list[tuple[Alert, int]]:
-        """Each rule the prediction meets is one candidate; None (inside the hysteresis band) and a
-        resolve for a fingerprint that never fired cost no write and log no skipped page."""
-        candidates = prediction_alerts(prediction, self._config.predictions, self._clock.now())
-        if not candidates:
-            log.debug("no alert rule for predictor %r", prediction.predictor)
-            self._metrics.predictions.labels("no_rule").inc()
-        changed: list[tuple[Alert, int]] = []
-        for candidate in candidates:
-            if candidate is None:
-                self._metrics.predictions.labels("no_change").inc()
-                continue
-            transition, version = self._apply(candidate, escalate=True, log_unknown=False)
-            self._metrics.predictions.labels(transition.reason).inc()
-            if transition.alert is not None:
-                changed.append((transition.alert, version))
-        return changed
-
-    def _apply(self, candidate: Alert, escalate: bool, log_unknown: bool) -> tuple[Transition, int]:
-        """Step 2: state change and its outbox rows commit together, or not at all."""
-        now = self._clock.now()
-        with self._store.transaction():
-            current = self._store.get(candidate.fingerprint)
-            transition = decide(current, candidate, escalate)
-            version = self._store.upsert(transition.alert) if transition.alert is not None else 0
-            if transition.alert is not None or current is not None or log_unknown:
-                self._record(transition, candidate.fingerprint, now)
-        return transition, version
-
-    def _record(self, transition: Transition, fp: str, now: float) -> None:
-        """Enqueue one outbox row per notifier that wants this reason; log ``no_change`` instead."""
-        for name, send_resolved in self._send_resolved.items():
-            if transition.alert is None:
-                self._store.log(fp, name, transition.reason, "skipped", now)
-            elif transition.reason != "resolved" or send_resolved:
-                payload = Notification.from_alert(transition.alert, transition.reason, receiver=name).to_json()
-                self._store.enqueue(fp, name, transition.reason, payload, now)
 
     def _publish_unpublished(self) -> None:
         """Alert versions stored but never confirmed on the alerts topic (a crash, a failed step)."""
@@ -297,15 +328,13 @@ class AlertingService:
             self._store.mark_published({a.fingerprint: v for a, v in leftovers})
         self._unpublished = False
 
-    def _refresh_gauges(self) -> None:
+    def _count_pending(self) -> None:
         self._pending = self._store.pending_count()
-        self._metrics.outbox_pending.set(self._pending)
-        self._metrics.firing.set(self._store.count("firing"))
 
 
 def _build_dispatcher(
     config: AlertingConfig,
-    db_path: Path,
+    database: Database,
     notifiers: Mapping[str, Notifier] | None,
     clock: Clock,
     metrics: AlertingMetrics,
@@ -314,5 +343,4 @@ def _build_dispatcher(
     rng = random.Random(retry.jitter_seed)
     backoff = Backoff(retry.initial_backoff, retry.max_backoff, retry.max_attempts, rng)
     chosen = notifiers if notifiers is not None else build_notifiers(config, clock)
-    return OutboxDispatcher(db_path, chosen, clock, metrics, backoff, config.dispatch_batch, config.dispatch_interval)
-
+    return OutboxDispatcher(database, chosen, clock, metrics, backoff, config.dispatch_batch, config.dispatch_interval)

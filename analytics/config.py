@@ -18,7 +18,7 @@ from vigil.catalog import (
     GPU_TEMPERATURE,
     GPU_UTILIZATION,
 )
-from vigil.config import Duration, FrozenModel, PositiveDuration, raise_key_errors
+from vigil.config import ConsumerHealthConfig, Duration, FrozenModel, PositiveDuration, raise_key_errors
 from vigil.events import Severity
 
 Positive = Annotated[float, Field(gt=0)]
@@ -215,6 +215,7 @@ class AnalyticsConfig(FrozenModel):
     # The consumer's wait for records: zero would spin the loop on an idle topic, a long one delays a stop.
     poll_timeout: Annotated[PositiveDuration, Field(le=60)] = 1.0
     max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 500
+    health: ConsumerHealthConfig = Field(default_factory=ConsumerHealthConfig)  # when /healthz fails
 
     @model_validator(mode="after")
     def _known_detectors(self) -> AnalyticsConfig:

@@ -27,9 +27,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from vigil.analytics.config import AnalyticsConfig
 from vigil.analytics.engine import Engine
+from vigil.analytics.export import REFRESH_S, FleetExport
 from vigil.analytics.state import SnapshotStore
 
 from vigil.bus import Bus, Record, TopicPartition
@@ -39,6 +40,7 @@ from vigil.clock import Clock
 from vigil.codec import decode, encode
 from vigil.errors import RetryableError, UnexpectedEvent
 from vigil.events import Detection, LogEvent, Prediction, TelemetryBatch, TrainingStep
+from vigil.metrics_catalog import counter, gauge, histogram
 from vigil.topics import Topics
 from vigil.xid import XidCatalog
 
@@ -48,33 +50,16 @@ EXPECTED: dict[str, type[Any]] = {"telemetry": TelemetryBatch, "logs": LogEvent,
 
 class AnalyticsMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.records = Counter("vigil_analytics_records", "Records consumed, by topic", ["topic"], registry=registry)
-        self.samples = Counter("vigil_analytics_samples", "Telemetry samples scored", registry=registry)
-        self.samples_dropped = Counter(
-            "vigil_analytics_samples_dropped",
-            "Telemetry samples dropped because their series was over a series limit, by limit",
-            ["reason"],
-            registry=registry,
-        )
-        self.series = Gauge("vigil_analytics_series", "Series with state in this process", registry=registry)
-        self.detections = Counter(
-            "vigil_analytics_detections", "Detections published", ["detector", "decision"], registry=registry
-        )
-        self.predictions = Counter(
-            "vigil_analytics_predictions", "Predictions published", ["predictor"], registry=registry
-        )
-        self.snapshots_discarded = Counter(
-            "vigil_analytics_snapshots_discarded",
-            "Restored snapshots discarded because the group never committed past them (another log)",
-            ["topic"],
-            registry=registry,
-        )
-        self.poll_seconds = Histogram(
-            "vigil_analytics_poll_seconds",
-            "Time to decode and score one poll",
-            registry=registry,
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-        )
+        self.records = counter(registry, "vigil_analytics_records_total")
+        self.samples = counter(registry, "vigil_analytics_samples_total")
+        self.samples_dropped = counter(registry, "vigil_analytics_samples_dropped_total")
+        self.series = gauge(registry, "vigil_analytics_series")
+        self.detections = counter(registry, "vigil_analytics_detections_total")
+        self.predictions = counter(registry, "vigil_analytics_predictions_total")
+        self.snapshots_discarded = counter(registry, "vigil_analytics_snapshots_discarded_total")
+        self.poll_seconds = histogram(registry, "vigil_analytics_poll_seconds")
+        self.snapshot_age = gauge(registry, "vigil_analytics_snapshot_age_seconds")
+        self.detection_delay = histogram(registry, "vigil_detection_delay_seconds")
 
 
 class AnalyticsService:
@@ -90,13 +75,17 @@ class AnalyticsService:
         self.config, self.topics, self.clock = config, topics, clock
         self.metrics = AnalyticsMetrics(registry)
         self.engine = Engine(config, XidCatalog.load())
+        self.export = FleetExport(config.truthfulness.forget_after, config.hang.forget_after)
+        registry.register(self.export)
+        self._exported_at = float("-inf")
+        self._saved_at = clock.monotonic()
+        self.metrics.snapshot_age.set_function(lambda: self.clock.monotonic() - self._saved_at)
         self.store = SnapshotStore(state_dir)
         self.streams = {topics.telemetry: "telemetry", topics.logs: "logs", topics.training: "training"}
         self._skip_below: dict[TopicPartition, int] = {}  # records a restored snapshot already reflects
         self._unverified: set[TopicPartition] = set()  # restored, not yet checked against committed offsets
         self._last_checkpoint = clock.monotonic()
         self._last_tick = clock.monotonic()
-        self._last_poll = clock.monotonic()
         self._processed = 0
         self._closed = False
         # The event detectors' clock (hang, XID quiet periods) is event time: the newest timestamp
@@ -108,6 +97,7 @@ class AnalyticsService:
         self.outage = Outage("analytics", clock, registry)
         # on_assign may run inside the consumer's constructor: everything it touches exists before this
         self.commits = Checkpoint(bus, list(self.streams), config.group, self, registry)
+        self.watch = self.commits.watch(clock, config.health, config.poll_timeout)
         self.producer = self.commits.producer
         self.consumer = self.commits.consumer
 
@@ -118,7 +108,6 @@ class AnalyticsService:
         if self._unverified:
             self._verify_restored()
         started = time.perf_counter()
-        self._last_poll = self.clock.monotonic()
         found = self._process(records)
         # An empty poll while the broker is away is not "caught up": the time it is away must not age
         # the jobs, so the idle clock starts again once it answers.
@@ -134,6 +123,9 @@ class AnalyticsService:
         self._publish(found)
         if records:
             self.metrics.poll_seconds.observe(time.perf_counter() - started)
+        if self.clock.monotonic() - self._exported_at >= REFRESH_S:
+            self._exported_at = self.clock.monotonic()
+            self._refresh_export(now)
         if self.clock.monotonic() - self._last_checkpoint >= self.config.snapshot_every:
             self.checkpoint()
         return len(records)
@@ -160,12 +152,15 @@ class AnalyticsService:
         self.commits.close(commit=self.outage.down_since is None)
 
     def health(self) -> dict[str, object]:
+        """``ok`` false once closed, when polling stalled or the lag keeps growing (``vigil.bus.watch``)."""
+        consumer = self.watch.health(outage=self.outage.down_since is not None)
         return {
-            "ok": not self._closed,
+            "service": "analytics",
+            **consumer,
+            "ok": not self._closed and bool(consumer["ok"]),
             "assigned": sorted(f"{tp.topic}-{tp.partition}" for tp in self.consumer.assignment()),
             "records": self._processed,
             "series": int(self.engine.slots.size),
-            "last_poll_age_s": round(self.clock.monotonic() - self._last_poll, 3),
             **self.outage.health(),
         }
 
@@ -182,6 +177,7 @@ class AnalyticsService:
                 body = self.engine.snapshot(tp, stream)
                 body["offset"] = offsets.get(tp, self._skip_below.get(tp, 0))
                 self.store.save(tp, body)
+        self._saved_at = self.clock.monotonic()
 
     def assigned(self, tps: set[TopicPartition]) -> None:
         for tp in sorted(tps):
@@ -264,6 +260,8 @@ class AnalyticsService:
         now = event.ts if self._watermark is None else max(self._watermark, event.ts)
         found = self.engine.observe_event(self.streams[record.topic], event, self.engine.pid(record.tp), now)
         self._advance(event.ts)  # only once handled: a record that fails moves no clock
+        if isinstance(event, TrainingStep):
+            self.export.step(event)
         return found
 
     def _observe_telemetry(self, batch: list[tuple[Record, TelemetryBatch]]) -> list[Detection]:
@@ -301,6 +299,15 @@ class AnalyticsService:
             self.metrics.predictions.labels(p.predictor).inc()
 
     def _publish(self, detections: list[Detection]) -> None:
+        wall = self.clock.now()
         for det in detections:
             self.producer.send(self.topics.detections, encode(det), key=det.series.encode())
             self.metrics.detections.labels(det.detector, det.decision).inc()
+            self.metrics.detection_delay.labels(det.detector).observe(max(0.0, wall - det.ts))
+            self.export.detection(det)
+
+    def _refresh_export(self, now: float | None) -> None:
+        """The dashboards' view of the fleet (``export.py``), at most every ``REFRESH_S``."""
+        self.export.refresh(self.engine.slots, now)
+        if now is not None:
+            self.export.forget(now)

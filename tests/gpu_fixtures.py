@@ -1,13 +1,14 @@
-"""The real captured GPU tool output (shared datasets) for tests, and a fake ``nvidia-smi`` replaying it.
+"""The real captured GPU tool output (public datasets) for tests, and a fake ``nvidia-smi`` replaying it.
 
-The datasets are found through ``VIGIL_DATASETS`` or ``../shared/datasets`` next to the repository
-(also one level up, for a git worktree); tests skip cleanly when they are absent. Nothing is copied.
+The datasets are found where :func:`vigil.analytics.eval.datasets_root` finds them (``VIGIL_DATASETS``);
+tests skip cleanly when they are absent. Nothing is copied. The ``-q -x`` (XML) reports are
+synthesized and kept in ``tests/fixtures/nvidia-smi`` (its README says how).
 
 Run as a program, this file is the fake ``nvidia-smi``: it answers ``--query-gpu=<fields>
 --format=csv[,noheader][,nounits]`` by projecting the requested columns out of a capture's recorded
 CSV (rejecting a field the capture's driver does not list, with nvidia-smi's own message and exit
-code 2), and ``-q`` with the recorded report, so the collector's real subprocess path runs against
-real driver output. Stdlib only: it runs under any Python.
+code 2), ``-q -x`` with the XML report it was given and ``-q`` with the recorded text report, so the
+collector's real subprocess path runs against real driver output. Stdlib only: it runs under any Python.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def datasets_dir() -> Path | None:
 def fixtures_dir(name: str) -> Path | None:
     root = datasets_dir()
     return root / "fixtures" / name if root else None
+
+
+def smi_xml_reports() -> list[Path]:
+    """The synthesized ``nvidia-smi -q -x`` reports kept in the repository (their README says how)."""
+    return sorted((REPO / "tests" / "fixtures" / "nvidia-smi").glob("*.xml"))
+
+
+def smi_xml(part: str) -> Path:
+    (path,) = [p for p in smi_xml_reports() if part in p.name]
+    return path
 
 
 def smi_captures() -> list[Path]:
@@ -85,6 +96,13 @@ def split_unit(header: str) -> tuple[str, str]:
 
 
 def fake_main(argv: list[str]) -> int:
+    if "-q" in argv and "-x" in argv:
+        xml = os.environ.get("FAKE_SMI_XML")
+        if not xml:
+            sys.stdout.write("Unable to determine the device handle: no XML report recorded for this capture\n")
+            return 15
+        sys.stdout.write(Path(xml).read_text())
+        return 0
     capture = Path(os.environ["FAKE_SMI_CAPTURE"])
     state = os.environ.get("FAKE_SMI_STATE", "load")
     sections = capture_sections(capture)
@@ -125,10 +143,14 @@ def _strip_unit(cell: str, unit: str) -> str:
     return cell[: -len(unit) - 1] if unit and cell.endswith(" " + unit) else cell
 
 
-def fake_smi(folder: Path, capture: Path, state: str = "load", fail_query: bool = False) -> Path:
-    """An executable ``nvidia-smi`` in ``folder`` that replays ``capture`` (see the module docstring)."""
+def fake_smi(
+    folder: Path, capture: Path, state: str = "load", fail_query: bool = False, xml: Path | None = None
+) -> Path:
+    """An executable ``nvidia-smi`` in ``folder`` that replays ``capture`` (see the module docstring),
+    and answers ``-q -x`` with ``xml``."""
     script = folder / "nvidia-smi"
     env = f"FAKE_SMI_CAPTURE={str(capture)!r} FAKE_SMI_STATE={state}" + (" FAKE_SMI_FAIL_QUERY=1" if fail_query else "")
+    env += f" FAKE_SMI_XML={str(xml)!r}" if xml else ""
     script.write_text(f'#!/bin/sh\n{env} exec {sys.executable} {str(Path(__file__).resolve())!r} "$@"\n')
     script.chmod(0o755)
     return script

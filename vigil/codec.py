@@ -70,7 +70,7 @@ def encode(event: Event) -> bytes:
     for key in TIME_FIELDS & body.keys():
         if body[key] is not None:
             body[key] = to_iso(body[key])
-    return json.dumps({"type": name, "v": event.SCHEMA_VERSION, **body}, allow_nan=False).encode()
+    return _JSON_ENCODE({"type": name, "v": event.SCHEMA_VERSION, **body}).encode()
 
 
 def decode(data: bytes) -> Event:
@@ -160,7 +160,9 @@ def _check_version(name: object, version: object) -> None:
 
 def _decode_json(data: bytes) -> Event:
     try:
-        body = json.loads(data, parse_constant=_reject_constant)
+        body = _JSON_DECODE(
+            data.decode("utf-8") if isinstance(data, bytes | bytearray) else bytes(data).decode("utf-8")
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidEvent(f"invalid JSON: {exc}") from exc
     if not isinstance(body, dict):
@@ -178,6 +180,12 @@ def _decode_json(data: bytes) -> Event:
 
 def _reject_constant(token: str) -> float:
     raise InvalidEvent(f"non-finite number {token} in JSON")
+
+
+# Built once: json.loads/json.dumps with arguments build a new decoder or encoder on every call, which
+# was a third of decoding a detection.
+_JSON_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
+_JSON_ENCODE = json.JSONEncoder(allow_nan=False).encode
 
 
 def _check_ts(value: object, key: str) -> float:
@@ -224,13 +232,13 @@ def _encode_flat(event: Any, name: str) -> bytes:
 
 def _to_plain(event: Any) -> dict[str, Any]:
     body = {}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
+    for name, *_ in _PLANS[type(event).__name__]:
+        value = getattr(event, name)
         if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
             value = [dataclasses.asdict(v) for v in value]
         elif isinstance(value, Mapping):
             value = dict(value)
-        body[f.name] = value
+        body[name] = value
     return body
 
 
@@ -242,15 +250,38 @@ _HINTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _plan(hint: Any) -> tuple[bool, Any]:
+    """(may be None, the type otherwise), resolved once per field instead of once per record."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        return type(None) in args, next(a for a in args if a is not type(None))
+    return False, hint
+
+
+# Per event (and nested) type: (field, required, may be None, type), so decoding a record walks a prepared list.
+_PLANS: dict[str, tuple[tuple[str, bool, bool, Any], ...]] = {
+    name: tuple(
+        (
+            f.name,
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            *_plan(_HINTS[name][f.name]),
+        )
+        for f in dataclasses.fields(cls)
+    )
+    for name, cls in {**EVENT_TYPES, **NESTED_TYPES}.items()
+}
+
+
 def _build(cls: type[Any], body: dict[str, Any]) -> Event:
-    hints = _HINTS[cls.__name__]
+    owner = cls.__name__
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in body:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise InvalidEvent(f"{cls.__name__}.{f.name} is missing")
+    for name, required, optional, hint in _PLANS[owner]:
+        if name not in body:
+            if required:
+                raise InvalidEvent(f"{owner}.{name} is missing")
             continue
-        kwargs[f.name] = _coerce(cls.__name__, f.name, hints[f.name], body.pop(f.name))
+        value = body.pop(name)
+        kwargs[name] = None if value is None and optional else _coerce(owner, name, hint, value)
     if body:
         raise InvalidEvent(f"{cls.__name__} has unknown fields {sorted(body)}")
     event: Event = cls(**kwargs)
@@ -258,6 +289,8 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Event:
 
 
 def _coerce(owner: str, name: str, hint: Any, value: Any) -> Any:
+    if hint is str and isinstance(value, str):  # the common case first, before any message is formatted
+        return value
     where = f"{owner}.{name}"
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):

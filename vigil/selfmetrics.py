@@ -32,6 +32,12 @@ class SelfMetricsServer:
     def port(self) -> int:
         return int(self._server.server_address[1])
 
+    @property
+    def url(self) -> str:
+        """Where it listens, as a URL (``http://127.0.0.1:9480``)."""
+        host = str(self._server.server_address[0])
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
     def start(self) -> SelfMetricsServer:
         self._thread.start()
         return self

@@ -4,45 +4,26 @@ removed), so a rollout adds no series that outlive it."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from vigil.events import ProbeResult
+from vigil.metrics_catalog import counter, gauge, histogram
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 VERDICT_VALUE = {"pass": 0.0, "marginal": 1.0, "fail": 2.0}
 
 
 class CanaryMetrics:
+    """The ``vigil_canary_*`` families of ``vigil.metrics_catalog``, in the registry the service was given."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.rounds = Counter(
-            "vigil_canary_rounds", "Canary rounds by outcome (ok, failed, not_ready)", ["probe", "arm", "outcome"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "vigil_canary_item_latency_seconds", "Golden item request-to-answer time", ["probe", "arm"],
-            buckets=LATENCY_BUCKETS, registry=registry,
-        )
-        self.ttft = Histogram(
-            "vigil_canary_ttft_seconds", "Time to first token of streamed golden items", ["probe", "arm"],
-            buckets=LATENCY_BUCKETS, registry=registry,
-        )
-        self.pass_ratio = Gauge(
-            "vigil_canary_pass_ratio", "Share of golden items that passed in the arm's last round",
-            ["probe", "arm", "version"], registry=registry,
-        )
-        self.verdict = Gauge(
-            "vigil_canary_verdict", "The arm's last judgement: 0 pass, 1 marginal, 2 fail", ["probe", "arm"],
-            registry=registry,
-        )
-        self.judgements = Counter(
-            "vigil_canary_judgements", "Judgements by verdict", ["probe", "verdict"], registry=registry
-        )
-        self.pending = Gauge("vigil_canary_results_pending", "Results and detections not yet on the broker",
-                             registry=registry)
-        self.dropped = Counter(
-            "vigil_canary_results_dropped", "Results dropped because the buffer was full while the broker was away",
-            registry=registry,
-        )
+        self.rounds = counter(registry, "vigil_canary_rounds_total")
+        self.latency = histogram(registry, "vigil_canary_item_latency_seconds")
+        self.ttft = histogram(registry, "vigil_canary_ttft_seconds")
+        self.pass_ratio = gauge(registry, "vigil_canary_pass_ratio")
+        self.verdict = gauge(registry, "vigil_canary_verdict")
+        self.judgements = counter(registry, "vigil_canary_judgements_total")
+        self.pending = gauge(registry, "vigil_canary_results_pending")
+        self.dropped = counter(registry, "vigil_canary_results_dropped_total")
         self._versions: dict[tuple[str, str], str] = {}
 
     def observe(self, result: ProbeResult) -> None:

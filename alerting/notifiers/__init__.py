@@ -9,7 +9,7 @@ the CLI each get their own.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.alerting.notifiers.base import DeliveryResult, Notification, Notifier, Outcome, deliver
 from vigil.alerting.notifiers.config import (
@@ -21,27 +21,53 @@ from vigil.alerting.notifiers.config import (
     SlackNotifierConfig,
     WebhookNotifierConfig,
 )
-from vigil.alerting.notifiers.log import LogNotifier
-from vigil.alerting.notifiers.pagerduty import PagerDutyNotifier
-from vigil.alerting.notifiers.slack import SlackNotifier
-from vigil.alerting.notifiers.smtp import EmailNotifier
-from vigil.alerting.notifiers.webhook import WebhookNotifier
 
 from vigil.clock import Clock
 from vigil.errors import ConfigError
 from vigil.registry import Registry
 
+if TYPE_CHECKING:
+    from vigil.alerting.notifiers.log import LogNotifier
+    from vigil.alerting.notifiers.pagerduty import PagerDutyNotifier
+    from vigil.alerting.notifiers.slack import SlackNotifier
+    from vigil.alerting.notifiers.smtp import EmailNotifier
+    from vigil.alerting.notifiers.webhook import WebhookNotifier
+
+# The notifier classes need httpx (server extra): imported when first used, so the config models
+# (``vigil.alerting.notifiers.config``, read by every command's config) import without it.
+_LAZY = {
+    "LogNotifier": "log",
+    "PagerDutyNotifier": "pagerduty",
+    "SlackNotifier": "slack",
+    "EmailNotifier": "smtp",
+    "WebhookNotifier": "webhook",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"vigil.alerting.notifiers.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def _webhook(config: WebhookNotifierConfig, clock: Clock | None = None, **_: Any) -> Notifier:
+    from vigil.alerting.notifiers.webhook import WebhookNotifier
+
     secret = config.secret.reveal() if config.secret is not None else None
     return WebhookNotifier(config.url.reveal(), secret=secret, timeout=config.timeout, clock=clock)
 
 
 def _log(config: LogNotifierConfig, **_: Any) -> Notifier:
+    from vigil.alerting.notifiers.log import LogNotifier
+
     return LogNotifier()
 
 
 def _pagerduty(config: PagerDutyNotifierConfig, **_: Any) -> Notifier:
+    from vigil.alerting.notifiers.pagerduty import PagerDutyNotifier
+
     return PagerDutyNotifier(
         config.routing_key.reveal(),
         url=config.url,
@@ -52,10 +78,14 @@ def _pagerduty(config: PagerDutyNotifierConfig, **_: Any) -> Notifier:
 
 
 def _slack(config: SlackNotifierConfig, **_: Any) -> Notifier:
+    from vigil.alerting.notifiers.slack import SlackNotifier
+
     return SlackNotifier(config.webhook_url.reveal(), timeout=config.timeout)
 
 
 def _email(config: EmailNotifierConfig, clock: Clock | None = None, **_: Any) -> Notifier:
+    from vigil.alerting.notifiers.smtp import EmailNotifier
+
     return EmailNotifier(config, clock=clock)
 
 

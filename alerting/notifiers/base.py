@@ -123,38 +123,38 @@ class Notification(_Frozen):
         """Rebuild a stored notification; raises ``ValueError`` (a pydantic ``ValidationError``) if it is not one."""
         return cls.model_validate(data)
 
-    @classmethod
-    def from_alert(cls, alert: Alert, reason: str, receiver: str = "") -> Notification:
-        """One alert as a one-member incident: what the alert-per-fingerprint service pages with until the
-        incident engine builds notifications itself."""
-        labels = {str(k): str(v) for k, v in alert.labels.items()}
-        name = labels.get("alertname", "alert")
-        resolved = alert.status == "resolved"
-        domain = _domain_of(labels)
-        details: dict[str, Any] = {k: v for k, v in alert.annotations.items() if k != "summary"}
-        details |= {"fingerprint": alert.fingerprint, "labels": labels}
-        if alert.recommended_action:
-            details["recommended_action"] = alert.recommended_action
-        runbook = alert.annotations.get("runbook_url", "")
-        started = datetime.fromtimestamp(alert.starts_at, tz=UTC)
-        return cls(
-            dedup_key=dedup_key(alert),
-            action="resolve" if resolved else "trigger",
-            reason=reason,
-            summary=alert.annotations.get("summary") or f"{name} on {domain.id if domain else 'unknown'}",
-            severity=alert.severity,
-            source=labels.get("host") or (domain.id if domain else "") or labels.get("cluster") or "vigil",
-            timestamp=datetime.fromtimestamp(alert.ends_at, tz=UTC) if resolved and alert.ends_at else started,
-            component=_component_of(labels),
-            group=labels.get("cluster", ""),
-            class_=name,
-            incident_id=alert.fingerprint,
-            domain=domain,
-            members=(Member(alertname=name, labels=labels, severity=alert.severity, starts_at=started),),
-            custom_details=details,
-            links=(Link(href=runbook, text="Runbook"),) if _HTTP_URL.match(runbook) else (),
-            receiver=receiver,
-        )
+
+def legacy_notification(alert: Alert, reason: str, receiver: str = "") -> Notification:
+    """One alert as a one-member incident: how an outbox row written before the incident engine (one
+    alert per page) is delivered after an upgrade. New notifications come from ``alerting/pages.py``."""
+    labels = {str(k): str(v) for k, v in alert.labels.items()}
+    name = labels.get("alertname", "alert")
+    resolved = alert.status == "resolved"
+    domain = _domain_of(labels)
+    details: dict[str, Any] = {k: v for k, v in alert.annotations.items() if k != "summary"}
+    details |= {"fingerprint": alert.fingerprint, "labels": labels}
+    if alert.recommended_action:
+        details["recommended_action"] = alert.recommended_action
+    runbook = alert.annotations.get("runbook_url", "")
+    started = datetime.fromtimestamp(alert.starts_at, tz=UTC)
+    return Notification(
+        dedup_key=dedup_key(alert),
+        action="resolve" if resolved else "trigger",
+        reason=reason,
+        summary=alert.annotations.get("summary") or f"{name} on {domain.id if domain else 'unknown'}",
+        severity=alert.severity,
+        source=labels.get("host") or (domain.id if domain else "") or labels.get("cluster") or "vigil",
+        timestamp=datetime.fromtimestamp(alert.ends_at, tz=UTC) if resolved and alert.ends_at else started,
+        component=_component_of(labels),
+        group=labels.get("cluster", ""),
+        class_=name,
+        incident_id=alert.fingerprint,
+        domain=domain,
+        members=(Member(alertname=name, labels=labels, severity=alert.severity, starts_at=started),),
+        custom_details=details,
+        links=(Link(href=runbook, text="Runbook"),) if _HTTP_URL.match(runbook) else (),
+        receiver=receiver,
+    )
 
 
 # Most specific first: the narrowest identity label an alert carries names its failure domain.
@@ -195,7 +195,7 @@ def from_legacy_payload(payload: dict[str, Any]) -> Notification:
         severity=body.get("severity", "warning"),
         recommended_action=str(body.get("recommended_action", "")),
     )
-    return Notification.from_alert(alert, str(payload.get("reason", "first"))).model_copy(
+    return legacy_notification(alert, str(payload.get("reason", "first"))).model_copy(
         update={"dedup_key": str(payload["dedup_key"])}
     )
 

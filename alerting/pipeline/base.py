@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from vigil.alerting.model import Domain, StageDecision
-from vigil.alerting.store import AlertStore, StoredAlert
+from vigil.alerting.model import Domain, Incident, StageDecision
+
+if TYPE_CHECKING:  # the store needs SQLAlchemy (server extra); the config models import this module
+    from vigil.alerting.store import AlertStore, StoredAlert
 
 from vigil.events import Alert
 
@@ -39,9 +41,10 @@ class Mute:
 
 
 class Muter(Protocol):
-    """Silences, maintenance windows and inhibition rules alike: does anything mute these labels now?"""
+    """Silences, maintenance windows and inhibition rules alike: does anything mute this alert now?
+    (``labels`` is the alert's scope: its labels and what the topology implies.)"""
 
-    def mutes(self, labels: Mapping[str, str], now: float) -> Mute | None: ...
+    def mutes(self, fingerprint: str, labels: Mapping[str, str], now: float) -> Mute | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +78,18 @@ class Candidate:
     role: Literal["member", "symptom"] = "member"
     mute: Mute | None = None
     routes: list[RouteMatch] = field(default_factory=list)
-    trail: list[StageDecision] = field(default_factory=list)
+    # (stage, decision, reason, detail): kept as tuples on the hot path, StageDecisions on demand
+    trail: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def fingerprint(self) -> str:
         return self.alert.fingerprint
 
     def note(self, stage: str, decision: str, reason: str, **detail: Any) -> None:
-        self.trail.append(StageDecision(stage, decision, reason, detail))
+        self.trail.append((stage, decision, reason, detail))
+
+    def decisions(self) -> list[StageDecision]:
+        return [StageDecision(*step) for step in self.trail]
 
 
 @dataclass(slots=True)
@@ -96,6 +103,7 @@ class Batch:
     everything: list[Candidate] = field(default_factory=list)  # every candidate, for the record stage
     changed: list[tuple[Alert, int]] = field(default_factory=list)  # alert versions to publish
     touched_incidents: set[int] = field(default_factory=set)  # incidents whose groups must be looked at
+    incidents: dict[int, Incident] = field(default_factory=dict)  # what correlation read or opened, by id
 
 
 class Stage(Protocol):

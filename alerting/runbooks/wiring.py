@@ -16,6 +16,7 @@ from vigil.alerting.runbooks.loader import load_dir
 from vigil.alerting.runbooks.policy import XidPolicy
 from vigil.alerting.runbooks.runner import RemediationReceiver, RemediationRunner
 from vigil.alerting.runbooks.verify import TelemetryWatch
+from vigil.alerting.store import Database
 
 from vigil.bus.base import Bus
 from vigil.clock import Clock
@@ -47,7 +48,7 @@ def wire(
     config: RemediationConfig,
     notifier_names: Sequence[str],
     notifier_types: Sequence[str],
-    db: Path,
+    db: Database | Path,
     bus: Bus,
     topics: Topics,
     clock: Clock,

@@ -85,6 +85,7 @@ def alert_values(alert: Alert) -> dict[str, Any]:
         "ends_at": alert.ends_at,
         "updated_at": alert.updated_at,
         "recommended_action": alert.recommended_action,
+        "alertname": str(alert.labels.get("alertname", "")),
     }
 
 
@@ -104,13 +105,11 @@ class AlertRows(StoreBase):
         return out
 
     def firing(self, alertnames: Sequence[str] | None = None) -> list[StoredAlert]:
-        """Firing alerts (those named, if ``alertnames`` is given): inhibition's possible sources."""
-        rows = self._read(select(*STORED_COLUMNS).where(alerts.c.status == "firing"))
-        found = [stored_from_row(r) for r in rows]
-        if alertnames is None:
-            return found
-        names = set(alertnames)
-        return [s for s in found if s.alert.labels.get("alertname") in names]
+        """Firing alerts (with one of these names, if given: an indexed lookup): inhibition's sources."""
+        query = select(*STORED_COLUMNS).where(alerts.c.status == "firing")
+        if alertnames is not None:
+            query = query.where(alerts.c.alertname.in_(sorted(set(alertnames))))
+        return [stored_from_row(r) for r in self._read(query)]
 
     def alerts(self, status: str | None = None, limit: int = 1000) -> list[Alert]:
         query = select(*ALERT_COLUMNS).order_by(alerts.c.updated_at.desc()).limit(limit)
@@ -124,11 +123,35 @@ class AlertRows(StoreBase):
         )
         return [stored_from_row(r) for r in rows]
 
+    def of_incidents(self, incident_ids: Iterable[int]) -> dict[int, list[StoredAlert]]:
+        """The alerts of each incident (one query per 500 incidents), oldest first."""
+        wanted = sorted(set(incident_ids))
+        out: dict[int, list[StoredAlert]] = {i: [] for i in wanted}
+        for start in range(0, len(wanted), _CHUNK):
+            query = select(*STORED_COLUMNS).where(alerts.c.incident_id.in_(wanted[start : start + _CHUNK]))
+            for row in self._read(query.order_by(alerts.c.starts_at)):
+                out[row.incident_id].append(stored_from_row(row))
+        return out
+
+    def firing_counts(self, incident_ids: Iterable[int]) -> dict[int, int]:
+        wanted = sorted(set(incident_ids))
+        out = dict.fromkeys(wanted, 0)
+        for start in range(0, len(wanted), _CHUNK):
+            query = (
+                select(alerts.c.incident_id, func.count())
+                .where(alerts.c.incident_id.in_(wanted[start : start + _CHUNK]), alerts.c.status == "firing")
+                .group_by(alerts.c.incident_id)
+            )
+            out.update((int(r[0]), int(r[1])) for r in self._read(query))
+        return out
+
     def upsert(self, alert: Alert) -> int:
         """Store one alert's new state; returns its version (bumped on every change)."""
         return self.save_alerts([(alert, {})])[alert.fingerprint]
 
-    def save_alerts(self, changes: Sequence[tuple[Alert, Mapping[str, Any]]]) -> dict[str, int]:
+    def save_alerts(
+        self, changes: Sequence[tuple[Alert, Mapping[str, Any]]], known: Mapping[str, StoredAlert] | None = None
+    ) -> dict[str, int]:
         """Insert or update many alerts in the current transaction; returns each one's new version.
 
         ``extra`` sets engine columns (``incident_id``, ``role``, ``muted``, ``source``,
@@ -136,7 +159,8 @@ class AlertRows(StoreBase):
         if not changes:
             return {}
         with self.transaction():
-            known = self.stored(a.fingerprint for a, _ in changes)
+            if known is None:  # the caller may pass what it already read in this transaction
+                known = self.stored(a.fingerprint for a, _ in changes)
             fresh: list[dict[str, Any]] = []
             old: list[dict[str, Any]] = []
             for alert, extra in changes:
@@ -186,20 +210,29 @@ class AlertRows(StoreBase):
 
     # ------------------------------------------------------------------ stage history
 
-    def record_history(self, entries: Sequence[tuple[str, float, str, int | None, Sequence[StageDecision]]]) -> None:
-        """One row per alert per pass: (fingerprint, at, status, incident id, the stages' decisions)."""
-        if entries:
-            rows = [
-                {
-                    "fingerprint": fp,
-                    "at": at,
-                    "status": st,
-                    "incident_id": inc,
-                    "trail": dumps([d.to_json() for d in t]),
-                }
-                for fp, at, st, inc, t in entries
-            ]
-            self._write(insert(alert_history), rows)
+    def record_history(self, entries: Sequence[tuple[str, float, str, int | None, Sequence[Any]]]) -> None:
+        """One row per alert per pass: (fingerprint, at, status, incident id, the stages' decisions as
+        ``StageDecision`` or ``(stage, decision, reason, detail)``)."""
+        if not entries:
+            return
+        rows = [
+            {"fingerprint": fp, "at": at, "status": st, "incident_id": inc, "trail": _TRAIL([_step(d) for d in t])}
+            for fp, at, st, inc, t in entries
+        ]
+        self._write(insert(alert_history), rows)
+
+
+_TRAIL = json.JSONEncoder(separators=(",", ":"), default=str).encode  # one row per alert pass: unsorted
+
+
+def _step(decision: Any) -> dict[str, Any]:
+    if isinstance(decision, StageDecision):
+        return decision.to_json()
+    stage, verdict, reason, detail = decision
+    out = {"stage": stage, "decision": verdict, "reason": reason}
+    if detail:
+        out["detail"] = detail
+    return out
 
 
 def _engine_columns(current: StoredAlert | None) -> dict[str, Any]:

@@ -17,9 +17,12 @@ from sqlalchemy import Connection, Executable, Result, update
 from vigil.alerting.store.database import Database
 from vigil.alerting.store.schema import meta
 
+# One encoder, built once: json.dumps builds a new JSONEncoder on every call with these arguments.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str).encode
+
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return _ENCODE(value)
 
 
 class StoreBase:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from vigil.alerting.model import OPEN_STATES, Domain, GroupState, Incident, IncidentState, Member, TimelineEntry
 from vigil.alerting.store.base import StoreBase, dumps
 from vigil.alerting.store.schema import incident_events, incident_members, incidents, notification_groups
@@ -81,10 +81,34 @@ class IncidentRows(StoreBase):
         rows = self._read(select(incidents).where(incidents.c.key == key))
         return incident_from_row(rows[0]) if rows else None
 
-    def open_incidents(self) -> list[Incident]:
-        """Incidents still open or acknowledged: what a new alert may join."""
-        rows = self._read(select(incidents).where(incidents.c.state.in_(OPEN_STATES)).order_by(incidents.c.id))
-        return [incident_from_row(r) for r in rows]
+    def open_incidents(
+        self,
+        domains: Iterable[str] | None = None,
+        hosts: Iterable[str] | None = None,
+        opened_after: float | None = None,
+    ) -> list[Incident]:
+        """Incidents still open or acknowledged (what a new alert may join): all of them, or those about
+        these domain keys, or those about GPUs, disks or nodes of these hosts; opened after a time."""
+        query = select(incidents).where(incidents.c.state.in_(OPEN_STATES)).order_by(incidents.c.id)
+        if opened_after is not None:
+            query = query.where(incidents.c.opened_at >= opened_after)
+        if domains is None and hosts is None:
+            return [incident_from_row(r) for r in self._read(query)]
+        column, values = (incidents.c.domain, domains) if domains is not None else (incidents.c.host, hosts)
+        wanted = sorted(set(values or ()))
+        out: list[Incident] = []
+        for start in range(0, len(wanted), 500):
+            rows = self._read(query.where(column.in_(wanted[start : start + 500])))
+            out += [incident_from_row(r) for r in rows]
+        return out
+
+    def incidents_by_id(self, ids: Iterable[int]) -> dict[int, Incident]:
+        wanted = sorted(set(ids))
+        out: dict[int, Incident] = {}
+        for start in range(0, len(wanted), 500):
+            rows = self._read(select(incidents).where(incidents.c.id.in_(wanted[start : start + 500])))
+            out.update((r.id, incident_from_row(r)) for r in rows)
+        return out
 
     def incidents(self, state: str | None = None, limit: int = 100) -> list[Incident]:
         """Most urgent first: open before resolved, then by priority (GPU-hours at risk), newest first."""
@@ -97,10 +121,31 @@ class IncidentRows(StoreBase):
         """Insert an incident (``key``, ``domain``, ``state``, ``severity``, ``title``, times...); its id."""
         row = {**values}
         if isinstance(row.get("domain"), Domain):
-            row["domain"] = row["domain"].key
+            domain = row["domain"]
+            row["domain"] = domain.key
+            row["host"] = domain.id.split("/")[0] if domain.kind in ("gpu", "disk", "node") else None
         row["detail"] = dumps(dict(row.get("detail") or {}))
         self._changed()
         return self._insert(insert(incidents), row)
+
+    def update_incidents(self, updates: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        """Many incidents' updates: those that set the same columns go in one executemany."""
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for incident_id, values in updates:
+            row = {**values}
+            if "detail" in row:
+                row["detail"] = dumps(dict(row["detail"] or {}))
+            by_columns.setdefault(tuple(sorted(row)), []).append({**row, "b_id": incident_id})
+        with self.transaction():
+            for columns, rows in by_columns.items():
+                stmt = (
+                    update(incidents)
+                    .where(incidents.c.id == bindparam("b_id"))
+                    .values({c: bindparam(c) for c in columns})
+                )
+                self._write(stmt, rows)
+            if updates:
+                self._changed()
 
     def update_incident(self, incident_id: int, values: Mapping[str, Any]) -> None:
         row = {**values}
@@ -140,6 +185,16 @@ class IncidentRows(StoreBase):
             }
             self.add_members([Member(target, r.fingerprint, now, r.role) for r in rows if r.fingerprint not in have])
             return [r.fingerprint for r in rows]
+
+    def memberships(self, fps: Iterable[str]) -> set[tuple[int, str]]:
+        """(incident id, fingerprint) of every incident these alerts ever belonged to."""
+        wanted = sorted(set(fps))
+        out: set[tuple[int, str]] = set()
+        for start in range(0, len(wanted), 500):
+            cols = (incident_members.c.incident_id, incident_members.c.fingerprint)
+            query = select(*cols).where(incident_members.c.fingerprint.in_(wanted[start : start + 500]))
+            out.update((r.incident_id, r.fingerprint) for r in self._read(query))
+        return out
 
     def members(self, incident_id: int) -> list[Member]:
         query = select(incident_members).where(incident_members.c.incident_id == incident_id)

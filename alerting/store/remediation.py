@@ -10,7 +10,14 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from vigil.alerting.store.base import StoreBase, dumps
-from vigil.alerting.store.schema import approvals, audit_log, remediation_runs, remediation_steps, xid_episodes
+from vigil.alerting.store.schema import (
+    approvals,
+    audit_head,
+    audit_log,
+    remediation_runs,
+    remediation_steps,
+    xid_episodes,
+)
 
 GENESIS = "0" * 64
 
@@ -220,15 +227,27 @@ class RemediationRows(StoreBase):
     # ------------------------------------------------------------------ the audit log
 
     def audit(self, at: float, actor: str, kind: str, run_id: str | None, detail: Mapping[str, Any]) -> int:
-        """Append one record, chained to the last one (inside the write lock, so the chain never forks)."""
+        """Append one record, chained to the head (inside the write lock, so the chain never forks), and
+        move the head to it in the same transaction. Chaining from the head, not from the log's last
+        row, means a record appended after the newest ones were cut off does not hide the cut."""
         with self.transaction():
-            last = self._read(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))
-            seq = last[0].seq + 1 if last else 1
-            prev = last[0].hash if last else GENESIS
+            head = self.audit_head()
+            seq = head[0] + 1 if head else 1
+            prev = head[1] if head else GENESIS
             record = canonical({"seq": seq, "at": at, "actor": actor, "kind": kind, "run_id": run_id, "detail": detail})
             row = {"seq": seq, "at": at, "actor": actor, "kind": kind, "run_id": run_id, "record": record}
-            self._write(insert(audit_log), {**row, "prev_hash": prev, "hash": chain_hash(prev, record)})
+            digest = chain_hash(prev, record)
+            self._write(insert(audit_log), {**row, "prev_hash": prev, "hash": digest})
+            if head is None:
+                self._write(insert(audit_head), {"id": 1, "seq": seq, "hash": digest})
+            else:
+                self._write(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=digest))
             return seq
+
+    def audit_head(self) -> tuple[int, str] | None:
+        """The newest record's (seq, hash) as the head row keeps it; None before the first record."""
+        rows = self._read(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1))
+        return (int(rows[0].seq), str(rows[0].hash)) if rows else None
 
     def audit_rows(self, batch: int = 1000) -> Iterator[AuditRow]:
         after = 0

@@ -30,8 +30,10 @@ alerts = Table(
     Column("muted", Text),  # why it is muted now (silence, maintenance, inhibition), or null
     Column("source", Text, nullable=False, server_default="detection"),  # detection|prediction|alertmanager
     Column("generator_url", Text),
+    Column("alertname", Text, nullable=False, server_default=""),  # labels["alertname"], for indexed lookups
 )
 Index("alerts_status", alerts.c.status)
+Index("alerts_firing_name", alerts.c.status, alerts.c.alertname)
 Index("alerts_page", alerts.c.updated_at, alerts.c.fingerprint)
 Index("alerts_status_page", alerts.c.status, alerts.c.updated_at, alerts.c.fingerprint)
 Index("alerts_incident", alerts.c.incident_id)
@@ -42,6 +44,7 @@ incidents = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("key", Text, nullable=False, unique=True),
     Column("domain", Text, nullable=False),  # kind:id
+    Column("host", Text),  # the node of a GPU, disk or node domain: bursts find the young incidents under them
     Column("state", Text, nullable=False),
     Column("severity", Text, nullable=False),
     Column("priority", Float, nullable=False, server_default="0"),
@@ -61,6 +64,7 @@ incidents = Table(
 )
 Index("incidents_state", incidents.c.state, incidents.c.updated_at, incidents.c.id)
 Index("incidents_domain", incidents.c.domain, incidents.c.state)
+Index("incidents_host", incidents.c.host, incidents.c.opened_at)
 Index("incidents_escalation", incidents.c.next_escalation_at)
 Index("incidents_priority", incidents.c.priority)
 
@@ -263,3 +267,13 @@ audit_log = Table(
     Column("hash", Text, nullable=False),
 )
 Index("audit_log_run", audit_log.c.run_id)
+
+# One row (id 1): the newest audit record's seq and hash, written in the same transaction as the record,
+# so cutting the newest records off the log is seen (the chain alone stays valid when truncated).
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", Text, nullable=False),
+)

@@ -1,4 +1,4 @@
-"""Scores for time-series anomaly detection, honest ones first (DESIGN §9).
+"""Scores for time-series anomaly detection, honest ones first (no point adjustment unless named).
 
 ``labels`` and ``pred`` are boolean arrays over the same time axis; a labelled *segment* (an event)
 is a maximal run of ``True`` labels, an *alarm* a maximal run of ``True`` predictions.

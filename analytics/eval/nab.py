@@ -31,6 +31,8 @@ from vigil.analytics.eval.nab_scoring import (
 from vigil.analytics.models.base import Detector
 from vigil.analytics.models.context_likelihood import MODELS as CONTEXT_MODELS
 
+from vigil.progress import Progress, Silent
+
 # Detectors taking a ``warmup`` option (records learnt before scoring), by name.
 DETECTORS: dict[str, Callable[..., Detector]] = {**CONTEXT_MODELS}
 DEFAULT_DETECTOR = "context_likelihood"
@@ -103,8 +105,10 @@ def run_nab(
     subset: str = "all",
     plots: Path | None = None,
     options: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """The ``vigil eval nab --json`` document."""
+    """The ``vigil eval nab --json`` document; ``progress`` hears of each series scored."""
+    progress = progress or Silent()
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; known: {', '.join(sorted(DETECTORS))}")
     started = time.perf_counter()
@@ -113,7 +117,12 @@ def run_nab(
     factory = DETECTORS[detector]
     opts = dict(options or {})
     detect_started = time.perf_counter()
-    scores = [run_detector(factory, s, opts) for s in series]
+    progress.phase(f"NAB: {detector} on {len(series)} series", len(series))
+    scores = []
+    for done, s in enumerate(series, 1):
+        scores.append(run_detector(factory, s, opts))
+        progress.advance(1, f"{done} series, {sum(len(x) for x in scores):,} records")
+    progress.phase("NAB scoring: thresholds tuned per profile")
     detect_seconds = time.perf_counter() - detect_started
     results = evaluate(series, scores, profiles)
     config = factory(["value"], **opts).state().get("config", opts)

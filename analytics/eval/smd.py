@@ -24,6 +24,8 @@ from vigil.analytics.eval.smd_data import DatasetError, Machine, load_machine, m
 from vigil.analytics.eval.smd_legacy import Adaptive, Variant
 from vigil.analytics.models.calibrate import DAY_S
 
+from vigil.progress import Progress, Silent
+
 RANDOM_SEED = 0
 PAK_K = 20.0
 
@@ -189,8 +191,10 @@ def evaluate(
     limit: int | None = None,
     detector: str = DEFAULT_DETECTOR,
     interval_s: float | None = None,
+    progress: Progress | None = None,
 ) -> tuple[list[MachineResult], float]:
     """Every named entity (all found by default) under a detector of :data:`DETECTORS`, and the wall seconds."""
+    progress = progress or Silent()
     started = time.monotonic()
     if detector not in DETECTORS:
         raise DatasetError(f"unknown detector {detector!r}: choose one of {', '.join(DETECTORS)}")
@@ -200,5 +204,10 @@ def evaluate(
     if not chosen:
         raise DatasetError(f"{data_dir}: no <name>_train.npy with its _test.npy and _test_label.npy")
     setting = DETECTORS[detector]
-    results = [evaluate_machine(load_machine(data_dir, name, limit, interval_s), setting, {}) for name in chosen]
+    progress.phase(f"{data_dir.name}: {detector} on {len(chosen)} entities", len(chosen))
+    results = []
+    for name in chosen:
+        results.append(evaluate_machine(load_machine(data_dir, name, limit, interval_s), setting, {}))
+        f1 = [r.figures["f1"] for r in results if not math.isnan(r.figures["f1"])]
+        progress.advance(1, f"{name}; mean F1 so far {sum(f1) / len(f1):.3f}" if f1 else name)
     return results, time.monotonic() - started

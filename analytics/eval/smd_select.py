@@ -34,6 +34,8 @@ from vigil.analytics.eval.honest import Cache, Honest, Threshold
 from vigil.analytics.eval.smd import operational
 from vigil.analytics.eval.smd_data import DatasetError, Machine, halves, load_machine, machine_names
 
+from vigil.progress import Progress, Silent
+
 SCORER_GRID = (
     "adaptive_mspc",
     "mspc",
@@ -120,14 +122,26 @@ def splits(data_dir: Path, confirm: Sequence[Path]) -> list[Split]:
 
 
 def study(
-    data_dir: Path, confirm: Sequence[Path] = (), grid: Sequence[Honest] = tuple(GRID), selection_only: bool = False
+    data_dir: Path,
+    confirm: Sequence[Path] = (),
+    grid: Sequence[Honest] = tuple(GRID),
+    selection_only: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Every setting on every split (``selection_only``: on the selection half alone, for development), the
     winner chosen on the selection split, and the baseline beside it."""
+    progress = progress or Silent()
     started = time.monotonic()
+    progress.phase("loading the splits")
     parts = splits(data_dir, confirm)[: 1 if selection_only else None]
     cache: Cache = {}
-    table = {name_of(s): {p.name: score(s, p.machines, cache) for p in parts} for s in grid}
+    progress.phase(f"{len(grid)} settings x {len(parts)} splits", len(grid))
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for setting in grid:
+        table[name_of(setting)] = {p.name: score(setting, p.machines, cache) for p in parts}
+        best = max(table.values(), key=lambda row: row[parts[0].name]["objective"])[parts[0].name]
+        progress.advance(1, f"best {parts[0].name} objective so far {best['objective']:.3f}")
+    progress.phase("the baseline's forms")
     order = [name_of(s) for s in grid]
     winner = choose({n: table[n]["selection"] for n in order}, order)
     chosen = next(s for s in grid if name_of(s) == winner)

@@ -35,6 +35,7 @@ from vigil.analytics.models.decide import DecideBank, DecideConfig, Decider
 
 from vigil import catalog
 from vigil.events import TelemetryBatch, series_key
+from vigil.progress import Progress, Silent
 
 FloatArray = npt.NDArray[np.float64]
 T0 = 1_767_225_600.0
@@ -179,11 +180,17 @@ def detector_figures(
     repeats: int = 3,
     series_per_host: int = 80,
     stream_rows: int = 2_000,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
+    progress = progress or Silent()
     Y = workload(series, ticks)
     rows: list[dict[str, Any]] = []
+    names = registry.names()
+    progress.phase(f"{len(names)} models", len(names))
     with one_thread():
-        for name in registry.names():
+        for name in names:
+            if rows:
+                progress.advance(1, f"{rows[-1]['name']}: {rows[-1]['samples_per_s']:,} samples/s")
             cls = registry.model_class(name)
             if cls.make_bank({}, ArrayStore()) is not None:
                 runs = [run_bank(name, Y, chunk) for _ in range(repeats)]
@@ -214,6 +221,8 @@ def detector_figures(
                         f"{X.shape[0]} rows, process_many + scalar decision layer; not comparable with bank rows",
                     }
                 )
+        progress.advance(1, f"{rows[-1]['name']}: {rows[-1]['samples_per_s']:,} samples/s")
+        progress.phase(f"{len(LIVE_STAGES)} live stages", len(LIVE_STAGES))
         for stage, what in LIVE_STAGES.items():
             live = [run_live_stage(stage, Y, chunk, series_per_host) for _ in range(repeats)]
             secs = [r["seconds"] for r in live]
@@ -231,6 +240,7 @@ def detector_figures(
                     "or not), not the slot table's own key bookkeeping",
                 }
             )
+            progress.advance(1, f"{stage}: {rows[-1]['samples_per_s']:,} samples/s")
     return {
         "workload": {
             "series": series,

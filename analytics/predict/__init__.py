@@ -1,4 +1,4 @@
-"""Failure predictors (DESIGN §6): each turns an entity's recent history into a ``Prediction``
+"""Failure predictors: each turns an entity's recent history into a ``Prediction``
 (probability over a horizon, with the evidence that drove it).
 
 - ``disk``: SMART attributes and their trends; a rule prior that works on day one and a gradient

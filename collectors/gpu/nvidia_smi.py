@@ -3,10 +3,10 @@
 It runs ``nvidia-smi --query-gpu=<fields> --format=csv,noheader,nounits`` (binary path configurable).
 An older driver rejects a field it does not know (``Field "x" is not a valid field to query.``, exit
 2): that field is dropped, reported once, and the query retried without it. When the CSV query fails
-outright, or a GPU is in MIG mode (the CSV has no per-slice data), ``nvidia-smi -q`` is read too
-(``mode: auto``); ``mode: csv`` and ``mode: q`` use one format only. Both outputs go through
-:mod:`vigil.collectors.gpu.smi_parse` into the same ``{query field: text}`` form and this module's
-one field table.
+outright, or a GPU is in MIG mode (the CSV has no per-slice data), the full report is read too, as
+XML (``nvidia-smi -q -x``, the machine interface; ``mode: auto``); ``mode: csv`` and ``mode: q`` use
+one format only. Both outputs go through :mod:`vigil.collectors.gpu.smi_parse` into the same
+``{query field: text}`` form and this module's one field table.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from vigil.collectors.gpu.smi_parse import (
     QGpu,
     QReport,
     parse_csv,
-    parse_q,
+    parse_xml,
     to_number,
 )
 
@@ -56,7 +56,7 @@ class SmiField:
     metric: str
     scale: float = 1.0
     labels: tuple[tuple[str, str], ...] = ()
-    query: bool = True  # False: only ``nvidia-smi -q`` reports it
+    query: bool = True  # False: only ``nvidia-smi -q -x`` reports it
 
 
 THROTTLE_FIELD = "clocks_throttle_reasons.active"  # both spellings are accepted by current drivers
@@ -174,18 +174,18 @@ class NvidiaSmiCollector:
         return None
 
     def _q(self) -> Generator[Problem, None, QReport | None]:
-        done = self._call(["-q"])
+        done = self._call(["-q", "-x"])
         if isinstance(done, Problem):
             yield done
             return None
         rc, out, err = done
         if rc != 0:
-            yield Problem("nvidia_smi_failed", f"-q exit {rc}: {_first_line(out + err)}")
+            yield Problem("nvidia_smi_failed", f"-q -x exit {rc}: {_first_line(out + err)}")
             return None
         try:
-            return parse_q(out)
+            return parse_xml(out)
         except ValueError as exc:
-            yield Problem("parse", f"-q: {exc}")
+            yield Problem("parse", f"-q -x: {exc}")
             return None
 
     # ---------------------------------------------------------------- rows to samples
@@ -227,7 +227,7 @@ class NvidiaSmiCollector:
         return None
 
     def _mig_slices(self, gpus: list[QGpu], rows: list[Row]) -> Iterator[Item]:
-        """Memory per GPU instance from ``-q`` (compute instances of one GPU instance share it); the
+        """Memory per GPU instance from ``-q -x`` (compute instances of one GPU instance share it); the
         report's GPUs are matched to the CSV rows by PCI bus id."""
         index_of = {normalise_pci(r.get("pci.bus_id", "")): r.get("index", "") for r in rows}
         for position, gpu in enumerate(gpus):

@@ -1,12 +1,13 @@
-"""Parsers for nvidia-smi's two outputs, both into one form: per GPU, ``{query field: raw text}``.
+"""Parsers for nvidia-smi's two machine outputs, both into one form: per GPU, ``{query field: raw text}``.
 
 - :func:`parse_csv`: ``--query-gpu=... --format=csv[,noheader][,nounits]``. With a header the
   columns are named by it (units like ``memory.total [MiB]`` are dropped from the names); without
   one, by the fields that were asked for.
-- :func:`parse_q`: the human ``nvidia-smi -q`` report, an indented ``key : value`` tree. Its values
-  are put under the ``--query-gpu`` field names they correspond to (``FB Memory Usage/Total`` ->
-  ``memory.total``), plus a few the CSV query cannot give (PCIe replays, the slowdown threshold,
-  MIG slices), so one table turns either output into samples.
+- :func:`parse_xml`: ``nvidia-smi -q -x``, the full report as XML (NVIDIA's ``nvsmi_device`` DTD).
+  Its values are put under the ``--query-gpu`` field names they correspond to
+  (``fb_memory_usage/total`` -> ``memory.total``), plus a few the CSV query cannot give (PCIe
+  replays, the slowdown threshold, MIG slices), so one table turns either output into samples.
+  Element names that changed between driver generations are all tried (:data:`XML_FIELDS`).
 
 Values stay text here; :func:`to_number` reads them ("[N/A]", "[Not Supported]", units, hex).
 """
@@ -16,9 +17,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from vigil.collectors.gpu.common import THROTTLE_REASONS
 
@@ -47,7 +48,6 @@ MISSING = {
 FLAGS = {"active": 1.0, "not active": 0.0, "yes": 1.0, "no": 0.0, "enabled": 1.0, "disabled": 0.0, "none": 0.0}
 _NUMBER = re.compile(r"^([-+]?\d+(?:\.\d+)?)\s*(?:[a-zA-Z%/()]+)?$")
 _PSTATE = re.compile(r"^P(\d{1,2})$")
-_KEY_VALUE = re.compile(r"^(\S.*?)\s+:\s?(.*)$")
 _NOTE = re.compile(r"\s*\[[^\]]*\]$")
 
 # Extra field names only -q provides (never sent to --query-gpu).
@@ -102,7 +102,7 @@ def parse_csv(text: str, fields: Iterable[str] | None = None) -> list[dict[str, 
     return out
 
 
-# ---------------------------------------------------------------------------------------------- -q
+# ---------------------------------------------------------------------------------------------- -q -x
 
 
 @dataclass(slots=True)
@@ -118,224 +118,127 @@ class QReport:
     gpus: list[QGpu]
 
 
-Tree = dict[str, Any]
-
-
-def parse_tree(text: str) -> Tree:
-    """The indented ``key : value`` report as nested dicts; a repeated key becomes a list, and a value
-    line followed by deeper lines becomes a dict whose ``""`` entry is the value."""
-    root: Tree = {}
-    stack: list[tuple[int, Tree]] = [(-1, root)]
-    last: tuple[int, Tree, str] | None = None  # the previous value line: (indent, parent, key)
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("===="):
-            continue
-        indent = len(line) - len(line.lstrip())
-        while stack[-1][0] >= indent:
-            stack.pop()
-        parent = stack[-1][1]
-        if last is not None and indent > last[0] and last[1] is parent:
-            parent = _promote(last[1], last[2])  # deeper lines under a value line
-            stack.append((last[0], parent))
-        match = _KEY_VALUE.match(line.strip())
-        if match:
-            key, value = match.group(1).strip(), match.group(2).strip()
-            _put(parent, key, value)
-            last = (indent, parent, key)
-        else:
-            child: Tree = {}
-            _put(parent, line.strip(), child)
-            stack.append((indent, child))
-            last = None
-    return root
-
-
-def _put(node: Tree, key: str, value: Any) -> None:
-    if key not in node:
-        node[key] = value
-    elif isinstance(node[key], list):
-        node[key].append(value)
-    else:
-        node[key] = [node[key], value]
-
-
-def _promote(node: Tree, key: str) -> Tree:
-    current = node[key]
-    target = current[-1] if isinstance(current, list) else current
-    if isinstance(target, dict):
-        return target
-    promoted: Tree = {"": target}
-    if isinstance(current, list):
-        current[-1] = promoted
-    else:
-        node[key] = promoted
-    return promoted
-
-
-def get(tree: Tree, *path: str) -> str | None:
-    """The text at ``path`` (the first of repeated keys; a promoted value line's own value)."""
-    node: Any = tree
-    for key in path:
-        if isinstance(node, list):
-            node = node[0]
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    if isinstance(node, list):
-        node = node[0]
-    if isinstance(node, dict):
-        node = node.get("")
-    return node if isinstance(node, str) else None
-
-
-def _first(tree: Tree, *paths: tuple[str, ...]) -> str | None:
-    for path in paths:
-        value = get(tree, *path)
-        if value is not None:
-            return value
-    return None
-
-
-# -q path(s) -> query field. Several paths: driver generations name the same reading differently.
-Q_FIELDS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
-    ("name", (("Product Name",),)),
-    ("uuid", (("GPU UUID",),)),
-    ("serial", (("Serial Number",),)),
-    ("pci.bus_id", (("PCI", "Bus Id"),)),
-    ("utilization.gpu", (("Utilization", "GPU"), ("Utilization", "Gpu"))),
-    ("utilization.memory", (("Utilization", "Memory"),)),
-    ("utilization.encoder", (("Utilization", "Encoder"),)),
-    ("utilization.decoder", (("Utilization", "Decoder"),)),
-    ("memory.total", (("FB Memory Usage", "Total"),)),
-    ("memory.reserved", (("FB Memory Usage", "Reserved"),)),
-    ("memory.used", (("FB Memory Usage", "Used"),)),
-    ("memory.free", (("FB Memory Usage", "Free"),)),
-    ("clocks.current.sm", (("Clocks", "SM"),)),
-    ("clocks.current.memory", (("Clocks", "Memory"),)),
-    ("temperature.gpu", (("Temperature", "GPU Current Temp"),)),
-    ("temperature.memory", (("Temperature", "Memory Current Temp"),)),
-    (SLOWDOWN_TEMP, (("Temperature", "GPU Slowdown Temp"),)),
+# query field -> element path(s) under <gpu>; several paths: driver generations name one reading
+# differently (r535 moved power into gpu_power_readings, r550 split power_draw into instant/average).
+XML_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("name", ("product_name",)),
+    ("uuid", ("uuid",)),
+    ("serial", ("serial",)),
+    ("pci.bus_id", ("pci/pci_bus_id",)),
+    ("utilization.gpu", ("utilization/gpu_util",)),
+    ("utilization.memory", ("utilization/memory_util",)),
+    ("utilization.encoder", ("utilization/encoder_util",)),
+    ("utilization.decoder", ("utilization/decoder_util",)),
+    ("memory.total", ("fb_memory_usage/total",)),
+    ("memory.reserved", ("fb_memory_usage/reserved",)),
+    ("memory.used", ("fb_memory_usage/used",)),
+    ("memory.free", ("fb_memory_usage/free",)),
+    ("clocks.current.sm", ("clocks/sm_clock",)),
+    ("clocks.current.memory", ("clocks/mem_clock",)),
+    ("temperature.gpu", ("temperature/gpu_temp",)),
+    ("temperature.memory", ("temperature/memory_temp",)),
+    (SLOWDOWN_TEMP, ("temperature/gpu_temp_slow_threshold",)),
     (
         "power.draw",
-        (
-            ("GPU Power Readings", "Instantaneous Power Draw"),
-            ("GPU Power Readings", "Power Draw"),
-            ("Power Readings", "Power Draw"),
-        ),
+        ("gpu_power_readings/instant_power_draw", "gpu_power_readings/power_draw", "power_readings/power_draw"),
     ),
-    (
-        "enforced.power.limit",
-        (("GPU Power Readings", "Current Power Limit"), ("Power Readings", "Enforced Power Limit")),
-    ),
-    ("fan.speed", (("Fan Speed",),)),
-    ("pstate", (("Performance State",),)),
-    ("retired_pages.single_bit_ecc.count", (("Retired Pages", "Single Bit ECC"),)),
-    ("retired_pages.double_bit.count", (("Retired Pages", "Double Bit ECC"),)),
-    ("retired_pages.pending", (("Retired Pages", "Pending Page Blacklist"), ("Retired Pages", "Pending"))),
-    ("remapped_rows.correctable", (("Remapped Rows", "Correctable Error"), ("Remapped Rows",))),
-    ("remapped_rows.uncorrectable", (("Remapped Rows", "Uncorrectable Error"), ("Remapped Rows",))),
-    ("remapped_rows.pending", (("Remapped Rows", "Pending"), ("Remapped Rows",))),
-    ("remapped_rows.failure", (("Remapped Rows", "Remapping Failure Occurred"), ("Remapped Rows",))),
-    (PCIE_REPLAYS, (("PCI", "Replays Since Reset"),)),
-    ("mig.mode.current", (("MIG Mode", "Current"),)),
+    ("enforced.power.limit", ("gpu_power_readings/current_power_limit", "power_readings/enforced_power_limit")),
+    ("fan.speed", ("fan_speed",)),
+    ("pstate", ("performance_state",)),
+    ("retired_pages.single_bit_ecc.count", ("retired_pages/multiple_single_bit_retirement/retired_count",)),
+    ("retired_pages.double_bit.count", ("retired_pages/double_bit_retirement/retired_count",)),
+    ("retired_pages.pending", ("retired_pages/pending_retirement", "retired_pages/pending_blacklist")),
+    ("remapped_rows.correctable", ("remapped_rows/remapped_row_corr", "remapped_rows")),
+    ("remapped_rows.uncorrectable", ("remapped_rows/remapped_row_unc", "remapped_rows")),
+    ("remapped_rows.pending", ("remapped_rows/remapped_row_pending", "remapped_rows")),
+    ("remapped_rows.failure", ("remapped_rows/remapped_row_failure", "remapped_rows")),
+    (PCIE_REPLAYS, ("pci/replay_counter",)),
+    ("mig.mode.current", ("mig_mode/current_mig",)),
 )
-# -q throttle flag names -> the reason names of THROTTLE_REASONS.
-Q_THROTTLE = {
-    "Idle": "gpu_idle",
-    "Applications Clocks Setting": "applications_clocks_setting",
-    "SW Power Cap": "sw_power_cap",
-    "HW Slowdown": "hw_slowdown",
-    "Sync Boost": "sync_boost",
-    "SW Thermal Slowdown": "sw_thermal_slowdown",
-    "HW Thermal Slowdown": "hw_thermal_slowdown",
-    "HW Power Brake Slowdown": "hw_power_brake_slowdown",
-    "Display Clock Setting": "display_clock_setting",
-}
+# <clocks_event_reasons>/<clocks_throttle_reasons> children, less their prefix -> THROTTLE_REASONS' names
+XML_THROTTLE = {"display_clocks_setting": "display_clock_setting"}
 
 
-def parse_q(text: str) -> QReport:
-    """``nvidia-smi -q`` -> per GPU (in report order, which is the NVML index order) its values under
-    query field names. Raises ValueError when the text is not such a report."""
-    tree = parse_tree(text)
-    gpus = [
-        _q_gpu(key.split(" ", 1)[1], node)
-        for key, node in tree.items()
-        if key.startswith("GPU ") and isinstance(node, dict)
-    ]
-    if not gpus and "Attached GPUs" not in tree:
-        raise ValueError("not an nvidia-smi -q report (no 'Attached GPUs', no 'GPU <bus id>' section)")
-    # r610+ mark "Driver Version" deprecated in brackets and add "KMD Version" with the bare number.
-    driver = get(tree, "KMD Version") or _NOTE.sub("", get(tree, "Driver Version") or "")
-    return QReport(driver_version=driver, gpus=gpus)
+def parse_xml(text: str) -> QReport:
+    """``nvidia-smi -q -x`` -> per GPU (in report order, which is the NVML index order) its values
+    under query field names. Raises ValueError when the text is not such a report."""
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise ValueError(f"not XML: {exc}") from exc
+    if root.tag != "nvidia_smi_log":
+        raise ValueError(f"not an nvidia-smi -q -x report (root element <{root.tag}>)")
+    # r610+ mark driver_version deprecated and add kmd_version with the bare number.
+    driver = _text(root, "kmd_version") or _NOTE.sub("", _text(root, "driver_version") or "")
+    return QReport(driver_version=driver, gpus=[_xml_gpu(gpu) for gpu in root.findall("gpu")])
 
 
-def _q_gpu(bus_id: str, node: Tree) -> QGpu:
-    values = {name: value for name, paths in Q_FIELDS if (value := _first(node, *paths)) is not None}
-    values.setdefault("pci.bus_id", bus_id)
-    reasons = node.get("Clocks Event Reasons") or node.get("Clocks Throttle Reasons")
-    if isinstance(reasons, dict):
+def _text(node: ET.Element, path: str) -> str | None:
+    """The stripped text at ``path``; None when absent or when the element only holds others."""
+    found = node.find(path)
+    if found is None or len(found):
+        return None
+    return (found.text or "").strip()
+
+
+def _xml_gpu(gpu: ET.Element) -> QGpu:
+    values = {}
+    for name, paths in XML_FIELDS:
+        value = next((v for v in (_text(gpu, p) for p in paths) if v is not None), None)
+        if value is not None:
+            values[name] = value
+    bus_id = values.setdefault("pci.bus_id", gpu.get("id", ""))
+    reasons = gpu.find("clocks_event_reasons")
+    if reasons is None:
+        reasons = gpu.find("clocks_throttle_reasons")
+    if reasons is not None:
         values["clocks_throttle_reasons.active"] = _throttle_mask(reasons)
-    values.update(_q_ecc(node))
-    return QGpu(bus_id=bus_id, values=values, mig=_q_mig(node))
+    values.update(_xml_ecc(gpu))
+    return QGpu(bus_id=bus_id, values=values, mig=_xml_mig(gpu))
 
 
-def _throttle_mask(reasons: Tree) -> str:
-    bits = dict((name, bit) for bit, name in THROTTLE_REASONS)
+def _throttle_mask(reasons: ET.Element) -> str:
+    bits = {name: bit for bit, name in THROTTLE_REASONS}
     mask = 0
-    for label, reason in Q_THROTTLE.items():
-        value = get(reasons, label) or get(reasons, "HW Slowdown", label) or ""
-        if value.lower() == "active":
+    for child in reasons:
+        reason = re.sub(r"^clocks_(event|throttle)_reason_", "", child.tag)
+        reason = XML_THROTTLE.get(reason, reason)
+        if reason in bits and (child.text or "").strip().lower() == "active":
             mask |= bits[reason]
     return hex(mask)
 
 
-def _q_ecc(node: Tree) -> dict[str, str]:
-    """ECC totals: old drivers print ``Single Bit/Double Bit -> Total``; r535+ print SRAM/DRAM
-    ``Correctable``/``Uncorrectable`` counts, summed here into the same totals."""
+def _xml_ecc(gpu: ET.Element) -> dict[str, str]:
+    """ECC totals: old drivers give ``single_bit/total`` and ``double_bit/total``; r535+ give SRAM and
+    DRAM ``*_correctable``/``*_uncorrectable*`` counts, summed here into the same totals."""
     out: dict[str, str] = {}
-    for counter in ("Volatile", "Aggregate"):
-        section = get_node(node, "ECC Errors", counter)
+    for counter in ("volatile", "aggregate"):
+        section = gpu.find(f"ecc_errors/{counter}")
         if section is None:
             continue
-        low = counter.lower()
-        old_sbe, old_dbe = get(section, "Single Bit", "Total"), get(section, "Double Bit", "Total")
+        old_sbe, old_dbe = _text(section, "single_bit/total"), _text(section, "double_bit/total")
         if old_sbe is not None or old_dbe is not None:
-            out[f"ecc.errors.corrected.{low}.total"] = old_sbe or "N/A"
-            out[f"ecc.errors.uncorrected.{low}.total"] = old_dbe or "N/A"
+            out[f"ecc.errors.corrected.{counter}.total"] = old_sbe or "N/A"
+            out[f"ecc.errors.uncorrected.{counter}.total"] = old_dbe or "N/A"
             continue
-        sums = {"corrected": _sum(section, lambda k: "uncorrectable" not in k and "correctable" in k)}
-        sums["uncorrected"] = _sum(section, lambda k: "uncorrectable" in k)
-        for kind, total in sums.items():
-            out[f"ecc.errors.{kind}.{low}.total"] = total
+        tags = [child.tag for child in section]
+        out[f"ecc.errors.corrected.{counter}.total"] = _sum(section, [t for t in tags if t.endswith("_correctable")])
+        out[f"ecc.errors.uncorrected.{counter}.total"] = _sum(section, [t for t in tags if "_uncorrectable" in t])
     return out
 
 
-def _sum(section: Tree, pick: Any) -> str:
-    values = [to_number(v) for k, v in section.items() if isinstance(v, str) and pick(k.lower())]
+def _sum(section: ET.Element, tags: list[str]) -> str:
+    values = [to_number(_text(section, tag) or "") for tag in tags]
     numbers = [v for v in values if not isinstance(v, Missing)]
     return f"{sum(numbers):g}" if numbers else "N/A"
 
 
-def get_node(tree: Tree, *path: str) -> Tree | None:
-    node: Any = tree
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, list):
-            node = node[0]
-    return node if isinstance(node, dict) else None
-
-
-def _q_mig(node: Tree) -> list[dict[str, str]]:
-    devices = node.get("MIG Device")
-    if devices is None:
-        return []
+def _xml_mig(gpu: ET.Element) -> list[dict[str, str]]:
     out = []
-    for device in devices if isinstance(devices, list) else [devices]:
-        if not isinstance(device, dict):
-            continue
-        values = {"gpu_instance": get(device, "GPU Instance ID") or ""}
-        for name, label in (("memory.total", "Total"), ("memory.used", "Used"), ("memory.free", "Free")):
-            value = _first(device, ("Shared FB Memory Usage", label), ("FB Memory Usage", label))
+    for device in gpu.findall("mig_devices/mig_device"):
+        values = {"gpu_instance": _text(device, "gpu_instance_id") or ""}
+        for name, tag in (("memory.total", "total"), ("memory.used", "used"), ("memory.free", "free")):
+            value = _text(device, f"fb_memory_usage/{tag}") or _text(device, f"shared_fb_memory_usage/{tag}")
             if value is not None:
                 values[name] = value
         out.append(values)

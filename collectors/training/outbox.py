@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from vigil.bus import Bus, Producer
+from vigil.metrics_catalog import counter, gauge
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +32,12 @@ def yield_gil() -> None:
     time.sleep(0)
 
 
-# Self-metric names (prometheus_client adds ``_total`` to counters).
-PUBLISHED = "vigil_training_reporter_published"
-DROPPED = "vigil_training_reporter_dropped"
-PUBLISH_ERRORS = "vigil_training_reporter_publish_errors"
-BUFFERED = "vigil_training_reporter_buffered_steps"
-
-
 class ReporterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.published = Counter(PUBLISHED, "TrainingSteps confirmed by the broker", registry=registry)
-        self.dropped = Counter(
-            DROPPED,
-            "TrainingSteps given up, by reason (queue_full, invalid, closed, undelivered)",
-            ["reason"],
-            registry=registry,
-        )
-        self.errors = Counter(PUBLISH_ERRORS, "Publish attempts that failed (the steps are kept)", registry=registry)
-        self.buffered = Gauge(BUFFERED, "TrainingSteps waiting in the queue and the outbox", registry=registry)
+        self.published = counter(registry, "vigil_training_reporter_published_total")
+        self.dropped = counter(registry, "vigil_training_reporter_dropped_total")
+        self.errors = counter(registry, "vigil_training_reporter_publish_errors_total")
+        self.buffered = gauge(registry, "vigil_training_reporter_buffered_steps")
 
 
 class Outbox:

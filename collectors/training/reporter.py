@@ -23,11 +23,13 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from vigil.collectors.training import identity
+from vigil.collectors.training.connection import kafka_config_from_env
 from vigil.collectors.training.outbox import Outbox, ReporterMetrics, yield_gil
 from vigil.collectors.training.values import Held, hold, read, read_optional
 
@@ -40,8 +42,6 @@ from vigil.topics import Topics
 
 log = logging.getLogger(__name__)
 
-BOOTSTRAP_VAR = "VIGIL_KAFKA_BOOTSTRAP_SERVERS"
-IDEMPOTENCE_VAR = "VIGIL_KAFKA_IDEMPOTENCE"  # "true" against Apache Kafka, Redpanda, MSK (kafka.idempotence)
 PREFIX_VAR = "VIGIL_TOPIC_PREFIX"
 LINGER_S = 1.0  # longer than any sensible interval_s: the publisher's flush, not the linger, sends
 _perf = time.perf_counter
@@ -68,33 +68,22 @@ class ReporterOptions:
             raise ConfigError(f"training reporter: yield_every must not be negative, got {self.yield_every!r}")
 
 
-def kafka_bus(servers: list[str], idempotence: bool = False) -> Bus:
-    """The reporter's Kafka bus. The publisher flushes after every wake-up, and a flush sends whatever is
-    queued at once; so a linger longer than the wake-up interval makes each wake-up exactly one produce
-    request, and keeps kafka-python's I/O thread from waking every few milliseconds to send partial
-    batches (each wake-up is Python code taking the GIL from the training thread). ``idempotence`` is
-    ``kafka.idempotence`` of the services' config (off by default, for the embedded broker)."""
+def kafka_bus(config: KafkaConfig) -> Bus:
+    """The reporter's Kafka bus on ``config`` (brokers, TLS, SASL, idempotence: see :mod:`.connection`)."""
     from vigil.bus.kafka import KafkaBus
 
-    return KafkaBus(
-        KafkaConfig(bootstrap_servers=servers, client_id="vigil-training", linger=LINGER_S, idempotence=idempotence)
-    )
+    return KafkaBus(config)
 
 
-def bus_from_env(env: dict[str, str] | None = None) -> Bus:
-    """A Kafka bus on the brokers named by ``VIGIL_KAFKA_BOOTSTRAP_SERVERS`` (comma-separated), idempotent
-    when ``VIGIL_KAFKA_IDEMPOTENCE`` is true."""
+def bus_from_env(env: Mapping[str, str] | None = None) -> Bus:
+    """A Kafka bus on the brokers and security settings of the ``VIGIL_KAFKA_*`` variables.
+
+    The publisher flushes after every wake-up, and a flush sends whatever is queued at once; so a linger
+    longer than the wake-up interval makes each wake-up exactly one produce request, and keeps
+    kafka-python's I/O thread from waking every few milliseconds to send partial batches (each wake-up is
+    Python code taking the GIL from the training thread)."""
     source = os.environ if env is None else env
-    servers = [s.strip() for s in source.get(BOOTSTRAP_VAR, "").split(",") if s.strip()]
-    if not servers:
-        raise ConfigError(f"training reporter: no broker (pass bus= or set {BOOTSTRAP_VAR}=host:port,...)")
-    flag = source.get(IDEMPOTENCE_VAR, "false").strip().lower()
-    if flag not in _FLAGS:
-        raise ConfigError(f"training reporter: {IDEMPOTENCE_VAR}={flag!r} is not one of {', '.join(sorted(_FLAGS))}")
-    return kafka_bus(servers, idempotence=_FLAGS[flag])
-
-
-_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": False}
+    return kafka_bus(kafka_config_from_env(source, client_id="vigil-training", linger=LINGER_S))
 
 
 class Reporter:

@@ -33,7 +33,7 @@ from vigil.collectors.gpu.nvml_pynvml import PynvmlReader
 from vigil.collectors.gpu.nvml_reader import NvmlError, RecordedNvml
 from vigil.collectors.sim import gpu_source
 
-from tests.gpu_fixtures import fake_smi, fixtures_dir, smi_captures
+from tests.gpu_fixtures import fake_smi, fixtures_dir, smi_captures, smi_xml
 from vigil import catalog
 from vigil.clock import FakeClock
 from vigil.events import LogEvent, parse_series_key, series_key
@@ -200,48 +200,46 @@ CASES: list[Case] = [
         needs="dcgm-exporter",
     ),
     Case(
-        "nvidia_smi-h100-mig-auto",
-        lambda tmp: NvidiaSmiCollector(CTX, SmiOptions(binary=str(fake_smi(tmp, _capture("h100-mig"), "load")))),
-        spot={
-            'gpu_memory_used_bytes{gpu_index="0"}': 11125 * MIB,
-            'gpu_temperature_celsius{gpu_index="0"}': 53.0,
-            'gpu_memory_temperature_celsius{gpu_index="0"}': 59.0,
-            'gpu_power_watts{gpu_index="0"}': 433.78,
-            'gpu_power_limit_watts{gpu_index="0"}': 700.0,
-            'gpu_memory_total_bytes{gpu_index="0",mig_instance="2"}': 40448 * MIB,
-            'gpu_memory_used_bytes{gpu_index="0",mig_instance="3"}': 17 * MIB,
-        },
-        needs="nvidia-smi",
-    ),
-    Case(
-        "nvidia_smi-l40s-q",
-        lambda tmp: NvidiaSmiCollector(CTX, SmiOptions(binary=str(fake_smi(tmp, _capture("l40s"), "load")), mode="q")),
-        spot={
-            'gpu_temperature_celsius{gpu_index="0"}': 54.0,
-            'gpu_power_watts{gpu_index="0"}': 110.01,
-            'gpu_power_limit_watts{gpu_index="0"}': 350.0,
-            'gpu_sm_clock_hertz{gpu_index="0"}': 2520e6,
-            'gpu_memory_total_bytes{gpu_index="0"}': 46068 * MIB,
-            'gpu_utilization_ratio{gpu_index="0"}': 0.09,
-            'gpu_pcie_replay_total{gpu_index="0"}': 0.0,
-        },
-        needs="nvidia-smi",
-    ),
-    Case(
-        "nvidia_smi-windows-q",
+        "nvidia_smi-h200-mig-auto",
         lambda tmp: NvidiaSmiCollector(
-            CTX,
-            SmiOptions(
-                binary=str(fake_smi(tmp, _capture("windows-x86_64__nvidia-geforce-rtx-2080-super__591"))), mode="q"
-            ),
+            CTX, SmiOptions(binary=str(fake_smi(tmp, _capture("h200-mig"), "load", xml=smi_xml("h200-mig"))))
         ),
         spot={
-            'gpu_temperature_celsius{gpu_index="0"}': 45.0,
-            'gpu_fan_speed_ratio{gpu_index="0"}': 0.38,
-            'gpu_slowdown_temperature_celsius{gpu_index="0"}': 97.0,
-            'gpu_memory_total_bytes{gpu_index="0"}': 8192 * MIB,
+            'gpu_memory_total_bytes{gpu_index="0",mig_instance="2"}': 71424 * MIB,
+            'gpu_memory_used_bytes{gpu_index="0",mig_instance="3"}': 17 * MIB,
+            'gpu_memory_free_bytes{gpu_index="0",mig_instance="10"}': 16376 * MIB,
         },
         needs="nvidia-smi",
+    ),
+    Case(
+        "nvidia_smi-h100-xml",
+        lambda tmp: NvidiaSmiCollector(
+            CTX, SmiOptions(binary=str(fake_smi(tmp, _capture("h100-80gb"), xml=smi_xml("h100-80gb"))), mode="q")
+        ),
+        spot={
+            'gpu_temperature_celsius{gpu_index="0"}': 59.0,
+            'gpu_memory_temperature_celsius{gpu_index="0"}': 55.0,
+            'gpu_power_watts{gpu_index="0"}': 588.39,
+            'gpu_power_limit_watts{gpu_index="0"}': 700.0,
+            'gpu_sm_clock_hertz{gpu_index="0"}': 1980e6,
+            'gpu_memory_total_bytes{gpu_index="0"}': 81559 * MIB,
+            'gpu_utilization_ratio{gpu_index="0"}': 1.0,
+            'gpu_pcie_replay_total{gpu_index="0"}': 9.0,
+        },
+        needs="nvidia-smi",
+    ),
+    Case(
+        "nvidia_smi-v100-xml-old-layout",
+        lambda tmp: NvidiaSmiCollector(
+            CTX, SmiOptions(binary=str(fake_smi(tmp, smi_xml("v100"), xml=smi_xml("v100"))), mode="q")
+        ),
+        spot={
+            'gpu_slowdown_temperature_celsius{gpu_index="0"}': 87.0,
+            'gpu_power_watts{gpu_index="0"}': 287.52,
+            'gpu_ecc_sbe_volatile_total{gpu_index="0"}': 3.0,
+            'gpu_temperature_celsius{gpu_index="1"}': 89.0,
+            'gpu_throttle{gpu_index="1",reason="hw_thermal_slowdown"}': 1.0,
+        },
     ),
 ]
 
@@ -372,11 +370,23 @@ def test_unreadable_source_yields_a_counted_problem(broken: Broken, tmp_path: Pa
         assert not any(isinstance(item, tuple) for item in items), "no samples from a source that cannot be read"
 
 
-@pytest.mark.parametrize("capture", smi_captures(), ids=lambda p: p.stem)
-@pytest.mark.parametrize("mode", ["auto", "q"])
-@pytest.mark.parametrize("state", ["idle", "load"])
+# The text captures have no XML report beside them (the two synthesized ones are paired here), so
+# the others run the CSV path with MIG slices off; every XML report runs in mode q.
+XML_OF = {"h100-80gb-hbm3__590": "h100-80gb", "h200-mig__590": "h200-mig"}
+SMI_RUNS = [
+    (capture, mode, state)
+    for capture in smi_captures()
+    for state in ("idle", "load")
+    for mode in ("auto", "q")
+    if mode == "auto" or (state == "load" and any(k in capture.name for k in XML_OF))
+]
+
+
+@pytest.mark.parametrize(("capture", "mode", "state"), SMI_RUNS, ids=lambda v: getattr(v, "stem", v))
 def test_every_nvidia_smi_capture_parses(capture: Path, mode: str, state: str, tmp_path: Path) -> None:
-    collector = NvidiaSmiCollector(CTX, SmiOptions(binary=str(fake_smi(tmp_path, capture, state)), mode=mode))  # type: ignore[arg-type]
+    xml = next((smi_xml(part) for key, part in XML_OF.items() if key in capture.name), None)
+    options = SmiOptions(binary=str(fake_smi(tmp_path, capture, state, xml=xml)), mode=mode, mig=xml is not None)  # type: ignore[arg-type]
+    collector = NvidiaSmiCollector(CTX, options)
     items = list(collector.collect())
     samples = {item[0]: item[1] for item in items if isinstance(item, tuple)}
     errors = {item.error for item in items if isinstance(item, Problem)}
@@ -387,5 +397,5 @@ def test_every_nvidia_smi_capture_parses(capture: Path, mode: str, state: str, t
     assert samples['gpu_memory_total_bytes{gpu_index="0"}'] > 4 * (1 << 30)
     assert 10.0 <= samples['gpu_temperature_celsius{gpu_index="0"}'] <= 100.0
     assert 'gpu_throttle{gpu_index="0",reason="sw_thermal_slowdown"}' in samples
-    if "mig" in capture.name:
+    if "mig" in capture.name and xml is not None:
         assert any("mig_instance" in k for k in samples), "MIG slices missing"

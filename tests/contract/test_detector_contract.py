@@ -1,4 +1,4 @@
-"""Every model in the registry honours the detector API (DESIGN §6), with the same checks.
+"""Every model in the registry honours the detector API, with the same checks.
 
 Parametrised over ``registry.names()``, so a model added to ``MODELS`` is checked without touching
 this file. Models are created with their default options: a model with randomness must default to

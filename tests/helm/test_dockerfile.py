@@ -79,6 +79,23 @@ def test_the_build_stage_makes_a_wheel_with_every_module(tmp_path: Path) -> None
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("vigil-*.whl")
+    (wheel,) = tmp_path.glob("vigil_aiops-*.whl")
     missing = expected_files() - set(zipfile.ZipFile(wheel).namelist())
     assert not missing, f"the image would lack: {sorted(missing)}"
+
+
+def test_the_image_installs_the_extras_of_the_services_the_chart_runs() -> None:
+    """The wheel's extras in the image: each one pyproject.toml declares, covering the chart's three
+    commands (agent: collectors; analytics and alerting: server), and no broker binary or torch."""
+    import re
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (install,) = [run for run in instructions("RUN") if "pip install" in run and ".whl" in run]
+    extras = set(re.search(r"\[([a-z,]+)\]", install).group(1).split(","))  # type: ignore[union-attr]
+    assert extras <= set(declared), f"extras pyproject.toml does not declare: {extras - set(declared)}"
+    assert {"agent", "server", "gpu"} <= extras
+    assert not extras & {"embedded", "deep", "all", "eval"}
+    (wheel,) = re.findall(r"/wheels/(\S+?)-\*\.whl", install)
+    name = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
+    assert wheel == name.replace("-", "_")  # a wheel's file name spells the distribution with '_'

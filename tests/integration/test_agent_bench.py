@@ -1,20 +1,24 @@
-"""``vigil bench agent`` runs end to end: the agent process publishes, the figures are read back.
+"""``vigil bench agent --json`` runs end to end: the agent process publishes, the figures are read back.
 
 It checks the benchmark works, not the figures (benchmarks print figures; tests do not time)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 import pytest
+from typer.testing import CliRunner
 
-from vigil.cli.bench_agent import run_agent
+from vigil.cli.app import build_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_bench_agent_measures_a_running_agent_and_reads_its_batches_back(tmp_path: Path) -> None:
-    result = run_agent(tmp_path, "gpu_like=tests.agent_collectors_gpu", 1.0, 3.0, {"gpu_like": {"gpus": 2}})
+def test_bench_agent_measures_a_running_agent_and_reads_its_batches_back() -> None:
+    args = ["bench", "agent", "--json", "--seconds", "3", "--collectors", "gpu_like=tests.agent_collectors_gpu"]
+    out = CliRunner().invoke(build_app(), [*args, "--options", '{"gpu_like": {"gpus": 2}}'])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)  # the whole of stdout is the document
     assert result["exit_code"] == 0, result["log_tail"]
     assert result["batches_published"] >= 2
     assert result["batches_read_back"] == result["batches_published"]

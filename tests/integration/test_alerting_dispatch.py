@@ -54,7 +54,7 @@ class TimedReceiver:
                     self.close_connection = True
                     return  # no response: the request was never handled
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append((json.loads(body)["incident_id"], time.time()))
+                outer.received.append((json.loads(body)["dedup_key"], time.time()))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

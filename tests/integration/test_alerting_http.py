@@ -142,7 +142,10 @@ def test_webhook_400_is_permanent(tmp_path: Path, receiver: Receiver) -> None:
     row = AlertStore(svc.db_path).outbox()[0]
     assert (row.state, row.attempts) == ("failed", 1) and "HTTP 400" in (row.last_error or "")
     log = AlertStore(svc.db_path).notification_log()
-    assert [(e["notifier"], e["reason"], e["status"]) for e in log] == [("webhook", "first", "failed")]
+    assert [(e["notifier"], e["reason"], e["status"]) for e in log] == [
+        ("webhook", "first", "queued"),
+        ("webhook", "first", "failed"),
+    ]
     svc.close()
 
 
@@ -180,7 +183,7 @@ def test_api_serves_stored_alerts_over_http(tmp_path: Path) -> None:
             assert client.get("/api/v1/alerts", params={"status": "bogus"}).status_code == 422
             health = client.get("/healthz")
             assert health.status_code == 200 and health.json()["ok"] is True
-            assert "vigil_alerts_firing 1.0" in client.get("/metrics").text
+            assert 'vigil_alerts_firing{severity="critical"} 1.0' in client.get("/metrics").text
     finally:
         stop.set()
         runner.join(10.0)

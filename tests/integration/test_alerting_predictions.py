@@ -69,7 +69,13 @@ def test_prediction_on_the_broker_ends_as_an_alert_and_a_webhook(
     kafka_bus.create_topics({s.name: s.partitions for s in topics.all()} | {topics["predictions"].dlq: 1})
     config = validate(
         AlertingConfig,
-        {"group": f"alerting-{unique}", "notifiers": [{"type": "webhook", "url": receiver.url, "name": "hook"}]},
+        {
+            "group": f"alerting-{unique}",
+            "notifiers": [{"type": "webhook", "url": receiver.url, "name": "hook"}],
+            # early warnings are not paged by default; this receiver asks for them, without waiting
+            "receivers": [{"name": "warnings", "notifiers": ["hook"]}],
+            "route": {"receiver": "warnings", "group_wait": "0s", "group_interval": "1s"},
+        },
     )
     registry = CollectorRegistry()
     svc = AlertingService(kafka_bus, topics, config, SystemClock(), registry, tmp_path / "alerts.db")
@@ -100,8 +106,8 @@ def test_prediction_on_the_broker_ends_as_an_alert_and_a_webhook(
 
             pages = wait_for(lambda: receiver.payloads())
             assert [(p["reason"], p["action"]) for p in pages] == [("first", "trigger")]
-            assert pages[0]["incident_id"] == alert["fingerprint"]
-            assert pages[0]["summary"] == alert["annotations"]["summary"]
+            assert pages[0]["members"][0]["labels"]["entity"] == "gpu:node-4/6"
+            assert pages[0]["summary"].endswith(alert["annotations"]["summary"])
 
             producer.send(topics.predictions, encode(gpu_risk(0.12, now + 60)), key=b"gpu:node-4/6")
             producer.flush(10)

@@ -179,6 +179,7 @@ def test_a_store_from_before_migrations_is_upgraded_with_its_pending_notificatio
     [row] = store.due(10.0, 10, "log")
     assert (row.key, row.payload) == ("old", {"version": "1"})  # still delivered after the upgrade
     assert store.get("old") is not None and store.stored(["old"])["old"].source == "detection"
+    assert [s.alert.fingerprint for s in store.firing(["GpuHot"])] == ["old"]  # its name column was filled
     store.save_alerts([(alert("new"), {})])  # the old trigger is gone; the store bumps the version itself
     assert AlertReader(path).version() == 43  # 41, the old trigger on the legacy insert, then our bump
     with Database.sqlite(path).connect() as conn:

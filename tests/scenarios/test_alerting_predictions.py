@@ -44,9 +44,31 @@ class PredictionHarness(Harness):
         return [(r.payload["class"], r.reason, r.payload["severity"]) for r in rows]
 
 
+# Early warnings go to the quiet receiver by default; these timelines route everything to both receivers.
+ROUTED = {
+    "notifiers": [
+        {"type": "webhook", "url": "http://127.0.0.1:9/hook", "name": "hook", "send_resolved": True},
+        {"type": "log", "send_resolved": False},
+    ],
+    "receivers": [{"name": "both", "notifiers": ["hook", "log"]}],
+    "route": {"receiver": "both"},
+    "retry": {"jitter_seed": 1, "max_attempts": 3},
+}
+
+
 @pytest.fixture
 def h(tmp_path: Path) -> Iterator[PredictionHarness]:
-    yield PredictionHarness(tmp_path)
+    yield PredictionHarness(tmp_path, validate(AlertingConfig, ROUTED))
+
+
+def timeline(h: PredictionHarness, svc: AlertingService, *predictions: Prediction, every: float = 600.0) -> None:
+    """One prediction per poll, ``every`` seconds apart (the timers run at each step)."""
+    for p in predictions:
+        h.clock.advance(max(0.0, p.ts - h.clock.now()))
+        h.predict(p)
+        svc.step()
+    h.clock.advance(every)
+    svc.step(0)
 
 
 def test_predictions_and_detections_share_one_group_and_one_commit(h: PredictionHarness) -> None:
@@ -61,26 +83,22 @@ def test_predictions_and_detections_share_one_group_and_one_commit(h: Prediction
     assert h.metric("vigil_alerting_predictions_total", decision="first") == 1
     assert h.metric("vigil_alerting_predictions_total", decision="no_change") == 1  # repeat_offender: false
     assert h.metric("vigil_alerting_detections_total", decision="first") == 1
-    assert h.metric("vigil_alerts_firing") == 2
+    assert sum(h.metric("vigil_alerts_firing", severity=s) for s in ("critical", "warning", "info")) == 2
 
 
 def test_hysteresis_timeline_pages_once_and_resolves_once(h: PredictionHarness) -> None:
     svc = h.service()
     probabilities = [0.2, 0.45, 0.55, 0.9, 0.4, 0.31, 0.25, 0.35, 0.45]
-    h.predict(*[gpu(p, ts=T0 + 600 * i) for i, p in enumerate(probabilities)])
-    svc.step()
+    timeline(h, svc, *[gpu(p, ts=T0 + 600 * i) for i, p in enumerate(probabilities)])
     assert h.outbox() == [("GpuFailureRisk", "first", "warning"), ("GpuFailureRisk", "resolved", "warning")]
     assert [(a.status, a.starts_at, a.ends_at) for a in h.alerts_on_topic()] == [
         ("firing", T0 + 1200, None),
         ("resolved", T0 + 1200, T0 + 3600),
     ]
-    # A resolve candidate for a fingerprint that never fired (0.2 at the start) logs no skipped page.
-    assert [(e["reason"], e["status"]) for e in h.store().notification_log() if e["notifier"] == "hook"] == [
-        ("no_change", "skipped")  # 0.9 while firing: the one suppressed page
-    ]
+    # A resolve for a fingerprint that never fired (0.2 at the start) is no page and no history.
     svc.dispatcher.drain_once()
     first, resolved = h.hook.sent
-    assert first.summary == "GPU 3 on node-1: 55% chance of failure within 7 days"
+    assert first.summary == "[gpu node-1/gpu3] GPU 3 on node-1: 55% chance of failure within 7 days"
     assert first.custom_details["top_evidence"] == "remap_pending=2, sbe_rate=1.1"
     assert first.custom_details["recommended_action"].startswith("drain the node (node-1) at the next job boundary")
     assert resolved.action == "resolve" and resolved.dedup_key == first.dedup_key
@@ -88,10 +106,8 @@ def test_hysteresis_timeline_pages_once_and_resolves_once(h: PredictionHarness) 
 
 def test_filesystem_warning_escalates_to_critical_then_resolves(h: PredictionHarness) -> None:
     svc = h.service()
-    h.predict(fs(1.0, 6 * 3600, T0), fs(1.0, 3 * 3600, T0 + 600), fs(1.0, 1500, T0 + 1200))
-    svc.step()
-    h.predict(fs(0.0, 0.0, T0 + 1800))  # the forecast no longer holds (a job cleaned up)
-    svc.step()
+    timeline(h, svc, fs(1.0, 6 * 3600, T0), fs(1.0, 3 * 3600, T0 + 600), fs(1.0, 1500, T0 + 1200))
+    timeline(h, svc, fs(0.0, 0.0, T0 + 1900))  # the forecast no longer holds (a job cleaned up)
     assert h.outbox() == [
         ("FilesystemFillingUp", "first", "warning"),
         ("FilesystemFillingUp", "escalated", "critical"),
@@ -104,10 +120,17 @@ def test_filesystem_warning_escalates_to_critical_then_resolves(h: PredictionHar
     assert h.metric("vigil_alerting_predictions_total", decision="escalated") == 1
     svc.dispatcher.drain_once()
     warning, critical, resolved = h.hook.sent
-    assert warning.dedup_key == critical.dedup_key == resolved.dedup_key  # one episode
+    assert warning.dedup_key == critical.dedup_key == resolved.dedup_key  # one incident
     assert critical.custom_details["eta"] == "in about 25 minutes"
     assert critical.severity == critical.members[0].severity == "critical"
     assert [a.severity for a in h.alerts_on_topic()] == ["warning", "critical", "critical"]
+
+
+def test_early_warnings_go_to_the_quiet_receiver_by_default(tmp_path: Path) -> None:
+    h = PredictionHarness(tmp_path)  # the default route: predictions to "quiet" (the log notifiers)
+    svc = h.service()
+    timeline(h, svc, gpu(0.9))
+    assert h.outbox("hook") == [] and h.outbox("log") == [("GpuFailureRisk", "first", "warning")]
 
 
 def test_malformed_predictions_go_to_their_dlq_and_are_counted(h: PredictionHarness) -> None:
@@ -142,8 +165,7 @@ def test_unknown_predictor_is_counted_not_dead_lettered(h: PredictionHarness) ->
 
 def test_repeat_offender_pages_once_per_board_across_hosts(h: PredictionHarness) -> None:
     svc = h.service()
-    h.predict(gpu(0.1, lemon=True), gpu(0.1, ts=T0 + DAY, lemon=True, host="node-7"))
-    svc.step()
+    timeline(h, svc, gpu(0.1, lemon=True), gpu(0.1, ts=T0 + DAY, lemon=True, host="node-7"))
     assert h.outbox() == [("GpuRepeatOffender", "first", "warning")]
     svc.dispatcher.drain_once()
     assert h.hook.sent[0].custom_details["recommended_action"] == "open an RMA case for serial S-3"
@@ -163,6 +185,8 @@ def test_crash_before_offset_commit_replays_predictions_without_a_second_page(h:
     second = h.service(CollectorRegistry())
     assert second.step() == 2  # replayed ...
     assert h.metric("vigil_alerting_predictions_total", decision="no_change") == 3  # ... recognised (+ lemon)
+    h.clock.advance(30)  # warnings wait group_wait
+    second.step(0)
     second.dispatcher.drain_once()
     assert sorted(n.class_ for n in h.hook.sent) == ["FilesystemFillingUp", "GpuFailureRisk"]
     assert len(h.alerts_on_topic()) == 2

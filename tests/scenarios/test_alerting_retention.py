@@ -34,30 +34,31 @@ def harness(tmp_path: Path, batch: int = 5000) -> Harness:
 def test_prunes_what_is_old_and_finished_and_keeps_everything_pending(tmp_path: Path) -> None:
     h = harness(tmp_path)
     svc = h.service()
-    # node-1: fired and resolved, both delivered. node-2: still firing. node-3: resolved, but the
-    # hook is down, so its resolve is still pending when retention runs.
+    # node-1: fired and resolved, both told. node-2: still firing. node-3: resolved, but the hook is
+    # down when its resolve is told, so that is still pending when retention runs.
     h.publish(det(host="node-1"), det(host="node-2"), det(host="node-3"))
     svc.step()
-    h.publish(det("resolved", ts=T0 + 60, host="node-1"))
-    svc.step()
     svc.dispatcher.drain_once()
-    h.hook.results = [DeliveryResult.retryable("HTTP 503")]
-    h.publish(det("resolved", ts=T0 + 60, host="node-3"))
+    h.clock.advance(60)
+    h.publish(det("resolved", ts=T0 + 60, host="node-1"), det("resolved", ts=T0 + 60, host="node-3"))
     svc.step()
+    h.clock.advance(240)
+    svc.step(0)  # group_interval after the pages: both resolves are told
+    h.hook.results = [DeliveryResult.delivered(), DeliveryResult.retryable("HTTP 503")]
     svc.dispatcher.drain_once()
     store = h.store()
     fps = {a.labels["host"]: a.fingerprint for a in store.alerts()}
-    pending = [(r.key, r.reason) for r in store.outbox("pending")]
-    assert pending == [(fps["node-3"], "resolved")]
+    pending = [(r.notifier, r.reason, r.payload["members"][0]["labels"]["host"]) for r in store.outbox("pending")]
+    assert pending == [("hook", "resolved", "node-3")]
 
     assert svc.pruner.prune_once() == Pruned(0, 0, 0)  # nothing is old yet
     h.clock.advance(DAY + 1)
     pruned = svc.pruner.prune_once()
 
-    assert pruned == Pruned(outbox=9, notification_log=9, alerts=1)  # 5 pages and 4 resolves sent
+    assert (pruned.outbox, pruned.alerts) == (9, 1)  # 6 pages and 3 resolves told; node-1's alert
+    assert pruned.notification_log == len(store.notification_log()) + pruned.notification_log  # every entry
     assert {a.labels["host"] for a in store.alerts()} == {"node-2", "node-3"}
-    assert [(r.key, r.reason, r.state) for r in store.outbox()] == [(fps["node-3"], "resolved", "pending")]
-    assert store.notification_log() == []
+    assert [(r.reason, r.state) for r in store.outbox()] == [("resolved", "pending")]
     assert h.metric("vigil_alerting_pruned_total", table="alerts") == 1
     assert h.metric("vigil_alerting_pruned_total", table="outbox") == 9
 
@@ -65,23 +66,28 @@ def test_prunes_what_is_old_and_finished_and_keeps_everything_pending(tmp_path: 
     svc.dispatcher.drain_once()
     assert [r.state for r in store.outbox()] == ["delivered"]
     h.clock.advance(DAY + 1)
-    assert svc.pruner.prune_once() == Pruned(outbox=1, notification_log=1, alerts=1)
+    assert svc.pruner.prune_once().alerts == 1 and fps["node-3"] not in {a.fingerprint for a in store.alerts()}
     assert [a.labels["host"] for a in store.alerts()] == ["node-2"]  # firing alerts are never pruned
 
 
 def test_a_pruned_alert_that_fires_again_pages_again(tmp_path: Path) -> None:
     h = harness(tmp_path)
     svc = h.service()
-    h.publish(det(), det("resolved", ts=T0 + 60))
+    h.publish(det())
+    svc.step()
+    h.clock.advance(60)
+    h.publish(det("resolved", ts=T0 + 60))
     svc.step()
     h.clock.advance(2 * DAY)
-    assert svc.pruner.prune_once().alerts == 0  # its page and resolve are still to send
+    assert svc.pruner.prune_once().alerts == 0  # its resolve is still to be told
+    svc.step(0)
     svc.dispatcher.drain_once()
     h.clock.advance(2 * DAY)
     assert svc.pruner.prune_once().alerts == 1
     h.publish(det(ts=T0 + 2 * DAY))
     svc.step()
-    assert [r.reason for r in h.store().outbox() if r.notifier == "hook"] == ["first"]
+    assert [r.reason for r in h.store().outbox() if r.notifier == "hook"] == ["first"]  # the old rows were pruned
+    assert [i.state for i in h.store().incidents()] == ["open", "resolved"]
 
 
 def test_an_unpublished_resolved_alert_is_kept_until_published(tmp_path: Path) -> None:

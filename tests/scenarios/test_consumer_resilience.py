@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,14 +61,14 @@ def test_alerting_dead_letters_a_detection_it_cannot_render_and_pages_the_next(t
 def test_alerting_isolates_any_exception_raised_while_handling_one_record(tmp_path: Path) -> None:
     h = AlertingHarness(tmp_path)
     svc = h.service()
-    apply = svc._apply_detection
+    ingest = svc.engine.ingest
 
-    def flaky(detection: Detection) -> list[object]:
-        if detection.labels["host"] == "node-2":
+    def flaky(candidates: list[Any]) -> Any:  # a stage that raises on one alert's odd labels
+        if any(c.alert.labels["host"] == "node-2" for c in candidates):
             raise KeyError("gpu_index")
-        return apply(detection)  # type: ignore[return-value]
+        return ingest(candidates)
 
-    svc._apply_detection = flaky  # type: ignore[assignment, method-assign]
+    svc.engine.ingest = flaky  # type: ignore[method-assign]
     h.publish(det(host="node-1"), det(host="node-2"), det(host="node-3"))
     assert svc.step() == 3
     assert {a.labels["host"] for a in h.alerts_on_topic()} == {"node-1", "node-3"}
@@ -187,17 +188,17 @@ def test_a_broker_outage_is_not_idle_time_of_the_jobs(tmp_path: Path) -> None:
 def test_a_failing_alert_store_is_retried_not_blamed_on_the_record(tmp_path: Path) -> None:
     h = AlertingHarness(tmp_path)
     svc = h.service()
-    apply = svc._apply
+    ingest = svc.engine.ingest
 
     def disk_full(*args: object, **kwargs: object) -> object:
         raise OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
 
-    svc._apply = disk_full  # type: ignore[method-assign]
+    svc.engine.ingest = disk_full  # type: ignore[method-assign]
     h.publish(det(host="node-1"))
     with pytest.raises(RetryableError, match="disk is full"):
         svc.step()
     assert dlq(h.bus, h.topics.detections) == []
-    svc._apply = apply  # type: ignore[method-assign]
+    svc.engine.ingest = ingest  # type: ignore[method-assign]
     svc.rewind()
     svc.step()
     assert {a.labels["host"] for a in h.alerts_on_topic()} == {"node-1"}

@@ -14,6 +14,7 @@ import numpy as np
 from typer.testing import CliRunner
 from vigil.alerting.runbooks.actions import ActionResult, ActionSet, Wait
 from vigil.alerting.runbooks.actions.build import catalog_actions
+from vigil.alerting.runbooks.audit import verify_chain
 from vigil.alerting.runbooks.config import BlastRadiusConfig, GuardsConfig, RemediationConfig
 from vigil.alerting.runbooks.engine import Parts, Remediation
 from vigil.alerting.runbooks.executor import Executor
@@ -185,3 +186,25 @@ def test_audit_verify_detects_a_changed_a_removed_and_a_reordered_record(tmp_pat
         "UPDATE audit_log SET seq = 3 WHERE seq = -1;"
     )
     assert "broken at record 2" in swapped
+    records = int(ok.output.split("ok ", 1)[1].split()[0])  # "ok N records, head ..."
+    truncated = tampered(f"DELETE FROM audit_log WHERE seq > {records - 2}")
+    assert f"broken at record {records - 1}" in truncated and "newest records were removed" in truncated
+    newest = tampered(f"DELETE FROM audit_log WHERE seq = {records}")
+    assert f"broken at record {records}" in newest and "newest records were removed" in newest
+
+
+def test_a_record_appended_after_the_newest_were_cut_off_does_not_hide_the_cut(tmp_path: Path) -> None:
+    engine, _, _, _ = build(tmp_path)
+    engine.submit(xid79("node-10"))
+    Executor(engine).advance_due()
+    store = engine.store
+    last = store.audit_head()
+    assert last is not None and last[0] >= 3
+    conn = sqlite3.connect(tmp_path / "alerts.db")
+    conn.execute("DELETE FROM audit_log WHERE seq >= ?", (last[0] - 1,))
+    conn.commit()
+    conn.close()
+    store.audit(1.0, "vigil", "note", None, {"after": "the cut"})  # the chain goes on from the head
+    result = verify_chain(store.audit_rows(), store.audit_head())
+    assert not result.ok and result.bad_seq == last[0] + 1 and "removed or reordered" in result.reason
+    assert verify_chain(store.audit_rows()).ok is False  # the chain alone sees the gap it left

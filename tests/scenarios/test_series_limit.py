@@ -83,6 +83,8 @@ def test_a_5mb_record_of_100k_new_series_stays_at_the_limit_and_pages_once(tmp_p
     analytics.checkpoint()
     while alerting.step(0):
         pass
+    clock.advance(30)  # a warning waits group_wait before its first page
+    alerting.step(0)
     alerting.dispatcher.drain_once()
 
     limit = 4096  # the default per-host limit

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from vigil.alerting.config import DEFAULT_IDENTITY_LABELS, AlertingConfig, WebhookNotifierConfig
 from vigil.alerting.intake import alertname, decide, fingerprint, to_alert
-from vigil.alerting.notifiers import Notification
+from vigil.alerting.notifiers.base import legacy_notification
 from vigil.alerting.outbox import Backoff
 
 from vigil.config import validate
@@ -103,13 +103,13 @@ def test_decide_ignores_replayed_history() -> None:
 
 def test_notification_has_dedup_key_per_episode() -> None:
     alert = to_alert(det(), IDENTITY, T0)
-    page = Notification.from_alert(alert, "first", receiver="hook")
+    page = legacy_notification(alert, "first", receiver="hook")
     assert (page.action, page.reason, page.receiver) == ("trigger", "first", "hook")
     assert page.dedup_key == f"{alert.fingerprint}:2026-01-01T00:00:00+00:00"
     refire = to_alert(det(ts=T0 + 600), IDENTITY, T0 + 600)
-    assert Notification.from_alert(refire, "first").dedup_key != page.dedup_key  # a new episode, a new page
+    assert legacy_notification(refire, "first").dedup_key != page.dedup_key  # a new episode, a new page
     resolved = replace(alert, status="resolved", ends_at=T0 + 60)
-    assert Notification.from_alert(resolved, "resolved").dedup_key == page.dedup_key
+    assert legacy_notification(resolved, "resolved").dedup_key == page.dedup_key
 
 
 def test_backoff_grows_is_capped_and_jittered_reproducibly() -> None:

@@ -29,6 +29,7 @@ from vigil.alerting.notifiers import (
     build_notifier_registry,
     deliver,
 )
+from vigil.alerting.notifiers.base import legacy_notification
 from vigil.alerting.notifiers.text import fit, utf16_len
 
 from tests.notifier_fixtures import notification
@@ -105,8 +106,8 @@ def test_timestamps_are_normalised_to_utc() -> None:
     assert page.timestamp == datetime(2026, 1, 1, tzinfo=UTC) and page.timestamp.tzinfo == UTC
 
 
-def test_from_alert_is_a_one_member_incident() -> None:
-    page = Notification.from_alert(alert(runbook_url="https://runbooks.example.com/xid"), "first", receiver="pd")
+def test_a_legacy_outbox_alert_is_delivered_as_a_one_member_incident() -> None:
+    page = legacy_notification(alert(runbook_url="https://runbooks.example.com/xid"), "first", receiver="pd")
     assert (page.action, page.reason, page.severity, page.receiver) == ("trigger", "first", "critical", "pd")
     assert page.dedup_key == "ab12cd34ef56ab78:2026-01-01T00:00:00+00:00"
     assert (page.source, page.component, page.group, page.class_) == ("node-07", "gpu3", "c1", "GpuXidFatal")
@@ -116,10 +117,10 @@ def test_from_alert_is_a_one_member_incident() -> None:
     assert page.custom_details["recommended_action"] == "drain node-07"
     assert page.custom_details["detector"] == "xid" and "summary" not in page.custom_details
     assert [(link.text, link.href) for link in page.links] == [("Runbook", "https://runbooks.example.com/xid")]
-    resolved = Notification.from_alert(alert("resolved"), "resolved")
+    resolved = legacy_notification(alert("resolved"), "resolved")
     assert resolved.action == "resolve" and resolved.timestamp == datetime(2026, 1, 1, 0, 1, 30, tzinfo=UTC)
     assert resolved.dedup_key == page.dedup_key and resolved.links == ()
-    odd = Notification.from_alert(alert(runbook_url="see wiki page 7", summary=""), "first")
+    odd = legacy_notification(alert(runbook_url="see wiki page 7", summary=""), "first")
     assert odd.links == () and odd.summary == "GpuXidFatal on node-07/gpu3"  # never a crash in the service
 
 

@@ -15,7 +15,7 @@ import msgpack
 import pytest
 from vigil.alerting.config import PredictionAlertsConfig
 from vigil.alerting.intake import to_alert
-from vigil.alerting.notifiers.base import Notification
+from vigil.alerting.notifiers.base import legacy_notification
 from vigil.alerting.predictions import prediction_alerts
 
 from tests import poison
@@ -145,9 +145,9 @@ def test_renderers_do_not_raise_for_the_extremes_that_pass_decode() -> None:
     latest = decode(encode(poison.prediction(horizon_s=3650 * 86400.0, ts=4_102_444_800.0)))
     [alert] = prediction_alerts(latest, PredictionAlertsConfig(), now=NOW)  # type: ignore[arg-type]
     assert alert is not None and alert.annotations["eta_at"].startswith("2109-")
-    payload = Notification.from_alert(alert, "first").to_json()
+    payload = legacy_notification(alert, "first").to_json()
     assert payload["members"][0]["starts_at"].startswith("2100-01-01T00:00:00")
     detection = decode(encode(poison.detection(ts=4_102_444_800.0)))
     assert isinstance(detection, Detection)
-    body = Notification.from_alert(to_alert(detection, ["host"], NOW), "first").to_json()
+    body = legacy_notification(to_alert(detection, ["host"], NOW), "first").to_json()
     assert body["dedup_key"].endswith(":2100-01-01T00:00:00+00:00")

@@ -4,6 +4,7 @@ fleet in the Backblaze daily-CSV layout (the layout real SMART datasets use)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -136,9 +137,9 @@ def test_vigil_train_disk_writes_a_model_the_predictor_stage_loads(fleet: Path, 
     from vigil.cli.app import build_app
 
     out = tmp_path / "disk.joblib"
-    result = CliRunner().invoke(build_app(), ["train", "disk", "--data", str(fleet), "--out", str(out)])
+    result = CliRunner().invoke(build_app(), ["train", "disk", "--data", str(fleet), "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    assert '"positive_rows"' in result.output and out.stat().st_size > 0
+    assert json.loads(result.stdout)["positive_rows"] > 0 and out.stat().st_size > 0
     stage = PredictorStage(SlotTable(), disk_model=out)
     assert stage._gbm is not None
 

@@ -1,5 +1,7 @@
-"""nvidia-smi: the CSV and ``-q`` parsers on every real capture, and the collector's subprocess path
-(against a fake nvidia-smi replaying the captures): field rejection, fallback, MIG, failures."""
+"""nvidia-smi: the CSV parser on every real capture, the ``-q -x`` (XML) parser on the synthesized
+reports of tests/fixtures/nvidia-smi (values of the real text captures, see its README), and the
+collector's subprocess path against a fake nvidia-smi replaying them: field rejection, fallback,
+MIG, failures."""
 
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ import pytest
 from vigil.collectors.base import CollectorContext, Problem
 from vigil.collectors.gpu import nvidia_smi
 from vigil.collectors.gpu.nvidia_smi import NvidiaSmiCollector, SmiOptions, run_command
-from vigil.collectors.gpu.smi_parse import Missing, parse_csv, parse_q, parse_tree, to_number
+from vigil.collectors.gpu.smi_parse import Missing, parse_csv, parse_xml, to_number
 
-from tests.gpu_fixtures import capture_csv, capture_sections, fake_smi, smi_captures
+from tests.gpu_fixtures import capture_csv, capture_sections, fake_smi, smi_captures, smi_xml, smi_xml_reports
 from vigil.errors import ConfigError
 
 CTX = CollectorContext(host="node-a")
@@ -80,85 +82,59 @@ def test_every_captured_csv_parses(capture: Path, state: str) -> None:
     assert not isinstance(to_number(row["memory.total"]), Missing)
 
 
-@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.stem)
-@pytest.mark.parametrize("state", ["idle", "load"])
-def test_every_captured_q_report_parses(capture: Path, state: str) -> None:
-    report = parse_q(capture_sections(capture)[(state, "query (-q)")])
-    driver = capture.stem.split("__")[2]
-    assert report.driver_version == driver
-    (gpu,) = report.gpus
-    model = next(w for w in capture.name.split("__")[1].split("-") if any(c.isdigit() for c in w))
-    assert model in gpu.values["name"].lower()
-    assert gpu.values["uuid"] == "GPU-00000000-0000-0000-0000-000000000000"
-    assert gpu.values["pci.bus_id"] == gpu.bus_id and ":" in gpu.bus_id
-    for field in (
-        "memory.total",
-        "temperature.gpu",
-        "power.draw",
-        "clocks.current.sm",
-        "clocks_throttle_reasons.active",
-    ):
-        assert not isinstance(to_number(gpu.values[field]), Missing), field
-    mig_instances = [d["gpu_instance"] for d in gpu.mig]
-    if "h100-mig" in capture.name:
-        assert mig_instances == ["2", "3", "9", "10"] and gpu.mig[0]["memory.total"] == "40448 MiB"
-    elif "h200-mig" in capture.name:
-        assert mig_instances == ["2", "2", "3", "9", "10"]  # two compute instances in GPU instance 2
-    else:
-        assert mig_instances == []
+@pytest.mark.parametrize("report", smi_xml_reports(), ids=lambda p: p.stem)
+def test_every_xml_report_parses(report: Path) -> None:
+    parsed = parse_xml(report.read_text())
+    assert parsed.driver_version == report.stem.split("__")[2]
+    assert parsed.gpus and all(g.values["uuid"].startswith("GPU-") for g in parsed.gpus)
+    for gpu in parsed.gpus:
+        assert gpu.values["pci.bus_id"] == gpu.bus_id and ":" in gpu.bus_id
+        for field in ("memory.total", "temperature.gpu", "power.draw", "clocks.current.sm"):
+            assert not isinstance(to_number(gpu.values[field]), Missing), field
+        assert gpu.values["clocks_throttle_reasons.active"].startswith("0x")
 
 
-def test_q_values_from_the_h100_load_report() -> None:
-    gpu = parse_q(capture_sections(_capture("h100-80gb"))[("load", "query (-q)")]).gpus[0]
+def test_xml_values_match_the_h100_text_capture() -> None:
+    """The synthesized H100 report carries the real capture's load values: the same readings come out."""
+    gpu = parse_xml(smi_xml("h100-80gb").read_text()).gpus[0]
+    assert gpu.values["name"] == "NVIDIA H100 80GB HBM3"
     assert gpu.values["memory.used"] == "19818 MiB" and gpu.values["temperature.memory"] == "55 C"
-    assert gpu.values["power.draw"] == "588.39 W"  # the instantaneous reading
+    assert gpu.values["power.draw"] == "588.39 W"  # the instantaneous reading, not the average (629.45 W)
+    assert gpu.values["enforced.power.limit"] == "700.00 W"
     assert gpu.values["q.pcie.replays"] == "9"
     assert gpu.values["ecc.errors.corrected.volatile.total"] == "0"
+    assert gpu.values["ecc.errors.uncorrected.aggregate.total"] == "0"
     assert gpu.values["remapped_rows.pending"] == "No" and gpu.values["retired_pages.pending"] == "N/A"
+    assert gpu.values["clocks_throttle_reasons.active"] == "0x0" and gpu.mig == []
+    sections = capture_sections(_capture("h100-80gb"))
+    csv_row = parse_csv(sections[("load", "query-gpu (csv, what the exporter parses)")])[0]
+    assert csv_row["uuid"] == gpu.values["uuid"] and csv_row["pci.bus_id"] == gpu.bus_id
 
 
-def test_q_tree_handles_repeats_and_values_with_children() -> None:
-    tree = parse_tree(
-        "GPU 00000000:01:00.0\n"
-        "    Clocks Event Reasons\n"
-        "        HW Slowdown                  : Active\n"
-        "            HW Thermal Slowdown      : Active\n"
-        "        Sync Boost                   : Not Active\n"
-        "    Processes\n"
-        "        Process ID                   : 1\n"
-        "            Name                     : a\n"
-        "        Process ID                   : 2\n"
-        "            Name                     : b\n"
-    )
-    gpu = tree["GPU 00000000:01:00.0"]
-    assert gpu["Clocks Event Reasons"]["HW Slowdown"] == {"": "Active", "HW Thermal Slowdown": "Active"}
-    assert gpu["Processes"]["Process ID"] == [{"": "1", "Name": "a"}, {"": "2", "Name": "b"}]
-    report = parse_q("Driver Version : 1\nAttached GPUs : 1\n" + "GPU 00000000:01:00.0\n" + _indent(OLD_ECC))
-    values = report.gpus[0].values
-    assert (
-        values["ecc.errors.corrected.volatile.total"] == "3" and values["ecc.errors.uncorrected.aggregate.total"] == "1"
-    )
-    with pytest.raises(ValueError, match="not an nvidia-smi -q report"):
-        parse_q("hello\nworld : 1\n")
+def test_xml_mig_devices_and_the_old_layout() -> None:
+    mig = parse_xml(smi_xml("h200-mig").read_text()).gpus[0]
+    assert mig.values["mig.mode.current"] == "Enabled"
+    assert [d["gpu_instance"] for d in mig.mig] == ["2", "2", "3", "9", "10"]  # two compute instances in 2
+    assert mig.mig[0]["memory.total"] == "71424 MiB" and mig.values["remapped_rows.pending"] == "N/A"
+    old = parse_xml(smi_xml("v100").read_text())
+    first, second = old.gpus
+    assert first.values["power.draw"] == "287.52 W" and first.values["enforced.power.limit"] == "300.00 W"
+    assert first.values["ecc.errors.corrected.volatile.total"] == "3"
+    assert first.values["ecc.errors.uncorrected.aggregate.total"] == "1"
+    assert first.values["retired_pages.single_bit_ecc.count"] == "2"
+    assert first.values["q.temperature.slowdown"] == "87 C"
+    assert first.values["clocks_throttle_reasons.active"] == "0x4"  # sw_power_cap
+    assert second.values["clocks_throttle_reasons.active"] == "0x48"  # hw_slowdown + hw_thermal_slowdown
+    assert to_number(second.values["utilization.gpu"]) == "gpu_lost"
 
 
-OLD_ECC = """ECC Errors
-    Volatile
-        Single Bit
-            Device Memory : 3
-            Total : 3
-        Double Bit
-            Total : 0
-    Aggregate
-        Single Bit
-            Total : 7
-        Double Bit
-            Total : 1
-"""
-
-
-def _indent(text: str) -> str:
-    return "".join(f"    {line}\n" for line in text.splitlines())
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("hello\nworld : 1\n", "not XML"), ("<html><body/></html>", "not an nvidia-smi -q -x report")],
+)
+def test_what_is_not_an_xml_report_is_refused(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_xml(text)
 
 
 # ----------------------------------------------------------------------- the collector, via subprocess
@@ -193,7 +169,7 @@ def test_a_field_the_driver_rejects_is_dropped_reported_once_and_the_query_retri
 
 def test_when_the_csv_query_fails_the_q_report_is_read(tmp_path: Path) -> None:
     runner = Recorder()
-    binary = fake_smi(tmp_path, _capture("h100-80gb"), "load", fail_query=True)
+    binary = fake_smi(tmp_path, _capture("h100-80gb"), "load", fail_query=True, xml=smi_xml("h100-80gb"))
     samples, problems = _collect(NvidiaSmiCollector(CTX, SmiOptions(binary=str(binary)), run=runner))
     assert [p.error for p in problems] == [
         "nvidia_smi_failed",
@@ -203,7 +179,7 @@ def test_when_the_csv_query_fails_the_q_report_is_read(tmp_path: Path) -> None:
         "not_supported",
     ]
     assert "Failed to initialize NVML" in problems[0].detail
-    assert runner.calls[1] == ["-q"]
+    assert runner.calls[1] == ["-q", "-x"]
     assert samples['gpu_memory_used_bytes{gpu_index="0"}'] == 19818 * MIB
     assert samples['gpu_pcie_replay_total{gpu_index="0"}'] == 9.0
     csv_only = NvidiaSmiCollector(CTX, SmiOptions(binary=str(binary), mode="csv"))
@@ -212,7 +188,8 @@ def test_when_the_csv_query_fails_the_q_report_is_read(tmp_path: Path) -> None:
 
 def test_mig_slices_come_from_q_once_per_gpu_instance(tmp_path: Path) -> None:
     runner = Recorder()
-    collector = NvidiaSmiCollector(CTX, SmiOptions(binary=str(fake_smi(tmp_path, _capture("h200-mig")))), run=runner)
+    binary = fake_smi(tmp_path, _capture("h200-mig"), xml=smi_xml("h200-mig"))
+    collector = NvidiaSmiCollector(CTX, SmiOptions(binary=str(binary)), run=runner)
     samples, _ = _collect(collector)
     assert [c[0] for c in runner.calls] == [runner.calls[0][0], "-q"]  # the CSV said MIG is on
     slices = sorted(k for k in samples if k.startswith("gpu_memory_total_bytes") and "mig_instance" in k)

@@ -13,16 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from vigil.alerting.config import WebhookNotifierConfig
-from vigil.alerting.notifiers import Notification, build_notifier_registry
+from vigil.alerting.notifiers import build_notifier_registry
 
+from tests.notifier_fixtures import notification
 from vigil.cli.common import setup_logging
 from vigil.cli.receiver import WebhookReceiver
-from vigil.events import Alert
 
 TOKEN = "t0ken-that-must-not-leak"
-PAGE = Notification.from_alert(
-    Alert("fp", "firing", {"alertname": "GpuHot", "host": "node-1"}, {}, 1.8e9, None, "critical"), "first"
-)
+PAGE = notification()
 
 
 class EchoNotFound(BaseHTTPRequestHandler):

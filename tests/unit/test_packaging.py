@@ -47,7 +47,7 @@ def test_wheel_contains_every_module(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("vigil-*.whl")
+    (wheel,) = tmp_path.glob("vigil_aiops-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = expected_files() - names
     assert not missing, f"missing from the wheel: {sorted(missing)}"

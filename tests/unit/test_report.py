@@ -9,7 +9,7 @@ T0 = 1_790_000_000.0
 
 
 def page(at: float, **labels: str) -> Notification:
-    return Notification(T0 + at, "firing", "fp-" + "-".join(labels.values()), labels)
+    return Notification(T0 + at, "firing", "fp-" + "-".join(labels.values()), labels, "first")
 
 
 def test_pages_are_attributed_by_shared_identity_and_time() -> None:
@@ -50,3 +50,20 @@ def test_a_job_wide_alert_is_attributed_but_does_not_time_a_gpu_fault() -> None:
     assert by_id["f1"]["latency_s"] == 4.0 and by_id["f1"]["alerts"] == ["GpuOverTemperature", "TrainingHang"]
     assert by_id["f2"]["latency_s"] == 1.0
     assert report["false_alerts"] == 0
+
+
+def test_an_incident_names_every_fault_its_members_name_and_only_pages_count_as_pages() -> None:
+    xid48 = FaultInjection("f1", "xid48", {"host": "node-02", "gpu_index": "5"}, T0, T0 + 20)
+    members = (
+        {"alertname": "GpuXidFatal", "host": "node-02", "gpu_index": "5", "xid": "48"},
+        {"alertname": "GpuXidError", "host": "node-02", "gpu_index": "5", "xid": "63"},
+    )
+    notes = [
+        Notification(T0 + 0.1, "firing", "7", members[0], "first", "key-7", members[:1]),
+        Notification(T0 + 300, "firing", "7", members[0], "new_alerts_in_group", "key-7", members),  # an update
+        Notification(T0 + 600, "resolved", "7", members[0], "resolved", "key-7", members),
+    ]
+    report = score_run([xid48], notes)
+    [row] = report["faults"]
+    assert row["pages"] == 1 and row["incidents"] == ["7"] and row["latency_s"] == 0.1
+    assert (report["incidents"], report["notifications"], report["false_alerts"]) == (1, 3, 0)

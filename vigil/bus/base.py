@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
+from vigil.metrics_catalog import counter
 from vigil.topics import DLQ_SUFFIX
 
 Header = tuple[str, bytes]
@@ -82,6 +83,10 @@ class Consumer(Protocol):
         """Seek each assigned partition back to the group's committed offset (its beginning when none), so
         the next polls replay what was not committed; returns the committed offsets found."""
 
+    def log_end(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Each partition's end offset (the next offset to be written) as well as the client knows it;
+        raises RetryableError when the broker does not answer."""
+
     def close(self) -> None: ...
 
 
@@ -110,12 +115,7 @@ class DeadLetters:
 
     def __init__(self, producer: Producer, registry: CollectorRegistry | None = None) -> None:
         self._producer = producer
-        self.counter = Counter(
-            "vigil_dead_letter_records",
-            "Records sent to a dead-letter topic, by source topic and reason",
-            ["topic", "reason"],
-            registry=registry,
-        )
+        self.counter = counter(registry, "vigil_dead_letter_records_total")
 
     def send(self, record: Record, reason: str, error: str) -> None:
         headers = [

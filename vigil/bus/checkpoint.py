@@ -23,6 +23,9 @@ A failure between any two steps replays records, never loses them. After a ``Ret
 state hooks drop and reload what step 4 last saved, so processing resumes from the last complete
 checkpoint. ``handle`` is not required for every record: a service may batch work over a poll and
 use ``guard`` to isolate one record's failure (analytics does for telemetry).
+
+``watch()`` attaches a ``ConsumerWatch`` (``watch.py``): each poll then notes its time and, every
+so often, the lag of each partition against the offsets step 5 committed, for ``/healthz``.
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from vigil.bus.base import Bus, DeadLetters, Record, TopicPartition
 from vigil.bus.retry import RenewableProducer
+from vigil.bus.watch import ConsumerWatch
+from vigil.clock import Clock
+from vigil.config import ConsumerHealthConfig
 from vigil.errors import InvalidEvent, RetryableError
+from vigil.metrics_catalog import counter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,25 +80,31 @@ class Checkpoint:
     ) -> None:
         self.producer = RenewableProducer(bus.producer, registry)
         self.dead_letters = DeadLetters(self.producer, registry)
+        self.group = group
+        self._registry = registry
+        self.watcher: ConsumerWatch | None = None
         self._state = state
         self._flush_timeout_s = flush_timeout_s
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, per partition handled
         self._committed: dict[TopicPartition, int] = {}  # what this member last committed
         self._closing = False  # close(commit=False): the revoke on leaving the group commits nothing
         self._rejected: dict[tuple[str, str], int] = {}  # dead letters per topic and reason, for the log
-        self.refused = Counter(
-            "vigil_consumer_commits_refused",
-            "Offset commits left out because they would move a partition's committed offset backwards",
-            ["topic"],
-            registry=registry,
-        )
+        self.refused = counter(registry, "vigil_consumer_commits_refused_total")
         self.consumer = bus.consumer(list(topics), group, self._assigned, self._revoked)
 
     # ------------------------------------------------------------------ steps 1 and 2
 
+    def watch(self, clock: Clock, config: ConsumerHealthConfig, poll_timeout_s: float) -> ConsumerWatch:
+        """Watch this member's polls and lag from now on (``self.watcher``)."""
+        self.watcher = ConsumerWatch(self.consumer, self.group, clock, self._registry, config, poll_timeout_s)
+        return self.watcher
+
     def poll(self, timeout_s: float, max_records: int = 500) -> list[Record]:
         """Step 1."""
-        return self.consumer.poll(timeout_s, max_records)
+        records = self.consumer.poll(timeout_s, max_records)
+        if self.watcher is not None:
+            self.watcher.polled(self._committed)
+        return records
 
     def handle(self, records: Iterable[Record], fn: Callable[[Record], T | None]) -> list[T]:
         """Step 2: ``fn`` on each record, in order; the results that are not None."""

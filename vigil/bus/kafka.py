@@ -28,10 +28,12 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata
 
 from vigil.bus.base import DeliveryCallback, Header, RebalanceCallback, Record, TopicPartition
+from vigil.bus.connection import client_settings, diagnose
 from vigil.config import KafkaConfig
-from vigil.errors import PermanentError, RetryableError
+from vigil.errors import PermanentError, RetryableError, VigilError
 
 log = logging.getLogger(__name__)
+ADMIN_BOOTSTRAP_S = 10.0
 
 
 def _ms(seconds: float) -> int:
@@ -56,23 +58,64 @@ class KafkaBus:
     ) -> KafkaBusConsumer:
         return KafkaBusConsumer(self.config, list(topics), group, on_assign, on_revoke)
 
+    def admin(self) -> KafkaAdminClient:
+        # Used at start, after ``diagnose`` found a broker: what still fails (a refused login) should
+        # be reported in seconds, not after kafka-python's 30 s of retries.
+        timeout = _ms(min(self.config.request_timeout, ADMIN_BOOTSTRAP_S))
+        try:
+            return KafkaAdminClient(
+                **client_settings(self.config),
+                client_id=f"{self.config.client_id}-admin",
+                request_timeout_ms=_ms(self.config.request_timeout),
+                bootstrap_timeout_ms=timeout,
+            )
+        except KafkaError as exc:
+            raise RetryableError(unreachable(self.config, exc)) from exc
+
     def create_topics(self, partitions: dict[str, int]) -> None:
-        admin = KafkaAdminClient(
-            bootstrap_servers=self.config.bootstrap_servers, client_id=f"{self.config.client_id}-admin"
-        )
+        """Make sure every topic exists: create what is missing (``replication_factor`` replicas) or,
+        with ``kafka.create_topics: false``, raise ``MissingTopics`` naming each one that is not there."""
+        admin = self.admin()
         try:
             existing = set(admin.list_topics())
-            new = [NewTopic(name, count, 1) for name, count in partitions.items() if name not in existing]
+            missing = sorted(name for name in partitions if name not in existing)
+            if missing and not self.config.create_topics:
+                raise MissingTopics(
+                    f"kafka.create_topics is false and {len(missing)} topic(s) do not exist on "
+                    f"{','.join(self.config.bootstrap_servers)}: {', '.join(missing)} (create them, "
+                    "or set kafka.create_topics: true)"
+                )
+            replicas = self.config.replication_factor
+            new = [NewTopic(name, partitions[name], replicas) for name in missing]
             if new:
                 try:
                     admin.create_topics(new)
                 except TopicAlreadyExistsError:
                     log.debug("topics created concurrently by another client")
+                except KafkaError as exc:  # e.g. more replicas than brokers, or no right to create topics
+                    raise VigilError(
+                        f"kafka.replication_factor/create_topics: creating {len(new)} topic(s) with "
+                        f"{replicas} replica(s) failed: {exc}"
+                    ) from exc
         finally:
             admin.close()
 
     def close(self) -> None:
         pass
+
+
+class MissingTopics(VigilError):
+    """``kafka.create_topics`` is false and topics Vigil needs do not exist."""
+
+
+def unreachable(config: KafkaConfig, exc: BaseException) -> str:
+    """One line for a client that could not bootstrap: what the brokers answered, not the library's error."""
+    problem = diagnose(config, timeout_s=2.0)
+    if problem is not None:
+        return problem.message
+    # A broker answers, so the library failed after the transport: authentication, most often.
+    hint = f" (kafka.sasl: {config.sasl.mechanism} as {config.sasl.username!r}?)" if config.sasl else ""
+    return f"kafka.bootstrap_servers: a broker answers but the client could not start: {exc}{hint}"
 
 
 # Errors about the record itself: sending it again can never work. Anything else (authorization,
@@ -87,12 +130,12 @@ def _as_vigil_error(exc: BaseException) -> RetryableError | PermanentError:
 
 
 class KafkaBusProducer:
-    """``overrides``: extra KafkaProducer settings for one caller (the node agent tunes reconnects)."""
+    """``overrides``: extra KafkaProducer tuning for one caller (the node agent tunes reconnects); the
+    connection itself (servers, TLS, SASL) is always ``client_settings``."""
 
     def __init__(self, config: KafkaConfig, overrides: Mapping[str, Any] | None = None) -> None:
         compression = None if config.compression == "none" else config.compression
-        settings: dict[str, Any] = dict(
-            bootstrap_servers=config.bootstrap_servers,
+        tuning: dict[str, Any] = dict(
             client_id=config.client_id,
             compression_type=compression,
             linger_ms=_ms(config.linger),
@@ -109,11 +152,11 @@ class KafkaBusProducer:
             # RetryableError so the caller can buffer or slow down instead of dying.
             max_block_ms=_ms(config.request_timeout),
         )
-        settings.update(overrides or {})
+        tuning.update(overrides or {})
         try:
-            self._producer = KafkaProducer(**settings)
+            self._producer = KafkaProducer(**client_settings(config), **tuning)
         except KafkaError as exc:  # no broker reachable to bootstrap from
-            raise RetryableError(f"cannot connect to {config.bootstrap_servers}: {exc}") from exc
+            raise RetryableError(unreachable(config, exc)) from exc
         self._error: BaseException | None = None
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[Header] = ()) -> None:
@@ -177,8 +220,21 @@ class KafkaBusConsumer:
         on_assign: RebalanceCallback | None,
         on_revoke: RebalanceCallback | None,
     ) -> None:
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=config.bootstrap_servers,
+        try:
+            self._consumer = self._connect(config, group)
+        except KafkaError as exc:  # no broker reachable to bootstrap from
+            raise RetryableError(unreachable(config, exc)) from exc
+        self._listener = _Listener(on_assign, on_revoke)
+        self._consumer.subscribe(topics, listener=self._listener)
+        self._rebalance_wait_s = 2 * config.session_timeout
+        # Calls that wait on the group coordinator block forever by default while the broker is away.
+        self._timeout_ms = _ms(config.request_timeout)
+        self._alive_within_s = 3 * config.heartbeat_interval
+
+    @staticmethod
+    def _connect(config: KafkaConfig, group: str) -> KafkaConsumer:
+        return KafkaConsumer(
+            **client_settings(config),
             client_id=config.client_id,
             group_id=group,
             enable_auto_commit=False,
@@ -189,12 +245,6 @@ class KafkaBusConsumer:
             max_partition_fetch_bytes=config.max_partition_fetch_bytes,
             request_timeout_ms=max(_ms(config.request_timeout), _ms(config.session_timeout) + 5000),
         )
-        self._listener = _Listener(on_assign, on_revoke)
-        self._consumer.subscribe(topics, listener=self._listener)
-        self._rebalance_wait_s = 2 * config.session_timeout
-        # Calls that wait on the group coordinator block forever by default while the broker is away.
-        self._timeout_ms = _ms(config.request_timeout)
-        self._alive_within_s = 3 * config.heartbeat_interval
 
     def poll(self, timeout_s: float, max_records: int = 500) -> list[Record]:
         try:
@@ -258,6 +308,23 @@ class KafkaBusConsumer:
                 raise RetryableError(f"rewinding {tp.topic}-{tp.partition}: {exc}") from exc
             positions[tp] = offset
         return positions
+
+    def log_end(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The larger of the last fetch's high watermark and a ListOffsets answer: Tansu answers the
+        latter with its last batch's base offset + 1 (short by that batch's size - 1), while the high
+        watermark is exact but only as fresh as the last fetch (``vigil.bus.watch``)."""
+        ktps = [KafkaTP(tp.topic, tp.partition) for tp in tps]
+        if not ktps:
+            return {}
+        try:
+            listed = self._consumer.end_offsets(ktps, timeout_ms=self._timeout_ms)
+        except KafkaError as exc:
+            raise RetryableError(f"end offsets: {exc}") from exc
+        out: dict[TopicPartition, int] = {}
+        for ktp in ktps:
+            fetched = self._consumer.highwater(ktp)
+            out[TopicPartition(ktp.topic, ktp.partition)] = max(int(listed.get(ktp) or 0), int(fetched or 0))
+        return out
 
     def position(self, tp: TopicPartition) -> int:
         return int(self._consumer.position(KafkaTP(tp.topic, tp.partition)))

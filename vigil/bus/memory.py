@@ -199,6 +199,11 @@ class MemoryConsumer:
         with self._bus._lock:
             return self._bus._committed.get(self.group, {}).get(tp)
 
+    def log_end(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        self._bus.check("log end")
+        with self._bus._lock:
+            return {tp: len(self._bus._ensure(tp.topic)[tp.partition]) for tp in tps}
+
     def close(self) -> None:
         self._bus._leave(self)
 

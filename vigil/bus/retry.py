@@ -19,11 +19,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from vigil.bus.base import Header, Producer
 from vigil.clock import Clock
 from vigil.errors import RetryableError
+from vigil.metrics_catalog import counter, gauge
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,7 @@ class RenewableProducer:
         self._factory = factory
         self._producer: Producer | None = None
         self.failed = False
-        self.renewals = Counter(
-            "vigil_producer_renewals", "Producers thrown away after a failure and built again", registry=registry
-        )
+        self.renewals = counter(registry, "vigil_producer_renewals_total")
 
     def _current(self) -> Producer:
         if self._producer is None:
@@ -101,10 +100,10 @@ class Outage:
         self._delay = initial_s
         self.down_since: float | None = None  # monotonic
         self.last_error = ""
-        self.up = Gauge("vigil_bus_up", "1 while the broker answers, 0 during an outage", registry=registry)
+        self.up = gauge(registry, "vigil_bus_up")
         self.up.set(1)
-        self.outages = Counter("vigil_bus_outages", "Broker outages seen (episodes of failed calls)", registry=registry)
-        self.retries = Counter("vigil_bus_retries", "Broker calls that failed and were retried", registry=registry)
+        self.outages = counter(registry, "vigil_bus_outages_total")
+        self.retries = counter(registry, "vigil_bus_retries_total")
 
     def failed(self, exc: BaseException) -> float:
         """Count the failure; returns how long to wait before the next attempt."""

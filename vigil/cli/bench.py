@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import typer
-from rich.console import Console
 
 from vigil.broker import EmbeddedBroker, free_port
-from vigil.cli.processes import ProcessGroup
+from vigil.cli.common import JsonOption, show
+from vigil.cli.extras import require
+from vigil.cli.progress import progress
 from vigil.cli.settings import VigilConfig, dump_config
-from vigil.cli.stack import Stack
+from vigil.progress import Progress
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: programs that print figures")
 SAMPLES = re.compile(r"^vigil_analytics_samples_total (\S+)$", re.M)
@@ -63,6 +63,8 @@ def machine() -> str:
 
 
 def _analytics_samples(port: int) -> float:
+    import httpx
+
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except httpx.HTTPError:
@@ -71,7 +73,9 @@ def _analytics_samples(port: int) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def throughput(seconds: float, work: Path, ticks_per_batch: int, training: bool) -> dict[str, Any]:
+def throughput(seconds: float, work: Path, ticks_per_batch: int, training: bool, shown: Progress) -> dict[str, Any]:
+    from vigil.cli.processes import ProcessGroup
+
     with EmbeddedBroker(work, ephemeral=True) as broker:
         cfg = VigilConfig.model_validate(
             {
@@ -90,15 +94,19 @@ def throughput(seconds: float, work: Path, ticks_per_batch: int, training: bool)
         started = time.monotonic()
         procs.spawn("producer", ["sim", "--config", str(path), "--fast", str(seconds)])
         trace: list[tuple[float, float]] = []
+        shown.phase("throughput: the simulator publishes flat out", seconds)
         while procs.alive("producer") and time.monotonic() - started < seconds + 60:
             trace.append((time.monotonic() - started, _analytics_samples(port)))
+            shown.advance(1.0, f"{trace[-1][1]:,.0f} samples scored")
             time.sleep(1.0)
         produced = json.loads((work / "logs" / "producer.log").read_text().strip().splitlines()[-1])
         ended = time.monotonic() - started
         drained_at = ended
+        shown.phase("throughput: analytics drains the backlog", produced["samples"])
         while time.monotonic() - started < ended + 120:
             done = _analytics_samples(port)
             trace.append((time.monotonic() - started, done))
+            shown.advance(done - trace[-2][1], f"{done:,.0f} of {produced['samples']:,} samples scored")
             if done >= produced["samples"]:
                 drained_at = time.monotonic() - started
                 break
@@ -125,13 +133,21 @@ def throughput(seconds: float, work: Path, ticks_per_batch: int, training: bool)
     }
 
 
-def latency(seconds: float, work: Path) -> dict[str, Any]:
+def latency(seconds: float, work: Path, shown: Progress) -> dict[str, Any]:
+    from vigil.cli.stack import Stack
+
     cfg = VigilConfig.model_validate(
         {"data_dir": str(work), "log_level": "warning", "sim": {"faults": LATENCY_SCHEDULE}}
     )
     stack = Stack(cfg, ephemeral=True).start()
+    shown.phase("latency: faults injected, pages awaited", seconds)
     try:
-        time.sleep(seconds)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(1.0, left))
+            report = stack.report()
+            paged = sum(1 for row in report["faults"] if row["detected"])
+            shown.advance(min(1.0, left), f"{paged} of {len(report['faults'])} faults paged")
     finally:
         stack.stop()
     report = stack.report()
@@ -157,7 +173,7 @@ def latency(seconds: float, work: Path) -> dict[str, Any]:
 
 @bench_app.command("pipeline")
 def pipeline(
-    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    json_out: bool = JsonOption,
     seconds: float = typer.Option(60.0, help="throughput phase length"),
     latency_seconds: float = typer.Option(185.0, help="latency phase length (the fault schedule needs 180 s)"),
     ticks_per_batch: int = typer.Option(10, help="ticks per telemetry message in the throughput phase"),
@@ -166,18 +182,16 @@ def pipeline(
     ),
 ) -> None:
     """End-to-end samples/s through broker and one analytics process, and fault-to-page latency."""
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
+    require("bench pipeline", "server", "embedded")
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp, progress(json_out) as shown:
         work = Path(tmp)
         result: dict[str, Any] = {"machine": machine()}
-        result["throughput"] = throughput(seconds, work / "throughput", ticks_per_batch, training)
+        result["throughput"] = throughput(seconds, work / "throughput", ticks_per_batch, training, shown)
         result["samples_per_s"] = result["throughput"]["samples_per_s"]
         if latency_seconds > 0:
-            lat = latency(latency_seconds, work / "latency")
+            lat = latency(latency_seconds, work / "latency", shown)
             result.update(lat)
-    if json_out:
-        print(json.dumps(result, indent=2))  # noqa: T201 - the benchmark's output is its product
-    else:
-        Console().print_json(data=result)
+    show(result, json_out)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,22 +14,25 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import psutil
 import typer
 import yaml
-from rich.console import Console
 
 from vigil.broker import EmbeddedBroker, free_port
 from vigil.bus.kafka import KafkaBus
 from vigil.cli.bench import bench_app, machine
-from vigil.cli.processes import ProcessGroup
+from vigil.cli.common import JsonOption, show
+from vigil.cli.extras import require
+from vigil.cli.progress import progress
 from vigil.codec import decode
 from vigil.config import KafkaConfig
 from vigil.events import TelemetryBatch
+from vigil.progress import Progress, Silent
 from vigil.topics import Topics
+
+if TYPE_CHECKING:  # httpx and psutil are the agent extra's: imported when the benchmark runs
+    import psutil
 
 TARGET_CPU_PERCENT = 2.0
 TARGET_RSS_MB = 100.0
@@ -37,6 +40,8 @@ _METRIC = re.compile(r"^(vigil_[a-z_]+)(\{[^}]*\})? (\S+)$", re.M)
 
 
 def _metrics(port: int) -> dict[str, float]:
+    import httpx
+
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except httpx.HTTPError:
@@ -45,6 +50,8 @@ def _metrics(port: int) -> dict[str, float]:
 
 
 def _wait_healthy(port: int, timeout_s: float) -> float:
+    import httpx
+
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         try:
@@ -62,6 +69,8 @@ def _peak_rss_mb(pid: int) -> float:
         match = re.search(r"^VmHWM:\s+(\d+) kB", status.read_text(), re.M)
         if match:
             return int(match.group(1)) / 1024
+    import psutil
+
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
@@ -88,8 +97,18 @@ def _read_back(bus: KafkaBus, topic: str, want: int) -> tuple[int, int]:
 
 
 def run_agent(
-    work: Path, collectors: str, interval: float, seconds: float, options: dict[str, dict[str, Any]]
+    work: Path,
+    collectors: str,
+    interval: float,
+    seconds: float,
+    options: dict[str, dict[str, Any]],
+    shown: Progress | None = None,
 ) -> dict[str, Any]:
+    shown = shown or Silent()
+    import psutil
+
+    from vigil.cli.processes import ProcessGroup
+
     with EmbeddedBroker(work, ephemeral=True) as broker:
         kafka = KafkaConfig(bootstrap_servers=[broker.bootstrap])
         topics = Topics()
@@ -115,7 +134,11 @@ def run_agent(
         try:
             ready_s = _wait_healthy(port, 60)
             cpu0, wall0 = _cpu_s(proc), time.monotonic()
-            time.sleep(seconds)
+            shown.phase(f"the agent runs ({collectors})", seconds)
+            while (left := wall0 + seconds - time.monotonic()) > 0:
+                time.sleep(min(1.0, left))
+                spent = time.monotonic() - wall0
+                shown.advance(min(1.0, left), f"CPU {100 * (_cpu_s(proc) - cpu0) / spent:.2f}% of one core")
             cpu1, wall1 = _cpu_s(proc), time.monotonic()
             peak = _peak_rss_mb(proc.pid)
             rss_end = proc.memory_info().rss / 2**20
@@ -149,27 +172,25 @@ def run_agent(
 
 @bench_app.command("agent")
 def agent_bench(
-    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    json_out: bool = JsonOption,
     seconds: float = typer.Option(60.0, help="how long the agent runs once started"),
     collectors: str = typer.Option("sim_gpu,host", help="collectors to run (name, or name=module for your own)"),
     interval: float = typer.Option(1.0, help="every collector's interval, seconds"),
     options: str = typer.Option("{}", help='collector options as JSON, e.g. \'{"sim_gpu": {"gpus": 8}}\''),
 ) -> None:
     """The node agent's CPU (% of one core) and peak RSS while it publishes to the embedded broker."""
+    require("bench agent", "agent", "embedded")
     try:
         per_collector = json.loads(options)
     except ValueError as exc:
         raise typer.BadParameter(f"not JSON: {exc}", param_hint="--options") from exc
     if not isinstance(per_collector, dict) or not all(isinstance(v, dict) for v in per_collector.values()):
         raise typer.BadParameter("a JSON object of collector name -> options object", param_hint="--options")
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-agent-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-agent-") as tmp, progress(json_out) as shown:
         result: dict[str, Any] = {"machine": machine()}
-        result.update(run_agent(Path(tmp), collectors, interval, seconds, per_collector))
+        result.update(run_agent(Path(tmp), collectors, interval, seconds, per_collector, shown))
     result["targets"] = {"cpu_percent_of_one_core": TARGET_CPU_PERCENT, "peak_rss_mb": TARGET_RSS_MB}
     result["meets_targets"] = (
         result["cpu_percent_of_one_core"] < TARGET_CPU_PERCENT and result["peak_rss_mb"] < TARGET_RSS_MB
     )
-    if json_out:
-        print(json.dumps(result, indent=2))  # noqa: T201 - the benchmark's output is its product
-    else:
-        Console().print_json(data=result)
+    show(result, json_out)

@@ -20,7 +20,6 @@ Registers itself on ``vigil.cli.bench.bench_app`` when imported (``app.py`` impo
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
 import os
 import random
@@ -32,15 +31,19 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import numpy as np
-import psutil
 import typer
-from rich.console import Console
 
 from vigil.cli.bench import bench_app, machine
+from vigil.cli.common import JsonOption, show
+from vigil.cli.extras import require
+from vigil.cli.progress import progress
+from vigil.progress import Progress, Silent
+
+if TYPE_CHECKING:  # httpx and psutil are the server extra's: imported when the benchmark runs
+    import httpx
 
 TARGET_P99_S = 0.25
 T = TypeVar("T")
@@ -139,6 +142,8 @@ async def _httpx_get(client: httpx.AsyncClient, url: str) -> str:
 async def _burst(port: int, target: str, requests: int, client_kind: str) -> tuple[list[float], dict[str, int], float]:
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
+    import httpx
+
     limits = httpx.Limits(max_connections=requests, max_keepalive_connections=requests)
 
     async def one(client: httpx.AsyncClient) -> None:
@@ -188,7 +193,11 @@ def _figures(latencies: list[float]) -> dict[str, float]:
     }
 
 
-def _bursts(port: int, target: str, requests: int, client_kind: str, server_pid: int, count: int) -> list[Burst]:
+def _bursts(
+    port: int, target: str, requests: int, client_kind: str, server_pid: int, count: int, shown: Progress
+) -> list[Burst]:
+    import psutil
+
     server, client = psutil.Process(server_pid), psutil.Process()
     bursts = []
     for _ in range(count):
@@ -198,11 +207,16 @@ def _bursts(port: int, target: str, requests: int, client_kind: str, server_pid:
         figures["server_cpu_ms"] = round((sum(server.cpu_times()[:2]) - server_cpu0) * 1000)
         figures["client_cpu_ms"] = round((sum(client.cpu_times()[:2]) - client_cpu0) * 1000)
         bursts.append(Burst(latencies, outcomes, {**figures, "responses": outcomes}))
+        shown.advance(1, f"last burst p99 {figures['p99_ms']} ms")
     return bursts
 
 
-def run_api_bench(alerts: int, requests: int, query: str, client_kind: str, bursts: int, work: Path) -> dict[str, Any]:
+def run_api_bench(
+    alerts: int, requests: int, query: str, client_kind: str, bursts: int, work: Path, shown: Progress | None = None
+) -> dict[str, Any]:
+    shown = shown or Silent()
     db = work / "alerts.db"
+    shown.phase(f"seeding a store of {alerts} alerts")
     seed_store(db, alerts, firing_share=0.1)
     target = "/api/v1/alerts" + (f"?{query}" if query else "")
     ctx = multiprocessing.get_context("spawn")
@@ -213,10 +227,13 @@ def run_api_bench(alerts: int, requests: int, query: str, client_kind: str, burs
         port = parent.recv() if parent.poll(60) else None
         if port is None or proc.pid is None:
             raise RuntimeError("the API process did not start within 60 s")
+        import httpx
+
         body_bytes = len(httpx.get(f"http://127.0.0.1:{port}{target}", timeout=30.0).content)
         alone_s = _run(_alone(port, target, 20))
         load = os.getloadavg()[0]
-        runs = _bursts(port, target, requests, client_kind, proc.pid, bursts)
+        shown.phase(f"{bursts} bursts of {requests} concurrent requests", bursts)
+        runs = _bursts(port, target, requests, client_kind, proc.pid, bursts, shown)
     finally:
         parent.send("stop")
         proc.join(10)
@@ -241,7 +258,7 @@ def run_api_bench(alerts: int, requests: int, query: str, client_kind: str, burs
 
 @bench_app.command("api")
 def api_bench(
-    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    json_out: bool = JsonOption,
     alerts: int = typer.Option(5_000, min=1, help="alerts seeded in the store"),
     requests: int = typer.Option(1_000, min=1, help="concurrent requests in the burst"),
     query: str = typer.Option("", help="query string for every request, e.g. 'status=firing&limit=50'"),
@@ -249,16 +266,14 @@ def api_bench(
     bursts: int = typer.Option(3, min=1, help="bursts, one after the other; the first is reported apart"),
 ) -> None:
     """p50/p99/max latency of a burst of concurrent GET /api/v1/alerts against the real API."""
+    require("bench api", "server")
     if client not in ("raw", "httpx"):
         raise typer.BadParameter("raw or httpx", param_hint="--client")
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-api-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-api-") as tmp, progress(json_out) as shown:
         result: dict[str, Any] = {
             "machine": machine(),
-            **run_api_bench(alerts, requests, query, client, bursts, Path(tmp)),
+            **run_api_bench(alerts, requests, query, client, bursts, Path(tmp), shown),
         }
     result["target_p99_ms"] = TARGET_P99_S * 1000
     result["meets_target"] = result["errors"] == 0 and result["p99_ms"] < TARGET_P99_S * 1000
-    if json_out:
-        print(json.dumps(result, indent=2))  # noqa: T201 - the benchmark's output is its product
-    else:
-        Console().print_json(data=result)
+    show(result, json_out)

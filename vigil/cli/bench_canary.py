@@ -7,17 +7,16 @@ figure is made: ``vigil.alerting.canary.bench``.
 
 from __future__ import annotations
 
-import json
-
 import typer
-from rich.console import Console
 
 from vigil.cli.bench import bench_app, machine
+from vigil.cli.common import JsonOption, show
+from vigil.cli.extras import require
 
 
 @bench_app.command("canary")
 def canary(
-    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    json_out: bool = JsonOption,
     seconds: float = typer.Option(10.0, min=0.5, help="throughput phase length"),
     workers: int = typer.Option(4, min=1, help="rounds run in parallel (canary.workers)"),
     items: int = typer.Option(20, min=1, help="golden items per round"),
@@ -28,6 +27,7 @@ def canary(
     seed: int = typer.Option(11, help="seed of the false-fail rounds"),
 ) -> None:
     """Golden items/s, judge decision time, and the false-fail rate over seeded healthy rounds."""
+    require("bench canary", "server")
     from vigil.alerting.canary.bench import false_fails, judge_time, throughput
 
     result = {
@@ -36,7 +36,4 @@ def canary(
         "judge": judge_time(items, window, 200),
         "false_fails": false_fails(rounds, items, window, flaky, seed),
     }
-    if json_out:
-        print(json.dumps(result, indent=2))  # noqa: T201 - the benchmark's output is its product
-    else:
-        Console().print_json(data=result)
+    show(result, json_out)

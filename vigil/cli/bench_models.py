@@ -16,7 +16,6 @@ seconds per 1k rows for fitting and scoring.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -27,8 +26,11 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from vigil.analytics.eval import datasets_root
 from vigil.analytics.models.base import Detector
 from vigil.cli.bench import bench_app, machine
+from vigil.cli.common import data_option
+from vigil.cli.extras import require
 
 console = Console(highlight=False)
 REFITS = ("seasonal", "iforest", "pca", "autoencoder")  # the models with a refit schedule
@@ -202,14 +204,14 @@ def smd(root: Path, quantile: float, names: list[str], seeds: int) -> None:
 def models_command(
     rows: int = typer.Option(20_000, help="rows per model in the throughput run"),
     smd_run: bool = typer.Option(False, "--smd", help="run the IsolationForest / PCA / autoencoder comparison"),
-    datasets: Path = typer.Option(
-        Path(os.environ.get("VIGIL_DATASETS", "../shared/datasets")), help="folder holding smd/ (env VIGIL_DATASETS)"
-    ),
+    data: Path | None = data_option("the SMD-layout folder for --smd (default: $VIGIL_DATASETS/smd)"),
+    datasets: Path | None = typer.Option(None, "--datasets", hidden=True, help="deprecated: --data DATASETS/smd"),
     quantile: float = typer.Option(0.99, help="threshold: this quantile of the held-out train scores"),
     skip_throughput: bool = typer.Option(False, help="only the SMD comparison"),
     seeds: int = typer.Option(3, min=1, help="seeds per model in the SMD comparison"),
 ) -> None:
     """Throughput of every detector model on one thread, and optionally the SMD comparison."""
+    require("bench models", "server")
     # installed with scikit-learn (untyped); imported here to keep the CLI's start light
     from threadpoolctl import threadpool_limits
 
@@ -223,9 +225,9 @@ def models_command(
             for name, what, rate in frame_throughput(120):
                 console.print(f"{name}: {what}: {rate:,.0f} samples/s")
         if smd_run:
-            root = datasets / "smd"
+            root = data or (datasets or datasets_root()) / "smd"
             if not root.exists():
-                raise typer.BadParameter(f"no SMD data under {root} (set --datasets or VIGIL_DATASETS)")
+                raise typer.BadParameter(f"no SMD data at {root} (give --data or set VIGIL_DATASETS)")
             console.print(
                 f"\nSMD/ASD: fit on train[:80%], threshold = q{quantile} of scores on train[80%:], "
                 "point-wise metrics on test (no point adjustment); oracle-F1 = best threshold on test labels"

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,14 +23,17 @@ from typing import Any
 
 import numpy as np
 import typer
-from rich.console import Console
 
 from vigil.broker import EmbeddedBroker
 from vigil.bus import Bus
 from vigil.bus.memory import MemoryBus
 from vigil.cli.bench import bench_app, machine
+from vigil.cli.common import JsonOption, show
+from vigil.cli.extras import require
+from vigil.cli.progress import progress
 from vigil.collectors.training import Reporter, ReporterOptions
-from vigil.collectors.training.reporter import kafka_bus
+from vigil.collectors.training.connection import BOOTSTRAP_VAR
+from vigil.collectors.training.reporter import bus_from_env
 from vigil.topics import Topics
 
 TARGET_US = 50.0
@@ -166,17 +168,18 @@ def backlog_stall(bus: Bus, backlog: int, yield_every: int, seconds: float = 1.5
 
 def _with_broker(work: Path, fn: Callable[[Bus], dict[str, Any]]) -> dict[str, Any]:
     with EmbeddedBroker(work, ephemeral=True) as broker:
-        return fn(kafka_bus([broker.bootstrap]))  # the reporter's own Kafka settings
+        return fn(bus_from_env({BOOTSTRAP_VAR: broker.bootstrap}))  # the reporter's own Kafka settings
 
 
 @bench_app.command("reporter")
 def reporter_bench(
-    json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    json_out: bool = JsonOption,
     calls: int = typer.Option(200_000, help="report() calls per measurement"),
     torch_steps: int = typer.Option(1000, help="training steps per arm of the PyTorch loop (0: skip it)"),
     block: int = typer.Option(100, help="steps per alternating block in the PyTorch loop"),
 ) -> None:
     """µs per report() call (publisher on the memory bus, on the real broker); PyTorch step time with/without."""
+    require("bench reporter", "embedded")
     try:
         import torch
     except ImportError:
@@ -190,12 +193,15 @@ def reporter_bench(
         "timer_overhead_ns": timer_overhead_ns(),
         "target_us_per_step": TARGET_US,
     }
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-reporter-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-reporter-") as tmp, progress(json_out) as shown:
+        shown.phase("report() calls, publisher on the memory bus")
         result["memory_bus"] = [report_calls(MemoryBus(), calls, loss, label) for label, loss in losses]
+        shown.phase("report() calls, publisher on the embedded broker")
         result["kafka_embedded"] = _with_broker(
             Path(tmp) / "calls",
             lambda bus: {"rows": [report_calls(bus, calls, loss, label) for label, loss in losses]},
         )["rows"]
+        shown.phase("the training thread while the publisher drains a backlog")
         result["gil_wait_during_backlog_kafka_embedded"] = {
             "workload": "training thread releases the GIL for 0.5 ms in a loop for 1.5 s while the publisher "
             "drains 20000 queued steps; figures: overshoot past 0.5 ms",
@@ -204,12 +210,10 @@ def reporter_bench(
             )["rows"],
         }
         if torch is not None and torch_steps > 0:
+            shown.phase(f"a PyTorch loop, {torch_steps} steps with and without reporting")
             result["torch_loop_kafka_embedded"] = _with_broker(
                 Path(tmp) / "loop", lambda bus: torch_loop(bus, torch_steps, block)
             )
     rows = result["memory_bus"] + result["kafka_embedded"]
     result["meets_target_mean"] = all(r["mean_us"] < TARGET_US for r in rows)
-    if json_out:
-        print(json.dumps(result, indent=2))  # noqa: T201 - the benchmark's output is its product
-    else:
-        Console().print_json(data=result)
+    show(result, json_out)

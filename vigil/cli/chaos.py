@@ -25,24 +25,27 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTP
-from rich.console import Console
 
+from vigil.bus.connection import client_settings
 from vigil.bus.kafka import KafkaBus
 from vigil.cli.chaos_score import FaultOutcome, PlannedKill, merge_truth, plan_kills, score_faults, summary
-from vigil.cli.common import ConfigOption, err_console, load_or_exit, stop_on_signals
+from vigil.cli.common import ConfigOption, JsonOption, err_console, load_or_exit, show, stop_on_signals
+from vigil.cli.extras import require
 from vigil.cli.receiver import HangingReceiver
 from vigil.cli.settings import VigilConfig
-from vigil.cli.stack import Stack
 from vigil.codec import decode, encode
 from vigil.config import KafkaConfig
 from vigil.errors import ConfigError, InvalidEvent, RetryableError, VigilError
 from vigil.events import Detection, FaultInjection, LogEvent, Prediction
 from vigil.topics import DLQ_SUFFIX, Topics
+
+if TYPE_CHECKING:  # the stack needs the server and embedded extras: imported when a run starts
+    from vigil.cli.stack import Stack
 
 log = logging.getLogger(__name__)
 KILL_WARMUP_S = 20.0  # no kill before the services have joined their groups and learnt a little
@@ -108,9 +111,7 @@ def read_back(kafka: KafkaConfig, topics: list[str], idle_s: float = 3.0, limit_
 
     The log end offset cannot say when to stop: Tansu reports the last batch's base offset + 1.
     """
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False, client_id="vigil-chaos"
-    )
+    consumer = KafkaConsumer(**client_settings(kafka), group_id=None, enable_auto_commit=False, client_id="vigil-chaos")
     try:
         parts = [KafkaTP(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(parts)
@@ -251,6 +252,8 @@ def run_chaos(
     say: Callable[[str], object] = log.info,
 ) -> dict[str, Any]:
     """One chaos run; returns ``{"summary": the seven keys, ...details}``."""
+    from vigil.cli.stack import Stack
+
     work = data_dir or Path(tempfile.mkdtemp(prefix="vigil-chaos-"))
     hung = HangingReceiver().start()
     stack: Stack | None = None
@@ -277,11 +280,12 @@ def chaos(
     settle: float = typer.Option(40.0, min=0.0, help="seconds after --duration for late pages (no kills)"),
     seed: int = typer.Option(0, help="seeds the fault schedule, the kill moments and order, the poison"),
     kills: int = typer.Option(8, min=0, help="SIGKILLs in all, analytics/alerting/sim/broker in turn"),
-    json_out: bool = typer.Option(False, "--json", help="print only the JSON document"),
+    json_out: bool = JsonOption,
     report: Path | None = typer.Option(None, help="write the details here: each fault, kill, page, restart"),
     data_dir: Path | None = typer.Option(None, help="keep the run's data and logs here (default: a temporary folder)"),
 ) -> None:
     """Run the durable stack under kills, a hung notifier and poison records; score pages against ground truth."""
+    require("chaos", "server", "embedded")
     cfg = load_or_exit(config)
     if data_dir is not None and data_dir.exists() and any(data_dir.iterdir()):
         # An earlier run's topics and open alerts would be scored as this run's (README, durability).
@@ -300,10 +304,7 @@ def chaos(
     if report is not None:
         report.write_text(json.dumps(result, indent=2))
     doc = result["summary"]
-    if json_out:
-        print(json.dumps(doc))  # noqa: T201 - the document is the command's product
-    else:
-        Console().print_json(data=doc)
+    show(doc, json_out)
     ok = doc["lost"] == 0 and doc["paged_twice"] == 0 and doc["max_recovery_s"] is not None
     raise typer.Exit(0 if ok and result["gave_up"] is None else 1)
 
@@ -317,9 +318,9 @@ CHAOS_HELP = "\n\n".join(
         "Run the durable stack under kills, a hung notifier and poison records; score pages against ground truth.",
         'Prints {"faults", "paged_once", "lost", "paged_twice", "dlq", "restarts", "max_recovery_s"}.',
         "faults: ground-truth faults (groundtruth topic) started within --duration. "
-        "A fault is paged when the measuring receiver got a firing notification naming its entity "
-        "between its start and its end + 30 s. "
-        "paged_twice: the episode (dedup_key) of one of those reached the pager twice; "
+        "A fault is paged when the measuring receiver got a firing notification about an incident with an "
+        "alert naming its entity, between its start and its end + 30 s. "
+        "paged_twice: the incident (dedup_key) of one of those got its first page twice; "
         "paged_once: paged, not twice; lost: never paged.",
         "dlq: records read back from the <topic>.dlq topics. restarts: supervision restarts per unit. "
         "max_recovery_s: the longest time from a kill to the unit healthy again (analytics, alerting: "

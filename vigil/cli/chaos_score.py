@@ -4,12 +4,12 @@ Definitions (the README and ``vigil chaos --help`` say the same):
 
 - ``faults``: distinct ground-truth faults (``FaultInjection`` events on the groundtruth topic,
   merged by ``fault_id``) that started within the measured ``--duration``;
-- a fault is **paged** when the measuring receiver got a firing notification (escalations of the
-  same episode aside) that names the fault's own entity and arrived between its start (less
-  ``slack_s``) and its end plus ``grace_s``, the rule of ``vigil up --report`` (``report.py``);
-- ``paged_twice``: paged, and the episode (``dedup_key``) of one of those notifications reached
-  the pager twice (the second time at any moment of the run); ``paged_once``: paged and not
-  twice; ``lost``: never paged. The three partition ``faults``;
+- a fault is **paged** when the measuring receiver got a firing notification about an incident
+  one of whose alerts names the fault's own entity, between its start (less ``slack_s``) and its
+  end plus ``grace_s``, the rule of ``vigil up --report`` (``report.py``);
+- ``paged_twice``: paged, and the incident (``dedup_key``) of one of those notifications got its
+  first page twice (the second time at any moment of the run; an update is not a second page);
+  ``paged_once``: paged and not twice; ``lost``: never paged. The three partition ``faults``;
 - ``max_recovery_s``: over every kill, the longest time from the SIGKILL until the restarted
   service was healthy again (null when one never recovered before the run ended; 0 without kills).
 """
@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vigil.cli.report import Notification, matches, names_entity
+from vigil.cli.report import Notification, names_fault
 from vigil.events import FaultInjection
 
 UNITS = ("analytics", "alerting", "sim", "broker")
@@ -84,17 +84,14 @@ def score_faults(
     slack_s: float = 2.0,
     grace_s: float = 30.0,
 ) -> list[FaultOutcome]:
-    firing = [n for n in notifications if n.status == "firing" and n.reason != "escalated"]
-    # A resend may come long after the fault (an outbox row sent again after a restart): count
-    # each episode's firing notifications over the whole run, not only in the fault's window.
-    episodes = Counter(n.dedup_key for n in firing if n.dedup_key)
+    firing = [n for n in notifications if n.status == "firing"]
+    # A resend may come long after the fault (an outbox row sent again after a restart): count each
+    # incident's first pages (its dedup key) over the whole run, not only in the fault's window.
+    # Updates of an incident (new alerts in it, a raised severity) are the same page told more.
+    episodes = Counter(n.dedup_key for n in firing if n.dedup_key and n.reason == "first")
     outcomes = []
     for fault in faults:
-        pages = tuple(
-            n
-            for n in firing
-            if names_entity(fault, n.labels) and matches(fault, n.labels, n.received_at, slack_s, grace_s)
-        )
+        pages = tuple(n for n in firing if names_fault(fault, n, slack_s, grace_s))
         outcomes.append(FaultOutcome(fault, pages, any(episodes[n.dedup_key] > 1 for n in pages if n.dedup_key)))
     return outcomes
 

@@ -11,31 +11,35 @@ from rich.console import Console
 from rich.table import Table
 
 from vigil.analytics.eval import datasets_root
-from vigil.cli.common import err_console
+from vigil.cli.common import EXIT_USAGE, JsonOption, data_option, err_console
 from vigil.cli.evaluate_disk import register_disk
 from vigil.cli.evaluate_smd import register_smd
+from vigil.cli.extras import require
+from vigil.cli.progress import progress
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate detectors on public labelled benchmarks")
 
 
 @eval_app.command("nab")
 def nab(
-    data: Path = typer.Option(None, "--data", help="NAB folder (default: $VIGIL_DATASETS/nab)"),
+    data: Path | None = data_option("NAB folder (default: $VIGIL_DATASETS/nab)"),
     plots: Path = typer.Option(None, "--plots", help="write PNG figures into this folder"),
     subset: str = typer.Option("all", "--subset", help="all, odd or even (the development split is odd)"),
     detector: str = typer.Option("context_likelihood", "--detector", help="detector to run"),
-    as_json: bool = typer.Option(False, "--json", help="print the result as one JSON document"),
+    as_json: bool = JsonOption,
 ) -> None:
     """Score a detector on the Numenta Anomaly Benchmark, exactly as NAB scores."""
+    require("eval nab", "eval")
     from vigil.analytics.eval.nab import PROFILE_KEYS, run_nab
     from vigil.analytics.eval.nab_corpus import CorpusError
 
     root = data if data is not None else datasets_root() / "nab"
     try:
-        doc = run_nab(root, detector=detector, subset=subset, plots=plots)
+        with progress(as_json) as shown:
+            doc = run_nab(root, detector=detector, subset=subset, plots=plots, progress=shown)
     except (CorpusError, ValueError) as exc:
         err_console.print(f"[red]vigil eval nab:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_USAGE) from exc
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return

@@ -4,15 +4,19 @@ baseline and the oracle ceilings; ``vigil eval smd-select``: the protocol that c
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from vigil.analytics.eval import datasets_root
+from vigil.cli.common import EXIT_USAGE, JsonOption, data_option, err_console, print_json, show, summary_table
+from vigil.cli.extras import require
+from vigil.cli.progress import progress
 from vigil.errors import VigilError
 
 COLUMNS = (
@@ -44,17 +48,15 @@ MEAN_COLUMNS = {  # the mean row: which summary key sits under each column
 
 
 def _fail(what: str, exc: VigilError) -> typer.Exit:
-    Console(stderr=True, soft_wrap=True).print(f"[red]{what}[/red]: {exc}")
-    return typer.Exit(2)
+    err_console.print(f"[red]{what}[/red]: {exc}", soft_wrap=True)
+    return typer.Exit(EXIT_USAGE)
 
 
 def smd(
-    data: Path | None = typer.Option(
-        None, "--data", help="folder of <name>_train/_test/_test_label.npy (default: $VIGIL_DATASETS/smd)"
-    ),
+    data: Path | None = data_option("folder of <name>_train/_test/_test_label.npy (default: $VIGIL_DATASETS/smd)"),
     machines: str = typer.Option("", "--machines", help="comma-separated names (default: every entity found)"),
     plots: Path | None = typer.Option(None, "--plots", help="write one PNG per entity into this folder"),
-    as_json: bool = typer.Option(False, "--json", help="print the figures as one JSON object"),
+    as_json: bool = JsonOption,
     detector: str = typer.Option(
         "", "--detector", help="a setting of `vigil.analytics.eval.smd.DETECTORS` (default: the protocol's choice)"
     ),
@@ -63,6 +65,7 @@ def smd(
     ),
 ) -> None:
     """Point-wise F1 and event recall at 1 false alarm/day with train-only thresholds, beside honest and oracle PCA."""
+    require("eval smd", "eval")
     started = time.monotonic()
     from vigil.analytics.eval import smd as evaluation  # numpy/sklearn only when the command runs
 
@@ -70,7 +73,8 @@ def smd(
     names = [n.strip() for n in machines.split(",") if n.strip()]
     chosen = detector or evaluation.DEFAULT_DETECTOR
     try:
-        results, _ = evaluation.evaluate(folder, names, detector=chosen, interval_s=interval)
+        with progress(as_json) as shown:
+            results, _ = evaluation.evaluate(folder, names, detector=chosen, interval_s=interval, progress=shown)
     except VigilError as exc:
         raise _fail("cannot evaluate", exc) from exc
     if plots is not None:
@@ -80,7 +84,7 @@ def smd(
             plot_machine(result, plots, chosen)
     summary = evaluation.summarise(results, time.monotonic() - started, chosen)  # loading, scoring and plots
     if as_json:
-        typer.echo(json.dumps(summary, indent=2))
+        print_json(summary)
         return
     table = Table(title=f"{folder.name}, {chosen}, {len(results)} entities, {summary['seconds']:.1f} s")
     table.add_column("entity")
@@ -95,35 +99,50 @@ def smd(
 
 
 def smd_select(
-    data: Path | None = typer.Option(
-        None, "--data", help="SMD+ASD folder to split into selection and confirmation halves (default: smd)"
+    data: Path | None = data_option(
+        "SMD+ASD folder to split into selection and confirmation halves (default: $VIGIL_DATASETS/smd)"
     ),
     confirm: list[Path] = typer.Option([], "--confirm", help="further confirmation folders (e.g. jumpstarter)"),
     selection_only: bool = typer.Option(False, "--selection-only", help="score the selection half alone"),
+    as_json: bool = JsonOption,
 ) -> None:
-    """The protocol that chose the default: a fixed grid, chosen on one half, confirmed on the rest (JSON)."""
+    """The protocol that chose the default: a fixed grid, chosen on one half, confirmed on the rest."""
+    require("eval smd-select", "eval")
     from vigil.analytics.eval import smd_select as selection
 
     try:
-        result = selection.study(data or datasets_root() / "smd", confirm, selection_only=selection_only)
+        with progress(as_json) as shown:
+            folder = data or datasets_root() / "smd"
+            result = selection.study(folder, confirm, selection_only=selection_only, progress=shown)
     except VigilError as exc:
         raise _fail("cannot run the selection", exc) from exc
-    typer.echo(json.dumps(result, indent=2))
+    show(result, as_json, _selection_summary)
 
 
 def smd_dev(
-    data: Path | None = typer.Option(None, "--data", help="folder of <name>_train.npy (default: $VIGIL_DATASETS/smd)"),
+    data: Path | None = data_option("folder of <name>_train.npy (default: $VIGIL_DATASETS/smd)"),
     machines: str = typer.Option("", "--machines", help="comma-separated names (default: every machine found)"),
+    as_json: bool = JsonOption,
 ) -> None:
-    """The earlier train-only study (synthetic incidents in the end of train) behind the two earlier defaults (JSON)."""
+    """The earlier train-only study (synthetic incidents in the end of train) behind the two earlier defaults."""
+    require("eval smd-dev", "eval")
     from vigil.analytics.eval import smd_dev as study
 
     names = [n.strip() for n in machines.split(",") if n.strip()]
     try:
-        result = study.study(data or datasets_root() / "smd", names)
+        with progress(as_json) as shown:
+            shown.phase("the train-only study")
+            result = study.study(data or datasets_root() / "smd", names)
     except VigilError as exc:
         raise _fail("cannot run the study", exc) from exc
-    typer.echo(json.dumps(result, indent=2))
+    show(result, as_json)
+
+
+def _selection_summary(result: Mapping[str, Any]) -> Table:
+    """The choice and its figures per split; the whole grid is in ``--json``."""
+    shown = ("winner", "pca_form", "winner_figures", "pca_honest_figures", "seconds")
+    keep = {k: v for k, v in result.items() if k in shown}
+    return summary_table(keep, title="SMD selection protocol (the full grid: --json)")
 
 
 def _cell(value: float | None) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from vigil.config import without_env_overrides
 from vigil.files import CHILD_UMASK, open_private_append
 
 
@@ -19,6 +20,15 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+
+
+def child_environment() -> dict[str, str]:
+    """Our environment less its ``VIGIL_*`` config overrides: a child reads the effective config its
+    parent wrote, which holds them already (and may have replaced one, as the embedded broker's
+    address replaces an empty ``kafka.bootstrap_servers``)."""
+    from vigil.cli.settings import VigilConfig
+
+    return without_env_overrides(VigilConfig, os.environ)
 
 
 class ProcessGroup:
@@ -38,6 +48,7 @@ class ProcessGroup:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 umask=CHILD_UMASK,
+                env=child_environment(),
             )
         child = Child(name, proc, log_path)
         self.children[name] = child

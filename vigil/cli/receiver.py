@@ -39,19 +39,28 @@ class WebhookReceiver:
             return list(self.notifications)
 
     def _record(self, body: dict[str, object]) -> None:
-        """A webhook notification (version 2): the first member alert's labels say what paged."""
+        """A webhook notification (version 2): its member alerts' labels say what it is about."""
         members = body.get("members")
-        first = members[0] if isinstance(members, list) and members else None
-        if not isinstance(first, dict):
+        sets = tuple(
+            {str(k): str(v) for k, v in m["labels"].items()}
+            for m in (members if isinstance(members, list) else [])
+            if isinstance(m, dict) and isinstance(m.get("labels"), dict)
+        )
+        if not sets:
             return
-        labels = first.get("labels") if isinstance(first.get("labels"), dict) else {}
+        domain = body.get("domain") if isinstance(body.get("domain"), dict) else {}
+        priority = body.get("priority")
         note = Notification(
             time.time(),
             _STATUS.get(str(body.get("action", "")), str(body.get("action", ""))),
             str(body.get("incident_id", "")),
-            {str(k): str(v) for k, v in (labels or {}).items()},
+            sets[0],
             str(body.get("reason", "")),
             str(body.get("dedup_key", "")),
+            sets,
+            float(priority) if isinstance(priority, int | float) else None,
+            str(body.get("summary", "")),
+            f"{domain.get('kind', '')} {domain.get('id', '')}".strip() if isinstance(domain, dict) else "",
         )
         with self._lock:
             self.notifications.append(note)

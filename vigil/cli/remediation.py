@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from vigil.alerting.runbooks.model import Subject
-from vigil.alerting.store import AlertStore
 from vigil.cli.common import ConfigOption, load_or_exit
+from vigil.cli.extras import require
 from vigil.clock import SystemClock
 from vigil.errors import ConfigError
+
+if TYPE_CHECKING:  # the alerting store and runbooks need the server extra: imported when a command runs
+    from vigil.alerting.runbooks.model import Subject
+    from vigil.alerting.store import AlertStore
 
 runbooks_app = typer.Typer(no_args_is_help=True, help="Remediation runbooks")
 remediation_app = typer.Typer(no_args_is_help=True, help="Remediation plans and runs")
@@ -22,6 +26,7 @@ audit_app = typer.Typer(no_args_is_help=True, help="The remediation audit log")
 @runbooks_app.command("check")
 def check(folder: Path = typer.Argument(..., help="a folder of runbook YAML files")) -> None:
     """Validate runbooks (schema, actions, templates, approval guards); errors name file, line and key."""
+    require("runbooks check", "server")
     from vigil.alerting.runbooks.actions.build import catalog_actions
     from vigil.alerting.runbooks.loader import load_dir
 
@@ -39,8 +44,10 @@ def plan(
     config: list[Path] | None = ConfigOption,
 ) -> None:
     """The dry-run plan for an incident as JSON (nothing is stored or done)."""
+    require("remediation plan", "server")
     from vigil.alerting.runbooks.engine import Remediation
     from vigil.alerting.runbooks.wiring import load_parts
+    from vigil.alerting.store import AlertStore
 
     cfg = load_or_exit(config)
     store = AlertStore(cfg.alerting.resolve_db_path(cfg.data_dir))
@@ -62,6 +69,8 @@ def plan(
 
 def _subject(store: AlertStore, incident: str) -> Subject | None:
     """An incident by id or key with its members' labels; or, before incidents, one alert by fingerprint."""
+    from vigil.alerting.runbooks.model import Subject
+
     found = store.incident(int(incident)) if incident.isdigit() else store.incident_by_key(incident)
     if found is not None:
         labels: dict[str, str] = {}
@@ -83,12 +92,14 @@ def _subject(store: AlertStore, incident: str) -> Subject | None:
 @audit_app.command("verify")
 def verify(config: list[Path] | None = ConfigOption) -> None:
     """Walk the audit log's hash chain; exit 1 naming the first bad record."""
+    require("audit verify", "server")
     from vigil.alerting.runbooks.audit import verify_chain
+    from vigil.alerting.store import AlertStore
 
     cfg = load_or_exit(config)
     store = AlertStore(cfg.alerting.resolve_db_path(cfg.data_dir))
     try:
-        result = verify_chain(store.audit_rows())
+        result = verify_chain(store.audit_rows(), store.audit_head())
     finally:
         store.close()
     if result.ok:

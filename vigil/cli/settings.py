@@ -12,7 +12,7 @@ supervision: {...}      # how `vigil up` restarts what dies
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from vigil.analytics.config import AnalyticsConfig
 from vigil.cli.supervisor import SupervisionConfig
 from vigil.collectors.agent.config import AgentConfig
 from vigil.collectors.sim.config import SimConfig
-from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, load_yaml_files, validate
+from vigil.config import BrokerConfig, CommonConfig, KafkaConfig, validate_layers
 from vigil.files import write_private
 from vigil.secret import SECRETS_DIR
 from vigil.topics import Topics
@@ -52,12 +52,14 @@ class VigilConfig(CommonConfig):
         return out
 
 
-def load_config(paths: Path | Sequence[Path] | None, overrides: dict[str, Any] | None = None) -> VigilConfig:
-    """The config file, or several merged in order (see :func:`vigil.config.load_yaml_files`)."""
-    data = load_yaml_files(paths)
-    for key, value in (overrides or {}).items():
-        data[key] = value
-    return validate(VigilConfig, data)
+def load_config(
+    paths: Path | Sequence[Path] | None,
+    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> VigilConfig:
+    """The config file, or several merged in order (see :func:`vigil.config.load_yaml_files`), then
+    the ``VIGIL_*`` environment (``environ``, default the process's), then ``overrides``."""
+    return validate_layers(VigilConfig, paths, environ, overrides)
 
 
 def dump_config(config: VigilConfig, path: Path) -> None:

@@ -6,11 +6,16 @@ address filled in, a webhook to our own receiver added (so the run can time each
 simulator's ground truth) and fixed health ports, so a restarted service answers where the last
 one did. ``supervise()`` restarts whatever died (see ``supervisor.py``); a restarted simulator is
 given the first one's start (``--origin``) and resumes the fault schedule instead of repeating it.
+``<data_dir>/run/services.json`` says, while the stack runs, where each service answers and how
+often it was restarted (``vigil status`` reads it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -22,8 +27,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+import yaml
 
 from vigil.broker import EmbeddedBroker, free_port
+from vigil.bus.connection import check_broker
 from vigil.bus.kafka import KafkaBus
 from vigil.catalog import GPU_TEMPERATURE, GPU_UTILIZATION
 from vigil.cli.processes import ProcessGroup, child_pids, reap_children
@@ -33,12 +40,13 @@ from vigil.cli.serving_view import CanaryView, SimulatedServing
 from vigil.cli.settings import VigilConfig, dump_config
 from vigil.cli.supervisor import Supervisor, SupervisorEvent
 from vigil.codec import decode
-from vigil.collectors.sim.config import host_name
+from vigil.collectors.sim.config import SimConfig, host_name
 from vigil.errors import InvalidEvent, RetryableError
 from vigil.events import Detection, FaultInjection, ProbeResult, TelemetryBatch
-from vigil.files import private_dir
+from vigil.files import private_dir, write_private
 
 log = logging.getLogger(__name__)
+PAGER = "vigil-up-pager"  # the measuring webhook notifier every run adds
 SERVICES = ("alerting", "analytics", "sim")  # and "canary" when there are probes (the simulated model's)
 
 
@@ -101,6 +109,7 @@ class Stack:
         self.sim_origin = 0.0  # the simulator's schedule counts from here, across its restarts
         self.health_ports: dict[str, int] = {}  # service -> the loopback port of its /healthz
         self.config_path = self.run_dir / "vigil.yaml"
+        self.services_path = self.run_dir / "services.json"
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -120,11 +129,14 @@ class Stack:
         self.state_dir = self.services_state_dir()
         kafka = self.config.kafka
         if not kafka.bootstrap_servers:
+            embedded = self.config.broker
             self.broker = EmbeddedBroker(
                 self.config.data_dir,
-                self.ephemeral or self.config.broker.storage == "memory",
-                self.config.broker.port,
-                self.config.broker.s3_port,
+                self.ephemeral or embedded.storage == "memory",
+                embedded.port,
+                embedded.s3_port,
+                host=embedded.host,
+                advertised_host=embedded.advertised_host,
             ).start()
             kafka = kafka.model_copy(update={"bootstrap_servers": [self.broker.bootstrap]})
         self.receiver.start()
@@ -135,6 +147,7 @@ class Stack:
         if self.effective.canary.probes:
             self.services = (*SERVICES, "canary")
         dump_config(self.effective, self.config_path)
+        check_broker(self.effective.kafka)  # a configured broker that is not there: one line, at once
         bus = KafkaBus(self.effective.kafka)
         bus.create_topics(self.effective.topic_partitions())
         self._watcher = threading.Thread(target=self._watch, args=(bus,), name="fleet-watcher", daemon=True)
@@ -143,6 +156,7 @@ class Stack:
         for name in self.services:
             self.spawn(name)
         self._supervise_all()
+        self._write_services()
         return self
 
     def _supervise_all(self) -> None:
@@ -154,7 +168,23 @@ class Stack:
 
     def supervise(self) -> list[SupervisorEvent]:
         """Restart what died (call it every loop turn); ``supervisor.gave_up`` names a crash loop."""
-        return self.supervisor.check()
+        events = self.supervisor.check()
+        if events:
+            self._write_services()
+        return events
+
+    def _write_services(self) -> None:
+        """Where each unit answers, its state and restarts, for ``vigil status`` (written on change)."""
+        units = {
+            name: {
+                "url": f"http://127.0.0.1:{self.health_ports[name]}" if name in self.health_ports else None,
+                "state": status.state,
+                "restarts": status.restarts,
+            }
+            for name, status in self.supervisor.status().items()
+        }
+        body = {"pid": os.getpid(), "started_at": self.started_at, "services": units}
+        write_private(self.services_path, json.dumps(body, indent=1), durable=False)
 
     def services_state_dir(self) -> Path:
         """Where the services keep state: ``data_dir``, or with ``--ephemeral`` a fresh folder in it.
@@ -171,11 +201,22 @@ class Stack:
     def _effective(self, kafka: Any) -> VigilConfig:
         # Python-mode dumps keep Secret values as they are (a JSON dump would redact them).
         alerting = self.config.alerting.model_dump()
-        alerting["notifiers"] = [*alerting.get("notifiers", []), {"type": "webhook", "url": self.receiver.url}]
+        alerting["notifiers"] = [
+            *alerting.get("notifiers", []),
+            {"type": "webhook", "name": PAGER, "url": self.receiver.url},
+        ]
+        if alerting.get("receivers"):  # a configured route tree: the measuring pager hears everything too
+            alerting["receivers"] = [*alerting["receivers"], {"name": "vigil-up", "notifiers": [PAGER]}]
+            route = dict(alerting["route"])
+            route["routes"] = [{"receiver": "vigil-up", "continue": True}, *route.get("routes", [])]
+            alerting["route"] = route
+        if alerting["topology"]["file"] is None and self.config.sim.nodes:
+            alerting["topology"]["file"] = str(write_sim_topology(self.config.sim, self.state_dir / "topology.yaml"))
         if alerting["api"]["enabled"]:
             alerting["api"]["port"] = alerting["api"]["port"] or free_port()
             self.health_ports["alerting"] = alerting["api"]["port"]
         self.health_ports["analytics"] = free_port()
+        self.health_ports["sim"] = free_port()
         self.health_ports["canary"] = free_port()
         canary = self.config.canary.model_dump()
         if self.serving is not None:
@@ -190,7 +231,7 @@ class Stack:
         args = [name, "--config", str(self.config_path)]
         if name == "sim":
             args += ["--origin", repr(self.sim_origin)]
-        elif name in ("analytics", "canary"):
+        if name in ("sim", "analytics", "canary"):
             args += ["--metrics-port", str(self.health_ports[name])]
         self.processes.spawn(name, args)
 
@@ -266,6 +307,8 @@ class Stack:
     def stop(self) -> None:
         # Producer first, then the consumers drain, then the broker; each stopped by its own PID.
         self.processes.stop_all(["sim", "canary", "analytics", "alerting"])
+        with contextlib.suppress(OSError):  # never written (a start that failed early): nothing to remove
+            self.services_path.unlink(missing_ok=True)
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(10)
@@ -276,3 +319,18 @@ class Stack:
             self.broker.stop()
         if self.ephemeral:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def write_sim_topology(sim: SimConfig, path: Path, per_rack: int = 4) -> Path:
+    """The simulated fleet's failure domains for alerting: racks (and their switches) of ``per_rack``
+    nodes, and the one training job on every node (the simulator's)."""
+    nodes = [host_name(i) for i in range(sim.nodes)]
+    racks = {f"rack-{i // per_rack + 1}": nodes[i : i + per_rack] for i in range(0, len(nodes), per_rack)}
+    spec = {
+        "gpus_per_node": sim.gpus_per_node,
+        "racks": racks,
+        "switches": {name.replace("rack", "tor"): members for name, members in racks.items()},
+        "jobs": {sim.job_id: nodes},
+    }
+    write_private(path, yaml.safe_dump(spec, sort_keys=False))
+    return path

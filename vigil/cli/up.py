@@ -13,16 +13,23 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from vigil.cli.common import ConfigOption, err_console, interrupt_on_signals, load_or_exit, stop_on_signals
-from vigil.cli.stack import Stack
+from vigil.cli.extras import require
+from vigil.cli.progress import progress
+from vigil.cli.report import Notification
 from vigil.cli.supervisor import SupervisorEvent
 from vigil.clock import to_iso
+
+if TYPE_CHECKING:  # the stack needs the server and embedded extras: imported when `up` runs
+    from vigil.cli.stack import Stack
 
 EXIT_FAILED = 1
 
@@ -38,6 +45,9 @@ def up(
     Exit status: 0 ok, 1 failure (supervision gave up on a crash loop, or the broker did not
     start), 2 usage or config error.
     """
+    require("up", "server", "embedded")
+    from vigil.cli.stack import Stack
+
     cfg = load_or_exit(config)
     stop = stop_on_signals()  # from the moment the start is done (interrupt_on_signals restores it)
     stack = _start(Stack(cfg, ephemeral=ephemeral))
@@ -47,8 +57,7 @@ def up(
         if report is None:
             _live(stack, stop, deadline)
         else:
-            while not stop.is_set() and time.monotonic() < deadline and _supervise(stack, _say):
-                stop.wait(0.5)
+            _reporting(stack, stop, deadline, duration)
     finally:
         stack.stop()
     result = stack.report()
@@ -62,6 +71,26 @@ def up(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _reporting(stack: Stack, stop: threading.Event, deadline: float, duration: float) -> None:
+    """The run without the live view: supervision events on stderr, and on a terminal a progress line
+    (time left, faults paged so far, restarts)."""
+    with progress(as_json=False) as shown:
+        shown.phase("vigil up: the fleet runs, faults are injected and paged", duration or None)
+        last = time.monotonic()
+        while not stop.is_set() and time.monotonic() < deadline and _supervise(stack, _say):
+            stop.wait(0.5)
+            now = time.monotonic()
+            shown.advance(now - last, _figures(stack))
+            last = now
+
+
+def _figures(stack: Stack) -> str:
+    result = stack.report()
+    paged = sum(1 for row in result["faults"] if row["detected"])
+    restarts = sum(stack.supervisor.restarts.values())
+    return f"{stack.view.samples:,} samples, {paged}/{len(result['faults'])} faults paged, {restarts} restarts"
+
+
 def _start(stack: Stack) -> Stack:
     """Start everything or nothing: a failure or a signal while starting stops what was started
     (``Stack.start`` cleans up) and exits non-zero, instead of finishing the start first."""
@@ -72,7 +101,10 @@ def _start(stack: Stack) -> Stack:
         err_console.print("vigil up: interrupted while starting; everything it started is stopped")
         raise typer.Exit(130) from None
     except Exception as exc:  # any start-up failure: reported, and nothing left running
-        err_console.print(f"[red]vigil up could not start[/red]: {type(exc).__name__}: {exc}")
+        # One line however narrow the terminal, and the message's own brackets are not markup.
+        err_console.print(
+            f"[red]vigil up could not start[/red]: {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True
+        )
         raise typer.Exit(EXIT_FAILED) from exc
 
 
@@ -124,12 +156,7 @@ def _render(stack: Stack, recent: deque[str]) -> Group:
             "[green]yes[/green] " + ",".join(row["alerts"]) if row["detected"] else "[yellow]not yet[/yellow]",
             f"{row['latency_s']:.1f}s" if row["latency_s"] is not None else "",
         )
-    alerts = Table(title=f"Pages ({result['notifications']} firing, {result['false_alerts']} unattributed)")
-    for col in ("time", "status", "alert", "labels"):
-        alerts.add_column(col)
-    for note in stack.receiver.snapshot()[-12:]:
-        labels = ",".join(f"{k}={v}" for k, v in note.labels.items() if k not in ("alertname", "severity", "cluster"))
-        alerts.add_row(to_iso(note.received_at)[11:19], note.status, note.labels.get("alertname", "?"), labels)
+    alerts = _incidents(stack, result)
     return Group(fleet, faults, alerts, _canary(result["canary"]), _services(stack, recent))
 
 
@@ -143,6 +170,30 @@ def _canary(rows: list[dict[str, object]]) -> Table:
         serving = "yes" if row["serving"] is True else "[red]out[/red]" if row["serving"] is False else ""
         table.add_row(str(row["target"]), str(row["version"]), f"{row['passed']}/{row['total']}",
                       f"[{colour}]{row['verdict']}[/{colour}]", serving)
+    return table
+
+
+def _incidents(stack: Stack, result: dict[str, Any]) -> Table:
+    """The incidents the pager heard about, most GPU-hours at risk first."""
+    title = (
+        f"Incidents ({result['incidents']}, {result['notifications']} notifications, "
+        f"{result['false_alerts']} unattributed pages)"
+    )
+    table = Table(title=title)
+    for col in ("paged", "incident", "priority (GPU-h)", "state", "domain", "summary"):
+        table.add_column(col)
+    latest: dict[str, Notification] = {}
+    first: dict[str, float] = {}
+    for note in stack.receiver.snapshot():
+        latest[note.fingerprint] = note
+        first.setdefault(note.fingerprint, note.received_at)
+    ranked = sorted(latest.values(), key=lambda n: (-(n.priority or 0.0), -first[n.fingerprint]))
+    for note in ranked[:10]:
+        priority = f"{note.priority:g}" if note.priority is not None else ""
+        state = "[green]resolved[/green]" if note.status == "resolved" else f"[red]{note.status}[/red]"
+        table.add_row(
+            to_iso(first[note.fingerprint])[11:19], note.fingerprint, priority, state, note.domain, note.summary[:80]
+        )
     return table
 
 

@@ -7,13 +7,15 @@
 - ``node.reboot {node}``: a configured command (``ipmitool ... chassis power cycle``) or webhook.
 - ``webhook`` / ``rma.open`` / ``owner.notify`` / ``model.rollback`` / ``serving.remove``: a JSON POST
   with an ``Idempotency-Key`` header (the step's key), so a receiver that sees the repeat of a resumed
-  step can drop it. ``model.rollback`` and ``serving.remove`` are the canary work's interface
-  (issue 11): any rollback service that takes this JSON can sit behind them.
+  step or of a retried attempt can drop it; 5xx, 429 and network errors are retried with backoff.
+  ``model.rollback`` and ``serving.remove`` are the canary work's interface (issue 11): any rollback
+  service that takes this JSON can sit behind them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -84,7 +86,12 @@ class CommandAction:
 
 
 class WebhookAction:
-    """A JSON POST of the parameters (and the key) to a configured URL, with ``Idempotency-Key``."""
+    """A JSON POST of the parameters (and the key) to a configured URL, with ``Idempotency-Key``.
+
+    A network error, 408, 425, 429 or 5xx is tried again here, ``attempts`` times in all with doubling
+    backoff (a ``Retry-After`` in seconds is honoured, up to ``max_backoff``), every attempt with the
+    same key; what is still failing after that is a retryable failure for the executor's own retries.
+    Other 4xx answers are permanent."""
 
     def __init__(
         self,
@@ -94,9 +101,14 @@ class WebhookAction:
         destructive: bool,
         target: str | None = None,
         timeout: float = 10.0,
+        attempts: int = 3,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name, self.url, self.schema, self.destructive = name, url, schema, destructive
         self.target, self.timeout = target, timeout
+        self.attempts, self.backoff, self.max_backoff, self._sleep = max(1, attempts), backoff, max_backoff, sleep
         self.undo: str | None = None
 
     def check(self, params: Params, idempotency_key: str) -> bool:
@@ -104,15 +116,28 @@ class WebhookAction:
 
     def execute(self, params: Params, idempotency_key: str) -> ActionResult:
         body = {"action": self.name, "key": idempotency_key, "params": dict(params)}
+        headers = {"Idempotency-Key": idempotency_key}
+        delay, result = self.backoff, ActionResult.failed(f"{self.name}: not tried", retryable=True)
+        for attempt in range(1, self.attempts + 1):
+            result, wait = self._post(body, headers)
+            if result.ok or not result.retryable or attempt == self.attempts:
+                break
+            self._sleep(min(wait if wait is not None else delay, self.max_backoff))
+            delay *= 2
+        return result
+
+    def _post(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[ActionResult, float | None]:
+        """One attempt; the result and the receiver's ``Retry-After`` in seconds, if it gave one."""
         try:
-            headers = {"Idempotency-Key": idempotency_key}
             response = httpx.post(self.url, json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
-            return ActionResult.failed(f"{self.name}: {type(exc).__name__}", retryable=True)
+            return ActionResult.failed(f"{self.name}: {type(exc).__name__}", retryable=True), None
         if response.is_success:
-            return ActionResult.done(f"{self.name}: HTTP {response.status_code}")
+            return ActionResult.done(f"{self.name}: HTTP {response.status_code}"), None
         retryable = response.status_code in (408, 425, 429) or response.status_code >= 500
-        return ActionResult.failed(f"{self.name}: HTTP {response.status_code}", retryable=retryable)
+        after = response.headers.get("Retry-After", "")
+        wait = float(after) if after.isdigit() else None
+        return ActionResult.failed(f"{self.name}: HTTP {response.status_code}", retryable=retryable), wait
 
     def verify(self, params: Params) -> ActionResult:
         return ActionResult.done("accepted")

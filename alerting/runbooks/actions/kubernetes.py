@@ -6,9 +6,10 @@
   key, so the whole list is sent, with the node's ``resourceVersion`` so a concurrent change makes the
   API answer 409 (retried) instead of being overwritten.
 - ``kubernetes.drain {node, reason}``: cordon, taint, then one ``policy/v1`` Eviction per pod on the
-  node (DaemonSet and mirror pods are left, as ``kubectl drain`` does). An eviction a
-  PodDisruptionBudget refuses answers 429: it is retried until the step's deadline, never forced with a
-  delete. Destructive: evicting pods stops work.
+  node (DaemonSet, mirror and finished pods are left, as ``kubectl drain`` does), then a wait until
+  the evicted pods are gone. An eviction a PodDisruptionBudget refuses answers 429: it is retried
+  with backoff until the step's deadline, never forced with a delete; 404 means the pod is gone
+  already. Destructive: evicting pods stops work.
 - ``kubernetes.uncordon {node}``: removes our taint and sets ``unschedulable`` false.
 
 The client is configured from a kubeconfig file or in-cluster (``remediation.kubernetes``).
@@ -145,12 +146,15 @@ class Drain(_NodeAction):
         taint_key: str = "vigil.io/gpu-unhealthy",
         deadline: float = 300.0,
         sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(api, taint_key)
         self.cordon, self.taint = Cordon(api, taint_key), Taint(api, taint_key)
-        self.deadline, self._sleep = deadline, sleep
+        self.deadline, self._sleep, self._now = deadline, sleep, now
 
     def _evictable(self, node: str) -> list[Any]:
+        """The node's pods a drain must move: not DaemonSet or mirror pods, not finished ones. Pods
+        already terminating are included (a drain is done when they are gone)."""
         pods = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
         done = ("Succeeded", "Failed")
         return [p for p in pods if not _daemon_or_mirror(p) and (p.status.phase if p.status else None) not in done]
@@ -163,45 +167,66 @@ class Drain(_NodeAction):
             result = step.execute(params, idempotency_key)
             if not result.ok:
                 return result
+        started = self._now()
         try:
-            left = self._evict_all(params["node"])
+            refused = self._evict_all(params["node"], started)
+            left = [] if refused else self._wait_gone(params["node"], started)
         except ApiException as exc:
             return _failure("drain", exc)
-        if left:
-            names = ", ".join(left[:5])
+        if refused:
+            names = ", ".join(refused[:5])
             return ActionResult.failed(f"PodDisruptionBudget still refuses evicting {names}", retryable=True)
+        if left:
+            return ActionResult.failed(f"{len(left)} evicted pods still terminating: {', '.join(left[:5])}", True)
         return ActionResult.done(f"drained {params['node']}")
 
-    def _evict_all(self, node: str) -> list[str]:
-        """Evict every pod; a 429 (a PodDisruptionBudget says not now) is retried with backoff until the
-        deadline. Returns the pods still refused."""
-        started, delay = time.monotonic(), 1.0
-        pending = self._evictable(node)
+    def _evict_all(self, node: str, started: float) -> list[str]:
+        """Evict every pod not yet terminating; a 429 (a PodDisruptionBudget says not now) is retried
+        with backoff until the deadline, never forced with a delete. Returns the pods still refused."""
+        delay = 1.0
+        pending = [p for p in self._evictable(node) if p.metadata.deletion_timestamp is None]
         while pending:
-            refused = []
-            for pod in pending:
-                body = client.V1Eviction(
-                    api_version="policy/v1",
-                    kind="Eviction",
-                    metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace),
-                )
-                try:
-                    self.core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
-                except ApiException as exc:
-                    if exc.status == 429:
-                        refused.append(pod)
-                    elif exc.status != 404:  # 404: gone already
-                        raise
-            if not refused or time.monotonic() - started + delay > self.deadline:
-                return [f"{p.metadata.namespace}/{p.metadata.name}" for p in refused]
+            refused = [pod for pod in pending if not self._evict(pod)]
+            if not refused or self._now() - started + delay > self.deadline:
+                return [_pod_name(p) for p in refused]
             self._sleep(delay)
             delay = min(delay * 2, 30.0)
             pending = refused
         return []
 
+    def _evict(self, pod: Any) -> bool:
+        """One ``policy/v1`` Eviction; False when a PodDisruptionBudget refuses it (429)."""
+        meta = pod.metadata
+        target = client.V1ObjectMeta(name=meta.name, namespace=meta.namespace)
+        body = client.V1Eviction(api_version="policy/v1", kind="Eviction", metadata=target)
+        try:
+            # Content-Type said outright: this client's generated code leaves it out of the eviction POST.
+            headers = {"Content-Type": "application/json"}
+            self.core.create_namespaced_pod_eviction(meta.name, meta.namespace, body, _headers=headers)
+        except ApiException as exc:
+            if exc.status == 429:
+                return False
+            if exc.status != 404:  # 404: gone already
+                raise
+        return True
+
+    def _wait_gone(self, node: str, started: float) -> list[str]:
+        """Like ``kubectl drain``: wait until the evicted pods have terminated, or the deadline."""
+        delay = 1.0
+        while True:
+            left = [_pod_name(p) for p in self._evictable(node)]
+            if not left or self._now() - started + delay > self.deadline:
+                return left
+            self._sleep(delay)
+            delay = min(delay * 2, 10.0)
+
     def verify(self, params: Params) -> ActionResult:
         left = self._evictable(params["node"])
         return ActionResult(not left, f"{len(left)} pods left" if left else "no pods left")
+
+
+def _pod_name(pod: Any) -> str:
+    return f"{pod.metadata.namespace}/{pod.metadata.name}"
 
 
 def _daemon_or_mirror(pod: Any) -> bool:

@@ -5,6 +5,8 @@ Revision ID: 0002
 Revises: 0001
 """
 
+import json
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -35,7 +37,14 @@ def _alerts() -> None:
         batch.add_column(sa.Column("muted", TEXT))
         batch.add_column(sa.Column("source", TEXT, nullable=False, server_default="detection"))
         batch.add_column(sa.Column("generator_url", TEXT))
+        batch.add_column(sa.Column("alertname", TEXT, nullable=False, server_default=""))
     op.create_index("alerts_incident", "alerts", ["incident_id"])
+    op.create_index("alerts_firing_name", "alerts", ["status", "alertname"])
+    bind = op.get_bind()  # alertname is labels["alertname"], kept in a column for indexed lookups
+    rows = bind.execute(sa.text("SELECT fingerprint, labels FROM alerts")).fetchall()
+    names = [{"fp": fp, "name": str(json.loads(labels).get("alertname", ""))} for fp, labels in rows]
+    if names:
+        bind.execute(sa.text("UPDATE alerts SET alertname = :name WHERE fingerprint = :fp"), names)
 
 
 def _rekey(table: str, index: str, columns: list[str]) -> None:
@@ -53,6 +62,7 @@ def _incidents() -> None:
         sa.Column("id", INT, primary_key=True, autoincrement=True),
         sa.Column("key", TEXT, nullable=False, unique=True),
         sa.Column("domain", TEXT, nullable=False),
+        sa.Column("host", TEXT),
         sa.Column("state", TEXT, nullable=False),
         sa.Column("severity", TEXT, nullable=False),
         sa.Column("priority", FLOAT, nullable=False, server_default="0"),
@@ -72,6 +82,7 @@ def _incidents() -> None:
     )
     op.create_index("incidents_state", "incidents", ["state", "updated_at", "id"])
     op.create_index("incidents_domain", "incidents", ["domain", "state"])
+    op.create_index("incidents_host", "incidents", ["host", "opened_at"])
     op.create_index("incidents_escalation", "incidents", ["next_escalation_at"])
     op.create_index("incidents_priority", "incidents", ["priority"])
     op.create_table(
