@@ -125,6 +125,8 @@ def write_config(tmp_path: Path, broker: EmbeddedBroker, ml: MLServer, hook: str
             "group": f"a{unique}",
             "api": {"enabled": False},
             "notifiers": [{"type": "webhook", "url": hook}, {"type": "remediation"}],
+            # the incident's resolve is batched into the group's next interval (default 5 minutes)
+            "route": {"receiver": "default", "group_interval": "1s"},
             "remediation": {
                 "enabled": True, "mode": "execute", "verify": {"watch": False},
                 "serving": {"servers": {"digits-ml": {
