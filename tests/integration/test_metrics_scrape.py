@@ -1,7 +1,8 @@
 """A short ``vigil up`` stack of the 8 x 8-GPU fleet on the real broker: scrape analytics',
-alerting's, the simulator's and the canary's /metrics, check every family against the catalog (name, type, labels), the series
-budget and Prometheus' own lint (``promtool check metrics``, Debian's prometheus package, which
-the Makefile's set-up installs), and ``vigil status --json`` against the running stack."""
+alerting's, the simulator's and the canary's /metrics, check every family against the catalog
+(name, type, labels), the series budget and Prometheus' own lint (``promtool check metrics``,
+Debian's prometheus package, which the Makefile's set-up installs), and ``vigil status --json``
+against the running stack."""
 
 from __future__ import annotations
 
