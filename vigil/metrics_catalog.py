@@ -38,6 +38,8 @@ _DELAY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.
 # interval (1 s) when keeping up, minutes behind a backlog.
 _WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _SINK_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Seconds, from a small classifier on loopback to an LLM's long answer (canary golden items).
+_ANSWER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 ENTITY = ("detector", "alertname", "cluster", "host", "gpu_index", "job_id", "rank")
 GPU = ("cluster", "host", "gpu_index")
@@ -225,6 +227,41 @@ FAMILIES: tuple[Family, ...] = (
     Family("vigil_sink_store_up", "gauge", "1 while the store confirms writes, 0 during an outage"),
     Family("vigil_sink_store_outages_total", "counter", "Store outages seen (episodes of writes not confirmed)"),
     Family("vigil_sink_store_retries_total", "counter", "Writes the store did not confirm, retried after a backoff"),
+    # --- the canary (labels from the probe files: probe, arm; version is the one an arm answered last)
+    Family(
+        "vigil_canary_rounds_total",
+        "counter",
+        "Canary rounds by outcome (ok, failed, not_ready)",
+        ("probe", "arm", "outcome"),
+    ),
+    Family(
+        "vigil_canary_item_latency_seconds",
+        "histogram",
+        "Golden item request-to-answer time",
+        ("probe", "arm"),
+        _ANSWER_BUCKETS,
+    ),
+    Family(
+        "vigil_canary_ttft_seconds",
+        "histogram",
+        "Time to first token of streamed golden items",
+        ("probe", "arm"),
+        _ANSWER_BUCKETS,
+    ),
+    Family(
+        "vigil_canary_pass_ratio",
+        "gauge",
+        "Share of golden items that passed in the arm's last round",
+        ("probe", "arm", "version"),
+    ),
+    Family("vigil_canary_verdict", "gauge", "The arm's last judgement: 0 pass, 1 marginal, 2 fail", ("probe", "arm")),
+    Family("vigil_canary_judgements_total", "counter", "Judgements by verdict", ("probe", "verdict")),
+    Family("vigil_canary_results_pending", "gauge", "Results and detections not yet on the broker"),
+    Family(
+        "vigil_canary_results_dropped_total",
+        "counter",
+        "Results dropped because the buffer was full while the broker was away",
+    ),
     # --- the node agent
     Family(
         "vigil_collector_errors_total", "counter", "Collector errors, by collector and error", ("collector", "error")

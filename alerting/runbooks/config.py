@@ -84,6 +84,21 @@ class FleetConfig(FrozenModel):
     timeout: PositiveDuration = 60.0
 
 
+class ModelServerConfig(FrozenModel):
+    """A model server remediation may act on (``mlserver.rollback``), by the name probes give it."""
+
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    repository: Path | None = None  # its model repository folder (MLServer's model_repository_root)
+    retired: Path | None = None  # where rolled-back versions are moved: outside the repository
+
+
+class ServingConfig(FrozenModel):
+    servers: dict[str, ModelServerConfig] = Field(default_factory=dict)
+    # the OIP v2 server on each serving node, {node} filled in: oip.unload / oip.load; None leaves them out
+    node_url: Annotated[str, Field(pattern=r"^https?://.*\{node\}")] | None = None
+    timeout: PositiveDuration = 30.0
+
+
 class RemediationConfig(FrozenModel):
     enabled: bool = False
     mode: Literal["dry_run", "execute"] = "dry_run"
@@ -97,6 +112,7 @@ class RemediationConfig(FrozenModel):
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     page: list[str] = Field(default_factory=list)  # notifiers that page a person; []: every other notifier
     interval: Annotated[PositiveDuration, Field(le=60)] = 0.5  # how often the runner looks at due runs
     retry_backoff: PositiveDuration = 5.0  # first wait after a retryable step failure (doubles, cap 5 min)

@@ -6,7 +6,8 @@ says which identity labels the ground truth names, so scoring can match alerts t
 
 - GPU faults (thermal, xid79, xid48, ecc_trend): ``{"host", "gpu_index"}``;
 - straggler: ``{"job_id", "rank", "host", "gpu_index"}``;
-- job faults (hang, loss_nan): ``{"job_id"}``.
+- job faults (hang, loss_nan): ``{"job_id"}``;
+- sdc (silent data corruption): ``{"host", "gpu_index"}``, and nothing in the telemetry.
 
 Faults that disturb the training job without naming it (thermal, xid79, xid48) carry
 ``detail["job_id"]``, so a job-level alert (step time up, no steps) counts for them.
@@ -238,3 +239,13 @@ class LossNan(Fault):
 
     def apply(self, state: FleetState, elapsed: float) -> None:
         state.effects.loss_mode = "spike" if elapsed < 1.0 else "nan"
+
+
+@FAULT_KINDS.register("sdc")
+class SilentDataCorruption(Fault):
+    """A GPU that computes wrong numbers and reports nothing: temperatures, clocks, ECC counters and
+    logs stay as they were. Only answers show it: ``vigil up`` makes the node's simulated model
+    server answer wrongly while the fault is on (its ground truth, read back from the topic, says
+    when), and the canary has to catch it. Not in the demo schedule; name it in ``sim.faults``."""
+
+    kind = "sdc"

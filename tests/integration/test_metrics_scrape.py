@@ -1,7 +1,8 @@
-"""A short ``vigil up`` stack of the 8 x 8-GPU fleet on the real broker: scrape analytics' and
-alerting's /metrics, check every family against the catalog (name, type, labels), the series
-budget and Prometheus' own lint (``promtool check metrics``, Debian's prometheus package, which
-the Makefile's set-up installs), and ``vigil status --json`` against the running stack."""
+"""A short ``vigil up`` stack of the 8 x 8-GPU fleet on the real broker: scrape analytics',
+alerting's, the simulator's and the canary's /metrics, check every family against the catalog
+(name, type, labels), the series budget and Prometheus' own lint (``promtool check metrics``,
+Debian's prometheus package, which the Makefile's set-up installs), and ``vigil status --json``
+against the running stack."""
 
 from __future__ import annotations
 
@@ -154,6 +155,25 @@ def test_the_simulator_s_metrics_follow_the_catalog(stack: Stack) -> None:
     promtool_lint(text)
 
 
+CANARY_NEEDED = {
+    "vigil_canary_rounds_total",
+    "vigil_canary_pass_ratio",
+    "vigil_canary_item_latency_seconds_count",
+    "vigil_canary_results_pending",
+}
+
+
+def test_the_canary_s_metrics_follow_the_catalog(stack: Stack) -> None:
+    """The canary that ``vigil up`` runs on its simulated serving model: rounds, pass ratio per model
+    version and latency, as the catalog defines them."""
+    text = wait_for(stack, "canary", CANARY_NEEDED)
+    assert 0 < check_against_catalog(text) < 500
+    parsed = {f.name: f for f in text_string_to_metric_families(text)}
+    ratios = parsed["vigil_canary_pass_ratio"].samples
+    assert {s.labels["probe"] for s in ratios} == {"sim-classifier"} and all(s.labels["version"] for s in ratios)
+    promtool_lint(text)
+
+
 def test_vigil_status_json_shows_every_service_of_the_running_stack(stack: Stack) -> None:
     wait_for(stack, "analytics", {"vigil_consumer_lag_records"})
     config = stack.config.data_dir / "vigil.yaml"
@@ -167,7 +187,7 @@ def test_vigil_status_json_shows_every_service_of_the_running_stack(stack: Stack
     )
     assert done.returncode == 0, done.stdout + done.stderr
     services = {s["name"]: s for s in json.loads(done.stdout)["services"]}
-    assert set(services) == {"alerting", "analytics", "broker", "sim"}
+    assert set(services) == {"alerting", "analytics", "broker", "canary", "sim"}
     assert all(s["ok"] and s["restarts"] == 0 for s in services.values())
     analytics = services["analytics"]
     assert analytics["reachable"] and analytics["status"] == 200 and analytics["lag"] is not None

@@ -39,6 +39,7 @@ RUN_ELSEWHERE = {
     "bench alerting": "tests/integration/test_bench_alerting.py",
     "bench reporter": "tests/integration/test_training_sdk.py",
     "bench sink": "tests/integration/test_bench_sink.py",
+    "canary run": "tests/integration/test_canary_cli.py",
     "chaos": "tests/integration/test_chaos.py",
     "dashboards push": "tests/contract/test_grafana_push.py",
     "status": "tests/integration/test_status_cli.py",
@@ -134,6 +135,7 @@ CHEAP_RUNS: dict[str, list[str]] = {
     "tokens list": ["-c", "{data}/vigil.yaml"],
     "dashboards build": ["--out", "{data}/dashboards"],
     "bench remediation": ["--incidents", "100", "--nodes", "200", "--repeats", "1", "--live", "2"],
+    "bench canary": ["--seconds", "0.5", "--rounds", "20", "--items", "5"],
 }
 
 

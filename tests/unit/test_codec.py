@@ -19,6 +19,7 @@ from vigil.events import (
     FaultInjection,
     LogEvent,
     Prediction,
+    ProbeItem,
     ProbeResult,
     RemediationRun,
     StepState,
@@ -48,6 +49,12 @@ EVENTS = [
     Prediction(NOW, "disk", "disk:S1", "disk", 0.8, 86400.0, {"disk_serial": "S1"}, {"smart_5": 12}),
     Alert("abc", "firing", {"alertname": "X"}, {"summary": "s"}, NOW, None, "critical", "reset_gpu", NOW),
     ProbeResult(NOW, "http://m", "llama", True, 0.12, 0.98, "ok"),
+    ProbeResult(
+        NOW, "digits@v2", "digits", False, 0.004, 0.5, "1 of 2 items failed", "digits", "v2", "", "oip_v2", 7, 1, 2,
+        None, "remediation", (ProbeItem("a", True, 0.003, answer="3"), ProbeItem("b", False, 0.005, "expected 4", "1")),
+    ),
+    ProbeResult(NOW, "chat@node-1", "gemma", True, 0.8, 1.0, node="node-1", ttft_s=0.05,
+                items=(ProbeItem("q", True, 0.8, answer='{"a": 1}', score=0.93, ttft_s=0.05),)),
     RemediationRun(NOW, "r1", "reset-gpu", "abc", (StepState("drain", "succeeded"),), "xid 79", "vigil"),
     RemediationRun(
         NOW, "r2", "xid-79", "k", (StepState("drain", "running"),), "", "vigil", "running", "execute", 7, {"host": "n"}

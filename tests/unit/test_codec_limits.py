@@ -85,6 +85,10 @@ OUT_OF_RANGE = {
     "TrainingStep.compute_time_s 1e12 (json)": _as_json(STEP, compute_time_s=1e12),
     "ProbeResult.latency_s 2 days": _json(PROBE, latency_s=2 * 86400.0),
     "ProbeResult.latency_s negative": _json(PROBE, latency_s=-1.0),
+    "ProbeResult.quality above 1": _json(PROBE, quality=1.5),
+    "ProbeResult.ttft_s negative": _json(PROBE, ttft_s=-0.1),
+    "ProbeResult.total 2**31": _json(PROBE, total=2**31),
+    "ProbeItem.latency_s 2 days": _json(PROBE, items=[{"id": "a", "ok": True, "latency_s": 2 * 86400.0}]),
     "Prediction.horizon_s negative": _json(poison.prediction(), horizon_s=-1.0),
     "Detection.window_start 1970": _json(poison.detection(), window_start="1970-01-01T00:00:00+00:00"),
     "Detection.window_end year 2200": _json(poison.detection(), window_end="2200-01-01T00:00:00+00:00"),
@@ -97,6 +101,17 @@ OUT_OF_RANGE = {
 def test_out_of_range_fields_are_invalid_in_both_forms(data: bytes) -> None:
     with pytest.raises(InvalidEvent, match="outside"):
         decode(data)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [{"id": "a"}, [{"id": "a", "ok": True}], [{"id": "a", "ok": "yes", "latency_s": 1.0}], ["a"],
+     [{"id": "a", "ok": True, "latency_s": 1.0, "extra": 1}]],
+    ids=["not a list", "item missing latency", "ok not a bool", "item not an object", "unknown item field"],
+)
+def test_probe_items_are_checked_like_events(items: Any) -> None:
+    with pytest.raises(InvalidEvent, match=r"ProbeItem|ProbeResult\.items"):
+        decode(_json(PROBE, items=items))
 
 
 def test_every_limited_field_exists_on_some_event_type() -> None:

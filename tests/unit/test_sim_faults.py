@@ -193,3 +193,16 @@ def test_bad_fault_specs_are_config_errors(fault: dict[str, Any], message: str) 
 
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         validate(SimConfig, {"faults": [fault]}, prefix="sim")
+
+
+def test_silent_data_corruption_leaves_telemetry_and_logs_exactly_as_they_were() -> None:
+    """Same seed with and without an sdc fault: identical telemetry, logs and steps; only ground truth differs."""
+    sdc = [{"kind": "sdc", "at": 5, "duration": 10, "host": "node-03", "gpu_index": 4}]
+    clean, corrupt = simulate([], 20, schedule="none"), simulate(sdc, 20)
+    for a, b in zip(clean, corrupt, strict=True):
+        assert [x.values.tobytes() for x in a.telemetry] == [x.values.tobytes() for x in b.telemetry]
+        assert a.logs == b.logs
+        assert [s for t in a.training for s in t.steps()] == [s for t in b.training for s in t.steps()]
+    truth = [f for out in corrupt for f in out.faults]
+    assert [(f.kind, dict(f.entity), f.end is None) for f in truth] == [
+        ("sdc", {"host": "node-03", "gpu_index": "4"}, True), ("sdc", {"host": "node-03", "gpu_index": "4"}, False)]

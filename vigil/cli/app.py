@@ -73,6 +73,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     from vigil.cli import (
         agent,
         bench,
+        canary,
         chaos,
         dashboards,
         evaluate,
@@ -89,6 +90,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     from vigil.cli import bench_agent as _bench_agent  # noqa: F401
     from vigil.cli import bench_alerting as _bench_alerting  # noqa: F401
     from vigil.cli import bench_api as _bench_api  # noqa: F401
+    from vigil.cli import bench_canary as _bench_canary  # noqa: F401
     from vigil.cli import bench_detectors as _bench_detectors  # noqa: F401
     from vigil.cli import bench_models as _bench_models  # noqa: F401
     from vigil.cli import bench_remediation as _bench_remediation  # noqa: F401
@@ -107,4 +109,5 @@ def build_app(only: str | None = None) -> typer.Typer:
     evaluate.register(app)
     tokens.register(app)
     remediation.register(app)
+    canary.register(app)
     return app

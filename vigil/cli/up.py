@@ -170,7 +170,9 @@ def _render(stack: Stack, recent: deque[str]) -> Group:
             _recovered(row),
         )
     alerts = _incidents(stack, result)
-    return Group(fleet, faults, alerts, _remediation(result["remediation"]), _services(stack, recent))
+    return Group(
+        fleet, faults, alerts, _remediation(result["remediation"]), _canary(result["canary"]), _services(stack, recent)
+    )
 
 
 def _ratio(value: float | None) -> str:
@@ -205,6 +207,24 @@ def _remediation(section: dict[str, Any]) -> Table:
 
 
 _MARK = {"succeeded": "ok", "skipped": "-", "pending": "..", "running": "run"}
+
+
+def _canary(rows: list[dict[str, object]]) -> Table:
+    """The canary's view of the serving model: each node's last round and judgement, and whether it serves."""
+    table = Table(title="Canary (golden questions to the serving model)")
+    for col in ("target", "version", "last round", "verdict", "serving"):
+        table.add_column(col)
+    for row in rows:
+        colour = {"pass": "green", "fail": "red"}.get(str(row["verdict"]), "yellow")
+        serving = "yes" if row["serving"] is True else "[red]out[/red]" if row["serving"] is False else ""
+        table.add_row(
+            str(row["target"]),
+            str(row["version"]),
+            f"{row['passed']}/{row['total']}",
+            f"[{colour}]{row['verdict']}[/{colour}]",
+            serving,
+        )
+    return table
 
 
 def _incidents(stack: Stack, result: dict[str, Any]) -> Table:
@@ -248,8 +268,14 @@ def _summary(result: dict[str, Any]) -> Table:
     for col in ("kind", "entity", "detected", "latency_s", "remediated", "time_to_recover_s"):
         table.add_column(col)
     for row in result["faults"]:
-        table.add_row(row["kind"], str(row["entity"]), str(row["detected"]), str(row["latency_s"]),
-                      str(row["remediated"]), str(row["time_to_recover_s"]))
+        table.add_row(
+            row["kind"],
+            str(row["entity"]),
+            str(row["detected"]),
+            str(row["latency_s"]),
+            str(row["remediated"]),
+            str(row["time_to_recover_s"]),
+        )
     return table
 
 

@@ -12,7 +12,6 @@ NODE = f'{C}, host="$node"'
 GPU = f'{NODE}, gpu_index=~"$gpu"'
 JOB = f'{C}, job_id="$job"'
 RATE = "[$__rate_interval]"
-ISSUE_11 = "issue 11 (the canary service) exports it"
 
 CLUSTER = Variable("cluster", "Cluster", "label_values(vigil_telemetry_last_timestamp_seconds, cluster)")
 NODE_VAR = Variable("node", "Node", f"label_values(vigil_telemetry_last_timestamp_seconds{{{C}}}, host)")
@@ -269,24 +268,20 @@ def canary() -> Board:
                 "Pass ratio",
                 (T("vigil_canary_pass_ratio", "{{probe}} {{arm}} {{version}}"),),
                 unit="percentunit",
-                awaits=ISSUE_11,
             ),
             Panel(
                 "Verdict (0 pass, 1 marginal, 2 fail)",
                 (T("vigil_canary_verdict", "{{probe}} {{arm}}"),),
-                awaits=ISSUE_11,
             ),
             Panel(
                 "Item latency p95",
                 (T(p95("vigil_canary_item_latency_seconds"), "{{probe}} {{arm}}"),),
                 unit="s",
-                awaits=ISSUE_11,
             ),
             Panel(
                 "Time to first token p95",
                 (T(p95("vigil_canary_ttft_seconds"), "{{probe}} {{arm}}"),),
                 unit="s",
-                awaits=ISSUE_11,
             ),
             Panel(
                 "Rounds by outcome",
@@ -297,7 +292,6 @@ def canary() -> Board:
                     ),
                 ),
                 unit="ops",
-                awaits=ISSUE_11,
             ),
         ),
     )

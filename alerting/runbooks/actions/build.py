@@ -15,8 +15,9 @@ from vigil.alerting.runbooks.actions.host import (
     GpuReset,
     WebhookAction,
 )
+from vigil.alerting.runbooks.actions.serving import serving_actions
 from vigil.alerting.runbooks.actions.slurm import Scontrol, slurm_actions
-from vigil.alerting.runbooks.config import RemediationConfig
+from vigil.alerting.runbooks.config import ModelServerConfig, RemediationConfig
 
 from vigil.clock import Clock
 
@@ -54,6 +55,8 @@ def build_actions(config: RemediationConfig, clock: Clock, channel: Channel | No
         actions += kubernetes_actions(api, kube.taint_key, kube.drain_deadline)
     if config.fleet.enabled and channel is not None:
         actions += fleet_actions(channel, clock, config.fleet.timeout)
+    serving = config.serving
+    actions += serving_actions(serving.servers, serving.node_url, serving.timeout)
     return ActionSet(actions, config.aliases)
 
 
@@ -69,4 +72,6 @@ def catalog_actions(aliases: Mapping[str, str] | None = None) -> ActionSet:
             actions.append(WebhookAction(name, "http://127.0.0.1/", schema, name in DESTRUCTIVE, TARGETS.get(name)))
     actions += kubernetes_actions(api_client(None, "http://127.0.0.1"), "vigil.io/gpu-unhealthy", 300.0)
     actions += fleet_actions(MemoryChannel(), None, 60.0)
+    placeholder = {"_": ModelServerConfig(url="http://127.0.0.1/")}
+    actions += serving_actions(placeholder, "http://127.0.0.1/{node}", 30.0)
     return ActionSet(actions, aliases)
