@@ -278,8 +278,9 @@ class Stack:
         canary = self.config.canary.model_dump()
         if self.serving is not None:
             canary["probes"] = [*canary["probes"], self.serving.probe_path]
-            serving = alerting["remediation"]["serving"]
-            serving["node_url"] = serving["node_url"] or self.serving.fleet.node_url()  # oip.unload reaches it
+            # The demo's remediation section (vigil up's own, when the config enables none) has no serving part.
+            serving = alerting["remediation"].setdefault("serving", {})
+            serving["node_url"] = serving.get("node_url") or self.serving.fleet.node_url()  # oip.unload reaches it
         data = self.config.model_dump()
         data.update(kafka=kafka.model_dump(), alerting=alerting, canary=canary, data_dir=str(self.state_dir))
         return VigilConfig.model_validate(data)
