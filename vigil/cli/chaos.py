@@ -1,8 +1,9 @@
 """``vigil chaos``: the durable stack under SIGKILLs, a hung notifier and poison records, then scored.
 
 The run: ``Stack`` on the embedded broker with S3 storage in a fresh data dir, the simulator's
-demo fault schedule (seeded), supervision as in ``vigil up``. A second webhook receiver accepts
-connections and never answers (``HangingReceiver``), beside the measuring one. At seeded moments
+fault list ``CHAOS_FAULTS`` (each fault observable on its own), supervision as in ``vigil up``. A
+second webhook receiver accepts connections and never answers (``HangingReceiver``), beside the
+measuring one. At seeded moments
 within ``--duration`` each unit in turn (analytics, alerting, the simulator, the broker's Tansu
 process) is SIGKILLed and supervision restarts it; once, poison records are written raw onto the
 topics. After ``--settle`` more seconds (no kills) the simulator is stopped, the groundtruth and
@@ -69,15 +70,35 @@ class Kill:
     recovery_s: float | None = None
 
 
+# The demo's kinds, each observable on its own: a GPU lost to an XID stops the simulated job (as it
+# does a real one) until the fault ends and the job restarts (sim.restart_cost, 15 s), so a training
+# fault (straggler, hang, NaN loss) overlapping an XID would be ground truth no detector can see.
+# The demo schedule overlaps them; chaos scores pages against ground truth, so it uses this one.
+CHAOS_FAULTS: list[dict[str, object]] = [
+    {"kind": "thermal", "at": 10, "duration": 60, "host": "node-01", "gpu_index": 2},
+    {"kind": "xid48", "at": 20, "duration": 20, "host": "node-02", "gpu_index": 5},
+    {"kind": "ecc_trend", "at": 25, "duration": 60, "host": "node-03", "gpu_index": 1},
+    {"kind": "straggler", "at": 60, "duration": 40, "rank": 42},
+    {"kind": "xid79", "at": 105, "duration": 15, "host": "node-06", "gpu_index": 2},
+    {"kind": "loss_nan", "at": 140, "duration": 15},
+    {"kind": "hang", "at": 165, "duration": 20},
+    {"kind": "thermal", "at": 190, "duration": 25, "host": "node-00", "gpu_index": 2},
+    {"kind": "straggler", "at": 215, "duration": 30, "rank": 15},
+    {"kind": "xid79", "at": 255, "duration": 15, "host": "node-05", "gpu_index": 6},
+]
+
+
 def chaos_config(base: VigilConfig, data_dir: Path, hung_url: str, seed: int) -> VigilConfig:
-    """The run's config: ``base`` with a fresh durable broker, the seed, the hung notifier added, and
-    no simulated serving model (so no canary)."""
+    """The run's config: ``base`` with a fresh durable broker, the seed, the hung notifier added, no
+    simulated serving model (so no canary), and ``CHAOS_FAULTS`` unless ``base`` plans its own faults."""
     if base.kafka.bootstrap_servers:
         raise ConfigError("kafka.bootstrap_servers: vigil chaos kills the embedded broker, so it must be empty")
     data = base.model_dump(mode="json")
     data["data_dir"] = str(data_dir)
     data["broker"]["storage"] = "s3"
     data["sim"]["seed"] = seed
+    if not data["sim"]["faults"] and data["sim"]["nodes"] >= 8 and data["sim"]["gpus_per_node"] >= 8:
+        data["sim"]["faults"] = CHAOS_FAULTS
     # The chaos measurement is the durable pipeline's (its units are killed and scored); the canary's
     # simulated serving model would be one more process sharing the CPUs and nothing it scores.
     data["canary"]["simulated"]["enabled"] = False
