@@ -34,7 +34,9 @@ from vigil.cli.victoria import VictoriaMetrics
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-FAULT_HOST, FAULT_GPU, STRAGGLER_RANK = "node-01", 2, 5
+# The XID is on a hot spare (node-04: 4 job nodes + 2 spares): a lost GPU of the job would stop the
+# simulated job, and with it every training panel's data.
+FAULT_HOST, FAULT_GPU, STRAGGLER_RANK = "node-04", 2, 5
 # The straggler starts once each rank's own step-time history is learnt (its z against itself counts
 # too); the XID alert is kept firing for the test's length (it resolves after a quiet period).
 FAULTS = [
