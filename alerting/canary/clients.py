@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -72,7 +73,7 @@ def select(value: Any, path: str | None) -> Any:
     return value
 
 
-class _Http:
+class _Http(ABC):
     """What every client shares: one pooled httpx client, the probe's timeout and headers."""
 
     def __init__(self, probe: Probe, http: httpx.Client) -> None:
@@ -112,8 +113,9 @@ class _Http:
         except Failed as exc:
             return Answer(latency_s=time.perf_counter() - start, error=str(exc))
 
+    @abstractmethod
     def _ask(self, arm: Arm, item: Item) -> Answer:
-        raise NotImplementedError
+        """One golden item through this protocol; raises ``Failed`` with the reason."""
 
 
 class OipClient(_Http):
