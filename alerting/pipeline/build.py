@@ -31,17 +31,40 @@ class Pipeline:
 
     def run(self, store: AlertStore, candidates: Sequence[Candidate], now: float) -> Batch:
         """Every stage over one batch, in one transaction: its state change and its notifications
-        commit together or not at all."""
-        batch = Batch(store, now, list(candidates), everything=list(candidates))
+        commit together or not at all.
+
+        The batch goes through in rounds in which each alert appears once: an alert that fires and
+        resolves within one batch (a backlog drained after an outage) is paged by the first round's
+        notify stage (a critical one at once) before the second resolves it, as it would have been
+        live; in one round its resolve would overwrite the firing state before anyone was told."""
+        whole = Batch(store, now, [], everything=list(candidates))
         with store.transaction():
-            for stage in self.stages:
-                batch.candidates = stage.run(batch)
-        return batch
+            for part in rounds(candidates):
+                batch = Batch(store, now, part, everything=part)
+                for stage in self.stages:
+                    batch.candidates = stage.run(batch)
+                whole.candidates.extend(batch.candidates)
+                whole.changed.extend(batch.changed)
+                whole.touched_incidents |= batch.touched_incidents
+        return whole
 
     def tick(self, store: AlertStore, now: float) -> dict[int, str]:
         """The timers: groups whose wait or interval has passed, escalations whose timeout has."""
         with store.transaction():
             return self.notify.flush(store, now)
+
+
+def rounds(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
+    """The candidates in order, cut where an alert comes again (the common batch is one round)."""
+    out: list[list[Candidate]] = [[]]
+    seen: set[str] = set()
+    for c in candidates:
+        if c.fingerprint in seen:
+            out.append([])
+            seen = set()
+        out[-1].append(c)
+        seen.add(c.fingerprint)
+    return out
 
 
 def builtin_rules(catalog: RecoveryCatalog) -> list[InhibitRuleConfig]:

@@ -64,6 +64,21 @@ def test_a_warning_incident_waits_group_wait_and_a_critical_follower_sends_it_at
     assert len(t.told()[0].payload["members"]) == 2
 
 
+def test_a_critical_alert_that_fires_and_resolves_within_one_batch_is_still_paged(tmp_path: Path) -> None:
+    # A backlog drained after an outage holds both ends of a 2-minute XID: it was paged live, so here too.
+    t = Timeline(tmp_path)
+    gpu = {"host": "node-04", "gpu_index": "1", "xid": "79"}
+    fired = alert("GpuXidFatal", **gpu)  # type: ignore[arg-type]
+    resolved = alert("GpuXidFatal", "resolved", at=T0 + 120, **gpu)  # type: ignore[arg-type]
+    warned = alert("TrainingStraggler", severity="warning", host="node-06", gpu_index="0", rank="3")
+    warning_over = alert("TrainingStraggler", "resolved", "warning", at=T0 + 20, host="node-06", gpu_index="0", rank="3")
+    t.at(0, fired, warned, resolved, warning_over)
+    t.until(3600)
+    assert t.reasons() == [(0, "first"), (300, "resolved")]  # the warning was over within its group_wait: quiet
+    assert [m["labels"]["host"] for m in t.told()[0].payload["members"]] == ["node-04"]
+    assert sorted(i.state for i in t.store.incidents()) == ["resolved", "resolved"]
+
+
 def test_repeat_interval_and_resolve(tmp_path: Path) -> None:
     config = {
         "notifiers": [{"type": "log", "name": "pager"}],

@@ -235,7 +235,14 @@ def throughput(
                 "log_level": "warning",
                 "kafka": {"bootstrap_servers": [broker.bootstrap]},
                 "sim": {"ticks_per_batch": ticks_per_batch, "training": training, "faults": fault_plan()},
-                "alerting": {"notifiers": [{"type": "webhook", "url": receiver.url}], "api": {"enabled": False}},
+                "alerting": {
+                    "notifiers": [{"type": "webhook", "url": receiver.url}],
+                    "api": {"enabled": False},
+                    # A fault whose alerts join an incident already paged (the job's: a lost GPU stops it)
+                    # is told in that incident's next update; the default 5-minute interval would land
+                    # after the pager is read.
+                    "route": {"receiver": "default", "group_interval": "1s"},
+                },
             }
         )
         path = work / "bench.yaml"
