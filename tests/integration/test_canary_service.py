@@ -119,21 +119,29 @@ def test_faulty_servers_lose_no_round_and_each_says_why(
     assert failed.labels["canary"] == "endpoint" and "expected 3, got '4'" in failed.summary
 
 
+def rounds_done(registry: CollectorRegistry) -> float:
+    return sum(
+        s.value for m in registry.collect() for s in m.samples if s.name == "vigil_canary_rounds_total"
+    )
+
+
 def test_a_remediation_that_touched_the_model_starts_a_round_at_once(kafka_bus: KafkaBus, unique: str) -> None:
     topics = Topics(f"t{unique}")
     kafka_bus.create_topics({t.name: 1 for t in topics.all()})
     with fake_model_server() as server:
         probes = [probe("digits", server.url, interval="1h")]
         config = CanaryConfig(group=f"g{unique}")
-        service = CanaryService(kafka_bus, topics, config, SystemClock(), CollectorRegistry(), "c1", probes)
+        registry = CollectorRegistry()
+        service = CanaryService(kafka_bus, topics, config, SystemClock(), registry, "c1", probes)
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,))
         thread.start()
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and service.board.status == {} and not server.requests:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not rounds_done(registry):  # the scheduled round is over
                 time.sleep(0.1)
             first = len([r for r in server.requests if r[1].endswith("/infer")])
+            assert first > 0
             steps = (StepState("rollback", "succeeded"),)
             labels = {"probe": "digits", "model": "m"}
             run = RemediationRun(time.time(), "rr-1", "canary-model-rollback", "k", steps, "", "vigil", "succeeded",
@@ -142,7 +150,7 @@ def test_a_remediation_that_touched_the_model_starts_a_round_at_once(kafka_bus: 
             producer.send(topics.name("remediation"), encode(run), key=b"rr-1")
             producer.flush()
             producer.close()
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while time.monotonic() < deadline and len([r for r in server.requests if r[1].endswith("/infer")]) <= first:
                 time.sleep(0.1)
         finally:
