@@ -151,7 +151,7 @@ def test_the_simulator_publishes_over_mutual_tls(mtls_broker: TlsBroker, pki: Pk
     config = kafka(mtls_broker, **tls, key_password={"file": str(password)})
     kafka_section = config.model_dump(mode="json", exclude={"topics"}) | {"topics": {"prefix": f"tls{unique}"}}
     path = tmp_path / "vigil.yaml"
-    sim = {"nodes": 2, "gpus_per_node": 2, "schedule": "none"}
+    sim = {"nodes": 2, "spare_nodes": 1, "gpus_per_node": 2, "schedule": "none"}
     path.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "kafka": kafka_section, "sim": sim}))
     done = run_vigil(["sim", "-c", str(path), "--duration", "3"], timeout_s=90)
     assert done.returncode == 0, done.stderr
@@ -160,14 +160,14 @@ def test_the_simulator_publishes_over_mutual_tls(mtls_broker: TlsBroker, pki: Pk
     hosts: set[str] = set()
     deadline = time.monotonic() + 40
     try:
-        while len(hosts) < 2 and time.monotonic() < deadline:
+        while len(hosts) < 3 and time.monotonic() < deadline:
             for record in consumer.poll(0.5):
                 event = decode(record.value)
                 if isinstance(event, TelemetryBatch):
                     hosts.add(event.host)
     finally:
         consumer.close()
-    assert len(hosts) == 2
+    assert hosts == {"node-00", "node-01", "node-02"}  # the job's two nodes and the hot spare
 
 
 def test_the_training_sdk_reports_over_tls_from_environment_variables(
