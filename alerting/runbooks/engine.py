@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,7 +66,7 @@ class Remediation:
 
     def propose(self, subject: Subject, record: bool = False) -> Plan | None:
         """The plan the engine would make now (``record``: count this XID for the ladder, once)."""
-        counts = self._ladder(subject, record)
+        counts = self._ladder(subject, record, self._absorbed(subject))
         runbook, why = choose_runbook(subject, self.parts.runbooks, self.parts.policy, counts)
         if runbook is None:
             log.info("no runbook for incident %s: %s", subject.key, "; ".join(why))
@@ -98,7 +98,7 @@ class Remediation:
             "detail": {},
         }
         steps = [self._step_row(made.run_id, s, subject) for s in made.steps]
-        if not self.store.create_run(run, steps):
+        if not self.store.create_run(run, steps, self._absorbed(subject)):  # one run per runbook, merges too
             return None
         self.audit("plan", ENGINE, made.run_id, made.to_json())
         self.timeline(subject.incident_id, "remediation_planned", ENGINE, _plan_words(made))
@@ -122,14 +122,18 @@ class Remediation:
             "result": {"planned": step.verdict, "why": list(step.why)},
         }
 
-    def _ladder(self, subject: Subject, record: bool) -> dict[float, int]:
+    def _absorbed(self, subject: Subject) -> list[str]:
+        """The keys of the incidents this one absorbed: their episode and their runs are its own."""
+        return self.store.absorbed_keys(subject.incident_id) if subject.incident_id is not None else []
+
+    def _ladder(self, subject: Subject, record: bool, absorbed: Sequence[str]) -> dict[float, int]:
         code = subject.labels.get("xid", "")
         rule = self.parts.policy.rule(int(code)) if code.isdigit() else None
         if rule is None or not rule.ladder:
             return {}
         windows = sorted({r.window for r in rule.ladder})
         gpu, now = gpu_identity(subject.labels), self.parts.clock.now()
-        return self.store.count_xid(gpu, int(code), subject.key, now, windows, record)
+        return self.store.count_xid(gpu, int(code), subject.key, now, windows, record, absorbed)
 
     # ------------------------------------------------------------------ the state the guards read
 

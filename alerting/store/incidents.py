@@ -116,6 +116,16 @@ class IncidentRows(StoreBase):
             out.update((r.id, incident_from_row(r)) for r in rows)
         return out
 
+    def absorbed_keys(self, incident_id: int) -> list[str]:
+        """The keys of the incidents merged into this one, and into those (a burst that grew twice)."""
+        keys: list[str] = []
+        frontier = [incident_id]
+        while frontier and len(keys) < 1000:
+            rows = self._read(select(incidents.c.id, incidents.c.key).where(incidents.c.merged_into.in_(frontier)))
+            frontier = [r.id for r in rows]
+            keys += [r.key for r in rows]
+        return keys
+
     def incidents(self, state: str | None = None, limit: int = 100) -> list[Incident]:
         """Most urgent first: open before resolved, then by priority (GPU-hours at risk), newest first."""
         query = select(incidents).order_by(incidents.c.priority.desc(), incidents.c.id.desc()).limit(limit)

@@ -125,11 +125,14 @@ def _encode(values: Mapping[str, Any]) -> dict[str, Any]:
 class RemediationRows(StoreBase):
     # ------------------------------------------------------------------ runs
 
-    def create_run(self, values: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> bool:
-        """Insert a run and its steps unless the incident already has a run of that runbook; True if new."""
+    def create_run(
+        self, values: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], also_keys: Sequence[str] = ()
+    ) -> bool:
+        """Insert a run and its steps unless the incident (or one it absorbed, ``also_keys``) already has
+        a run of that runbook; True if new."""
         with self.transaction():
             query = select(remediation_runs.c.id).where(
-                remediation_runs.c.incident_key == values["incident_key"],
+                remediation_runs.c.incident_key.in_([values["incident_key"], *also_keys]),
                 remediation_runs.c.runbook == values["runbook"],
             )
             if self._read(query):
@@ -218,10 +221,18 @@ class RemediationRows(StoreBase):
     # ------------------------------------------------------------------ the XID ladder
 
     def count_xid(
-        self, gpu: str, code: int, incident_key: str, at: float, windows: Sequence[float], record: bool = True
+        self,
+        gpu: str,
+        code: int,
+        incident_key: str,
+        at: float,
+        windows: Sequence[float],
+        record: bool = True,
+        also_keys: Sequence[str] = (),
     ) -> dict[float, int]:
         """Count the incidents of ``code`` on ``gpu`` per window, this one included; ``record`` stores it
-        (once per incident) so later incidents count it."""
+        (once per incident) so later incidents count it. An incident that absorbed one already counted
+        (``also_keys``: a GPU incident folded into its node's) is the same episode, not a second."""
         with self.transaction():
             rows = self._read(
                 select(xid_episodes.c.at, xid_episodes.c.incident_key).where(
@@ -229,7 +240,7 @@ class RemediationRows(StoreBase):
                 )
             )
             times = [r.at for r in rows]
-            if not any(r.incident_key == incident_key for r in rows):
+            if not any(r.incident_key in (incident_key, *also_keys) for r in rows):
                 times.append(at)
                 if record:
                     row = {"gpu": gpu, "code": code, "incident_key": incident_key, "at": at}

@@ -208,3 +208,31 @@ def test_a_record_appended_after_the_newest_were_cut_off_does_not_hide_the_cut(t
     result = verify_chain(store.audit_rows(), store.audit_head())
     assert not result.ok and result.bad_seq == last[0] + 1 and "removed or reordered" in result.reason
     assert verify_chain(store.audit_rows()).ok is False  # the chain alone sees the gap it left
+
+
+def test_a_gpu_incident_folded_into_its_node_s_is_one_xid_episode_with_one_run(tmp_path: Path) -> None:
+    # The closed loop drains the node; its idle GPUs then alert, and the burst folds the GPU's XID incident
+    # into a node incident with a new key. That is the same failure: no second run, no "second XID
+    # within a week" (which would open an RMA and page a person). A later, separate XID 48 is a repeat.
+    engine, clock, _, _ = build(tmp_path)
+    store = engine.store
+    labels = {"alertname": "GpuXidFatal", "xid": "48", "host": "node-03", "gpu_index": "2"}
+
+    def incident(key: str) -> Subject:
+        values = {"key": key, "domain": "gpu:node-03/gpu2", "state": "open", "severity": "critical",
+                  "priority": 0.0, "title": key, "opened_at": clock.now(), "updated_at": clock.now(), "detail": {}}
+        incident_id = store.create_incident(values)
+        return Subject(key, {**labels, "incident": str(incident_id)}, incident_id)
+
+    gpu = incident("gpu-key")
+    first = engine.submit(gpu)
+    assert first is not None and first.runbook == "xid-48-double-bit-ecc"
+    clock.advance(60)
+    node = incident("node-key")
+    store.update_incident(gpu.incident_id or 0, {"state": "merged", "merged_into": node.incident_id})
+    assert engine.submit(node) is None  # the GPU incident's run goes on; the node incident starts none
+    later = engine.propose(node)
+    assert later is not None and later.runbook == "xid-48-double-bit-ecc"  # counted once: the first response
+    clock.advance(86400)
+    again = engine.submit(incident("next-day-key"))
+    assert again is not None and again.runbook == "gpu-rma"  # a second episode on the same GPU within a week
