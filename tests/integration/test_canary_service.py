@@ -91,7 +91,9 @@ def test_faulty_servers_lose_no_round_and_each_says_why(
     service = CanaryService(kafka_bus, topics, CanaryConfig(group=f"g{unique}"), SystemClock(), registry, "c1", probes)
     thread = threading.Thread(target=service.run, args=(stop,))
     thread.start()
-    time.sleep(4.0)
+    deadline = time.monotonic() + 30  # a slow answer takes the client's timeout: 2 rounds are seconds apart
+    while time.monotonic() < deadline and not all(rounds_counted(registry)[m] >= 2 for m in servers):
+        time.sleep(0.2)
     stop.set()
     thread.join(30)
     assert not thread.is_alive()
@@ -119,12 +121,6 @@ def test_faulty_servers_lose_no_round_and_each_says_why(
     assert failed.labels["canary"] == "endpoint" and "expected 3, got '4'" in failed.summary
 
 
-def rounds_done(registry: CollectorRegistry) -> float:
-    return sum(
-        s.value for m in registry.collect() for s in m.samples if s.name == "vigil_canary_rounds_total"
-    )
-
-
 def test_a_remediation_that_touched_the_model_starts_a_round_at_once(kafka_bus: KafkaBus, unique: str) -> None:
     topics = Topics(f"t{unique}")
     kafka_bus.create_topics({t.name: 1 for t in topics.all()})
@@ -138,7 +134,7 @@ def test_a_remediation_that_touched_the_model_starts_a_round_at_once(kafka_bus: 
         thread.start()
         try:
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not rounds_done(registry):  # the scheduled round is over
+            while time.monotonic() < deadline and not rounds_counted(registry):  # the scheduled round is over
                 time.sleep(0.1)
             first = len([r for r in server.requests if r[1].endswith("/infer")])
             assert first > 0

@@ -36,7 +36,7 @@ from vigil.topics import Topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-FLEET = SimConfig(nodes=2, gpus_per_node=2, schedule="none", training=False)
+FLEET = SimConfig(nodes=2, spare_nodes=0, gpus_per_node=2, schedule="none", training=False)
 SERIES_PER_TICK = 2 * (2 * 8 + 5)  # 2 hosts x (2 GPUs x 8 GPU metrics + 5 host metrics)
 
 

@@ -38,7 +38,7 @@ def test_vigil_up_runs_the_enabled_sink_and_restarts_it_when_it_dies(tmp_path: P
     )
     stack = Stack(config, ephemeral=True).start()
     try:
-        assert stack.services() == ("alerting", "analytics", "sim", "sink")
+        assert stack.services() == ("alerting", "analytics", "sim", "canary", "sink")
 
         def in_store() -> bool:
             return len(export(victoria.url, '{__name__="gpu_temperature_celsius"}')) == 4  # 2 hosts x 2 GPUs

@@ -23,7 +23,7 @@ from vigil.events import TelemetryBatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SMALL_FLEET = {"nodes": 2, "gpus_per_node": 2, "schedule": "none"}
+SMALL_FLEET = {"nodes": 2, "spare_nodes": 0, "gpus_per_node": 2, "schedule": "none"}
 
 
 def supervise_until(stack: Stack, done: Callable[[], bool], timeout_s: float) -> None:
