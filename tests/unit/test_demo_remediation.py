@@ -23,3 +23,12 @@ def test_a_robot_already_in_a_receiver_is_not_added_twice() -> None:
     alerting = with_remediation(given, SimConfig(), execute=False)
     assert not [n for n in alerting["notifiers"] if n["type"] == "remediation"]
     assert alerting["remediation"]["mode"] == "dry_run"
+
+
+def test_a_section_the_user_enabled_keeps_its_mode_and_remediate_makes_it_execute() -> None:
+    mine = {**AlertingConfig().model_dump()["remediation"], "enabled": True, "mode": "execute"}
+    given = {**AlertingConfig().model_dump(), "remediation": mine}
+    assert with_remediation(given, SimConfig(), execute=False)["remediation"] == mine  # not the demo's dry run
+    planned = {**mine, "mode": "dry_run"}
+    section = with_remediation({**given, "remediation": planned}, SimConfig(), execute=True)["remediation"]
+    assert section == mine  # --remediate: execute, the user's runbooks and guards otherwise

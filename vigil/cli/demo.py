@@ -39,8 +39,9 @@ def demo_runbooks() -> Path:
 
 
 def with_remediation(alerting: dict[str, Any], sim: SimConfig, execute: bool) -> dict[str, Any]:
-    """``alerting`` (a dump of the user's section) with remediation on, in the mode asked for, and a
-    remediation receiver among the notifiers."""
+    """``alerting`` (a dump of the user's section) with remediation on (the demo's runbooks unless the
+    user enabled their own section), executing with ``execute`` (``--remediate``) or in the user's
+    mode, else dry-run; and a remediation receiver among the notifiers."""
     section = alerting.get("remediation") or {}
     if not section.get("enabled"):
         section = {
@@ -52,8 +53,10 @@ def with_remediation(alerting: dict[str, Any], sim: SimConfig, execute: bool) ->
             "guards": {
                 "blast_radius": {"cluster_nodes": sim.nodes + sim.spare_nodes, "max_fraction": DEMO_BLAST_RADIUS}
             },
+            "mode": "dry_run",
         }
-    section = {**section, "mode": "execute" if execute else "dry_run"}
+    if execute:  # --remediate; otherwise a section the user enabled keeps the mode they chose
+        section = {**section, "mode": "execute"}
     notifiers = list(alerting.get("notifiers") or [])
     routed = [n for r in alerting.get("receivers") or [] for n in r.get("integrations") or []]
     if not any(n.get("type") == "remediation" for n in [*notifiers, *routed]):
