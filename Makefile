@@ -89,8 +89,11 @@ $(WHEELHOUSE)/.complete: pyproject.toml | $(STAMP)
 up: $(STAMP)          ## everything on one machine: embedded broker, simulator, analytics, alerting
 	$(VENV)/bin/vigil up $(ARGS)
 
+# Test files run TEST_WORKERS at a time (pytest-xdist), each file whole on one worker: its module
+# fixtures (a running stack, a Slurm) start once and no two files share a server. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 3
 test: $(STAMP) $(HELM) $(WHEELHOUSE)/.complete $(SERVING) $(GGUF)  ## the whole suite, integration tests on a real broker and the Helm chart's included
-	$(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider $(ARGS)
+	$(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vigil collectors analytics alerting sinks tests

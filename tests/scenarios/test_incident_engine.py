@@ -70,8 +70,9 @@ def test_a_critical_alert_that_fires_and_resolves_within_one_batch_is_still_page
     gpu = {"host": "node-04", "gpu_index": "1", "xid": "79"}
     fired = alert("GpuXidFatal", **gpu)  # type: ignore[arg-type]
     resolved = alert("GpuXidFatal", "resolved", at=T0 + 120, **gpu)  # type: ignore[arg-type]
-    warned = alert("TrainingStraggler", severity="warning", host="node-06", gpu_index="0", rank="3")
-    warning_over = alert("TrainingStraggler", "resolved", "warning", at=T0 + 20, host="node-06", gpu_index="0", rank="3")
+    straggler = {"host": "node-06", "gpu_index": "0", "rank": "3"}
+    warned = alert("TrainingStraggler", severity="warning", **straggler)
+    warning_over = alert("TrainingStraggler", "resolved", "warning", at=T0 + 20, **straggler)
     t.at(0, fired, warned, resolved, warning_over)
     t.until(3600)
     assert t.reasons() == [(0, "first"), (300, "resolved")]  # the warning was over within its group_wait: quiet
