@@ -184,12 +184,14 @@ def test_replaying_detections_twice_pages_once_per_incident(h: Harness) -> None:
     h.publish(*timeline)  # analytics crashed and re-sent everything
     svc.step()
     hook = [r for r in h.store().outbox() if r.notifier == "hook"]
-    # node-1 fired and resolved twice inside one poll (a backlog): nothing of it fires when its incident
-    # is first looked at, so nothing is told; node-2 still fires and is paged once.
-    assert [(r.reason, r.payload["members"][0]["labels"]["host"]) for r in hook] == [("first", "node-2")]
-    assert sorted(i.state for i in h.store().incidents()) == ["open", "resolved"]
+    # The first poll is a backlog, handled as it happened live: node-1's two episodes (fired, resolved,
+    # fired again, resolved) are two incidents paged once each, node-2 one; the replay tells nothing.
+    told = [(r.reason, r.payload["members"][0]["labels"]["host"]) for r in hook]
+    assert told == [("first", "node-1"), ("first", "node-1"), ("first", "node-2")]
+    assert len({r.key for r in hook}) == 3
+    assert sorted(i.state for i in h.store().incidents()) == ["open", "resolved", "resolved"]
     assert h.metric("vigil_alerting_detections_total", decision="no_change") == 5
-    assert len(h.alerts_on_topic()) == 2  # each alert's final state of the poll, once
+    assert len(h.alerts_on_topic()) == 5  # each transition once (node-1: 2 x fired, resolved; node-2 fired)
 
 
 def test_malformed_records_go_to_dlq_and_are_counted(h: Harness) -> None:

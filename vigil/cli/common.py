@@ -127,7 +127,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-err_console = Console(stderr=True)
+# soft_wrap: an error is one line however long its paths are (grep-able, copyable); the terminal wraps it.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def load_or_exit(paths: list[Path] | None, overrides: Mapping[str, Any] | None = None) -> VigilConfig:
