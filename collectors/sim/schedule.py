@@ -16,12 +16,14 @@ at    kind       target               for     visible as
 Then from 120 s, one round every 60 s (round k starts at 120 + 60 k), so a long run keeps showing
 every kind, hang included:
 
-- at +5 s a GPU fault, rotating xid79, thermal, ecc_trend, xid48 (25 s; xid79 15 s);
+- at +5 s a GPU fault, rotating xid79, thermal, ecc_trend, xid48 (25 s; an XID 79 or 48 stops the
+  job, so it lasts 25 s less the job's restart cost, at least 5 s: 10 s by default);
 - at +35 s a job fault, rotating hang, straggler, loss_nan (20 s).
 
 Round targets are drawn from the seed, never the previous round's GPU or rank. The gap between the
-two faults of a round means a job-level symptom (no steps, slow steps) always has one cause: a hang
-never overlaps an XID 79, and a thermal fault's slower steps never overlap a straggler's.
+two faults of a round means a job-level symptom (no steps, slow steps) always has one cause: a job
+fault never lands while an XID has stopped the job, and a thermal fault's slower steps never overlap
+a straggler's.
 
 Targets of the fixed part are taken modulo the fleet size, so the demo also runs on small fleets.
 """
@@ -79,10 +81,13 @@ def _rounds(config: SimConfig) -> Iterator[FaultSpec]:
         gpu_kind = GPU_ROTATION[k % len(GPU_ROTATION)]
         rank = _pick(rng, world, previous)
         node, gpu = divmod(rank, config.gpus_per_node)
+        # A lost GPU stops the job until the fault ends and the job is relaunched (restart_cost): the
+        # round's job fault at +35 s must find it running again, or no detector could see it.
+        stops_job = gpu_kind in ("xid79", "xid48")
         yield FaultSpec(
             kind=gpu_kind,
             at=start + 5.0,
-            duration=15.0 if gpu_kind == "xid79" else 25.0,
+            duration=max(5.0, 25.0 - config.restart_cost) if stops_job else 25.0,
             host=host_name(node),
             gpu_index=gpu,
         )

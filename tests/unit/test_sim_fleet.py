@@ -141,9 +141,10 @@ def test_demo_schedule_shows_every_kind_and_never_hangs_during_xid79() -> None:
     assert {kind for _, kind in starts} == {"thermal", "xid48", "ecc_trend", "straggler", "xid79", "hang", "loss_nan"}
     ends = {f.fault_id: f for f in ground_truth if f.end is not None}
     spans = [(f.kind, f.start, f.end or math.inf) for f in ends.values()]
+    restart = SimConfig().restart_cost  # a lost GPU stops the job until it is back and relaunched
     for kind, start, end in spans:
-        if kind == "hang":
-            assert not any(k == "xid79" and s < end and start < e for k, s, e in spans)
+        if kind in ("hang", "straggler", "loss_nan") and start - START >= 120:  # the rounds' job faults
+            assert not any(k in ("xid79", "xid48") and s < end and start < e + restart for k, s, e in spans)
     assert len({f.fault_id for f in ground_truth}) == len(starts)
 
 
