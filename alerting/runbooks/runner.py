@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vigil.alerting.notifiers.base import DeliveryResult, Notification
+from vigil.alerting.notifiers.base import DeliveryResult, Member, Notification
 from vigil.alerting.runbooks.engine import Parts, Remediation
 from vigil.alerting.runbooks.executor import Executor
 from vigil.alerting.runbooks.model import Subject
@@ -29,17 +29,38 @@ from vigil.alerting.store import AlertStore, Database
 log = logging.getLogger(__name__)
 
 
-def subject_of(notification: Notification) -> Subject:
-    """The incident a notification is about: its key, id and its members' labels (merged, first wins)."""
-    labels: dict[str, str] = {}
+SEVERITY_FIRST = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+def subjects_of(notification: Notification) -> list[Subject]:
+    """What a notification asks the robot to act on: one subject per host its members are on.
+
+    An incident can span hosts (a job's or a switch's burst holds alerts from several nodes); a
+    runbook acts on ``{host}``, so the members of each host are planned apart, and within a host the
+    labels come from its most telling member first (one with an XID, then the most severe): an XID 79
+    on node-05 is never planned on node-01 because node-01's thermal alert came first. One host (the
+    common case) keeps the incident's own key; several get ``<key>@<host>`` each."""
+    by_host: dict[str, list[Member]] = {}
     for member in notification.members:
-        for name, value in member.labels.items():
-            labels.setdefault(name, value)
+        by_host.setdefault(member.labels.get("host", ""), []).append(member)
+    hosts = [h for h in by_host if h] or [""]
+    if "" in by_host and hosts != [""]:  # job-wide members (a hang, a NaN loss) go with every host
+        for host in hosts:
+            by_host[host] = [*by_host[host], *by_host[""]]
     raw_id = notification.incident_id
     incident_id = int(raw_id) if raw_id.isdigit() else None
-    labels["incident"] = raw_id if incident_id is not None else (raw_id[:12] or notification.dedup_key[:12])
-    labels["incident_key"] = notification.dedup_key
-    return Subject(notification.dedup_key, labels, incident_id, notification.severity, notification.summary)
+    out = []
+    for host in hosts:
+        key = notification.dedup_key if len(hosts) == 1 else f"{notification.dedup_key}@{host}"
+        members = sorted(by_host.get(host, []), key=lambda m: ("xid" not in m.labels, SEVERITY_FIRST[m.severity]))
+        labels: dict[str, str] = {}
+        for member in members:
+            for name, value in member.labels.items():
+                labels.setdefault(name, value)
+        labels["incident"] = raw_id if incident_id is not None else (raw_id[:12] or notification.dedup_key[:12])
+        labels["incident_key"] = notification.dedup_key
+        out.append(Subject(key, labels, incident_id, notification.severity, notification.summary))
+    return out
 
 
 class RemediationReceiver:
@@ -59,15 +80,11 @@ class RemediationReceiver:
     def send(self, notification: Notification) -> DeliveryResult:
         if notification.action != "trigger":
             return DeliveryResult.delivered()  # a resolve does not undo a run: the node still needs its checks
-        made = self._engine().submit(subject_of(notification))
-        if made is not None:
-            log.info(
-                "remediation %s for incident %s: %s (%s)",
-                made.run_id,
-                notification.dedup_key,
-                made.runbook,
-                made.verdict,
-            )
+        for subject in subjects_of(notification):
+            made = self._engine().submit(subject)
+            if made is None:
+                continue
+            log.info("remediation %s for incident %s: %s (%s)", made.run_id, subject.key, made.runbook, made.verdict)
             if self.wake is not None:
                 self.wake.set()
         return DeliveryResult.delivered()
