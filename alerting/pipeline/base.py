@@ -29,9 +29,10 @@ Source = Literal["detection", "prediction", "alertmanager"]
 
 @dataclass(frozen=True, slots=True)
 class Mute:
-    """Why an alert is muted: a silence, a maintenance window or an inhibition rule (and its cause)."""
+    """Why an alert is muted: a silence, a maintenance window, an inhibition rule (and its cause), or a
+    node the remediation robot is working on."""
 
-    kind: Literal["silence", "maintenance", "inhibited"]
+    kind: Literal["silence", "maintenance", "inhibited", "remediation"]
     id: str  # the silence id, the window's name, the rule's index
     reason: str
     cause: str | None = None  # inhibited: the fingerprint of the alert that inhibits it

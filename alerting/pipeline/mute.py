@@ -5,18 +5,19 @@ symptom of the alert that inhibits it and joins that alert's incident, so the ca
 evidence as much as a reason to stay quiet. Its sources are the firing alerts whose names a rule's
 source can have (an indexed lookup) and this batch's own firing alerts.
 
-Silences and maintenance windows mark an alert muted here (stored, shown in its trail); they are
-checked again whenever a notification group is told (``notify.py``), so a silence made after an
-alert fired still stops its repeats, escalations and the remediation receiver.
+Silences, maintenance windows and nodes under remediation mark an alert muted here (stored, shown in
+its trail); they are checked again whenever a notification group is told (``notify.py``), so a
+silence made after an alert fired still stops its repeats, escalations and the remediation receiver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from vigil.alerting.inhibit import Inhibitor, Source
 from vigil.alerting.maintenance import MaintenanceMuter
 from vigil.alerting.pipeline.base import Batch, Candidate, Muter
+from vigil.alerting.pipeline.base import Mute as MuteReason
 from vigil.alerting.pipeline.intake import scope_of
 from vigil.alerting.silences import Silencer
 from vigil.alerting.topology import Topology
@@ -63,8 +64,23 @@ class Inhibit:
         return batch.candidates
 
 
+class UnderRemediation:
+    """A node a running remediation has changed (drained, rebooted) behaves as one in maintenance:
+    its idle GPUs look anomalous by design, so its alerts wait, muted, until the run ends (then what
+    still fires is told, as after a window). A new XID is news and is never muted."""
+
+    def __init__(self, nodes: Mapping[str, str]) -> None:
+        self._nodes = nodes  # node -> the run working on it
+
+    def mutes(self, fingerprint: str, labels: Mapping[str, str], now: float) -> MuteReason | None:
+        run = self._nodes.get(labels.get("host", ""))
+        if run is None or "xid" in labels:
+            return None
+        return MuteReason("remediation", run, f"remediation run {run} is working on {labels['host']}")
+
+
 class Mute:
-    """Silences (the store's, loaded per batch) and maintenance windows (config)."""
+    """Silences (the store's, loaded per batch), maintenance windows (config) and nodes under remediation."""
 
     name = "mute"
 
@@ -72,7 +88,8 @@ class Mute:
         self._maintenance = maintenance
 
     def muters(self, batch: Batch) -> Sequence[Muter]:
-        return [Silencer(batch.store.silences(active_at=batch.now)), self._maintenance]
+        silences = Silencer(batch.store.silences(active_at=batch.now))
+        return [silences, self._maintenance, UnderRemediation(batch.store.nodes_in_remediation())]
 
     def run(self, batch: Batch) -> list[Candidate]:
         muters = self.muters(batch)

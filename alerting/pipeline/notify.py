@@ -21,9 +21,10 @@ from vigil.alerting.maintenance import MaintenanceMuter, TimeInterval, in_interv
 from vigil.alerting.model import ENGINE, GroupState, Incident, TimelineEntry
 from vigil.alerting.notifiers.base import Action
 from vigil.alerting.pages import page
-from vigil.alerting.pipeline.base import Batch, Candidate
+from vigil.alerting.pipeline.base import Batch, Candidate, Muter
 from vigil.alerting.pipeline.group import group_labels
 from vigil.alerting.pipeline.intake import scope_of
+from vigil.alerting.pipeline.mute import UnderRemediation
 from vigil.alerting.routing import Route
 from vigil.alerting.silences import Silencer
 from vigil.alerting.store import AlertStore, Enqueue, StoredAlert
@@ -82,12 +83,13 @@ class Notify:
         if not due and not escalations:
             return told
         out = Outgoing()
-        silencer = Silencer(store.silences(active_at=now))
+        robot = UnderRemediation(store.nodes_in_remediation())
+        muters = (Silencer(store.silences(active_at=now)), self._maintenance, robot)
         ids = {g.incident_id for g in due} | {i.id for i in escalations}
         incidents = store.incidents_by_id(ids)
         alerts = store.of_incidents(ids)
         for group in due:
-            reason = self._flush_group(out, group, incidents.get(group.incident_id), alerts, now, silencer)
+            reason = self._flush_group(out, group, incidents.get(group.incident_id), alerts, now, muters)
             if reason is not None:
                 told[group.incident_id] = reason
         for incident in escalations:
@@ -105,7 +107,7 @@ class Notify:
         incident: Incident | None,
         alerts: Mapping[int, Sequence[StoredAlert]],
         now: float,
-        silencer: Silencer,
+        muters: Sequence[Muter],
     ) -> str | None:
         route = self._routes.get(group.route)
         if incident is None or route is None:
@@ -122,7 +124,7 @@ class Notify:
                 out.send(self._telling, incident, group.receiver, group.dedup_key, members, reason, "resolve", now)
             out.drops.append(group.key)
             return "resolved" if told else None
-        firing = [s for s in members if s.alert.status == "firing" and not self._muted(s, silencer, now)]
+        firing = [s for s in members if s.alert.status == "firing" and not self._muted(s, muters, now)]
         told_now = self._reason(incident, group, firing, now, route)
         if told_now is None:
             if not firing and not any(s.alert.status == "firing" for s in members):
@@ -184,12 +186,11 @@ class Notify:
                     break
         return out
 
-    def _muted(self, stored: StoredAlert, silencer: Silencer, now: float) -> bool:
+    def _muted(self, stored: StoredAlert, muters: Sequence[Muter], now: float) -> bool:
         if stored.muted is not None and stored.muted.startswith("inhibited"):
             return True
         scope = scope_of(stored.alert.labels, stored.source, self._topology)
-        fp = stored.alert.fingerprint
-        return silencer.mutes(fp, scope, now) is not None or self._maintenance.mutes(fp, scope, now) is not None
+        return any(m.mutes(stored.alert.fingerprint, scope, now) is not None for m in muters)
 
     # ------------------------------------------------------------------ escalation
 

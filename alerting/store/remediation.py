@@ -20,6 +20,8 @@ from vigil.alerting.store.schema import (
 )
 
 GENESIS = "0" * 64
+# A run in one of these states is still working on its nodes (the executor's ``ACTIVE``).
+ACTIVE_RUNS = ("running", "waiting_approval", "verifying", "returning", "rolling_back")
 
 
 def canonical(value: Any) -> str:
@@ -206,6 +208,16 @@ class RemediationRows(StoreBase):
             remediation_steps.c.state.in_(("running", "succeeded")),
         )
         return [_step(r) for r in self._read(query)]
+
+    def nodes_in_remediation(self) -> dict[str, str]:
+        """Nodes an unfinished run has changed (drained, rebooted, taken out of serving): node -> run id."""
+        steps, runs = remediation_steps, remediation_runs
+        query = (
+            select(steps.c.target, steps.c.run_id)
+            .join(runs, runs.c.id == steps.c.run_id)
+            .where(runs.c.state.in_(ACTIVE_RUNS), steps.c.state == "succeeded", steps.c.target.is_not(None))
+        )
+        return {str(target): str(run_id) for target, run_id in self._read(query)}
 
     def nodes_seen(self) -> int:
         query = select(func.count(func.distinct(remediation_steps.c.target)))

@@ -169,6 +169,27 @@ def test_a_silence_mutes_and_its_expiry_lets_the_incident_be_told(tmp_path: Path
     assert kept.expired_by == "bob" and kept.state(t.clock.now()) == "expired"  # kept for audit
 
 
+def test_a_node_the_robot_drained_is_quiet_until_its_run_ends_but_a_new_xid_still_pages(tmp_path: Path) -> None:
+    t = Timeline(tmp_path)
+    run = {"id": "rr-1", "incident_key": "k", "incident_id": None, "runbook": "xid-48-double-bit-ecc",
+           "mode": "execute", "state": "verifying", "labels": {"host": "node-02"}, "plan": {},
+           "created_at": T0, "updated_at": T0, "next_at": None, "detail": {}}
+    drain = {"key": "rr-1/steps/0", "run_id": "rr-1", "phase": "steps", "idx": 0, "name": "drain",
+             "action": "slurm.drain", "params": {}, "target": "node-02", "job": None, "state": "succeeded",
+             "attempts": 1, "result": {}}
+    assert t.store.create_run(run, [drain])
+    t.at(10, alert("GpuTelemetryAnomaly", host="node-02", gpu_index="0"))  # an idle GPU of the drained node
+    t.until(600)
+    assert t.reasons() == []
+    [stored] = t.store.firing()
+    assert stored.muted == "remediation:rr-1"
+    t.at(620, alert("GpuXidFatal", xid="79", host="node-02", gpu_index="3"))  # news: paged at once
+    assert [r for _, r in t.reasons()] == ["first"]
+    t.store.update_run("rr-1", state="succeeded")  # returned to service: what still fires is told
+    t.until(1500)
+    assert [r for _, r in t.reasons()] == ["first", "first"]
+
+
 def test_a_recurring_maintenance_window_mutes_its_nodes_only(tmp_path: Path) -> None:
     config = {
         "notifiers": [{"type": "log", "name": "pager"}],
