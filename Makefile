@@ -49,7 +49,15 @@ $(SERVERS) &:
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	  postgresql prometheus-alertmanager prometheus-node-exporter chromium slurm-wlm munge
 
-$(STAMP): pyproject.toml setup.py | $(PROMTOOL) $(STUNNEL) $(STORES) $(SERVERS)
+# The host collectors' tools, run for real by their tests (no BMC or SMART disk here: the tests check
+# the Problems they report) and the journal writer the kernel source's journalctl test feeds.
+HOSTTOOLS := /usr/bin/ipmitool /usr/sbin/smartctl /lib/systemd/systemd-journal-remote
+
+$(HOSTTOOLS) &:
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	  ipmitool smartmontools systemd-journal-remote
+
+$(STAMP): pyproject.toml setup.py | $(PROMTOOL) $(STUNNEL) $(STORES) $(SERVERS) $(HOSTTOOLS)
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	# the distribution was called `vigil` before it was `vigil-aiops`: an older checkout's venv holds both
