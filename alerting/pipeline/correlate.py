@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from vigil.alerting.model import Domain, Incident
 from vigil.alerting.pipeline.base import Batch, Candidate
 from vigil.alerting.pipeline.book import IncidentBook
+from vigil.alerting.pipeline.mute import UnderRemediation
 from vigil.alerting.priority import RecoveryCatalog
 from vigil.alerting.sections import BurstConfig
 from vigil.alerting.topology import Topology
@@ -97,6 +98,7 @@ class Correlate:
         self.book: IncidentBook | None = None
         self._last: dict[str, int] = {}
         self._swept: set[str] = set()
+        self._robot = UnderRemediation({})
 
     def run(self, batch: Batch) -> list[Candidate]:
         for c in batch.candidates:
@@ -107,11 +109,13 @@ class Correlate:
         book = self.book = IncidentBook(batch.store, batch.now, self._topology, self._catalog, keys, self._burst.window)
         batch.incidents = book.by_id
         self._swept = set()  # burst domains whose young incidents this batch already merged
+        self._robot = UnderRemediation(batch.store.nodes_in_remediation())
         fresh = [
             c for c in batch.candidates if c.state is not None and c.state.status == "firing" and c.reason == "first"
         ]
         for c in fresh:
-            if c.role == "member":
+            # The idle GPUs of a node the robot drained alert by design: no burst evidence.
+            if c.role == "member" and self._robot.working_on(c.scope) is None:
                 for parent, child in burst_parents(c.scope):
                     self.window.add(parent, child, batch.now)
         # In order (an alert's resolve follows its firing), except that a symptom whose cause comes
@@ -146,6 +150,11 @@ class Correlate:
                 self._join(c, cause, book, f"a symptom of {c.mute.cause}")
                 return
             c.role = "member"  # its cause has no incident yet (an older store): correlate it on its own
+        worked = self._robot.working_on(c.scope)
+        remediated = book.get(worked[1]) if worked is not None else None
+        if worked is not None and remediated is not None and remediated.is_open:
+            self._join(c, remediated, book, f"its node is being remediated (run {worked[0]})")
+            return
         burst = next((p for p, _ in burst_parents(c.scope) if self._burst_at(p, batch)), None)
         if burst is not None:
             self._burst_join(c, burst, book)

@@ -69,14 +69,18 @@ class UnderRemediation:
     its idle GPUs look anomalous by design, so its alerts wait, muted, until the run ends (then what
     still fires is told, as after a window). A new XID is news and is never muted."""
 
-    def __init__(self, nodes: Mapping[str, str]) -> None:
-        self._nodes = nodes  # node -> the run working on it
+    def __init__(self, nodes: Mapping[str, tuple[str, int | None]]) -> None:
+        self._nodes = nodes  # node -> (the run working on it, the incident it remediates)
+
+    def working_on(self, labels: Mapping[str, str]) -> tuple[str, int | None] | None:
+        """(run, incident) when a run works on the alert's node and the alert is not a new XID."""
+        return None if "xid" in labels else self._nodes.get(labels.get("host", ""))
 
     def mutes(self, fingerprint: str, labels: Mapping[str, str], now: float) -> MuteReason | None:
-        run = self._nodes.get(labels.get("host", ""))
-        if run is None or "xid" in labels:
+        worked = self.working_on(labels)
+        if worked is None:
             return None
-        return MuteReason("remediation", run, f"remediation run {run} is working on {labels['host']}")
+        return MuteReason("remediation", worked[0], f"remediation run {worked[0]} is working on {labels['host']}")
 
 
 class Mute:

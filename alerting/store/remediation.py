@@ -209,15 +209,16 @@ class RemediationRows(StoreBase):
         )
         return [_step(r) for r in self._read(query)]
 
-    def nodes_in_remediation(self) -> dict[str, str]:
-        """Nodes an unfinished run has changed (drained, rebooted, taken out of serving): node -> run id."""
+    def nodes_in_remediation(self) -> dict[str, tuple[str, int | None]]:
+        """Nodes an unfinished run has changed (drained, rebooted, taken out of serving): node -> (run
+        id, the incident it remediates)."""
         steps, runs = remediation_steps, remediation_runs
         query = (
-            select(steps.c.target, steps.c.run_id)
+            select(steps.c.target, steps.c.run_id, runs.c.incident_id)
             .join(runs, runs.c.id == steps.c.run_id)
             .where(runs.c.state.in_(ACTIVE_RUNS), steps.c.state == "succeeded", steps.c.target.is_not(None))
         )
-        return {str(target): str(run_id) for target, run_id in self._read(query)}
+        return {str(target): (str(run_id), incident) for target, run_id, incident in self._read(query)}
 
     def nodes_seen(self) -> int:
         query = select(func.count(func.distinct(remediation_steps.c.target)))

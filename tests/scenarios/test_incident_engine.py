@@ -171,23 +171,28 @@ def test_a_silence_mutes_and_its_expiry_lets_the_incident_be_told(tmp_path: Path
 
 def test_a_node_the_robot_drained_is_quiet_until_its_run_ends_but_a_new_xid_still_pages(tmp_path: Path) -> None:
     t = Timeline(tmp_path)
-    run = {"id": "rr-1", "incident_key": "k", "incident_id": None, "runbook": "xid-48-double-bit-ecc",
+    t.at(0, alert("GpuXidFatal", xid="48", host="node-02", gpu_index="5"))
+    [xid] = t.store.incidents()
+    run = {"id": "rr-1", "incident_key": xid.key, "incident_id": xid.id, "runbook": "xid-48-double-bit-ecc",
            "mode": "execute", "state": "verifying", "labels": {"host": "node-02"}, "plan": {},
            "created_at": T0, "updated_at": T0, "next_at": None, "detail": {}}
     drain = {"key": "rr-1/steps/0", "run_id": "rr-1", "phase": "steps", "idx": 0, "name": "drain",
              "action": "slurm.drain", "params": {}, "target": "node-02", "job": None, "state": "succeeded",
              "attempts": 1, "result": {}}
     assert t.store.create_run(run, [drain])
-    t.at(10, alert("GpuTelemetryAnomaly", host="node-02", gpu_index="0"))  # an idle GPU of the drained node
+    # The drained node's idle GPUs all look anomalous: muted, in the incident being remediated, no burst.
+    t.at(10, *(alert("GpuTelemetryAnomaly", "firing", "warning", host="node-02", gpu_index=str(g)) for g in range(8)))
     t.until(600)
-    assert t.reasons() == []
-    [stored] = t.store.firing()
-    assert stored.muted == "remediation:rr-1"
-    t.at(620, alert("GpuXidFatal", xid="79", host="node-02", gpu_index="3"))  # news: paged at once
-    assert [r for _, r in t.reasons()] == ["first"]
-    t.store.update_run("rr-1", state="succeeded")  # returned to service: what still fires is told
+    assert t.reasons() == [(0, "first")] and [i.id for i in t.store.incidents()] == [xid.id]
+    assert {s.muted for s in t.store.firing() if s.alert.labels["alertname"] == "GpuTelemetryAnomaly"} == {
+        "remediation:rr-1"
+    }
+    t.at(620, alert("GpuXidFatal", xid="79", host="node-02", gpu_index="3"))  # a new XID is news: paged at once
+    assert t.reasons()[-1] == (620, "first")
+    t.store.update_run("rr-1", state="succeeded")  # back in service: the anomalies are no longer muted
     t.until(1500)
-    assert [r for _, r in t.reasons()] == ["first", "first"]
+    assert [r for _, r in t.reasons()] == ["first", "first"]  # still firing, they wait for the incident's repeat
+    assert len(t.store.incidents()) == 2
 
 
 def test_a_recurring_maintenance_window_mutes_its_nodes_only(tmp_path: Path) -> None:
