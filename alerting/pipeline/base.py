@@ -105,6 +105,13 @@ class Batch:
     changed: list[tuple[Alert, int]] = field(default_factory=list)  # alert versions to publish
     touched_incidents: set[int] = field(default_factory=set)  # incidents whose groups must be looked at
     incidents: dict[int, Incident] = field(default_factory=dict)  # what correlation read or opened, by id
+    _remediated: Mapping[str, tuple[str, int | None]] | None = None
+
+    def nodes_in_remediation(self) -> Mapping[str, tuple[str, int | None]]:
+        """The store's nodes under remediation, read once per batch (correlate and mute both ask)."""
+        if self._remediated is None:
+            self._remediated = self.store.nodes_in_remediation()
+        return self._remediated
 
 
 class Stage(Protocol):

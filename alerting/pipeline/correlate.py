@@ -109,7 +109,7 @@ class Correlate:
         book = self.book = IncidentBook(batch.store, batch.now, self._topology, self._catalog, keys, self._burst.window)
         batch.incidents = book.by_id
         self._swept = set()  # burst domains whose young incidents this batch already merged
-        self._robot = UnderRemediation(batch.store.nodes_in_remediation())
+        self._robot = UnderRemediation(batch.nodes_in_remediation())
         fresh = [
             c for c in batch.candidates if c.state is not None and c.state.status == "firing" and c.reason == "first"
         ]

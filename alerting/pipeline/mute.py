@@ -93,7 +93,7 @@ class Mute:
 
     def muters(self, batch: Batch) -> Sequence[Muter]:
         silences = Silencer(batch.store.silences(active_at=batch.now))
-        return [silences, self._maintenance, UnderRemediation(batch.store.nodes_in_remediation())]
+        return [silences, self._maintenance, UnderRemediation(batch.nodes_in_remediation())]
 
     def run(self, batch: Batch) -> list[Candidate]:
         muters = self.muters(batch)

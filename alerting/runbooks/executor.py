@@ -29,11 +29,9 @@ from vigil.alerting.runbooks.model import Phase, Runbook, Step, Subject
 from vigil.alerting.runbooks.planner import judge, phase_steps
 from vigil.alerting.runbooks.verify import judge_verify, spec_from_plan
 from vigil.alerting.store import RunRow, StepRow
-from vigil.alerting.store.remediation import ACTIVE_RUNS
 
 log = logging.getLogger(__name__)
 APPROVAL_POLL = 2.0  # how often a waiting run looks for a decision (the provider also wakes the runner)
-ACTIVE = ACTIVE_RUNS
 
 
 class Executor:

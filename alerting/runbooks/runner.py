@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vigil.alerting.intake import SEVERITY_RANK
 from vigil.alerting.notifiers.base import DeliveryResult, Member, Notification
 from vigil.alerting.runbooks.engine import Parts, Remediation
 from vigil.alerting.runbooks.executor import Executor
@@ -29,7 +30,9 @@ from vigil.alerting.store import AlertStore, Database
 log = logging.getLogger(__name__)
 
 
-SEVERITY_FIRST = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+def _most_telling(member: Member) -> tuple[bool, int]:
+    """An XID first, then the most severe."""
+    return "xid" not in member.labels, -SEVERITY_RANK.get(member.severity, 1)
 
 
 def subjects_of(notification: Notification) -> list[Subject]:
@@ -52,7 +55,7 @@ def subjects_of(notification: Notification) -> list[Subject]:
     out = []
     for host in hosts:
         key = notification.dedup_key if len(hosts) == 1 else f"{notification.dedup_key}@{host}"
-        members = sorted(by_host.get(host, []), key=lambda m: ("xid" not in m.labels, SEVERITY_FIRST[m.severity]))
+        members = sorted(by_host.get(host, []), key=_most_telling)
         labels: dict[str, str] = {}
         for member in members:
             for name, value in member.labels.items():

@@ -20,7 +20,7 @@ from vigil.alerting.store.schema import (
 )
 
 GENESIS = "0" * 64
-# A run in one of these states is still working on its nodes (the executor's ``ACTIVE``).
+# A run in one of these states is still working on its nodes.
 ACTIVE_RUNS = ("running", "waiting_approval", "verifying", "returning", "rolling_back")
 
 
